@@ -1,0 +1,360 @@
+//! Converts the Vanus protobuf `CloudEvent` into a `cloudevents::Event`.
+//!
+//! Decoding never rejects an event for an extension: every attribute type
+//! converts. The CloudEvents SDK holds only string, boolean and integer
+//! extensions, so bytes become base64, timestamps RFC 3339 and URIs strings.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use cloudevents::event::ExtensionValue;
+use cloudevents::{AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
+
+use crate::proto::cloud_event::cloud_event_attribute_value::Attr;
+use crate::proto::cloud_event::{CloudEventAttributeValue, Data as ProtoData};
+use crate::proto::{BatchEvent, CloudEvent};
+
+/// Why a protobuf event could not become a CloudEvent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A required attribute is empty.
+    #[error("event {index}: required attribute `{attribute}` is missing")]
+    Missing {
+        /// Position in the batch.
+        index: usize,
+        /// The attribute's name.
+        attribute: &'static str,
+    },
+    /// Only CloudEvents 1.0 is accepted.
+    #[error("event {index}: specversion `{found}` is not supported; send 1.0")]
+    SpecVersion {
+        /// Position in the batch.
+        index: usize,
+        /// The version sent.
+        found: String,
+    },
+    /// An attribute with a fixed meaning has a value of the wrong form.
+    #[error("event {index}: attribute `{attribute}` is invalid: {reason}")]
+    Invalid {
+        /// Position in the batch.
+        index: usize,
+        /// The attribute's name.
+        attribute: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Decodes every event of a gRPC `BatchEvent`, in order.
+pub fn decode_batch(batch: BatchEvent) -> Result<Vec<Event>, DecodeError> {
+    batch
+        .events
+        .map(|b| b.events)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| decode_event(index, event))
+        .collect()
+}
+
+/// Decodes one protobuf event; `index` names it in errors.
+pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeError> {
+    let required = |value: &str, attribute: &'static str| {
+        if value.is_empty() {
+            Err(DecodeError::Missing { index, attribute })
+        } else {
+            Ok(())
+        }
+    };
+    required(&proto.id, "id")?;
+    required(&proto.source, "source")?;
+    required(&proto.r#type, "type")?;
+    if !(proto.spec_version.is_empty() || proto.spec_version == "1.0") {
+        return Err(DecodeError::SpecVersion {
+            index,
+            found: proto.spec_version,
+        });
+    }
+
+    let mut event = EventBuilderV10::new()
+        .id(proto.id)
+        .source(proto.source)
+        .ty(proto.r#type)
+        .build()
+        .map_err(|err| DecodeError::Invalid {
+            index,
+            attribute: "source".into(),
+            reason: err.to_string(),
+        })?;
+
+    let mut content_type = None;
+    for (name, value) in proto.attributes {
+        let Some(attr) = value.attr else { continue };
+        let invalid = |reason: String| DecodeError::Invalid {
+            index,
+            attribute: name.clone(),
+            reason,
+        };
+        match name.as_str() {
+            "datacontenttype" => content_type = Some(attr_to_string(attr)),
+            "subject" => {
+                event.set_subject(Some(attr_to_string(attr)));
+            }
+            "time" => {
+                let time = match attr {
+                    Attr::CeTimestamp(ts) => timestamp(&ts),
+                    other => DateTime::parse_from_rfc3339(&attr_to_string(other))
+                        .map(|t| t.with_timezone(&Utc))
+                        .ok(),
+                };
+                event.set_time(Some(time.ok_or_else(|| invalid("not an RFC 3339 time".into()))?));
+            }
+            "dataschema" => {
+                let url = url::Url::parse(&attr_to_string(attr)).map_err(|e| invalid(e.to_string()))?;
+                event.set_dataschema(Some(url));
+            }
+            _ => event.set_extension(&name, attr_to_extension(attr)),
+        }
+    }
+
+    if let Some(data) = proto.data {
+        set_data(&mut event, content_type, data);
+    } else if let Some(content_type) = content_type {
+        event.set_datacontenttype(Some(content_type));
+    }
+    Ok(event)
+}
+
+/// Vanus sends JSON data as bytes: keep it as JSON when the content type says
+/// JSON (or says nothing) and it parses, so sinks see one shape whichever
+/// transport carried the event.
+fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
+    let is_json = content_type.as_deref().is_none_or(is_json_content_type);
+    let data = match data {
+        ProtoData::BinaryData(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(json) if is_json => Data::Json(json),
+            _ => Data::Binary(bytes),
+        },
+        ProtoData::TextData(text) => match serde_json::from_str(&text) {
+            Ok(json) if content_type.as_deref().is_some_and(is_json_content_type) => Data::Json(json),
+            _ => Data::String(text),
+        },
+        ProtoData::ProtoData(any) => Data::Binary(any.value),
+    };
+    match content_type {
+        Some(content_type) => {
+            event.set_data(content_type, data);
+        }
+        None => {
+            event.set_data_unchecked(data);
+        }
+    }
+}
+
+fn is_json_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+fn attr_to_extension(attr: Attr) -> ExtensionValue {
+    match attr {
+        Attr::CeBoolean(b) => ExtensionValue::Boolean(b),
+        Attr::CeInteger(i) => ExtensionValue::Integer(i64::from(i)),
+        other => ExtensionValue::String(attr_to_string(other)),
+    }
+}
+
+fn attr_to_string(attr: Attr) -> String {
+    match attr {
+        Attr::CeBoolean(b) => b.to_string(),
+        Attr::CeInteger(i) => i.to_string(),
+        Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s) => s,
+        Attr::CeBytes(bytes) => BASE64.encode(bytes),
+        Attr::CeTimestamp(ts) => timestamp(&ts)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            .unwrap_or_else(|| format!("{}s{}ns", ts.seconds, ts.nanos)),
+    }
+}
+
+fn timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(ts.nanos).ok()?;
+    DateTime::from_timestamp(ts.seconds, nanos)
+}
+
+/// Encodes a CloudEvent as the protobuf a Vanus trigger would send: the
+/// inverse of [`decode_event`], for clients and tests.
+pub fn encode_event(event: &Event) -> CloudEvent {
+    use cloudevents::AttributesReader;
+    use cloudevents::event::AttributeValue;
+
+    let mut attributes = std::collections::HashMap::new();
+    let string = |s: String| CloudEventAttributeValue {
+        attr: Some(Attr::CeString(s)),
+    };
+    for (name, value) in event.iter_attributes() {
+        let attr = match value {
+            AttributeValue::Time(t) => Attr::CeTimestamp(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+            AttributeValue::URI(u) => Attr::CeUri(u.to_string()),
+            other => Attr::CeString(other.to_string()),
+        };
+        if !matches!(name, "id" | "source" | "specversion" | "type") {
+            attributes.insert(name.to_owned(), CloudEventAttributeValue { attr: Some(attr) });
+        }
+    }
+    for (name, value) in event.iter_extensions() {
+        let value = match value {
+            ExtensionValue::Boolean(b) => CloudEventAttributeValue {
+                attr: Some(Attr::CeBoolean(*b)),
+            },
+            ExtensionValue::Integer(i) => match i32::try_from(*i) {
+                Ok(i) => CloudEventAttributeValue {
+                    attr: Some(Attr::CeInteger(i)),
+                },
+                Err(_) => string(i.to_string()),
+            },
+            ExtensionValue::String(s) => string(s.clone()),
+        };
+        attributes.insert(name.to_owned(), value);
+    }
+    let data = event.data().map(|data| match data {
+        Data::Binary(bytes) => ProtoData::BinaryData(bytes.clone()),
+        Data::String(text) => ProtoData::TextData(text.clone()),
+        Data::Json(json) => ProtoData::BinaryData(json.to_string().into_bytes()),
+    });
+    CloudEvent {
+        id: event.id().to_owned(),
+        source: event.source().to_string(),
+        spec_version: event.specversion().to_string(),
+        r#type: event.ty().to_owned(),
+        attributes,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::AttributesReader;
+    use crate::proto::CloudEventBatch;
+    use std::collections::HashMap;
+
+    fn attr(attr: Attr) -> CloudEventAttributeValue {
+        CloudEventAttributeValue { attr: Some(attr) }
+    }
+
+    fn proto_event(attributes: HashMap<String, CloudEventAttributeValue>, data: Option<ProtoData>) -> CloudEvent {
+        CloudEvent {
+            id: "id-1".into(),
+            source: "vanus/test".into(),
+            spec_version: "1.0".into(),
+            r#type: "demo".into(),
+            attributes,
+            data,
+        }
+    }
+
+    #[test]
+    fn every_attribute_type_converts() {
+        let ts = prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5_000_000 };
+        let attributes = HashMap::from([
+            ("xvanusretryattempts".to_owned(), attr(Attr::CeInteger(3))),
+            ("xvanusdeliverytime".to_owned(), attr(Attr::CeTimestamp(ts))),
+            ("flag".to_owned(), attr(Attr::CeBoolean(true))),
+            ("blob".to_owned(), attr(Attr::CeBytes(vec![1, 2, 3]))),
+            ("link".to_owned(), attr(Attr::CeUri("https://example.com/x".into()))),
+            ("rel".to_owned(), attr(Attr::CeUriRef("/x".into()))),
+            ("subject".to_owned(), attr(Attr::CeString("subj".into()))),
+            ("time".to_owned(), attr(Attr::CeTimestamp(ts))),
+            ("dataschema".to_owned(), attr(Attr::CeUri("https://example.com/schema".into()))),
+            ("datacontenttype".to_owned(), attr(Attr::CeString("application/json".into()))),
+        ]);
+        let event = decode_event(0, proto_event(attributes, Some(ProtoData::BinaryData(br#"{"a":1}"#.to_vec())))).expect("decodes");
+
+        assert_eq!(event.extension("xvanusretryattempts"), Some(&ExtensionValue::Integer(3)));
+        assert_eq!(
+            event.extension("xvanusdeliverytime"),
+            Some(&ExtensionValue::String("2023-11-14T22:13:20.005Z".into()))
+        );
+        assert_eq!(event.extension("flag"), Some(&ExtensionValue::Boolean(true)));
+        assert_eq!(event.extension("blob"), Some(&ExtensionValue::String("AQID".into())));
+        assert_eq!(event.extension("link"), Some(&ExtensionValue::String("https://example.com/x".into())));
+        assert_eq!(event.extension("rel"), Some(&ExtensionValue::String("/x".into())));
+        assert_eq!(event.subject(), Some("subj"));
+        assert_eq!(event.time().map(|t| t.timestamp()), Some(1_700_000_000));
+        assert_eq!(event.dataschema().map(|u| u.as_str()), Some("https://example.com/schema"));
+        assert_eq!(event.datacontenttype(), Some("application/json"));
+        assert_eq!(event.data(), Some(&Data::Json(serde_json::json!({"a": 1}))));
+        assert!(event.extension("subject").is_none(), "subject is an attribute, not an extension");
+    }
+
+    #[test]
+    fn each_data_kind_becomes_event_data() {
+        let text = decode_event(0, proto_event(HashMap::new(), Some(ProtoData::TextData("hello".into())))).expect("text");
+        assert_eq!(text.data(), Some(&Data::String("hello".into())));
+
+        let plain = HashMap::from([("datacontenttype".to_owned(), attr(Attr::CeString("text/plain".into())))]);
+        let binary = decode_event(0, proto_event(plain, Some(ProtoData::BinaryData(b"\"quoted\"".to_vec())))).expect("binary");
+        assert_eq!(binary.data(), Some(&Data::Binary(b"\"quoted\"".to_vec())), "text/plain stays bytes");
+
+        let any = prost_types::Any { type_url: "type.googleapis.com/x".into(), value: vec![8, 1] };
+        let proto = decode_event(0, proto_event(HashMap::new(), Some(ProtoData::ProtoData(any)))).expect("proto");
+        assert_eq!(proto.data(), Some(&Data::Binary(vec![8, 1])));
+
+        let none = decode_event(0, proto_event(HashMap::new(), None)).expect("no data");
+        assert_eq!(none.data(), None);
+    }
+
+    #[test]
+    fn missing_required_attributes_are_named() {
+        let mut event = proto_event(HashMap::new(), None);
+        event.id.clear();
+        assert_eq!(decode_event(4, event), Err(DecodeError::Missing { index: 4, attribute: "id" }));
+        let mut event = proto_event(HashMap::new(), None);
+        event.spec_version = "0.2".into();
+        assert!(decode_event(0, event).is_err());
+    }
+
+    #[test]
+    fn a_bad_time_is_reported_not_ignored() {
+        let attributes = HashMap::from([("time".to_owned(), attr(Attr::CeString("yesterday".into())))]);
+        let err = decode_event(0, proto_event(attributes, None)).expect_err("invalid time");
+        assert!(err.to_string().contains("time"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_decodes_in_order_whichever_bus_field_is_set() {
+        let batch = BatchEvent {
+            eventbus_name: String::new(),
+            eventbus_id: 42,
+            events: Some(CloudEventBatch {
+                events: vec![proto_event(HashMap::new(), None), {
+                    let mut second = proto_event(HashMap::new(), None);
+                    second.id = "id-2".into();
+                    second
+                }],
+            }),
+        };
+        let events = decode_batch(batch).expect("decodes");
+        let ids: Vec<_> = events.iter().map(|e| e.id().to_owned()).collect();
+        assert_eq!(ids, ["id-1", "id-2"]);
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let original = EventBuilderV10::new()
+            .id("e1")
+            .source("test/src")
+            .ty("t")
+            .subject("s")
+            .extension("xvchatgroup", "ops")
+            .extension("count", 7_i64)
+            .data("application/json", serde_json::json!({"k": "v"}))
+            .build()
+            .expect("valid event");
+        let decoded = decode_event(0, encode_event(&original)).expect("decodes");
+        assert_eq!(decoded, original);
+    }
+}

@@ -1,0 +1,139 @@
+//! HTTP ingest: `POST /` takes a CloudEvent in structured, binary or batch
+//! mode; `GET /healthz` and `GET /readyz` answer probes.
+//!
+//! A thin door: decode, hand the events to [`Sink::arrived`], turn the
+//! outcome into a response with `status.rs`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cloudevents::Event;
+
+use crate::shutdown::Readiness;
+use crate::sink::{Outcome, Sink};
+use crate::status;
+
+/// The media type of HTTP batch mode.
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+
+struct App<S> {
+    sink: Arc<S>,
+    readiness: Readiness,
+}
+
+/// The HTTP routes for `sink`, with request bodies capped at `max_body_bytes`
+/// (larger ones get 413).
+pub(crate) fn router<S: Sink>(sink: Arc<S>, readiness: Readiness, max_body_bytes: usize) -> Router {
+    let app = Arc::new(App { sink, readiness });
+    Router::new()
+        .route("/", post(ingest::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<S>))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let outcome = match decode(&headers, body) {
+        Ok(events) => app.sink.arrived(events).await,
+        Err(reason) => {
+            tracing::debug!(%reason, "rejected an undecodable HTTP request");
+            Outcome::rejected(reason)
+        }
+    };
+    status::http_response(&outcome)
+}
+
+async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
+    if app.readiness.is_ready() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+/// Decodes a request into events, or says in one line why it cannot.
+pub(crate) fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
+    let is_batch = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with(BATCH_CONTENT_TYPE));
+    if is_batch {
+        // cloudevents-sdk has no server-side batch mode: a batch is a JSON
+        // array of structured-mode events.
+        serde_json::from_slice::<Vec<Event>>(&body)
+            .map_err(|err| format!("invalid CloudEvents batch: {err}"))
+    } else {
+        cloudevents::binding::http::to_event(headers, body.to_vec())
+            .map(|event| vec![event])
+            .map_err(|err| format!("invalid CloudEvent: {}", one_line(&err.to_string())))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use cloudevents::{AttributesReader, Data};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn structured_mode_decodes() {
+        let body = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"hi","xvchatgroup":"g"}"#;
+        let events = decode(&headers(&[("content-type", "application/cloudevents+json")]), Bytes::from(body)).expect("decodes");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id(), "1");
+        assert_eq!(events[0].data(), Some(&Data::String("hi".into())));
+    }
+
+    #[test]
+    fn binary_mode_decodes() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "2"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+            ("ce-xvmsgtype", "markdown"),
+            ("content-type", "application/json"),
+        ]);
+        let events = decode(&h, Bytes::from(r#"{"title":"x"}"#)).expect("decodes");
+        assert_eq!(events[0].id(), "2");
+        assert!(events[0].extension("xvmsgtype").is_some());
+    }
+
+    #[test]
+    fn batch_mode_decodes_in_order() {
+        let body = r#"[{"specversion":"1.0","id":"a","source":"s","type":"t"},{"specversion":"1.0","id":"b","source":"s","type":"t"}]"#;
+        let events = decode(&headers(&[("content-type", "application/cloudevents-batch+json; charset=utf-8")]), Bytes::from(body)).expect("decodes");
+        let ids: Vec<_> = events.iter().map(|e| e.id()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn malformed_input_gives_a_one_line_reason() {
+        let ct = headers(&[("content-type", "application/cloudevents+json")]);
+        for body in ["{not json", r#"{"specversion":"1.0","source":"s","type":"t"}"#] {
+            let reason = decode(&ct, Bytes::from(body)).expect_err("rejected");
+            assert!(reason.starts_with("invalid CloudEvent"), "{reason}");
+            assert!(!reason.contains('\n'), "{reason}");
+        }
+        let batch = headers(&[("content-type", BATCH_CONTENT_TYPE)]);
+        assert!(decode(&batch, Bytes::from("{}")).is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! Starts the HTTP and gRPC servers for a sink, and runs a connector process
+//! from start-up to a graceful exit.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, RuntimeConfig};
+use crate::shutdown::{self, Readiness, Trigger};
+use crate::sink::Sink;
+use crate::{grpc, http, logging};
+
+/// Where and how the servers listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// HTTP listen address; port 0 picks a free port.
+    pub http: SocketAddr,
+    /// gRPC listen address, or `None` for no gRPC; port 0 picks a free port.
+    pub grpc: Option<SocketAddr>,
+    /// Largest accepted HTTP body in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+}
+
+impl ServeOptions {
+    /// Both servers on free loopback ports: what tests want.
+    pub fn loopback() -> Self {
+        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self {
+            http: any_port,
+            grpc: Some(any_port),
+            max_body_bytes: RuntimeConfig::default().max_body_bytes,
+        }
+    }
+}
+
+impl From<&RuntimeConfig> for ServeOptions {
+    fn from(config: &RuntimeConfig) -> Self {
+        Self {
+            http: config.http_addr(),
+            grpc: config.grpc_addr(),
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+}
+
+/// A server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {protocol} on {addr}: {source}; is another process using the port?")]
+pub struct StartError {
+    protocol: &'static str,
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The running HTTP and gRPC servers of one sink.
+#[derive(Debug)]
+pub struct Server {
+    http_addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
+    readiness: Readiness,
+    trigger: Trigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners and starts serving `sink`. Returns once both
+    /// servers accept connections.
+    pub async fn start<S: Sink>(sink: Arc<S>, options: &ServeOptions) -> Result<Self, StartError> {
+        let (http_listener, http_addr) = bind("HTTP", options.http).await?;
+        let grpc_listener = match options.grpc {
+            Some(addr) => Some(bind("gRPC", addr).await?),
+            None => None,
+        };
+
+        let readiness = Readiness::default();
+        let trigger = Trigger::new();
+        let mut tasks = Vec::with_capacity(2);
+
+        let router = http::router(Arc::clone(&sink), readiness.clone(), options.max_body_bytes);
+        let stop = trigger.fired();
+        tasks.push(tokio::spawn(async move {
+            if let Err(err) = axum::serve(http_listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(%err, "HTTP server failed");
+            }
+        }));
+
+        let grpc_addr = grpc_listener.map(|(listener, addr)| {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let service = grpc::service(sink);
+            let stop = trigger.fired();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await
+                {
+                    tracing::error!(%err, "gRPC server failed");
+                }
+            }));
+            addr
+        });
+
+        readiness.set(true);
+        tracing::info!(http = %http_addr, grpc = ?grpc_addr, "listening");
+        Ok(Self {
+            http_addr,
+            grpc_addr,
+            readiness,
+            trigger,
+            tasks,
+        })
+    }
+
+    /// The address HTTP listens on (with the real port when 0 was asked).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The address gRPC listens on, if it is on.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// Stops accepting, turns `/readyz` to 503, and waits up to `grace` for
+    /// in-flight requests to finish. Returns false when some had to be cut off.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.readiness.set(false);
+        self.trigger.fire();
+        let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
+        let drained = tokio::time::timeout(grace, futures_join(self.tasks)).await.is_ok();
+        if !drained {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; cutting them off");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+        drained
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        // A panicked or aborted server task has nothing left to drain.
+        let _ = task.await;
+    }
+}
+
+async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError {
+        protocol,
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
+}
+
+/// Runs the connector process for sink `S`: loads and validates the config
+/// (`$CONNECTOR_CONFIG`), initializes the sink, serves until SIGTERM or
+/// SIGINT, drains, calls [`Sink::destroy`] and exits 0. Any start-up problem
+/// is printed and the exit code is 1.
+///
+/// ```no_run
+/// # struct MySink;
+/// # #[connector_sdk::async_trait]
+/// # impl connector_sdk::Sink for MySink {
+/// #     type Config = ();
+/// #     fn name() -> &'static str { "my-sink" }
+/// #     async fn initialize(_: ()) -> Result<Self, connector_sdk::BoxError> { Ok(MySink) }
+/// #     async fn arrived(&self, _: Vec<connector_sdk::Event>) -> connector_sdk::Outcome { connector_sdk::Outcome::Delivered }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     connector_sdk::run::<MySink>()
+/// }
+/// ```
+pub fn run<S: Sink>() -> ExitCode {
+    run_with_config::<S>(&config::config_path())
+}
+
+/// Like [`run`], with the config file given explicitly.
+pub fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve_until_signal::<S>(path))
+}
+
+async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
+    let loaded = match config::load::<S::Config>(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sink = match S::initialize(loaded.sink).await {
+        Ok(sink) => Arc::new(sink),
+        Err(err) => {
+            eprintln!("error: {} could not start: {err}", S::name());
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(Arc::clone(&sink), &ServeOptions::from(&loaded.runtime)).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(sink = S::name(), "ready");
+    shutdown::signal().await;
+    server.shutdown(loaded.runtime.shutdown_timeout()).await;
+    sink.destroy().await;
+    tracing::info!(sink = S::name(), "stopped");
+    ExitCode::SUCCESS
+}

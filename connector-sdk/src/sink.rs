@@ -1,0 +1,222 @@
+//! The contract between a sink and the runtime: the [`Sink`] trait and the
+//! [`Outcome`] a sink reports for the events it was handed.
+//!
+//! The outcome is the sink's promise to the sender. The runtime turns it into
+//! a status code in exactly one place (`status.rs`), so a sink never thinks
+//! about HTTP or gRPC.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudevents::Event;
+
+use crate::config::SinkConfig;
+
+/// Any error a sink reports from [`Sink::initialize`]; printed once and the
+/// process exits non-zero.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A Vanus Connect sink: what to do with the CloudEvents that arrive.
+///
+/// The runtime calls [`Sink::initialize`] once with the sink's validated
+/// configuration, then [`Sink::arrived`] for every request (concurrently, from
+/// many tasks), and [`Sink::destroy`] once after the servers have stopped and
+/// in-flight requests have drained.
+#[async_trait]
+pub trait Sink: Send + Sync + Sized + 'static {
+    /// The sink's own configuration: the whole config file is deserialized
+    /// into it (runtime keys such as `port` are simply not part of it).
+    type Config: SinkConfig;
+
+    /// A short name for logs, e.g. `"sink-dingtalk"`.
+    fn name() -> &'static str;
+
+    /// Builds the sink from its configuration. It may open clients and check
+    /// that remote services answer; an error stops start-up with a message.
+    async fn initialize(config: Self::Config) -> Result<Self, BoxError>;
+
+    /// Handles a batch of events (one event for HTTP structured and binary
+    /// mode, many for HTTP batch mode and gRPC) and reports one outcome for
+    /// the whole batch; use [`Outcome::most_retryable`] to combine per-event
+    /// outcomes. A sender retries the whole batch on a retryable outcome, so
+    /// redelivering an event must be harmless.
+    async fn arrived(&self, events: Vec<Event>) -> Outcome;
+
+    /// Releases resources. Runs once, after no more events can arrive.
+    async fn destroy(&self) {}
+}
+
+/// What happened to the events of one request, and so what the sender should
+/// do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every event was delivered. HTTP 200, gRPC OK.
+    Delivered,
+    /// Retrying can never help: the event is malformed or the destination
+    /// refuses it for good. HTTP 400 (Vanus dead-letters it), gRPC
+    /// `InvalidArgument`.
+    Rejected {
+        /// What was wrong, for the sender; one line.
+        reason: String,
+    },
+    /// The destination's rate limit is exhausted; try again after
+    /// `retry_after`. HTTP 429 with `Retry-After`, gRPC `ResourceExhausted`.
+    Throttled {
+        /// How long until sending can succeed again.
+        retry_after: Duration,
+        /// Why, for the sender; one line.
+        reason: String,
+    },
+    /// The destination is failing or unreachable; retry later. HTTP 502, 503
+    /// or 504, gRPC `Unavailable` or `DeadlineExceeded`.
+    Unavailable {
+        /// Which kind of failure, which picks the status code.
+        kind: Unavailable,
+        /// Why, for the sender; one line.
+        reason: String,
+    },
+}
+
+/// The kinds of transient failure, named after the status code each gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The destination answered with something that is not a valid answer (502).
+    BadGateway,
+    /// The destination is unreachable or says it is failing (503).
+    ServiceUnavailable,
+    /// The destination did not answer in time (504).
+    GatewayTimeout,
+}
+
+impl Outcome {
+    /// A permanent failure with a reason.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Outcome::Rejected {
+            reason: reason.into(),
+        }
+    }
+
+    /// A rate-limit answer: retry after `retry_after`.
+    pub fn throttled(retry_after: Duration, reason: impl Into<String>) -> Self {
+        Outcome::Throttled {
+            retry_after,
+            reason: reason.into(),
+        }
+    }
+
+    /// A transient failure of the given kind.
+    pub fn unavailable(kind: Unavailable, reason: impl Into<String>) -> Self {
+        Outcome::Unavailable {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the sender should send the events again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Throttled { .. } | Outcome::Unavailable { .. }
+        )
+    }
+
+    /// The short class name used in logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Throttled { .. } => "throttled",
+            Outcome::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// The reason given, or `"delivered"`.
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Rejected { reason }
+            | Outcome::Throttled { reason, .. }
+            | Outcome::Unavailable { reason, .. } => reason,
+        }
+    }
+
+    /// Combines the outcomes of a batch into the one answer the sender gets:
+    /// the most retry-worthy. Any retryable outcome wins over a rejection so
+    /// that the events that can still succeed are sent again (redelivery must
+    /// be harmless); among throttles the longest wait wins. An empty batch is
+    /// delivered.
+    pub fn most_retryable(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+        outcomes
+            .into_iter()
+            .fold(Outcome::Delivered, |worst, next| {
+                if next.retry_rank() > worst.retry_rank() {
+                    return next;
+                }
+                match (&worst, &next) {
+                    (
+                        Outcome::Throttled { retry_after: a, .. },
+                        Outcome::Throttled { retry_after: b, .. },
+                    ) if b > a => next,
+                    _ => worst,
+                }
+            })
+    }
+
+    fn retry_rank(&self) -> u8 {
+        match self {
+            Outcome::Delivered => 0,
+            Outcome::Rejected { .. } => 1,
+            Outcome::Unavailable { .. } => 2,
+            Outcome::Throttled { .. } => 3,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_batch_is_delivered() {
+        assert_eq!(Outcome::most_retryable([]), Outcome::Delivered);
+    }
+
+    #[test]
+    fn retryable_beats_rejected_and_delivered() {
+        let combined = Outcome::most_retryable([
+            Outcome::Delivered,
+            Outcome::rejected("bad"),
+            Outcome::unavailable(Unavailable::GatewayTimeout, "slow"),
+            Outcome::Delivered,
+        ]);
+        assert_eq!(
+            combined,
+            Outcome::unavailable(Unavailable::GatewayTimeout, "slow")
+        );
+    }
+
+    #[test]
+    fn rejected_beats_delivered() {
+        let combined = Outcome::most_retryable([Outcome::Delivered, Outcome::rejected("bad")]);
+        assert_eq!(combined, Outcome::rejected("bad"));
+    }
+
+    #[test]
+    fn longest_throttle_wins() {
+        let combined = Outcome::most_retryable([
+            Outcome::throttled(Duration::from_secs(3), "a"),
+            Outcome::unavailable(Unavailable::ServiceUnavailable, "down"),
+            Outcome::throttled(Duration::from_secs(30), "b"),
+            Outcome::throttled(Duration::from_secs(10), "c"),
+        ]);
+        assert_eq!(combined, Outcome::throttled(Duration::from_secs(30), "b"));
+    }
+
+    #[test]
+    fn only_throttled_and_unavailable_are_retryable() {
+        assert!(!Outcome::Delivered.is_retryable());
+        assert!(!Outcome::rejected("x").is_retryable());
+        assert!(Outcome::throttled(Duration::ZERO, "x").is_retryable());
+        assert!(Outcome::unavailable(Unavailable::BadGateway, "x").is_retryable());
+    }
+}
