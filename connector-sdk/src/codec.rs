@@ -107,10 +107,13 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
                         .map(|t| t.with_timezone(&Utc))
                         .ok(),
                 };
-                event.set_time(Some(time.ok_or_else(|| invalid("not an RFC 3339 time".into()))?));
+                event.set_time(Some(
+                    time.ok_or_else(|| invalid("not an RFC 3339 time".into()))?,
+                ));
             }
             "dataschema" => {
-                let url = url::Url::parse(&attr_to_string(attr)).map_err(|e| invalid(e.to_string()))?;
+                let url =
+                    url::Url::parse(&attr_to_string(attr)).map_err(|e| invalid(e.to_string()))?;
                 event.set_dataschema(Some(url));
             }
             _ => event.set_extension(&name, attr_to_extension(attr)),
@@ -136,7 +139,9 @@ fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
             _ => Data::Binary(bytes),
         },
         ProtoData::TextData(text) => match serde_json::from_str(&text) {
-            Ok(json) if content_type.as_deref().is_some_and(is_json_content_type) => Data::Json(json),
+            Ok(json) if content_type.as_deref().is_some_and(is_json_content_type) => {
+                Data::Json(json)
+            }
             _ => Data::String(text),
         },
         ProtoData::ProtoData(any) => Data::Binary(any.value),
@@ -201,7 +206,10 @@ pub fn encode_event(event: &Event) -> CloudEvent {
             other => Attr::CeString(other.to_string()),
         };
         if !matches!(name, "id" | "source" | "specversion" | "type") {
-            attributes.insert(name.to_owned(), CloudEventAttributeValue { attr: Some(attr) });
+            attributes.insert(
+                name.to_owned(),
+                CloudEventAttributeValue { attr: Some(attr) },
+            );
         }
     }
     for (name, value) in event.iter_extensions() {
@@ -237,15 +245,18 @@ pub fn encode_event(event: &Event) -> CloudEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudevents::AttributesReader;
     use crate::proto::CloudEventBatch;
+    use cloudevents::AttributesReader;
     use std::collections::HashMap;
 
     fn attr(attr: Attr) -> CloudEventAttributeValue {
         CloudEventAttributeValue { attr: Some(attr) }
     }
 
-    fn proto_event(attributes: HashMap<String, CloudEventAttributeValue>, data: Option<ProtoData>) -> CloudEvent {
+    fn proto_event(
+        attributes: HashMap<String, CloudEventAttributeValue>,
+        data: Option<ProtoData>,
+    ) -> CloudEvent {
         CloudEvent {
             id: "id-1".into(),
             source: "vanus/test".into(),
@@ -258,49 +269,111 @@ mod tests {
 
     #[test]
     fn every_attribute_type_converts() {
-        let ts = prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5_000_000 };
+        let ts = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5_000_000,
+        };
         let attributes = HashMap::from([
             ("xvanusretryattempts".to_owned(), attr(Attr::CeInteger(3))),
             ("xvanusdeliverytime".to_owned(), attr(Attr::CeTimestamp(ts))),
             ("flag".to_owned(), attr(Attr::CeBoolean(true))),
             ("blob".to_owned(), attr(Attr::CeBytes(vec![1, 2, 3]))),
-            ("link".to_owned(), attr(Attr::CeUri("https://example.com/x".into()))),
+            (
+                "link".to_owned(),
+                attr(Attr::CeUri("https://example.com/x".into())),
+            ),
             ("rel".to_owned(), attr(Attr::CeUriRef("/x".into()))),
             ("subject".to_owned(), attr(Attr::CeString("subj".into()))),
             ("time".to_owned(), attr(Attr::CeTimestamp(ts))),
-            ("dataschema".to_owned(), attr(Attr::CeUri("https://example.com/schema".into()))),
-            ("datacontenttype".to_owned(), attr(Attr::CeString("application/json".into()))),
+            (
+                "dataschema".to_owned(),
+                attr(Attr::CeUri("https://example.com/schema".into())),
+            ),
+            (
+                "datacontenttype".to_owned(),
+                attr(Attr::CeString("application/json".into())),
+            ),
         ]);
-        let event = decode_event(0, proto_event(attributes, Some(ProtoData::BinaryData(br#"{"a":1}"#.to_vec())))).expect("decodes");
+        let event = decode_event(
+            0,
+            proto_event(
+                attributes,
+                Some(ProtoData::BinaryData(br#"{"a":1}"#.to_vec())),
+            ),
+        )
+        .expect("decodes");
 
-        assert_eq!(event.extension("xvanusretryattempts"), Some(&ExtensionValue::Integer(3)));
+        assert_eq!(
+            event.extension("xvanusretryattempts"),
+            Some(&ExtensionValue::Integer(3))
+        );
         assert_eq!(
             event.extension("xvanusdeliverytime"),
             Some(&ExtensionValue::String("2023-11-14T22:13:20.005Z".into()))
         );
-        assert_eq!(event.extension("flag"), Some(&ExtensionValue::Boolean(true)));
-        assert_eq!(event.extension("blob"), Some(&ExtensionValue::String("AQID".into())));
-        assert_eq!(event.extension("link"), Some(&ExtensionValue::String("https://example.com/x".into())));
-        assert_eq!(event.extension("rel"), Some(&ExtensionValue::String("/x".into())));
+        assert_eq!(
+            event.extension("flag"),
+            Some(&ExtensionValue::Boolean(true))
+        );
+        assert_eq!(
+            event.extension("blob"),
+            Some(&ExtensionValue::String("AQID".into()))
+        );
+        assert_eq!(
+            event.extension("link"),
+            Some(&ExtensionValue::String("https://example.com/x".into()))
+        );
+        assert_eq!(
+            event.extension("rel"),
+            Some(&ExtensionValue::String("/x".into()))
+        );
         assert_eq!(event.subject(), Some("subj"));
         assert_eq!(event.time().map(|t| t.timestamp()), Some(1_700_000_000));
-        assert_eq!(event.dataschema().map(|u| u.as_str()), Some("https://example.com/schema"));
+        assert_eq!(
+            event.dataschema().map(|u| u.as_str()),
+            Some("https://example.com/schema")
+        );
         assert_eq!(event.datacontenttype(), Some("application/json"));
         assert_eq!(event.data(), Some(&Data::Json(serde_json::json!({"a": 1}))));
-        assert!(event.extension("subject").is_none(), "subject is an attribute, not an extension");
+        assert!(
+            event.extension("subject").is_none(),
+            "subject is an attribute, not an extension"
+        );
     }
 
     #[test]
     fn each_data_kind_becomes_event_data() {
-        let text = decode_event(0, proto_event(HashMap::new(), Some(ProtoData::TextData("hello".into())))).expect("text");
+        let text = decode_event(
+            0,
+            proto_event(HashMap::new(), Some(ProtoData::TextData("hello".into()))),
+        )
+        .expect("text");
         assert_eq!(text.data(), Some(&Data::String("hello".into())));
 
-        let plain = HashMap::from([("datacontenttype".to_owned(), attr(Attr::CeString("text/plain".into())))]);
-        let binary = decode_event(0, proto_event(plain, Some(ProtoData::BinaryData(b"\"quoted\"".to_vec())))).expect("binary");
-        assert_eq!(binary.data(), Some(&Data::Binary(b"\"quoted\"".to_vec())), "text/plain stays bytes");
+        let plain = HashMap::from([(
+            "datacontenttype".to_owned(),
+            attr(Attr::CeString("text/plain".into())),
+        )]);
+        let binary = decode_event(
+            0,
+            proto_event(plain, Some(ProtoData::BinaryData(b"\"quoted\"".to_vec()))),
+        )
+        .expect("binary");
+        assert_eq!(
+            binary.data(),
+            Some(&Data::Binary(b"\"quoted\"".to_vec())),
+            "text/plain stays bytes"
+        );
 
-        let any = prost_types::Any { type_url: "type.googleapis.com/x".into(), value: vec![8, 1] };
-        let proto = decode_event(0, proto_event(HashMap::new(), Some(ProtoData::ProtoData(any)))).expect("proto");
+        let any = prost_types::Any {
+            type_url: "type.googleapis.com/x".into(),
+            value: vec![8, 1],
+        };
+        let proto = decode_event(
+            0,
+            proto_event(HashMap::new(), Some(ProtoData::ProtoData(any))),
+        )
+        .expect("proto");
         assert_eq!(proto.data(), Some(&Data::Binary(vec![8, 1])));
 
         let none = decode_event(0, proto_event(HashMap::new(), None)).expect("no data");
@@ -311,7 +384,13 @@ mod tests {
     fn missing_required_attributes_are_named() {
         let mut event = proto_event(HashMap::new(), None);
         event.id.clear();
-        assert_eq!(decode_event(4, event), Err(DecodeError::Missing { index: 4, attribute: "id" }));
+        assert_eq!(
+            decode_event(4, event),
+            Err(DecodeError::Missing {
+                index: 4,
+                attribute: "id"
+            })
+        );
         let mut event = proto_event(HashMap::new(), None);
         event.spec_version = "0.2".into();
         assert!(decode_event(0, event).is_err());
@@ -319,7 +398,8 @@ mod tests {
 
     #[test]
     fn a_bad_time_is_reported_not_ignored() {
-        let attributes = HashMap::from([("time".to_owned(), attr(Attr::CeString("yesterday".into())))]);
+        let attributes =
+            HashMap::from([("time".to_owned(), attr(Attr::CeString("yesterday".into())))]);
         let err = decode_event(0, proto_event(attributes, None)).expect_err("invalid time");
         assert!(err.to_string().contains("time"), "{err}");
     }

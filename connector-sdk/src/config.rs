@@ -155,14 +155,13 @@ pub fn load<C: SinkConfig>(path: &Path) -> Result<Loaded<C>, ConfigError> {
 }
 
 /// Loads and validates the configuration from YAML text, then the environment.
-pub fn load_from_str<C: SinkConfig>(yaml: &str, source_name: &str) -> Result<Loaded<C>, ConfigError> {
+pub fn load_from_str<C: SinkConfig>(
+    yaml: &str,
+    source_name: &str,
+) -> Result<Loaded<C>, ConfigError> {
     let figment = Figment::from(Serialized::defaults(RuntimeConfig::default()))
         .merge(Yaml::string(yaml))
-        .merge(
-            Env::prefixed("CONNECTOR_")
-                .ignore(&["config"])
-                .split("__"),
-        );
+        .merge(Env::prefixed("CONNECTOR_").ignore(&["config"]).split("__"));
 
     let mut problems = Vec::new();
     let runtime = figment
@@ -199,12 +198,14 @@ impl Format for Yaml {
     type Error = serde_norway::Error;
     const NAME: &'static str = "YAML";
 
-    fn from_str<'de, T: DeserializeOwned>(string: &'de str) -> Result<T, Self::Error> {
+    fn from_str<T: DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
         serde_norway::from_str(string)
     }
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment::Error, which is large.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -229,7 +230,8 @@ mod tests {
     fn runtime_defaults_and_sink_keys_come_from_one_file() {
         figment::Jail::expect_with(|_| {
             let loaded: Loaded<Demo> =
-                load_from_str("greeting: hi\ntimes: 3\nunknown: 1\n", "test").map_err(|e| e.to_string())?;
+                load_from_str("greeting: hi\ntimes: 3\nunknown: 1\n", "test")
+                    .map_err(|e| e.to_string())?;
             assert_eq!(loaded.sink.greeting, "hi");
             assert_eq!(loaded.sink.times, 3);
             assert_eq!(loaded.runtime, RuntimeConfig::default());
@@ -245,7 +247,8 @@ mod tests {
             jail.set_env("CONNECTOR_GREETING", "from env");
             jail.set_env("CONNECTOR_CONFIG", "/somewhere/config.yml");
             let loaded: Loaded<Demo> =
-                load_from_str("greeting: hi\nport: 1234\ngrpc_port: 0\n", "test").map_err(|e| e.to_string())?;
+                load_from_str("greeting: hi\nport: 1234\ngrpc_port: 0\n", "test")
+                    .map_err(|e| e.to_string())?;
             assert_eq!(loaded.runtime.port, 9090);
             assert_eq!(loaded.runtime.grpc_addr(), None, "grpc_port 0 means off");
             assert_eq!(loaded.sink.greeting, "from env");
@@ -261,7 +264,10 @@ mod tests {
                 .ok_or("expected an error")?;
             assert_eq!(err.problems.len(), 2, "{err}");
             assert_eq!(err.problems[0].path, "port");
-            assert_eq!(err.problems[1], ConfigProblem::new("greeting", "must not be empty"));
+            assert_eq!(
+                err.problems[1],
+                ConfigProblem::new("greeting", "must not be empty")
+            );
             let text = err.to_string();
             assert!(text.contains("cfg.yml") && text.contains("port:"), "{text}");
             Ok(())
@@ -271,8 +277,13 @@ mod tests {
     #[test]
     fn a_missing_key_is_named() {
         figment::Jail::expect_with(|_| {
-            let err = load_from_str::<Demo>("times: 2\n", "cfg.yml").err().ok_or("expected an error")?;
-            assert!(err.to_string().contains("missing field `greeting`"), "{err}");
+            let err = load_from_str::<Demo>("times: 2\n", "cfg.yml")
+                .err()
+                .ok_or("expected an error")?;
+            assert!(
+                err.to_string().contains("missing field `greeting`"),
+                "{err}"
+            );
             Ok(())
         });
     }
@@ -281,6 +292,9 @@ mod tests {
     fn a_missing_file_says_which_variable_to_set() {
         let err = load::<Demo>(Path::new("/no/such/config.yml")).err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.contains("/no/such/config.yml") && text.contains(CONFIG_PATH_ENV), "{text}");
+        assert!(
+            text.contains("/no/such/config.yml") && text.contains(CONFIG_PATH_ENV),
+            "{text}"
+        );
     }
 }

@@ -38,7 +38,11 @@ pub(crate) fn router<S: Sink>(sink: Arc<S>, readiness: Readiness, max_body_bytes
         .with_state(app)
 }
 
-async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ingest<S: Sink>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let outcome = match decode(&headers, body) {
         Ok(events) => app.sink.arrived(events).await,
         Err(reason) => {
@@ -96,7 +100,11 @@ mod tests {
     #[test]
     fn structured_mode_decodes() {
         let body = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"hi","xvchatgroup":"g"}"#;
-        let events = decode(&headers(&[("content-type", "application/cloudevents+json")]), Bytes::from(body)).expect("decodes");
+        let events = decode(
+            &headers(&[("content-type", "application/cloudevents+json")]),
+            Bytes::from(body),
+        )
+        .expect("decodes");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].id(), "1");
         assert_eq!(events[0].data(), Some(&Data::String("hi".into())));
@@ -120,7 +128,14 @@ mod tests {
     #[test]
     fn batch_mode_decodes_in_order() {
         let body = r#"[{"specversion":"1.0","id":"a","source":"s","type":"t"},{"specversion":"1.0","id":"b","source":"s","type":"t"}]"#;
-        let events = decode(&headers(&[("content-type", "application/cloudevents-batch+json; charset=utf-8")]), Bytes::from(body)).expect("decodes");
+        let events = decode(
+            &headers(&[(
+                "content-type",
+                "application/cloudevents-batch+json; charset=utf-8",
+            )]),
+            Bytes::from(body),
+        )
+        .expect("decodes");
         let ids: Vec<_> = events.iter().map(|e| e.id()).collect();
         assert_eq!(ids, ["a", "b"]);
     }
@@ -128,7 +143,10 @@ mod tests {
     #[test]
     fn malformed_input_gives_a_one_line_reason() {
         let ct = headers(&[("content-type", "application/cloudevents+json")]);
-        for body in ["{not json", r#"{"specversion":"1.0","source":"s","type":"t"}"#] {
+        for body in [
+            "{not json",
+            r#"{"specversion":"1.0","source":"s","type":"t"}"#,
+        ] {
             let reason = decode(&ct, Bytes::from(body)).expect_err("rejected");
             assert!(reason.starts_with("invalid CloudEvent"), "{reason}");
             assert!(!reason.contains('\n'), "{reason}");

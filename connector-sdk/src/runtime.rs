@@ -136,9 +136,14 @@ impl Server {
         self.readiness.set(false);
         self.trigger.fire();
         let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
-        let drained = tokio::time::timeout(grace, futures_join(self.tasks)).await.is_ok();
+        let drained = tokio::time::timeout(grace, futures_join(self.tasks))
+            .await
+            .is_ok();
         if !drained {
-            tracing::warn!(?grace, "in-flight requests did not finish in time; cutting them off");
+            tracing::warn!(
+                ?grace,
+                "in-flight requests did not finish in time; cutting them off"
+            );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         drained
@@ -152,7 +157,10 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+async fn bind(
+    protocol: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let error = |source| StartError {
         protocol,
         addr,
@@ -188,7 +196,10 @@ pub fn run<S: Sink>() -> ExitCode {
 /// Like [`run`], with the config file given explicitly.
 pub fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
     logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -213,7 +224,8 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(Arc::clone(&sink), &ServeOptions::from(&loaded.runtime)).await {
+    let server = match Server::start(Arc::clone(&sink), &ServeOptions::from(&loaded.runtime)).await
+    {
         Ok(server) => server,
         Err(err) => {
             eprintln!("error: {err}");

@@ -73,14 +73,20 @@ mod tests {
     #[test]
     fn every_outcome_has_its_http_status() {
         assert_eq!(http_status(&Outcome::Delivered), StatusCode::OK);
-        assert_eq!(http_status(&Outcome::rejected("x")), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            http_status(&Outcome::rejected("x")),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             http_status(&Outcome::throttled(Duration::from_secs(1), "x")),
             StatusCode::TOO_MANY_REQUESTS
         );
         for (kind, code) in [
             (Unavailable::BadGateway, StatusCode::BAD_GATEWAY),
-            (Unavailable::ServiceUnavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Unavailable::ServiceUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (Unavailable::GatewayTimeout, StatusCode::GATEWAY_TIMEOUT),
         ] {
             assert_eq!(http_status(&Outcome::unavailable(kind, "x")), code);

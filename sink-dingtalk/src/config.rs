@@ -1,0 +1,326 @@
+//! The DingTalk sink's configuration, exactly as the original sink's README
+//! has it (`bot.default`, `bot.webhooks[]`), plus optional delivery settings.
+//!
+//! ```yaml
+//! bot:
+//!   default: ops                 # optional; the first webhook's group otherwise
+//!   webhooks:
+//!     - chat_group: ops
+//!       url: https://oapi.dingtalk.com/robot/send?access_token=...
+//!       signature: SEC...        # optional: keyword / IP allow-list robots have none
+//!       per_minute: 20           # optional send budget, 1..=20
+//! delivery:                      # optional
+//!   deadline_ms: 3000            # time to answer one request, pacing and retries included
+//!   cooldown_secs: 600           # hold a robot this long after DingTalk throttles it
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use connector_sdk::{ConfigProblem, SinkConfig};
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// DingTalk allows this many messages a minute per robot.
+pub const DINGTALK_PER_MINUTE: u32 = 20;
+
+/// The whole sink configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DingTalkConfig {
+    /// The chat groups and their robots.
+    pub bot: BotConfig,
+    /// How hard to try for each event.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// `bot`: the chat groups.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BotConfig {
+    /// The chat group for events without `xvchatgroup`.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// One entry per chat group.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `bot.webhooks[]`: one chat group and the robot that posts to it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookConfig {
+    /// The name events use in `xvchatgroup`.
+    pub chat_group: String,
+    /// The robot's webhook URL, with its `access_token`.
+    pub url: String,
+    /// The robot's signing secret (`SEC...`), when it is secured by signature.
+    #[serde(default)]
+    pub signature: Option<Secret>,
+    /// Messages a minute this robot may send (DingTalk's limit is 20).
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+}
+
+fn default_per_minute() -> u32 {
+    DINGTALK_PER_MINUTE
+}
+
+/// `delivery`: time budgets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// How long one request may take, waiting for a send slot and retrying
+    /// included. Keep it under the 5 s a Vanus trigger waits.
+    pub deadline_ms: u64,
+    /// How long to leave a robot alone after DingTalk says "sent too fast"
+    /// (DingTalk blocks it for 10 minutes).
+    pub cooldown_secs: u64,
+    /// The TCP connect timeout for DingTalk.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 3_000,
+            cooldown_secs: 600,
+            connect_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The time budget of one request.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The hold after a throttle answer.
+    pub fn cooldown(&self) -> Duration {
+        Duration::from_secs(self.cooldown_secs)
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl DingTalkConfig {
+    /// The default chat group: `bot.default`, else the first webhook's.
+    pub fn default_group(&self) -> Option<&str> {
+        self.bot
+            .default
+            .as_deref()
+            .or_else(|| self.bot.webhooks.first().map(|w| w.chat_group.as_str()))
+    }
+}
+
+impl SinkConfig for DingTalkConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let webhooks = &self.bot.webhooks;
+        if webhooks.is_empty() {
+            problems.push(ConfigProblem::new(
+                "bot.webhooks",
+                "no webhooks configured; add at least one chat_group with its robot url",
+            ));
+        }
+
+        let mut first_index_of_group = HashMap::new();
+        let mut secret_of_url: HashMap<&str, (usize, Option<&Secret>)> = HashMap::new();
+        for (i, webhook) in webhooks.iter().enumerate() {
+            let path = format!("bot.webhooks.{i}");
+            if webhook.chat_group.trim().is_empty() {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.chat_group"),
+                    "must not be empty",
+                ));
+            } else if let Some(first) = first_index_of_group.insert(webhook.chat_group.as_str(), i)
+            {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.chat_group"),
+                    format!(
+                        "chat group `{}` is already defined at bot.webhooks.{first}; chat group names must be unique",
+                        webhook.chat_group
+                    ),
+                ));
+                first_index_of_group.insert(webhook.chat_group.as_str(), first);
+            }
+            if let Err(reason) = check_webhook_url(&webhook.url) {
+                problems.push(ConfigProblem::new(format!("{path}.url"), reason));
+            }
+            if let Some(secret) = &webhook.signature
+                && secret.expose().trim().is_empty()
+            {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.signature"),
+                    "is empty; remove the key for a robot without signature, or paste its SEC... secret",
+                ));
+            }
+            if !(1..=DINGTALK_PER_MINUTE).contains(&webhook.per_minute) {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.per_minute"),
+                    format!(
+                        "is {}; it must be between 1 and {DINGTALK_PER_MINUTE} (DingTalk blocks a robot for 10 minutes above 20 a minute)",
+                        webhook.per_minute
+                    ),
+                ));
+            }
+            match secret_of_url.get(webhook.url.as_str()) {
+                Some((first, secret)) if *secret != webhook.signature.as_ref() => {
+                    problems.push(ConfigProblem::new(
+                        format!("{path}.signature"),
+                        format!(
+                            "differs from bot.webhooks.{first}, which has the same url; one robot has one secret"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    secret_of_url.insert(webhook.url.as_str(), (i, webhook.signature.as_ref()));
+                }
+            }
+        }
+
+        if let Some(default) = &self.bot.default
+            && !webhooks.is_empty()
+            && !first_index_of_group.contains_key(default.as_str())
+        {
+            problems.push(ConfigProblem::new(
+                "bot.default",
+                format!("names chat group `{default}`, which no webhook defines"),
+            ));
+        }
+
+        let delivery = &self.delivery;
+        if !(100..=60_000).contains(&delivery.deadline_ms) {
+            problems.push(ConfigProblem::new(
+                "delivery.deadline_ms",
+                "must be between 100 and 60000 (keep it under the 5000 ms a Vanus trigger waits)",
+            ));
+        }
+        if delivery.connect_timeout_ms == 0 {
+            problems.push(ConfigProblem::new(
+                "delivery.connect_timeout_ms",
+                "must be above 0",
+            ));
+        }
+        problems
+    }
+}
+
+/// A webhook URL must be an absolute http(s) URL. The error text never
+/// repeats the URL: it carries the access token.
+fn check_webhook_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|err| {
+        format!("is not a valid URL ({err}); paste the robot's webhook, https://oapi.dingtalk.com/robot/send?access_token=...")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http or https URL, not `{}:`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("has no host".to_owned());
+    }
+    Ok(url)
+}
+
+/// Parses a webhook URL that [`DingTalkConfig::validate`] accepted.
+pub(crate) fn webhook_url(raw: &str) -> Result<url::Url, String> {
+    check_webhook_url(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> DingTalkConfig {
+        serde_norway::from_str(yaml).expect("test config parses")
+    }
+
+    fn paths(config: &DingTalkConfig) -> Vec<String> {
+        config.validate().into_iter().map(|p| p.path).collect()
+    }
+
+    const TWO_GROUPS: &str = r#"
+bot:
+  webhooks:
+    - chat_group: ops
+      url: https://oapi.dingtalk.com/robot/send?access_token=aaa
+      signature: SECaaa
+    - chat_group: dev
+      url: https://oapi.dingtalk.com/robot/send?access_token=bbb
+"#;
+
+    #[test]
+    fn the_original_readme_config_is_valid_and_defaults_to_the_first_group() {
+        let config = parse(TWO_GROUPS);
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.default_group(), Some("ops"));
+        assert_eq!(config.bot.webhooks[0].per_minute, 20);
+        assert!(
+            config.bot.webhooks[1].signature.is_none(),
+            "signature is optional"
+        );
+        assert_eq!(config.delivery.deadline(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let config = parse(
+            r#"
+bot:
+  default: nobody
+  webhooks:
+    - chat_group: ops
+      url: "not a url"
+    - chat_group: ops
+      url: ftp://example.com/x
+      per_minute: 25
+delivery:
+  deadline_ms: 10
+"#,
+        );
+        assert_eq!(
+            paths(&config),
+            [
+                "bot.webhooks.0.url",
+                "bot.webhooks.1.chat_group",
+                "bot.webhooks.1.url",
+                "bot.webhooks.1.per_minute",
+                "bot.default",
+                "delivery.deadline_ms",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_webhook_list_is_a_problem() {
+        let config = parse("bot:\n  webhooks: []\n");
+        assert_eq!(paths(&config), ["bot.webhooks"]);
+    }
+
+    #[test]
+    fn one_url_with_two_secrets_is_a_problem() {
+        let config = parse(
+            r#"
+bot:
+  webhooks:
+    - { chat_group: a, url: "https://x.test/robot/send?access_token=t", signature: SEC1 }
+    - { chat_group: b, url: "https://x.test/robot/send?access_token=t", signature: SEC2 }
+"#,
+        );
+        assert_eq!(paths(&config), ["bot.webhooks.1.signature"]);
+    }
+
+    #[test]
+    fn problems_never_echo_the_token() {
+        let config = parse(
+            "bot:\n  webhooks:\n    - { chat_group: a, url: 'gopher://h/?access_token=topsecret' }\n",
+        );
+        let text: String = config.validate().iter().map(ToString::to_string).collect();
+        assert!(!text.contains("topsecret"), "{text}");
+    }
+}

@@ -1,0 +1,511 @@
+//! CloudEvent -> DingTalk robot message: picks the type from `xvmsgtype`,
+//! shapes the body, checks every required field and URL, and enforces
+//! DingTalk's 20,000-byte body limit, so nothing DingTalk would refuse is
+//! ever sent.
+//!
+//! text: the event data is the content (a JSON string counts as its text;
+//! a JSON object `{"content": ..}` is taken as the text fields). Other types:
+//! the data is the JSON object of that type's fields, passed through as is,
+//! so fields DingTalk adds later work without a release.
+
+use std::fmt;
+use std::str::FromStr;
+
+use connector_sdk::cloudevents::event::ExtensionValue;
+use connector_sdk::cloudevents::{Data, Event};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// The extension naming the message type.
+pub const MSGTYPE_EXTENSION: &str = "xvmsgtype";
+
+/// DingTalk refuses bodies above this many bytes (errcode 460101).
+pub const MAX_BODY_BYTES: usize = 20_000;
+
+/// The DingTalk message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MsgType {
+    /// Plain text.
+    Text,
+    /// A link card.
+    Link,
+    /// Markdown.
+    Markdown,
+    /// A card with one or more buttons.
+    ActionCard,
+    /// A list of link cards.
+    FeedCard,
+}
+
+impl MsgType {
+    /// The name DingTalk uses, which is also the `xvmsgtype` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgType::Text => "text",
+            MsgType::Link => "link",
+            MsgType::Markdown => "markdown",
+            MsgType::ActionCard => "actionCard",
+            MsgType::FeedCard => "feedCard",
+        }
+    }
+
+    const ALL: [MsgType; 5] = [
+        MsgType::Text,
+        MsgType::Link,
+        MsgType::Markdown,
+        MsgType::ActionCard,
+        MsgType::FeedCard,
+    ];
+}
+
+impl fmt::Display for MsgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MsgType {
+    type Err = MessageError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        MsgType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| MessageError::UnknownType(name.to_owned()))
+    }
+}
+
+/// Why an event cannot become a DingTalk message. Each says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// `xvmsgtype` names no DingTalk type.
+    #[error("xvmsgtype `{0}` is not supported; use text, link, markdown, actionCard or feedCard")]
+    UnknownType(String),
+    /// The event carries no data.
+    #[error("the event has no data; a {0} message is built from the event data")]
+    NoData(MsgType),
+    /// The data has the wrong form for the type.
+    #[error("{0}")]
+    BadData(String),
+    /// A required field is missing or empty.
+    #[error("{0} is required")]
+    Missing(String),
+    /// A field has the wrong form.
+    #[error("{field} {problem}")]
+    Invalid {
+        /// The field's path, e.g. `link.messageUrl`.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The body exceeds DingTalk's limit.
+    #[error("the message body is {0} bytes; DingTalk accepts at most {MAX_BODY_BYTES}")]
+    TooLarge(usize),
+}
+
+/// A message ready to send: its type and its serialized JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The DingTalk type.
+    pub msgtype: MsgType,
+    /// The UTF-8 JSON body, at most [`MAX_BODY_BYTES`].
+    pub body: Vec<u8>,
+}
+
+/// The message type an event asks for: `xvmsgtype`, text by default.
+pub fn msgtype_of(event: &Event) -> Result<MsgType, MessageError> {
+    match event.extension(MSGTYPE_EXTENSION) {
+        None => Ok(MsgType::Text),
+        Some(ExtensionValue::String(name)) => name.parse(),
+        Some(other) => Err(MessageError::UnknownType(other.to_string())),
+    }
+}
+
+/// Builds the DingTalk body for `event`, tagged with `msg_uuid` so DingTalk
+/// drops a redelivered duplicate.
+pub fn build(event: &Event, msg_uuid: &str) -> Result<Message, MessageError> {
+    let msgtype = msgtype_of(event)?;
+    let mut fields = match msgtype {
+        MsgType::Text => text_fields(event)?,
+        other => object_data(event, other)?,
+    };
+    // DingTalk reads `at` at the top level; senders naturally put it beside
+    // the type's fields.
+    let at = fields.remove("at");
+    validate(msgtype, &fields)?;
+
+    let mut body = Map::new();
+    body.insert("msgtype".into(), json!(msgtype.as_str()));
+    body.insert(msgtype.as_str().into(), Value::Object(fields));
+    if let Some(at) = at {
+        body.insert("at".into(), at);
+    }
+    body.insert("msgUuid".into(), json!(msg_uuid));
+
+    let body = serde_json::to_vec(&body).map_err(|err| MessageError::BadData(err.to_string()))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(MessageError::TooLarge(body.len()));
+    }
+    Ok(Message { msgtype, body })
+}
+
+/// A stable idempotency key for one event in one chat group: the same event
+/// redelivered gets the same key, different events never share one.
+pub fn msg_uuid(source: &str, id: &str, chat_group: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [source, id, chat_group] {
+        // Length-prefix each part so ("a","bc") and ("ab","c") differ.
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn text_fields(event: &Event) -> Result<Map<String, Value>, MessageError> {
+    let content = match event.data() {
+        None => return Err(MessageError::NoData(MsgType::Text)),
+        Some(Data::String(text)) => text.clone(),
+        Some(Data::Json(Value::String(text))) => text.clone(),
+        Some(Data::Json(Value::Object(fields))) if fields.contains_key("content") => {
+            return Ok(fields.clone());
+        }
+        Some(Data::Json(other)) => other.to_string(),
+        Some(Data::Binary(bytes)) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                MessageError::BadData(
+                    "the event data is not UTF-8 text; a text message needs text".into(),
+                )
+            })?;
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::String(inner)) => inner,
+                Ok(Value::Object(fields)) if fields.contains_key("content") => return Ok(fields),
+                _ => text.to_owned(),
+            }
+        }
+    };
+    let mut fields = Map::new();
+    fields.insert("content".into(), Value::String(content));
+    Ok(fields)
+}
+
+fn object_data(event: &Event, msgtype: MsgType) -> Result<Map<String, Value>, MessageError> {
+    let parsed = match event.data() {
+        None => return Err(MessageError::NoData(msgtype)),
+        Some(Data::Json(value)) => Ok(value.clone()),
+        Some(Data::String(text)) => serde_json::from_str(text),
+        Some(Data::Binary(bytes)) => serde_json::from_slice(bytes),
+    };
+    match parsed {
+        Ok(Value::Object(fields)) => Ok(fields),
+        _ => Err(MessageError::BadData(format!(
+            "the event data must be a JSON object of {msgtype} fields, e.g. {}",
+            example(msgtype)
+        ))),
+    }
+}
+
+fn example(msgtype: MsgType) -> &'static str {
+    match msgtype {
+        MsgType::Text => r#""hello""#,
+        MsgType::Link => r#"{"title": "..", "text": "..", "messageUrl": "https://.."}"#,
+        MsgType::Markdown => r##"{"title": "..", "text": "# .."}"##,
+        MsgType::ActionCard => {
+            r#"{"title": "..", "text": "..", "singleTitle": "..", "singleURL": "https://.."}"#
+        }
+        MsgType::FeedCard => {
+            r#"{"links": [{"title": "..", "messageURL": "https://..", "picURL": "https://.."}]}"#
+        }
+    }
+}
+
+fn validate(msgtype: MsgType, fields: &Map<String, Value>) -> Result<(), MessageError> {
+    let t = msgtype.as_str();
+    match msgtype {
+        MsgType::Text => require_text(fields, t, "content").map(drop),
+        MsgType::Markdown => {
+            require_text(fields, t, "title")?;
+            require_text(fields, t, "text").map(drop)
+        }
+        MsgType::Link => {
+            require_text(fields, t, "title")?;
+            require_text(fields, t, "text")?;
+            require_url(fields, t, "messageUrl")?;
+            optional_url(fields, t, "picUrl")
+        }
+        MsgType::ActionCard => {
+            require_text(fields, t, "title")?;
+            require_text(fields, t, "text")?;
+            match fields.get("btns") {
+                Some(Value::Array(btns)) if !btns.is_empty() => {
+                    for (i, btn) in btns.iter().enumerate() {
+                        let path = format!("{t}.btns[{i}]");
+                        let btn = as_object(btn, &path)?;
+                        require_text(btn, &path, "title")?;
+                        require_url(btn, &path, "actionURL")?;
+                    }
+                    Ok(())
+                }
+                Some(Value::Array(_)) | None
+                    if !fields.contains_key("singleTitle") && !fields.contains_key("singleURL") =>
+                {
+                    Err(MessageError::Missing(format!(
+                        "{t}.singleTitle and {t}.singleURL, or {t}.btns,"
+                    )))
+                }
+                Some(Value::Array(_)) | None => {
+                    require_text(fields, t, "singleTitle")?;
+                    require_url(fields, t, "singleURL")
+                }
+                Some(_) => Err(invalid(
+                    format!("{t}.btns"),
+                    "must be an array of {title, actionURL}",
+                )),
+            }
+        }
+        MsgType::FeedCard => match fields.get("links") {
+            Some(Value::Array(links)) if !links.is_empty() => {
+                for (i, link) in links.iter().enumerate() {
+                    let path = format!("{t}.links[{i}]");
+                    let link = as_object(link, &path)?;
+                    require_text(link, &path, "title")?;
+                    require_url(link, &path, "messageURL")?;
+                    require_url(link, &path, "picURL")?;
+                }
+                Ok(())
+            }
+            Some(Value::Array(_)) | None => Err(MessageError::Missing(format!("{t}.links"))),
+            Some(_) => Err(invalid(
+                format!("{t}.links"),
+                "must be an array of {title, messageURL, picURL}",
+            )),
+        },
+    }
+}
+
+fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, MessageError> {
+    value
+        .as_object()
+        .ok_or_else(|| invalid(path.to_owned(), "must be a JSON object"))
+}
+
+fn invalid(field: String, problem: &str) -> MessageError {
+    MessageError::Invalid {
+        field,
+        problem: problem.to_owned(),
+    }
+}
+
+fn require_text<'a>(
+    fields: &'a Map<String, Value>,
+    parent: &str,
+    name: &str,
+) -> Result<&'a str, MessageError> {
+    match fields.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            Err(MessageError::Missing(format!("{parent}.{name}")))
+        }
+        Some(_) => Err(invalid(format!("{parent}.{name}"), "must be a string")),
+    }
+}
+
+fn require_url(fields: &Map<String, Value>, parent: &str, name: &str) -> Result<(), MessageError> {
+    let value = require_text(fields, parent, name)?;
+    check_url(value).map_err(|problem| invalid(format!("{parent}.{name}"), problem))
+}
+
+fn optional_url(fields: &Map<String, Value>, parent: &str, name: &str) -> Result<(), MessageError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => require_url(fields, parent, name),
+    }
+}
+
+/// Links must open from a chat: absolute http(s), or DingTalk's own scheme.
+fn check_url(value: &str) -> Result<(), &'static str> {
+    match url::Url::parse(value.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
+        Ok(url) if url.scheme() == "dingtalk" => Ok(()),
+        _ => Err("must be an absolute http(s):// or dingtalk:// URL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_sdk::cloudevents::{EventBuilder, EventBuilderV10};
+
+    fn event(msgtype: Option<&str>, content_type: &str, data: impl Into<Data>) -> Event {
+        let mut builder = EventBuilderV10::new().id("1").source("test").ty("t");
+        if let Some(t) = msgtype {
+            builder = builder.extension(MSGTYPE_EXTENSION, t);
+        }
+        builder
+            .data(content_type, data)
+            .build()
+            .expect("valid event")
+    }
+
+    fn body_of(event: &Event) -> Value {
+        let message = build(event, "uuid-1").expect("builds");
+        serde_json::from_slice(&message.body).expect("json body")
+    }
+
+    fn error_of(event: &Event) -> String {
+        build(event, "u").expect_err("rejected").to_string()
+    }
+
+    #[test]
+    fn text_from_a_plain_string() {
+        let body = body_of(&event(None, "text/plain", "Hello dingtalk"));
+        assert_eq!(
+            body,
+            json!({"msgtype": "text", "text": {"content": "Hello dingtalk"}, "msgUuid": "uuid-1"})
+        );
+    }
+
+    #[test]
+    fn text_from_a_json_string_uses_the_string_itself() {
+        let body = body_of(&event(Some("text"), "application/json", json!("quoted")));
+        assert_eq!(body["text"]["content"], "quoted");
+        let body = body_of(&event(
+            Some("text"),
+            "application/json",
+            b"\"bytes\"".to_vec(),
+        ));
+        assert_eq!(body["text"]["content"], "bytes");
+    }
+
+    #[test]
+    fn text_object_with_content_and_at_is_shaped_for_dingtalk() {
+        let data = json!({"content": "deploy done", "at": {"atMobiles": ["123"]}});
+        let body = body_of(&event(None, "application/json", data));
+        assert_eq!(body["text"], json!({"content": "deploy done"}));
+        assert_eq!(body["at"], json!({"atMobiles": ["123"]}));
+    }
+
+    #[test]
+    fn other_types_pass_their_fields_through() {
+        let data = json!({"text": "text", "title": "title", "picUrl": "https://www.vanus.ai/x.svg", "messageUrl": "https://github.com/vanus-labs", "future": 1});
+        let body = body_of(&event(Some("link"), "application/json", data.clone()));
+        assert_eq!(body["msgtype"], "link");
+        assert_eq!(body["link"], data);
+    }
+
+    #[test]
+    fn the_type_name_is_case_insensitive_and_unknown_ones_are_named() {
+        assert_eq!("actioncard".parse::<MsgType>(), Ok(MsgType::ActionCard));
+        let err = error_of(&event(Some("image"), "text/plain", "x"));
+        assert!(err.contains("`image`") && err.contains("feedCard"), "{err}");
+    }
+
+    #[test]
+    fn non_object_data_for_a_card_is_rejected_with_an_example() {
+        let err = error_of(&event(Some("markdown"), "text/plain", "just text"));
+        assert!(err.contains("JSON object of markdown fields"), "{err}");
+        let err = error_of(&event(Some("link"), "application/json", json!([1, 2])));
+        assert!(err.contains("messageUrl"), "{err}");
+    }
+
+    #[test]
+    fn each_missing_required_field_is_named() {
+        let cases = [
+            (
+                "link",
+                json!({"title": "t", "text": "x"}),
+                "link.messageUrl is required",
+            ),
+            (
+                "link",
+                json!({"title": "t", "messageUrl": "https://a.b"}),
+                "link.text is required",
+            ),
+            (
+                "markdown",
+                json!({"text": "x"}),
+                "markdown.title is required",
+            ),
+            (
+                "markdown",
+                json!({"title": "t", "text": ""}),
+                "markdown.text is required",
+            ),
+            (
+                "actionCard",
+                json!({"title": "t", "text": "x"}),
+                "actionCard.singleTitle and actionCard.singleURL, or actionCard.btns, is required",
+            ),
+            (
+                "actionCard",
+                json!({"title": "t", "text": "x", "singleTitle": "go"}),
+                "actionCard.singleURL is required",
+            ),
+            (
+                "actionCard",
+                json!({"title": "t", "text": "x", "btns": [{"title": "a"}]}),
+                "actionCard.btns[0].actionURL is required",
+            ),
+            ("feedCard", json!({}), "feedCard.links is required"),
+            (
+                "feedCard",
+                json!({"links": [{"title": "a", "messageUrl": "https://a.b", "picURL": "https://a.b"}]}),
+                "feedCard.links[0].messageURL is required",
+            ),
+        ];
+        for (msgtype, data, expected) in cases {
+            assert_eq!(
+                error_of(&event(Some(msgtype), "application/json", data)),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http_or_dingtalk() {
+        let data = json!({"title": "t", "text": "x", "messageUrl": "/relative"});
+        let err = error_of(&event(Some("link"), "application/json", data));
+        assert_eq!(
+            err,
+            "link.messageUrl must be an absolute http(s):// or dingtalk:// URL"
+        );
+        let data = json!({"title": "t", "text": "x", "singleTitle": "open", "singleURL": "dingtalk://dingtalkclient/page/link?url=x"});
+        assert!(build(&event(Some("actionCard"), "application/json", data), "u").is_ok());
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused() {
+        let links: Vec<Value> = (0..400)
+            .map(|i| json!({"title": format!("item {i}"), "messageURL": "https://example.com/a/long/path/to/an/item", "picURL": "https://example.com/a/long/path/to/a/picture.png"}))
+            .collect();
+        let err = build(
+            &event(
+                Some("feedCard"),
+                "application/json",
+                json!({"links": links}),
+            ),
+            "u",
+        )
+        .expect_err("too large");
+        assert!(matches!(err, MessageError::TooLarge(n) if n > MAX_BODY_BYTES));
+    }
+
+    #[test]
+    fn msg_uuid_is_stable_and_distinct() {
+        let a = msg_uuid("src", "id-1", "ops");
+        assert_eq!(a, msg_uuid("src", "id-1", "ops"));
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, msg_uuid("src", "id-2", "ops"));
+        assert_ne!(a, msg_uuid("src", "id-1", "dev"));
+        assert_ne!(msg_uuid("a", "bc", "g"), msg_uuid("ab", "c", "g"));
+    }
+}

@@ -1,0 +1,276 @@
+//! One DingTalk robot: signs a request, POSTs the body, and classifies the
+//! answer. DingTalk answers HTTP 200 even on failure, so the verdict is in
+//! the body's `errcode`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::secret::{Secret, masked_url};
+
+/// How one send attempt ended, when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// DingTalk refused the message for good (bad token, signature, content...).
+    #[error("DingTalk refused the message: errcode {errcode} ({errmsg}); {hint}")]
+    Refused {
+        /// DingTalk's code.
+        errcode: i64,
+        /// DingTalk's message.
+        errmsg: String,
+        /// What the operator should check.
+        hint: &'static str,
+    },
+    /// DingTalk says the robot sent too fast (it is now blocked for a while).
+    #[error("DingTalk throttled the robot: errcode {errcode} ({errmsg})")]
+    TooFast {
+        /// DingTalk's code.
+        errcode: i64,
+        /// DingTalk's message.
+        errmsg: String,
+    },
+    /// DingTalk says it is busy (errcode -1): transient.
+    #[error("DingTalk is busy: errcode {errcode} ({errmsg})")]
+    Busy {
+        /// DingTalk's code.
+        errcode: i64,
+        /// DingTalk's message.
+        errmsg: String,
+    },
+    /// DingTalk answered with an HTTP error status.
+    #[error("DingTalk answered HTTP {0}")]
+    HttpStatus(u16),
+    /// The answer is not DingTalk's JSON.
+    #[error("DingTalk's answer is not valid: {0}")]
+    BadAnswer(String),
+    /// No answer in time.
+    #[error("DingTalk did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Could not reach DingTalk.
+    #[error("cannot reach DingTalk: {0}")]
+    Unreachable(String),
+}
+
+impl SendError {
+    /// True when another attempt may succeed soon (not for throttles: those
+    /// wait out a cool-down instead).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SendError::Busy { .. }
+            | SendError::Timeout(_)
+            | SendError::Unreachable(_)
+            | SendError::BadAnswer(_) => true,
+            SendError::HttpStatus(status) => *status >= 500 || *status == 429,
+            SendError::Refused { .. } | SendError::TooFast { .. } => false,
+        }
+    }
+
+    /// DingTalk's errcode, when it gave one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            SendError::Refused { errcode, .. }
+            | SendError::TooFast { errcode, .. }
+            | SendError::Busy { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+}
+
+/// The body DingTalk answers with.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+}
+
+/// Turns DingTalk's `errcode` into a verdict.
+pub fn classify(errcode: i64, errmsg: String) -> Result<(), SendError> {
+    let refused = |hint| SendError::Refused {
+        errcode,
+        errmsg: errmsg.clone(),
+        hint,
+    };
+    match errcode {
+        0 => Ok(()),
+        130101 | 410100 => Err(SendError::TooFast { errcode, errmsg }),
+        -1 => Err(SendError::Busy { errcode, errmsg }),
+        310000 => Err(refused(
+            "check the robot's security settings: the signature secret, the keywords the message must contain, or the IP allow-list",
+        )),
+        300001 | 300005 | 400101 | 400102 | 400106 | 400013 => Err(refused(
+            "the access token, the robot or the chat group is gone or disabled; update the webhook url",
+        )),
+        430101..=430104 => Err(refused("DingTalk blocked the content of this message")),
+        460101 => Err(refused("the message body is too long")),
+        _ => Err(refused(
+            "the message is not acceptable to DingTalk; fix the event",
+        )),
+    }
+}
+
+/// `sign` for a signed robot: base64(HMAC-SHA256(secret, "{timestamp}\n{secret}")).
+pub fn sign(secret: &Secret, timestamp_ms: u128) -> String {
+    let secret = secret.expose();
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// One robot: where to post and how to sign.
+#[derive(Debug, Clone)]
+pub struct Robot {
+    url: url::Url,
+    secret: Option<Secret>,
+    client: reqwest::Client,
+}
+
+impl Robot {
+    /// A robot posting to `url`, signing with `secret` when given.
+    pub fn new(url: url::Url, secret: Option<Secret>, client: reqwest::Client) -> Self {
+        Self {
+            url,
+            secret,
+            client,
+        }
+    }
+
+    /// The webhook URL with its token masked, for logs and status pages.
+    pub fn display_url(&self) -> String {
+        masked_url(&self.url)
+    }
+
+    /// Whether requests carry a signature.
+    pub fn is_signed(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// Posts one message body, signed afresh, and waits at most `timeout`.
+    pub async fn send(&self, body: Vec<u8>, timeout: Duration) -> Result<(), SendError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .timeout(timeout)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(body);
+        if let Some(secret) = &self.secret {
+            // DingTalk rejects a timestamp more than an hour off: a fresh one per request.
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default();
+            let signature = sign(secret, timestamp);
+            request = request.query(&[("timestamp", timestamp.to_string()), ("sign", signature)]);
+        }
+
+        let response = request
+            .send()
+            .await
+            .map_err(|err| transport_error(err, timeout))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SendError::HttpStatus(status.as_u16()));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| transport_error(err, timeout))?;
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|err| {
+            SendError::BadAnswer(format!(
+                "{err}; body starts with {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+            ))
+        })?;
+        classify(answer.errcode, answer.errmsg)
+    }
+}
+
+/// A reqwest failure without its URL: the URL carries the access token.
+fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
+    if err.is_timeout() {
+        return SendError::Timeout(timeout);
+    }
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    SendError::Unreachable(text)
+}
+
+/// The one HTTP client every robot shares: pooled connections, rustls, and
+/// a connect timeout (each request sets its own total timeout).
+pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest is built without a default crypto provider (ring builds far
+    // faster than aws-lc); install it once. A second install is a no-op error.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_reference_vector() {
+        let signature = sign(&Secret::new("SECabc"), 1_700_000_000_000);
+        assert_eq!(signature, "jcUpW0QmtKduN03n4JqQ0PBosVjqnM8gU7fIIvsDmCM=");
+    }
+
+    #[test]
+    fn errcodes_are_classified() {
+        assert_eq!(classify(0, "ok".into()), Ok(()));
+        for code in [130101, 410100] {
+            assert!(matches!(
+                classify(code, String::new()),
+                Err(SendError::TooFast { .. })
+            ));
+        }
+        let busy = classify(-1, "busy".into()).expect_err("busy");
+        assert!(busy.is_transient());
+        for code in [
+            310000, 300001, 300005, 400101, 400102, 400106, 400013, 400105, 40035, 43004, 430101,
+            460101,
+        ] {
+            let err = classify(code, "x".into()).expect_err("refused");
+            assert!(matches!(err, SendError::Refused { .. }), "{code}");
+            assert!(!err.is_transient(), "{code} is permanent");
+            assert_eq!(err.errcode(), Some(code));
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_to_check() {
+        let err = classify(310000, "sign not match".into()).expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("310000")
+                && text.contains("sign not match")
+                && text.contains("signature"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn http_errors_are_transient_only_for_5xx_and_429() {
+        assert!(SendError::HttpStatus(500).is_transient());
+        assert!(SendError::HttpStatus(429).is_transient());
+        assert!(!SendError::HttpStatus(404).is_transient());
+    }
+}

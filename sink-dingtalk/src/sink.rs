@@ -1,0 +1,416 @@
+//! The DingTalk sink: routes each event to its chat group's robot, builds
+//! the message, waits for a send slot, sends with retries inside the
+//! request's time budget, and reports one outcome per event.
+//!
+//! Events for different robots go out concurrently; events for one robot
+//! keep their order, and once one of them must be retried the rest of that
+//! robot's events are not sent but retried with it (their `msgUuid` makes
+//! the resend of any already delivered one harmless).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connector_sdk::cloudevents::event::ExtensionValue;
+use connector_sdk::cloudevents::{AttributesReader, Event};
+use connector_sdk::{BoxError, Outcome, Sink, Unavailable, async_trait};
+use futures_util::future::join_all;
+use tokio::time::Instant;
+
+use crate::config::{DeliveryConfig, DingTalkConfig, webhook_url};
+use crate::message::{self, Message};
+use crate::pacing::{Busy, Pacer};
+use crate::robot::{Robot, SendError, http_client};
+
+/// The extension naming the chat group.
+pub const CHAT_GROUP_EXTENSION: &str = "xvchatgroup";
+
+/// Time kept back from the pacing wait so the send itself still fits.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// A robot and its send budget; chat groups sharing a webhook share this.
+#[derive(Debug)]
+pub struct PacedRobot {
+    /// The robot.
+    pub robot: Robot,
+    /// Its budget.
+    pub pacer: Pacer,
+    per_minute: u32,
+}
+
+impl PacedRobot {
+    /// The configured messages per minute.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+}
+
+/// The DingTalk sink.
+#[derive(Debug)]
+pub struct DingTalkSink {
+    groups: HashMap<String, Arc<PacedRobot>>,
+    default_group: String,
+    delivery: DeliveryConfig,
+}
+
+/// One event's way out: what to send, to whom, and how to report it.
+struct Work {
+    index: usize,
+    group: String,
+    message: Message,
+    id: String,
+    source: String,
+}
+
+impl DingTalkSink {
+    /// Builds the sink from a validated configuration.
+    pub fn new(config: DingTalkConfig) -> Result<Self, BoxError> {
+        let client = http_client(config.delivery.connect_timeout())?;
+        let default_group = config
+            .default_group()
+            .ok_or("bot.webhooks is empty; configure at least one chat group")?
+            .to_owned();
+        let mut robots_by_url: HashMap<String, Arc<PacedRobot>> = HashMap::new();
+        let mut groups = HashMap::new();
+        for webhook in config.bot.webhooks {
+            let robot = match robots_by_url.get(&webhook.url) {
+                Some(robot) => Arc::clone(robot),
+                None => {
+                    let url = webhook_url(&webhook.url).map_err(|reason| {
+                        format!("bot.webhooks ({}).url {reason}", webhook.chat_group)
+                    })?;
+                    let robot = Arc::new(PacedRobot {
+                        robot: Robot::new(url, webhook.signature.clone(), client.clone()),
+                        pacer: Pacer::new(webhook.per_minute),
+                        per_minute: webhook.per_minute,
+                    });
+                    robots_by_url.insert(webhook.url.clone(), Arc::clone(&robot));
+                    robot
+                }
+            };
+            tracing::info!(
+                chat_group = %webhook.chat_group,
+                url = %robot.robot.display_url(),
+                signed = robot.robot.is_signed(),
+                per_minute = robot.per_minute,
+                "chat group configured"
+            );
+            groups.insert(webhook.chat_group, robot);
+        }
+        Ok(Self {
+            groups,
+            default_group,
+            delivery: config.delivery,
+        })
+    }
+
+    /// The chat groups and their robots, sorted by name.
+    pub fn groups(&self) -> Vec<(&str, &PacedRobot)> {
+        let mut groups: Vec<_> = self
+            .groups
+            .iter()
+            .map(|(g, r)| (g.as_str(), r.as_ref()))
+            .collect();
+        groups.sort_by_key(|(g, _)| *g);
+        groups
+    }
+
+    /// Delivers a batch and reports each event's outcome, in order.
+    pub async fn deliver(&self, events: Vec<Event>) -> Vec<Outcome> {
+        let started = Instant::now();
+        let deadline = started + self.delivery.deadline();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut queues: Vec<(Arc<PacedRobot>, Vec<Work>)> = Vec::new();
+
+        for (index, event) in events.into_iter().enumerate() {
+            match self.prepare(index, &event) {
+                Ok((robot, work)) => {
+                    match queues.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &robot)) {
+                        Some((_, queue)) => queue.push(work),
+                        None => queues.push((robot, vec![work])),
+                    }
+                }
+                Err(outcome) => {
+                    log_outcome(&event, None, None, &outcome, None, started);
+                    outcomes[index] = Some(outcome);
+                }
+            }
+        }
+
+        let delivered = join_all(
+            queues
+                .into_iter()
+                .map(|(robot, queue)| self.deliver_in_order(robot, queue, deadline, started)),
+        )
+        .await;
+        for (index, outcome) in delivered.into_iter().flatten() {
+            outcomes[index] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Delivered))
+            .collect()
+    }
+
+    /// Routes and builds one event, or says why it can never be sent.
+    fn prepare(&self, index: usize, event: &Event) -> Result<(Arc<PacedRobot>, Work), Outcome> {
+        let reject = |reason: String| Outcome::rejected(format!("event {}: {reason}", event.id()));
+        let group = match event.extension(CHAT_GROUP_EXTENSION) {
+            None => self.default_group.clone(),
+            Some(ExtensionValue::String(group)) => group.clone(),
+            Some(other) => other.to_string(),
+        };
+        let robot = self.groups.get(&group).ok_or_else(|| {
+            let mut known: Vec<_> = self.groups.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            reject(format!(
+                "xvchatgroup `{group}` is not configured; configured chat groups: {}",
+                known.join(", ")
+            ))
+        })?;
+        let uuid = message::msg_uuid(&event.source().to_string(), event.id(), &group);
+        let message = message::build(event, &uuid).map_err(|err| reject(err.to_string()))?;
+        Ok((
+            Arc::clone(robot),
+            Work {
+                index,
+                group,
+                message,
+                id: event.id().to_owned(),
+                source: event.source().to_string(),
+            },
+        ))
+    }
+
+    async fn deliver_in_order(
+        &self,
+        robot: Arc<PacedRobot>,
+        queue: Vec<Work>,
+        deadline: Instant,
+        started: Instant,
+    ) -> Vec<(usize, Outcome)> {
+        let mut results = Vec::with_capacity(queue.len());
+        let mut held_back: Option<Outcome> = None;
+        for work in queue {
+            let (outcome, errcode) = match &held_back {
+                Some(earlier) => (not_sent_after(earlier), None),
+                None => self.send(&robot, &work, deadline).await,
+            };
+            if outcome.is_retryable() && held_back.is_none() {
+                held_back = Some(outcome.clone());
+            }
+            log_work(&work, &outcome, errcode, started);
+            results.push((work.index, outcome));
+        }
+        results
+    }
+
+    /// Sends one message: waits for a slot, retries transient failures with
+    /// jittered exponential backoff while the deadline allows.
+    async fn send(
+        &self,
+        robot: &PacedRobot,
+        work: &Work,
+        deadline: Instant,
+    ) -> (Outcome, Option<i64>) {
+        let group = &work.group;
+        let mut attempt: u32 = 0;
+        loop {
+            let now = Instant::now();
+            let max_wait = deadline
+                .saturating_duration_since(now)
+                .saturating_sub(MIN_ATTEMPT);
+            let slot = match robot.pacer.reserve(now, max_wait) {
+                Ok(slot) => slot,
+                Err(busy) => return (throttled_by_pacer(work, busy, robot.per_minute), None),
+            };
+            tokio::time::sleep_until(slot).await;
+
+            let timeout = deadline
+                .saturating_duration_since(Instant::now())
+                .max(MIN_ATTEMPT);
+            let err = match robot.robot.send(work.message.body.clone(), timeout).await {
+                Ok(()) => return (Outcome::Delivered, Some(0)),
+                Err(err) => err,
+            };
+            let errcode = err.errcode();
+            if let SendError::TooFast { .. } = err {
+                let cooldown = self.delivery.cooldown();
+                if robot.pacer.cool_down(Instant::now(), cooldown) {
+                    tracing::error!(
+                        chat_group = %group,
+                        url = %robot.robot.display_url(),
+                        errcode,
+                        cooldown_secs = cooldown.as_secs(),
+                        "DingTalk THROTTLED this robot (another sender may share it); holding all its messages for the cool-down"
+                    );
+                }
+                let reason = format!(
+                    "event {}: chat group {group}: {err}; holding the robot for {}s",
+                    work.id,
+                    cooldown.as_secs()
+                );
+                return (Outcome::throttled(cooldown, reason), errcode);
+            }
+            attempt += 1;
+            let backoff = backoff(attempt);
+            if !err.is_transient() || Instant::now() + backoff + MIN_ATTEMPT > deadline {
+                return (failure_outcome(work, &err), errcode);
+            }
+            tracing::debug!(event_id = %work.id, chat_group = %group, attempt, %err, ?backoff, "retrying");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for DingTalkSink {
+    type Config = DingTalkConfig;
+
+    fn name() -> &'static str {
+        "sink-dingtalk"
+    }
+
+    async fn initialize(config: DingTalkConfig) -> Result<Self, BoxError> {
+        Self::new(config)
+    }
+
+    async fn arrived(&self, events: Vec<Event>) -> Outcome {
+        let outcomes = self.deliver(events).await;
+        Outcome::most_retryable(outcomes)
+    }
+}
+
+/// Full-jitter exponential backoff: 100 ms, 200 ms, 400 ms... capped at 1 s,
+/// each scaled by a random factor in [0.5, 1) so retries do not synchronize.
+fn backoff(attempt: u32) -> Duration {
+    let base =
+        Duration::from_millis(100).saturating_mul(1 << attempt.clamp(1, 5).saturating_sub(1));
+    base.min(Duration::from_secs(1))
+        .mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+fn throttled_by_pacer(work: &Work, busy: Busy, per_minute: u32) -> Outcome {
+    let wait = busy.retry_after();
+    let reason = match busy {
+        Busy::Budget(_) => format!(
+            "event {}: chat group {}: the robot's budget of {per_minute} messages a minute is used up; a slot frees in {}s",
+            work.id,
+            work.group,
+            wait.as_secs_f64().ceil()
+        ),
+        Busy::CoolingDown(_) => format!(
+            "event {}: chat group {}: DingTalk throttled this robot; it is held for another {}s",
+            work.id,
+            work.group,
+            wait.as_secs_f64().ceil()
+        ),
+    };
+    Outcome::throttled(wait, reason)
+}
+
+fn failure_outcome(work: &Work, err: &SendError) -> Outcome {
+    let reason = format!("event {}: chat group {}: {err}", work.id, work.group);
+    match err {
+        SendError::Refused { .. } => Outcome::rejected(reason),
+        SendError::TooFast { .. } => Outcome::throttled(Duration::from_secs(600), reason),
+        SendError::Timeout(_) => Outcome::unavailable(Unavailable::GatewayTimeout, reason),
+        SendError::BadAnswer(_) => Outcome::unavailable(Unavailable::BadGateway, reason),
+        SendError::HttpStatus(status) if *status >= 500 || *status == 429 => {
+            Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
+        }
+        SendError::HttpStatus(_) => Outcome::unavailable(Unavailable::BadGateway, reason),
+        SendError::Busy { .. } | SendError::Unreachable(_) => {
+            Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
+        }
+    }
+}
+
+/// The outcome of an event held back because an earlier one to the same
+/// robot must be retried: same class, so the sender retries them together.
+fn not_sent_after(earlier: &Outcome) -> Outcome {
+    let reason = format!(
+        "not sent, to keep order behind an earlier event: {}",
+        earlier.reason()
+    );
+    match earlier {
+        Outcome::Throttled { retry_after, .. } => Outcome::throttled(*retry_after, reason),
+        Outcome::Unavailable { kind, .. } => Outcome::unavailable(*kind, reason),
+        Outcome::Delivered | Outcome::Rejected { .. } => {
+            Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
+        }
+    }
+}
+
+fn log_work(work: &Work, outcome: &Outcome, errcode: Option<i64>, started: Instant) {
+    tracing::info!(
+        event_id = %work.id,
+        source = %work.source,
+        chat_group = %work.group,
+        msgtype = %work.message.msgtype,
+        outcome = outcome.class(),
+        errcode,
+        latency_ms = started.elapsed().as_millis() as u64,
+        reason = (!matches!(outcome, Outcome::Delivered)).then(|| outcome.reason()),
+        "event handled"
+    );
+}
+
+fn log_outcome(
+    event: &Event,
+    group: Option<&str>,
+    msgtype: Option<&str>,
+    outcome: &Outcome,
+    errcode: Option<i64>,
+    started: Instant,
+) {
+    tracing::info!(
+        event_id = %event.id(),
+        source = %event.source(),
+        chat_group = group,
+        msgtype,
+        outcome = outcome.class(),
+        errcode,
+        latency_ms = started.elapsed().as_millis() as u64,
+        reason = outcome.reason(),
+        "event handled"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..50 {
+            let first = backoff(1);
+            assert!(
+                first >= Duration::from_millis(50) && first < Duration::from_millis(100),
+                "{first:?}"
+            );
+            let late = backoff(30);
+            assert!(
+                late >= Duration::from_millis(500) && late < Duration::from_secs(1),
+                "{late:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn held_back_events_keep_the_retryable_class() {
+        let earlier = Outcome::throttled(Duration::from_secs(7), "budget");
+        let held = not_sent_after(&earlier);
+        assert!(
+            matches!(held, Outcome::Throttled { retry_after, .. } if retry_after == Duration::from_secs(7))
+        );
+        let earlier = Outcome::unavailable(Unavailable::GatewayTimeout, "slow");
+        assert!(matches!(
+            not_sent_after(&earlier),
+            Outcome::Unavailable {
+                kind: Unavailable::GatewayTimeout,
+                ..
+            }
+        ));
+    }
+}

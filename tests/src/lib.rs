@@ -1,0 +1,31 @@
+//! A faithful fake of the DingTalk custom-robot webhook, served over real
+//! HTTP on loopback, for end-to-end tests and demos.
+//!
+//! It checks what DingTalk checks — access token, signature and timestamp,
+//! Content-Type, body size, JSON, message shape, the 20-per-minute limit
+//! with its 10-minute block, `msgUuid` de-duplication — and answers with
+//! DingTalk's errcodes. It records what it accepted and refused, and can be
+//! told to fail the next requests on purpose.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use fake_dingtalk::{FakeDingTalk, RobotSpec};
+//! let fake = FakeDingTalk::start(vec![RobotSpec::signed("bot-1", "SECabc")]).await?;
+//! let url = fake.signed_webhook_url("bot-1");
+//! // ... point the code under test at `url` ...
+//! let got = fake.wait_for_accepted(1, std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+
+pub mod limits;
+mod model;
+mod server;
+pub mod shape;
+pub mod sign;
+mod state;
+
+pub use model::{
+    Accepted, DEFAULT_BLOCK_FOR, DEFAULT_PER_MINUTE, Event, Failure, MAX_BODY_BYTES, RobotSpec,
+    errcode,
+};
+pub use server::FakeDingTalk;

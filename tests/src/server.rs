@@ -1,0 +1,677 @@
+//! The HTTP side of the fake: an axum server on loopback answering
+//! `POST /robot/send`, and the [`FakeDingTalk`] handle that starts, queries,
+//! steers and stops it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::model::{Accepted, Event, Failure, RobotSpec};
+use crate::sign;
+use crate::state::{Incoming, Reply, State};
+
+/// Characters left as they are in a token placed in a URL query.
+const QUERY_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Largest body read at all; bodies between this and
+/// [`crate::MAX_BODY_BYTES`] are answered errcode 460101, larger ones get
+/// HTTP 413 from axum.
+const READ_LIMIT: usize = 8 * 1024 * 1024;
+
+/// How long [`FakeDingTalk::shutdown`] waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// State shared by the handle and the request handlers.
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped after every request has been recorded.
+    changes: watch::Sender<u64>,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells listeners and waiters about a finished request.
+    fn finish(&self, event: Option<Event>) {
+        if let Some(event) = event {
+            let listeners = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for listener in listeners {
+                listener(&event);
+            }
+        }
+        self.changes.send_modify(|n| *n += 1);
+    }
+}
+
+/// Stops the server when the last handle goes away.
+struct Guard {
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Guard {
+    fn signal(&self) {
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stop) = stop {
+            // The server may already be gone; nothing to do then.
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.signal();
+    }
+}
+
+/// A running fake DingTalk robot server on loopback.
+///
+/// Cheap to clone; every clone controls the same server. The server stops
+/// when [`FakeDingTalk::shutdown`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeDingTalk {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for FakeDingTalk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeDingTalk")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeDingTalk {
+    /// Starts a server for `robots` on `127.0.0.1` with a free port.
+    pub async fn start(robots: Vec<RobotSpec>) -> std::io::Result<FakeDingTalk> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), robots).await
+    }
+
+    /// Starts a server for `robots` on `addr`. Fails if the address cannot
+    /// be bound or two robots share a token.
+    pub async fn start_on(
+        addr: SocketAddr,
+        robots: Vec<RobotSpec>,
+    ) -> std::io::Result<FakeDingTalk> {
+        let state = State::new(robots)?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changes: watch::Sender::new(0),
+            listeners: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/robot/send", post(send))
+            .layer(DefaultBodyLimit::max(READ_LIMIT))
+            .with_state(Arc::clone(&shared));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            // Either an explicit stop or the sender being dropped.
+            let _ = stop_rx.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "fake DingTalk server stopped with an error");
+            }
+        });
+        tracing::debug!(%addr, "fake DingTalk listening");
+        Ok(FakeDingTalk {
+            addr,
+            shared,
+            guard: Arc::new(Guard {
+                stop: Mutex::new(Some(stop_tx)),
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The webhook URL of the robot with `token`:
+    /// `http://127.0.0.1:PORT/robot/send?access_token=TOKEN`.
+    pub fn webhook_url(&self, token: &str) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            });
+        }
+        format!(
+            "http://{addr}/robot/send?access_token={}",
+            utf8_percent_encode(token, QUERY_SAFE)
+        )
+    }
+
+    /// [`Self::webhook_url`] plus a `timestamp` and `sign` valid now, when
+    /// the robot has a secret; the plain webhook URL otherwise.
+    pub fn signed_webhook_url(&self, token: &str) -> String {
+        let url = self.webhook_url(token);
+        match self.shared.state().secret_for(token) {
+            Some(secret) => url + &sign::signed_query(secret, sign::unix_millis(SystemTime::now())),
+            None => url,
+        }
+    }
+
+    /// Every accepted message, all robots, in arrival order.
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.shared.state().accepted().to_vec()
+    }
+
+    /// The accepted messages of the robot with `token`, in arrival order.
+    pub fn accepted_for(&self, token: &str) -> Vec<Accepted> {
+        self.shared
+            .state()
+            .accepted()
+            .iter()
+            .filter(|a| a.token == token)
+            .cloned()
+            .collect()
+    }
+
+    /// Every request that named `token`, whatever the answer (unknown
+    /// tokens included; requests naming none count under `""`).
+    pub fn requests_for(&self, token: &str) -> usize {
+        self.shared.state().requests_for(token)
+    }
+
+    /// Requests naming `token` answered errcode 410100.
+    pub fn throttled_for(&self, token: &str) -> usize {
+        self.shared.state().throttled_for(token)
+    }
+
+    /// Requests naming `token` that repeated an accepted `msgUuid`.
+    pub fn duplicates_for(&self, token: &str) -> usize {
+        self.shared.state().duplicates_for(token)
+    }
+
+    /// Every non-zero errcode answered, as `(token, errcode, errmsg)`, in
+    /// order (the token is empty when the request named none).
+    pub fn rejections(&self) -> Vec<(String, i64, String)> {
+        self.shared.state().rejections().to_vec()
+    }
+
+    /// Makes the next `times` requests naming `token` fail with `failure`.
+    /// Calls queue up: a second call applies after the first is used up.
+    pub fn fail_next(&self, token: &str, failure: Failure, times: usize) {
+        self.shared.state().fail_next(token, failure, times);
+    }
+
+    /// Calls `f` for every [`Event`], as it happens, from the task serving
+    /// the request. `f` must not block for long.
+    pub fn on_event(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+        self.shared
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(f));
+    }
+
+    /// Waits until at least `n` messages have been accepted in all, or
+    /// `timeout` has passed, and returns the accepted messages either way
+    /// (check the length to tell which).
+    pub async fn wait_for_accepted(&self, n: usize, timeout: Duration) -> Vec<Accepted> {
+        self.wait_until(timeout, |s| s.accepted().len() >= n).await;
+        self.accepted()
+    }
+
+    /// Waits until at least `n` requests have named `token`, or `timeout`
+    /// has passed, and returns the count either way.
+    pub async fn wait_for_requests(&self, token: &str, n: usize, timeout: Duration) -> usize {
+        self.wait_until(timeout, |s| s.requests_for(token) >= n)
+            .await;
+        self.requests_for(token)
+    }
+
+    async fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) {
+        let mut changes = self.shared.changes.subscribe();
+        let wait = changes.wait_for(|_| done(&self.shared.state()));
+        // Timing out is an answer too: callers look at what there is.
+        let _ = tokio::time::timeout(timeout, wait).await;
+    }
+
+    /// Stops the server — for every clone of this handle — letting
+    /// in-flight requests finish (for at most 5 s).
+    pub async fn shutdown(self) {
+        self.guard.signal();
+        let task = self
+            .guard
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut task) = task
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Query parameters of a send.
+#[derive(Debug, Default)]
+struct Params {
+    access_token: Option<String>,
+    timestamp: Option<String>,
+    sign: Option<String>,
+}
+
+impl Params {
+    /// Parses (and percent-decodes) a query string; the first of repeated
+    /// keys wins.
+    fn parse(query: &str) -> Self {
+        let mut params = Params::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "access_token" => &mut params.access_token,
+                "timestamp" => &mut params.timestamp,
+                "sign" => &mut params.sign,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.into_owned());
+            }
+        }
+        params
+    }
+}
+
+/// `POST /robot/send`.
+async fn send(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = Params::parse(query.as_deref().unwrap_or(""));
+    let token = params.access_token.as_deref().unwrap_or("");
+    let req = Incoming {
+        token: params.access_token.as_deref(),
+        timestamp: params.timestamp.as_deref(),
+        sign: params.sign.as_deref(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        body: &body,
+    };
+    let failure = shared.state().begin(token);
+    let (reply, event) = match failure {
+        Some(Failure::Delay(d)) => {
+            tracing::debug!(token, delay = ?d, "injected delay");
+            tokio::time::sleep(d).await;
+            shared
+                .state()
+                .handle(&req, Instant::now(), SystemTime::now())
+        }
+        Some(failure) => shared.state().injected(token, failure),
+        None => shared
+            .state()
+            .handle(&req, Instant::now(), SystemTime::now()),
+    };
+    match &reply {
+        Reply::Json { errcode, errmsg } => tracing::debug!(
+            token,
+            signed = req.sign.is_some(),
+            body_len = body.len(),
+            errcode,
+            errmsg = errmsg.as_str(),
+            "POST /robot/send"
+        ),
+        Reply::Http(status) => tracing::debug!(
+            token,
+            body_len = body.len(),
+            status,
+            "POST /robot/send (injected HTTP failure)"
+        ),
+    }
+    shared.finish(event);
+    match reply {
+        Reply::Json { errcode, errmsg } => {
+            axum::Json(json!({ "errcode": errcode, "errmsg": errmsg })).into_response()
+        }
+        Reply::Http(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (
+                status,
+                format!("injected failure: HTTP {}", status.as_u16()),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errcode;
+    use serde_json::Value;
+
+    const HELLO: &str = r#"{"msgtype":"text","text":{"content":"Hello dingtalk"}}"#;
+
+    /// A minimal HTTP/1.1 client over a plain TCP stream. (reqwest built
+    /// with `rustls-no-provider` refuses to build a client until a rustls
+    /// crypto provider is installed, even for plain http.)
+    async fn request(method: &str, url: &str, content_type: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = url::Url::parse(url).unwrap();
+        let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !content_type.is_empty() {
+            head += &format!("Content-Type: {content_type}\r\n");
+        }
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    }
+
+    async fn post(url: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let (status, text) = request("POST", url, content_type, body).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post_json(url: &str, body: &str) -> i64 {
+        let (status, v) = post(url, "application/json", body).await;
+        assert_eq!(status, 200, "{v}");
+        v["errcode"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepts_and_records() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("bot-1"), RobotSpec::new("bot-2")])
+            .await
+            .unwrap();
+        let url = fake.webhook_url("bot-1");
+        assert_eq!(
+            url,
+            format!(
+                "http://127.0.0.1:{}/robot/send?access_token=bot-1",
+                fake.addr().port()
+            )
+        );
+        let (status, v) = post(&url, "application/json; charset=utf-8", HELLO).await;
+        assert_eq!(status, 200);
+        assert_eq!(v, json!({"errcode": 0, "errmsg": "ok"}));
+        assert_eq!(post_json(&fake.webhook_url("bot-2"), HELLO).await, 0);
+
+        let got = fake.wait_for_accepted(2, Duration::from_secs(5)).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].token, "bot-1");
+        assert_eq!(got[0].msgtype, "text");
+        assert_eq!(got[0].body["text"]["content"], "Hello dingtalk");
+        assert_eq!(fake.accepted_for("bot-2").len(), 1);
+        assert_eq!(fake.requests_for("bot-1"), 1);
+        assert!(fake.rejections().is_empty());
+    }
+
+    #[tokio::test]
+    async fn refusals_over_http() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("bot")])
+            .await
+            .unwrap();
+        let url = fake.webhook_url("bot");
+        let base = format!("http://{}/robot/send", fake.addr());
+        assert_eq!(post_json(&base, HELLO).await, errcode::TOKEN_NOT_EXIST);
+        assert_eq!(
+            post_json(&fake.webhook_url("other"), HELLO).await,
+            errcode::TOKEN_NOT_EXIST
+        );
+        let (status, v) = post(&url, "text/plain", HELLO).await;
+        assert_eq!(
+            (status, v["errcode"].as_i64()),
+            (200, Some(errcode::CONTENT_TYPE))
+        );
+        assert_eq!(post_json(&url, "{oops").await, errcode::MISSING_PARAM);
+        let big = format!(
+            r#"{{"msgtype":"text","text":{{"content":"{}"}}}}"#,
+            "字".repeat(7000)
+        );
+        assert_eq!(post_json(&url, &big).await, errcode::TOO_LONG);
+        let link = r#"{"msgtype":"link","link":{"title":"t","text":"x"}}"#;
+        let (_, v) = post(&url, "application/json", link).await;
+        assert_eq!(v["errcode"], 40035);
+        assert!(
+            v["errmsg"].as_str().unwrap().contains("link.messageUrl"),
+            "{v}"
+        );
+
+        let (status, _) = request("GET", &url, "", "").await;
+        assert_eq!(status, 405);
+        let (status, _) = post(&url, "", HELLO).await;
+        assert_eq!(status, 200);
+
+        let rejections = fake.rejections();
+        assert_eq!(rejections.len(), 7);
+        assert_eq!(rejections[6].1, errcode::CONTENT_TYPE);
+        assert_eq!(
+            rejections[0],
+            ("".into(), 300_001, "token is not exist".into())
+        );
+        assert_eq!(rejections[1].0, "other");
+        assert_eq!(fake.requests_for("other"), 1);
+        assert_eq!(fake.requests_for("bot"), 5);
+        assert!(fake.accepted().is_empty());
+    }
+
+    #[tokio::test]
+    async fn signature_over_http() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::signed("s", "SECabc")])
+            .await
+            .unwrap();
+        assert_eq!(post_json(&fake.signed_webhook_url("s"), HELLO).await, 0);
+
+        let (_, v) = post(&fake.webhook_url("s"), "application/json", HELLO).await;
+        assert_eq!(v["errcode"], 310_000);
+        assert!(v["errmsg"].as_str().unwrap().contains("sign not match"));
+
+        // A stale timestamp with an otherwise correct sign.
+        let old = sign::unix_millis(SystemTime::now()) - 2 * 3_600_000;
+        let url = fake.webhook_url("s") + &sign::signed_query("SECabc", old);
+        let (_, v) = post(&url, "application/json", HELLO).await;
+        assert_eq!(v["errcode"], 310_000);
+        assert!(v["errmsg"].as_str().unwrap().contains("invalid"), "{v}");
+
+        // A client that forgets to url-encode a sign containing '+'.
+        let now = sign::unix_millis(SystemTime::now());
+        let (ts, raw) = (0..1000)
+            .map(|i| now - i)
+            .map(|ts| (ts, sign::compute_sign("SECabc", &ts.to_string())))
+            .find(|(_, s)| s.contains('+'))
+            .unwrap();
+        let url = format!("{}&timestamp={ts}&sign={raw}", fake.webhook_url("s"));
+        assert_eq!(post_json(&url, HELLO).await, errcode::SIGN);
+        assert_eq!(fake.accepted().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_and_duplicates_over_http() {
+        let spec = RobotSpec::new("r")
+            .per_minute(2)
+            .block_for(Duration::from_millis(300));
+        let fake = FakeDingTalk::start(vec![spec]).await.unwrap();
+        let url = fake.webhook_url("r");
+        let with_uuid = r#"{"msgtype":"text","text":{"content":"x"},"msgUuid":"m-1"}"#;
+        assert_eq!(post_json(&url, with_uuid).await, 0);
+        assert_eq!(post_json(&url, with_uuid).await, 0);
+        assert_eq!(post_json(&url, HELLO).await, 0);
+        let (_, v) = post(&url, "application/json", HELLO).await;
+        assert_eq!(
+            v,
+            json!({"errcode": 410_100, "errmsg": "send too fast, exceed 2 times per minute"})
+        );
+        assert_eq!(post_json(&url, HELLO).await, errcode::TOO_FAST);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(post_json(&url, HELLO).await, 0);
+        assert_eq!(fake.accepted_for("r").len(), 3);
+        assert_eq!(fake.duplicates_for("r"), 1);
+        assert_eq!(fake.throttled_for("r"), 2);
+        assert_eq!(fake.requests_for("r"), 6);
+    }
+
+    #[tokio::test]
+    async fn injected_failures() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("f")])
+            .await
+            .unwrap();
+        let url = fake.webhook_url("f");
+        fake.fail_next("f", Failure::Http(503), 1);
+        fake.fail_next("f", Failure::ErrCode(-1, "系统繁忙".into()), 1);
+        fake.fail_next("f", Failure::Delay(Duration::from_millis(200)), 1);
+        let (status, body) = post(&url, "application/json", HELLO).await;
+        assert_eq!(status, 503, "{body}");
+        let (_, v) = post(&url, "application/json", HELLO).await;
+        assert_eq!(v, json!({"errcode": -1, "errmsg": "系统繁忙"}));
+        let started = std::time::Instant::now();
+        assert_eq!(post_json(&url, HELLO).await, 0);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(post_json(&url, HELLO).await, 0);
+        assert_eq!(fake.accepted().len(), 2);
+        assert_eq!(fake.requests_for("f"), 4);
+        assert_eq!(fake.rejections(), vec![("f".into(), -1, "系统繁忙".into())]);
+    }
+
+    #[tokio::test]
+    async fn events_and_waiting() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("e")])
+            .await
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        fake.on_event(move |e| sink.lock().unwrap().push(format!("{e:?}")));
+
+        let waiter = {
+            let fake = fake.clone();
+            tokio::spawn(async move { fake.wait_for_accepted(1, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(post_json(&fake.webhook_url("e"), HELLO).await, 0);
+        assert_eq!(waiter.await.unwrap().len(), 1);
+        assert_eq!(post_json(&fake.webhook_url("x"), HELLO).await, 300_001);
+
+        let events = seen.lock().unwrap().clone();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].starts_with("Accepted("));
+        assert!(events[1].starts_with("Rejected {"));
+
+        // Timing out returns what there is.
+        let got = fake.wait_for_accepted(5, Duration::from_millis(50)).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            fake.wait_for_requests("x", 1, Duration::from_millis(50))
+                .await,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_and_drop_stop_the_server() {
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("a")])
+            .await
+            .unwrap();
+        let addr = fake.addr();
+        assert_eq!(post_json(&fake.webhook_url("a"), HELLO).await, 0);
+        fake.shutdown().await;
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+
+        let fake = FakeDingTalk::start(vec![RobotSpec::new("a")])
+            .await
+            .unwrap();
+        let addr = fake.addr();
+        let clone = fake.clone();
+        drop(fake);
+        // A clone keeps it running.
+        assert_eq!(post_json(&clone.webhook_url("a"), HELLO).await, 0);
+        drop(clone);
+        let mut stopped = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            stopped,
+            "server still listening after the last handle was dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn start_on_refuses_duplicate_tokens() {
+        let err = FakeDingTalk::start(vec![RobotSpec::new("a"), RobotSpec::new("a")])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn params_parse_decodes_and_keeps_first() {
+        let p = Params::parse("access_token=a%2Db&sign=ab%2Bc%3D&sign=zzz&timestamp=1&x=y");
+        assert_eq!(p.access_token.as_deref(), Some("a-b"));
+        assert_eq!(p.sign.as_deref(), Some("ab+c="));
+        assert_eq!(p.timestamp.as_deref(), Some("1"));
+        let p = Params::parse("sign=ab+c=");
+        assert_eq!(p.sign.as_deref(), Some("ab c="));
+    }
+}

@@ -1,0 +1,509 @@
+//! The fake's bookkeeping and its request-handling rules, free of HTTP.
+//!
+//! [`State::handle`] applies DingTalk's checks in this order: token,
+//! rate-limit block, signature, Content-Type, body size, JSON, message
+//! shape, `msgUuid` de-duplication, then the per-minute limit. It never
+//! awaits, so the server calls it under a `std::sync::Mutex`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::time::SystemTime;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::limits::RateLimiter;
+use crate::model::{Accepted, Event, Failure, MAX_BODY_BYTES, RobotSpec, errcode};
+use crate::{shape, sign};
+
+/// One request to `/robot/send`, as far as the rules care.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Incoming<'a> {
+    /// `access_token` query parameter.
+    pub token: Option<&'a str>,
+    /// `timestamp` query parameter.
+    pub timestamp: Option<&'a str>,
+    /// `sign` query parameter, percent-decoded.
+    pub sign: Option<&'a str>,
+    /// `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// Raw body.
+    pub body: &'a [u8],
+}
+
+/// What to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// HTTP 200 with `{"errcode": .., "errmsg": ..}`.
+    Json { errcode: i64, errmsg: String },
+    /// This HTTP status and a short text body.
+    Http(u16),
+}
+
+impl Reply {
+    fn ok() -> Self {
+        Reply::Json {
+            errcode: errcode::OK,
+            errmsg: "ok".into(),
+        }
+    }
+}
+
+/// One configured robot and its live state.
+#[derive(Debug)]
+struct Robot {
+    spec: RobotSpec,
+    limiter: RateLimiter,
+    seen_uuids: HashSet<String>,
+}
+
+/// Everything the fake remembers.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    robots: HashMap<String, Robot>,
+    accepted: Vec<Accepted>,
+    requests: HashMap<String, usize>,
+    throttled: HashMap<String, usize>,
+    duplicates: HashMap<String, usize>,
+    rejections: Vec<(String, i64, String)>,
+    failures: HashMap<String, VecDeque<(Failure, usize)>>,
+}
+
+impl State {
+    /// State for these robots; refuses two robots with the same token.
+    pub fn new(robots: Vec<RobotSpec>) -> io::Result<Self> {
+        let mut state = State::default();
+        for spec in robots {
+            if state.robots.contains_key(&spec.token) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("robot token {:?} configured twice", spec.token),
+                ));
+            }
+            let robot = Robot {
+                limiter: RateLimiter::new(spec.per_minute, spec.block_for),
+                seen_uuids: HashSet::new(),
+                spec,
+            };
+            state.robots.insert(robot.spec.token.clone(), robot);
+        }
+        Ok(state)
+    }
+
+    /// Counts a request naming `token` and takes the next injected failure
+    /// queued for it, if any.
+    pub fn begin(&mut self, token: &str) -> Option<Failure> {
+        *self.requests.entry(token.to_owned()).or_default() += 1;
+        let queue = self.failures.get_mut(token)?;
+        let (failure, left) = queue.front_mut()?;
+        let failure = failure.clone();
+        *left -= 1;
+        if *left == 0 {
+            queue.pop_front();
+        }
+        Some(failure)
+    }
+
+    /// Queues `failure` for the next `times` requests naming `token`.
+    pub fn fail_next(&mut self, token: &str, failure: Failure, times: usize) {
+        if times > 0 {
+            self.failures
+                .entry(token.to_owned())
+                .or_default()
+                .push_back((failure, times));
+        }
+    }
+
+    /// Answers an injected failure that does not reach the normal rules.
+    pub fn injected(&mut self, token: &str, failure: Failure) -> (Reply, Option<Event>) {
+        match failure {
+            Failure::Http(status) => (
+                Reply::Http(status),
+                Some(Event::HttpFailure {
+                    token: token.to_owned(),
+                    status,
+                }),
+            ),
+            Failure::ErrCode(code, msg) if code == errcode::OK => (
+                Reply::Json {
+                    errcode: code,
+                    errmsg: msg,
+                },
+                None,
+            ),
+            Failure::ErrCode(code, msg) => self.reject(token, code, msg),
+            // Delays are slept by the caller, which then calls `handle`.
+            Failure::Delay(_) => (Reply::ok(), None),
+        }
+    }
+
+    /// Applies DingTalk's rules to one request, at tokio time `now` and
+    /// wall-clock time `wall`, recording the outcome.
+    pub fn handle(
+        &mut self,
+        req: &Incoming<'_>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Reply, Option<Event>) {
+        let token = req.token.unwrap_or("");
+        match self.check(req, now, wall) {
+            Ok(Checked::Accept { msgtype, body }) => {
+                let accepted = Accepted {
+                    token: token.to_owned(),
+                    msgtype,
+                    body,
+                    at: wall,
+                };
+                self.accepted.push(accepted.clone());
+                (Reply::ok(), Some(Event::Accepted(accepted)))
+            }
+            Ok(Checked::Duplicate(msg_uuid)) => {
+                *self.duplicates.entry(token.to_owned()).or_default() += 1;
+                (
+                    Reply::ok(),
+                    Some(Event::Duplicate {
+                        token: token.to_owned(),
+                        msg_uuid,
+                    }),
+                )
+            }
+            Err((code, msg)) => self.reject(token, code, msg),
+        }
+    }
+
+    fn check(
+        &mut self,
+        req: &Incoming<'_>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Checked, (i64, String)> {
+        let robot = req
+            .token
+            .and_then(|t| self.robots.get_mut(t))
+            .ok_or_else(|| (errcode::TOKEN_NOT_EXIST, "token is not exist".to_owned()))?;
+        let too_fast = |robot: &Robot| {
+            (
+                errcode::TOO_FAST,
+                format!(
+                    "send too fast, exceed {} times per minute",
+                    robot.spec.per_minute
+                ),
+            )
+        };
+        if robot.limiter.check_blocked(now).is_err() {
+            return Err(too_fast(robot));
+        }
+        if let Some(secret) = &robot.spec.secret {
+            sign::verify(secret, req.timestamp, req.sign, wall)
+                .map_err(|e| (errcode::SIGN, e.to_string()))?;
+        }
+        if !is_json_content_type(req.content_type) {
+            return Err((
+                errcode::CONTENT_TYPE,
+                "无效的HTTP HEADER Content-Type".to_owned(),
+            ));
+        }
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err((
+                errcode::TOO_LONG,
+                format!("message too long, exceed {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let body: Value = serde_json::from_slice(req.body)
+            .map_err(|_| (errcode::MISSING_PARAM, "缺少参数 json".to_owned()))?;
+        let valid = shape::validate(&body).map_err(|e| (errcode::MISSING_PARAM, e.to_string()))?;
+        if let Some(uuid) = &valid.msg_uuid
+            && robot.seen_uuids.contains(uuid)
+        {
+            return Ok(Checked::Duplicate(uuid.clone()));
+        }
+        if robot.limiter.try_acquire(now).is_err() {
+            return Err(too_fast(robot));
+        }
+        if let Some(uuid) = valid.msg_uuid {
+            robot.seen_uuids.insert(uuid);
+        }
+        Ok(Checked::Accept {
+            msgtype: valid.msgtype,
+            body,
+        })
+    }
+
+    fn reject(&mut self, token: &str, code: i64, msg: String) -> (Reply, Option<Event>) {
+        if code == errcode::TOO_FAST {
+            *self.throttled.entry(token.to_owned()).or_default() += 1;
+        }
+        self.rejections.push((token.to_owned(), code, msg.clone()));
+        (
+            Reply::Json {
+                errcode: code,
+                errmsg: msg.clone(),
+            },
+            Some(Event::Rejected {
+                token: token.to_owned(),
+                errcode: code,
+                errmsg: msg,
+            }),
+        )
+    }
+
+    /// The secret of the robot with `token`, if it is configured and signed.
+    pub fn secret_for(&self, token: &str) -> Option<&str> {
+        self.robots.get(token)?.spec.secret.as_deref()
+    }
+
+    /// All accepted messages, in arrival order.
+    pub fn accepted(&self) -> &[Accepted] {
+        &self.accepted
+    }
+
+    /// Requests that named `token`.
+    pub fn requests_for(&self, token: &str) -> usize {
+        self.requests.get(token).copied().unwrap_or(0)
+    }
+
+    /// Requests naming `token` answered 410100.
+    pub fn throttled_for(&self, token: &str) -> usize {
+        self.throttled.get(token).copied().unwrap_or(0)
+    }
+
+    /// Duplicate `msgUuid`s answered for `token`.
+    pub fn duplicates_for(&self, token: &str) -> usize {
+        self.duplicates.get(token).copied().unwrap_or(0)
+    }
+
+    /// Every non-zero errcode answered, in order.
+    pub fn rejections(&self) -> &[(String, i64, String)] {
+        &self.rejections
+    }
+}
+
+/// Outcome of a request that passed every check.
+enum Checked {
+    Accept { msgtype: String, body: Value },
+    Duplicate(String),
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn is_json_content_type(ct: Option<&str>) -> bool {
+    ct.and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::advance;
+
+    const JSON: Option<&str> = Some("application/json");
+
+    fn text<'a>(token: &'a str, body: &'a str) -> Incoming<'a> {
+        Incoming {
+            token: Some(token),
+            content_type: JSON,
+            body: body.as_bytes(),
+            ..Incoming::default()
+        }
+    }
+
+    fn code(reply: &Reply) -> i64 {
+        match reply {
+            Reply::Json { errcode, .. } => *errcode,
+            Reply::Http(s) => panic!("unexpected HTTP {s}"),
+        }
+    }
+
+    const HELLO: &str = r#"{"msgtype":"text","text":{"content":"hello"}}"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn rejects_in_dingtalk_order() {
+        let mut st =
+            State::new(vec![RobotSpec::new("a"), RobotSpec::signed("s", "SECabc")]).unwrap();
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let cases: Vec<(Incoming<'static>, i64)> = vec![
+            (
+                Incoming {
+                    token: None,
+                    ..text("a", HELLO)
+                },
+                300_001,
+            ),
+            (text("nope", HELLO), 300_001),
+            (text("s", HELLO), 310_000),
+            (
+                Incoming {
+                    content_type: Some("text/plain"),
+                    ..text("a", HELLO)
+                },
+                43_004,
+            ),
+            (
+                Incoming {
+                    content_type: None,
+                    ..text("a", HELLO)
+                },
+                43_004,
+            ),
+            (text("a", "not json"), 40_035),
+            (
+                text("a", r#"{"msgtype":"link","link":{"title":"t","text":"x"}}"#),
+                40_035,
+            ),
+            (text("a", HELLO), 0),
+            (
+                Incoming {
+                    content_type: Some("Application/JSON; charset=utf-8"),
+                    ..text("a", HELLO)
+                },
+                0,
+            ),
+        ];
+        for (req, want) in cases {
+            let (reply, _) = st.handle(&req, now, wall);
+            assert_eq!(code(&reply), want, "{req:?} -> {reply:?}");
+        }
+        assert_eq!(st.accepted().len(), 2);
+        assert_eq!(st.rejections().len(), 7);
+        assert_eq!(st.rejections()[0].0, "");
+        assert_eq!(st.rejections()[6].2, "缺少参数 link.messageUrl");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_long_body() {
+        let mut st = State::new(vec![RobotSpec::new("a")]).unwrap();
+        let content = "x".repeat(MAX_BODY_BYTES);
+        let body = format!(r#"{{"msgtype":"text","text":{{"content":"{content}"}}}}"#);
+        let (reply, _) = st.handle(&text("a", &body), Instant::now(), SystemTime::now());
+        assert_eq!(code(&reply), errcode::TOO_LONG);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn signed_robot_accepts_a_good_sign() {
+        let mut st = State::new(vec![RobotSpec::signed("s", "SECabc")]).unwrap();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+        let req = Incoming {
+            timestamp: Some("1700000000000"),
+            sign: Some("jcUpW0QmtKduN03n4JqQ0PBosVjqnM8gU7fIIvsDmCM="),
+            ..text("s", HELLO)
+        };
+        assert_eq!(code(&st.handle(&req, Instant::now(), wall).0), 0);
+        let late = wall + Duration::from_secs(3601);
+        let (reply, _) = st.handle(&req, Instant::now(), late);
+        let Reply::Json { errcode, errmsg } = reply else {
+            panic!()
+        };
+        assert_eq!(errcode, 310_000);
+        assert!(
+            errmsg.contains("timestamp") && errmsg.contains("invalid"),
+            "{errmsg}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_blocks_every_request() {
+        let spec = RobotSpec::new("a")
+            .per_minute(3)
+            .block_for(Duration::from_secs(600));
+        let mut st = State::new(vec![spec]).unwrap();
+        let wall = SystemTime::now();
+        for _ in 0..3 {
+            assert_eq!(
+                code(&st.handle(&text("a", HELLO), Instant::now(), wall).0),
+                0
+            );
+        }
+        let (reply, _) = st.handle(&text("a", HELLO), Instant::now(), wall);
+        assert_eq!(
+            reply,
+            Reply::Json {
+                errcode: 410_100,
+                errmsg: "send too fast, exceed 3 times per minute".into()
+            }
+        );
+        // Blocked: even a malformed request is answered 410100.
+        advance(Duration::from_secs(300)).await;
+        assert_eq!(
+            code(&st.handle(&text("a", "junk"), Instant::now(), wall).0),
+            410_100
+        );
+        advance(Duration::from_secs(300)).await;
+        assert_eq!(
+            code(&st.handle(&text("a", HELLO), Instant::now(), wall).0),
+            0
+        );
+        assert_eq!(st.throttled_for("a"), 2);
+        assert_eq!(st.accepted().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_are_ok_but_not_recorded_nor_counted() {
+        let mut st = State::new(vec![RobotSpec::new("a").per_minute(2)]).unwrap();
+        let with_uuid = r#"{"msgtype":"text","text":{"content":"hi"},"msgUuid":"u1"}"#;
+        let wall = SystemTime::now();
+        for _ in 0..5 {
+            let (reply, _) = st.handle(&text("a", with_uuid), Instant::now(), wall);
+            assert_eq!(code(&reply), 0);
+        }
+        assert_eq!(st.accepted().len(), 1);
+        assert_eq!(st.duplicates_for("a"), 4);
+        // One slot of budget left.
+        assert_eq!(
+            code(&st.handle(&text("a", HELLO), Instant::now(), wall).0),
+            0
+        );
+        assert_eq!(
+            code(&st.handle(&text("a", HELLO), Instant::now(), wall).0),
+            410_100
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_uuid_is_not_remembered() {
+        let spec = RobotSpec::new("a")
+            .per_minute(1)
+            .block_for(Duration::from_secs(1));
+        let mut st = State::new(vec![spec]).unwrap();
+        let with_uuid = r#"{"msgtype":"text","text":{"content":"hi"},"msgUuid":"u1"}"#;
+        let wall = SystemTime::now();
+        assert_eq!(
+            code(&st.handle(&text("a", HELLO), Instant::now(), wall).0),
+            0
+        );
+        assert_eq!(
+            code(&st.handle(&text("a", with_uuid), Instant::now(), wall).0),
+            410_100
+        );
+        advance(Duration::from_secs(61)).await;
+        assert_eq!(
+            code(&st.handle(&text("a", with_uuid), Instant::now(), wall).0),
+            0
+        );
+        assert_eq!(st.duplicates_for("a"), 0);
+        assert_eq!(st.accepted().len(), 2);
+    }
+
+    #[test]
+    fn failure_queue() {
+        let mut st = State::new(vec![RobotSpec::new("a")]).unwrap();
+        st.fail_next("a", Failure::Http(503), 2);
+        st.fail_next("a", Failure::ErrCode(-1, "busy".into()), 1);
+        assert!(matches!(st.begin("a"), Some(Failure::Http(503))));
+        assert!(st.begin("b").is_none());
+        assert!(matches!(st.begin("a"), Some(Failure::Http(503))));
+        let f = st.begin("a").unwrap();
+        let (reply, event) = st.injected("a", f);
+        assert_eq!(code(&reply), -1);
+        assert!(matches!(event, Some(Event::Rejected { errcode: -1, .. })));
+        assert!(st.begin("a").is_none());
+        assert_eq!(st.requests_for("a"), 4);
+        assert_eq!(st.requests_for("b"), 1);
+        assert_eq!(st.rejections().len(), 1);
+    }
+
+    #[test]
+    fn duplicate_tokens_refused() {
+        assert!(State::new(vec![RobotSpec::new("a"), RobotSpec::signed("a", "SEC")]).is_err());
+    }
+}
