@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use connector_sdk::cloudevents::event::ExtensionValue;
-use connector_sdk::cloudevents::{Data, Event};
+use connector_sdk::cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -108,6 +108,8 @@ pub enum MessageError {
 pub struct Message {
     /// The DingTalk type.
     pub msgtype: MsgType,
+    /// The idempotency key inside the body.
+    pub msg_uuid: String,
     /// The UTF-8 JSON body, at most [`MAX_BODY_BYTES`].
     pub body: Vec<u8>,
 }
@@ -121,9 +123,9 @@ pub fn msgtype_of(event: &Event) -> Result<MsgType, MessageError> {
     }
 }
 
-/// Builds the DingTalk body for `event`, tagged with `msg_uuid` so DingTalk
-/// drops a redelivered duplicate.
-pub fn build(event: &Event, msg_uuid: &str) -> Result<Message, MessageError> {
+/// Builds the DingTalk body for `event` in `chat_group`, tagged with a
+/// `msgUuid` so DingTalk drops a redelivered duplicate.
+pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
     let msgtype = msgtype_of(event)?;
     let mut fields = match msgtype {
         MsgType::Text => text_fields(event)?,
@@ -140,23 +142,45 @@ pub fn build(event: &Event, msg_uuid: &str) -> Result<Message, MessageError> {
     if let Some(at) = at {
         body.insert("at".into(), at);
     }
+    let content = serialize(&body)?;
+    let msg_uuid = msg_uuid(
+        &event.source().to_string(),
+        event.id(),
+        chat_group,
+        &content,
+    );
     body.insert("msgUuid".into(), json!(msg_uuid));
 
-    let body = serde_json::to_vec(&body).map_err(|err| MessageError::BadData(err.to_string()))?;
+    let body = serialize(&body)?;
     if body.len() > MAX_BODY_BYTES {
         return Err(MessageError::TooLarge(body.len()));
     }
-    Ok(Message { msgtype, body })
+    Ok(Message {
+        msgtype,
+        msg_uuid,
+        body,
+    })
 }
 
-/// A stable idempotency key for one event in one chat group: the same event
-/// redelivered gets the same key, different events never share one.
-pub fn msg_uuid(source: &str, id: &str, chat_group: &str) -> String {
+fn serialize(body: &Map<String, Value>) -> Result<Vec<u8>, MessageError> {
+    serde_json::to_vec(body).map_err(|err| MessageError::BadData(err.to_string()))
+}
+
+/// The idempotency key of one message: the event's identity (`source`, `id`)
+/// in one chat group, and what is posted. The same event redelivered gets the
+/// same key; different events never share one, even when a sender reuses an
+/// id for different content.
+pub fn msg_uuid(source: &str, id: &str, chat_group: &str, content: &[u8]) -> String {
     let mut hasher = Sha256::new();
-    for part in [source, id, chat_group] {
+    for part in [
+        source.as_bytes(),
+        id.as_bytes(),
+        chat_group.as_bytes(),
+        content,
+    ] {
         // Length-prefix each part so ("a","bc") and ("ab","c") differ.
         hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+        hasher.update(part);
     }
     let digest = hasher.finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -357,12 +381,15 @@ mod tests {
     }
 
     fn body_of(event: &Event) -> Value {
-        let message = build(event, "uuid-1").expect("builds");
-        serde_json::from_slice(&message.body).expect("json body")
+        let message = build(event, "ops").expect("builds");
+        let mut body: Value = serde_json::from_slice(&message.body).expect("json body");
+        assert_eq!(body["msgUuid"], message.msg_uuid.as_str());
+        body.as_object_mut().map(|b| b.remove("msgUuid"));
+        body
     }
 
     fn error_of(event: &Event) -> String {
-        build(event, "u").expect_err("rejected").to_string()
+        build(event, "ops").expect_err("rejected").to_string()
     }
 
     #[test]
@@ -370,7 +397,7 @@ mod tests {
         let body = body_of(&event(None, "text/plain", "Hello dingtalk"));
         assert_eq!(
             body,
-            json!({"msgtype": "text", "text": {"content": "Hello dingtalk"}, "msgUuid": "uuid-1"})
+            json!({"msgtype": "text", "text": {"content": "Hello dingtalk"}})
         );
     }
 
@@ -479,7 +506,7 @@ mod tests {
             "link.messageUrl must be an absolute http(s):// or dingtalk:// URL"
         );
         let data = json!({"title": "t", "text": "x", "singleTitle": "open", "singleURL": "dingtalk://dingtalkclient/page/link?url=x"});
-        assert!(build(&event(Some("actionCard"), "application/json", data), "u").is_ok());
+        assert!(build(&event(Some("actionCard"), "application/json", data), "ops").is_ok());
     }
 
     #[test]
@@ -501,11 +528,24 @@ mod tests {
 
     #[test]
     fn msg_uuid_is_stable_and_distinct() {
-        let a = msg_uuid("src", "id-1", "ops");
-        assert_eq!(a, msg_uuid("src", "id-1", "ops"));
+        let a = msg_uuid("src", "id-1", "ops", b"{}");
+        assert_eq!(a, msg_uuid("src", "id-1", "ops", b"{}"));
         assert_eq!(a.len(), 36);
-        assert_ne!(a, msg_uuid("src", "id-2", "ops"));
-        assert_ne!(a, msg_uuid("src", "id-1", "dev"));
-        assert_ne!(msg_uuid("a", "bc", "g"), msg_uuid("ab", "c", "g"));
+        assert_ne!(a, msg_uuid("src", "id-2", "ops", b"{}"));
+        assert_ne!(a, msg_uuid("src", "id-1", "dev", b"{}"));
+        assert_ne!(a, msg_uuid("src", "id-1", "ops", b"{\"x\":1}"));
+        assert_ne!(msg_uuid("a", "bc", "g", b""), msg_uuid("ab", "c", "g", b""));
+    }
+
+    #[test]
+    fn the_same_event_builds_the_same_message() {
+        let e = event(
+            Some("markdown"),
+            "application/json",
+            json!({"title": "t", "text": "x"}),
+        );
+        let first = build(&e, "ops").expect("builds");
+        assert_eq!(first, build(&e, "ops").expect("builds"));
+        assert_ne!(first.msg_uuid, build(&e, "dev").expect("builds").msg_uuid);
     }
 }

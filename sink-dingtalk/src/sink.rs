@@ -168,8 +168,7 @@ impl DingTalkSink {
                 known.join(", ")
             ))
         })?;
-        let uuid = message::msg_uuid(&event.source().to_string(), event.id(), &group);
-        let message = message::build(event, &uuid).map_err(|err| reject(err.to_string()))?;
+        let message = message::build(event, &group).map_err(|err| reject(err.to_string()))?;
         Ok((
             Arc::clone(robot),
             Work {

@@ -212,6 +212,20 @@ impl FakeDingTalk {
         self.shared.state().requests_for(token)
     }
 
+    /// The body of every request naming `token`, in arrival order, whatever
+    /// the answer (injected failures included), parsed as JSON where it is.
+    pub fn bodies_for(&self, token: &str) -> Vec<serde_json::Value> {
+        self.shared
+            .state()
+            .bodies_for(token)
+            .iter()
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(b).into_owned().into())
+            })
+            .collect()
+    }
+
     /// Requests naming `token` answered errcode 410100.
     pub fn throttled_for(&self, token: &str) -> usize {
         self.shared.state().throttled_for(token)
@@ -333,7 +347,7 @@ async fn send(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    let failure = shared.state().begin(token);
+    let failure = shared.state().begin(token, &body);
     let (reply, event) = match failure {
         Some(Failure::Delay(d)) => {
             tracing::debug!(token, delay = ?d, "injected delay");

@@ -63,6 +63,7 @@ pub(crate) struct State {
     robots: HashMap<String, Robot>,
     accepted: Vec<Accepted>,
     requests: HashMap<String, usize>,
+    bodies: HashMap<String, Vec<Vec<u8>>>,
     throttled: HashMap<String, usize>,
     duplicates: HashMap<String, usize>,
     rejections: Vec<(String, i64, String)>,
@@ -92,8 +93,12 @@ impl State {
 
     /// Counts a request naming `token` and takes the next injected failure
     /// queued for it, if any.
-    pub fn begin(&mut self, token: &str) -> Option<Failure> {
+    pub fn begin(&mut self, token: &str, body: &[u8]) -> Option<Failure> {
         *self.requests.entry(token.to_owned()).or_default() += 1;
+        self.bodies
+            .entry(token.to_owned())
+            .or_default()
+            .push(body.to_vec());
         let queue = self.failures.get_mut(token)?;
         let (failure, left) = queue.front_mut()?;
         let failure = failure.clone();
@@ -260,6 +265,12 @@ impl State {
     /// Requests that named `token`.
     pub fn requests_for(&self, token: &str) -> usize {
         self.requests.get(token).copied().unwrap_or(0)
+    }
+
+    /// The body of every request naming `token`, in arrival order, whatever
+    /// the answer (injected failures included).
+    pub fn bodies_for(&self, token: &str) -> Vec<Vec<u8>> {
+        self.bodies.get(token).cloned().unwrap_or_default()
     }
 
     /// Requests naming `token` answered 410100.
@@ -489,14 +500,14 @@ mod tests {
         let mut st = State::new(vec![RobotSpec::new("a")]).unwrap();
         st.fail_next("a", Failure::Http(503), 2);
         st.fail_next("a", Failure::ErrCode(-1, "busy".into()), 1);
-        assert!(matches!(st.begin("a"), Some(Failure::Http(503))));
-        assert!(st.begin("b").is_none());
-        assert!(matches!(st.begin("a"), Some(Failure::Http(503))));
-        let f = st.begin("a").unwrap();
+        assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
+        assert!(st.begin("b", b"{}").is_none());
+        assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
+        let f = st.begin("a", b"{}").unwrap();
         let (reply, event) = st.injected("a", f);
         assert_eq!(code(&reply), -1);
         assert!(matches!(event, Some(Event::Rejected { errcode: -1, .. })));
-        assert!(st.begin("a").is_none());
+        assert!(st.begin("a", b"{}").is_none());
         assert_eq!(st.requests_for("a"), 4);
         assert_eq!(st.requests_for("b"), 1);
         assert_eq!(st.rejections().len(), 1);
