@@ -9,6 +9,7 @@
 //!       url: https://oapi.dingtalk.com/robot/send?access_token=...
 //!       signature: SEC...        # optional: keyword / IP allow-list robots have none
 //!       per_minute: 20           # optional send budget, 1..=20
+//!       paced: true              # optional; false only for a stand-in without limits
 //! delivery:                      # optional
 //!   deadline_ms: 3000            # time to answer one request, pacing and retries included
 //!   cooldown_secs: 600           # hold a robot this long after DingTalk throttles it
@@ -58,6 +59,14 @@ pub struct WebhookConfig {
     /// Messages a minute this robot may send (DingTalk's limit is 20).
     #[serde(default = "default_per_minute")]
     pub per_minute: u32,
+    /// Pacing on (the default). Turn it off only for a stand-in without
+    /// DingTalk's limit, such as a benchmark: real DingTalk blocks the robot.
+    #[serde(default = "default_paced")]
+    pub paced: bool,
+}
+
+fn default_paced() -> bool {
+    true
 }
 
 fn default_per_minute() -> u32 {

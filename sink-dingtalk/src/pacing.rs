@@ -39,7 +39,8 @@ impl Busy {
 /// The budget of one robot (shared by every chat group that uses it).
 #[derive(Debug)]
 pub struct Pacer {
-    per_window: usize,
+    /// `None`: pacing is off for this robot (benchmarks against a stand-in).
+    per_window: Option<usize>,
     state: Mutex<State>,
 }
 
@@ -55,7 +56,15 @@ impl Pacer {
     /// A budget of `per_minute` sends per [`WINDOW`].
     pub fn new(per_minute: u32) -> Self {
         Self {
-            per_window: usize::try_from(per_minute.max(1)).unwrap_or(usize::MAX),
+            per_window: Some(usize::try_from(per_minute.max(1)).unwrap_or(usize::MAX)),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// No budget at all, only cool-downs: for a stand-in that has no limit.
+    pub fn unlimited() -> Self {
+        Self {
+            per_window: None,
             state: Mutex::new(State::default()),
         }
     }
@@ -70,6 +79,9 @@ impl Pacer {
             }
             state.cooling_until = None;
         }
+        let Some(per_window) = self.per_window else {
+            return Ok(now);
+        };
         while state
             .slots
             .front()
@@ -79,10 +91,10 @@ impl Pacer {
         }
         // Never before an already reserved slot: first come, first served.
         let mut slot = state.slots.back().map_or(now, |&last| last.max(now));
-        if state.slots.len() >= self.per_window {
+        if state.slots.len() >= per_window {
             // The window ending at the new slot must not hold the budget's
             // worth of slots already: wait for the nth latest to leave it.
-            let nth_latest = state.slots[state.slots.len() - self.per_window];
+            let nth_latest = state.slots[state.slots.len() - per_window];
             slot = slot.max(nth_latest + WINDOW);
         }
         if slot - now > max_wait {
@@ -188,6 +200,21 @@ mod tests {
             sent.len() >= 40,
             "the budget is used, not wasted: {}",
             sent.len()
+        );
+    }
+
+    #[test]
+    fn unlimited_never_waits_and_keeps_no_slots() {
+        let pacer = Pacer::unlimited();
+        let now = Instant::now();
+        for _ in 0..1_000 {
+            assert_eq!(pacer.reserve(now, NO_WAIT), Ok(now));
+        }
+        assert_eq!(pacer.snapshot(now), (0, None));
+        pacer.cool_down(now, Duration::from_secs(1));
+        assert!(
+            pacer.reserve(now, NO_WAIT).is_err(),
+            "cool-downs still apply"
         );
     }
 

@@ -79,9 +79,18 @@ impl DingTalkSink {
                     let url = webhook_url(&webhook.url).map_err(|reason| {
                         format!("bot.webhooks ({}).url {reason}", webhook.chat_group)
                     })?;
+                    let pacer = if webhook.paced {
+                        Pacer::new(webhook.per_minute)
+                    } else {
+                        tracing::warn!(
+                            chat_group = %webhook.chat_group,
+                            "pacing is OFF for this robot (paced: false); real DingTalk blocks a robot for 10 minutes above 20 messages a minute"
+                        );
+                        Pacer::unlimited()
+                    };
                     let robot = Arc::new(PacedRobot {
                         robot: Robot::new(url, webhook.signature.clone(), client.clone()),
-                        pacer: Pacer::new(webhook.per_minute),
+                        pacer,
                         per_minute: webhook.per_minute,
                     });
                     robots_by_url.insert(webhook.url.clone(), Arc::clone(&robot));
