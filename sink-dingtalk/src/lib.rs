@@ -10,11 +10,13 @@
 //! classifies DingTalk's answer, and the outcome goes back to the runtime.
 
 pub mod config;
+pub mod mention;
 pub mod message;
 pub mod pacing;
 pub mod robot;
 pub mod secret;
 pub mod sink;
+pub mod truncate;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

@@ -16,6 +16,9 @@ use connector_sdk::cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::mention::Mentions;
+use crate::truncate;
+
 /// The extension naming the message type.
 pub const MSGTYPE_EXTENSION: &str = "xvmsgtype";
 
@@ -98,8 +101,10 @@ pub enum MessageError {
         /// What is wrong.
         problem: String,
     },
-    /// The body exceeds DingTalk's limit.
-    #[error("the message body is {0} bytes; DingTalk accepts at most {MAX_BODY_BYTES}")]
+    /// The body exceeds DingTalk's limit and has no text to shorten.
+    #[error(
+        "the message body is {0} bytes and cannot be shortened to DingTalk's limit of {MAX_BODY_BYTES}; send fewer or shorter items"
+    )]
     TooLarge(usize),
 }
 
@@ -133,14 +138,43 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
     };
     // DingTalk reads `at` at the top level; senders naturally put it beside
     // the type's fields.
-    let at = fields.remove("at");
+    let mentions = Mentions::collect(fields.remove("at"), event)?;
     validate(msgtype, &fields)?;
+
+    // The field holding the message's long text: cut there when too large,
+    // and where markdown and actionCard need the mention tokens.
+    let text_field = match msgtype {
+        MsgType::Text => Some("content"),
+        MsgType::Markdown | MsgType::ActionCard => Some("text"),
+        MsgType::Link | MsgType::FeedCard => None,
+    };
+    let mut text_and_suffix = None;
+    if let Some(field) = text_field {
+        let text = fields
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let suffix = match msgtype {
+            MsgType::Markdown => mentions.missing_tokens(&text, false),
+            MsgType::ActionCard => mentions.missing_tokens(&text, true),
+            _ => String::new(),
+        };
+        if !suffix.is_empty() {
+            fields.insert(field.to_owned(), Value::String(format!("{text}{suffix}")));
+        }
+        text_and_suffix = Some((field, text, suffix));
+    } else if !mentions.is_empty() {
+        return Err(MessageError::BadData(format!(
+            "{msgtype} messages cannot mention anyone; remove `at` and the xvat* attributes, or use text, markdown or actionCard"
+        )));
+    }
 
     let mut body = Map::new();
     body.insert("msgtype".into(), json!(msgtype.as_str()));
     body.insert(msgtype.as_str().into(), Value::Object(fields));
-    if let Some(at) = at {
-        body.insert("at".into(), at);
+    if !mentions.is_empty() {
+        body.insert("at".into(), mentions.to_at());
     }
     let content = serialize(&body)?;
     let msg_uuid = msg_uuid(
@@ -151,14 +185,21 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
     );
     body.insert("msgUuid".into(), json!(msg_uuid));
 
-    let body = serialize(&body)?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(MessageError::TooLarge(body.len()));
+    let mut bytes = serialize(&body)?;
+    if bytes.len() > MAX_BODY_BYTES {
+        let too_large = MessageError::TooLarge(bytes.len());
+        let (field, text, suffix) = text_and_suffix.ok_or(too_large.clone())?;
+        let cut =
+            truncate::shrink(&text, &suffix, bytes.len() - MAX_BODY_BYTES).ok_or(too_large)?;
+        if let Some(Value::Object(fields)) = body.get_mut(msgtype.as_str()) {
+            fields.insert(field.to_owned(), Value::String(cut));
+        }
+        bytes = serialize(&body)?;
     }
     Ok(Message {
         msgtype,
         msg_uuid,
-        body,
+        body: bytes,
     })
 }
 
@@ -418,7 +459,10 @@ mod tests {
         let data = json!({"content": "deploy done", "at": {"atMobiles": ["123"]}});
         let body = body_of(&event(None, "application/json", data));
         assert_eq!(body["text"], json!({"content": "deploy done"}));
-        assert_eq!(body["at"], json!({"atMobiles": ["123"]}));
+        assert_eq!(
+            body["at"],
+            json!({"atMobiles": ["123"], "atUserIds": [], "isAtAll": false})
+        );
     }
 
     #[test]
@@ -547,5 +591,122 @@ mod tests {
         let first = build(&e, "ops").expect("builds");
         assert_eq!(first, build(&e, "ops").expect("builds"));
         assert_ne!(first.msg_uuid, build(&e, "dev").expect("builds").msg_uuid);
+    }
+
+    fn with_extensions(mut e: Event, extensions: &[(&str, &str)]) -> Event {
+        for (name, value) in extensions {
+            e.set_extension(name, *value);
+        }
+        e
+    }
+
+    #[test]
+    fn markdown_mentions_add_missing_tokens_once() {
+        let data = json!({"title": "Alert", "text": "disk full @13800000000", "at": {"atMobiles": ["13800000000", "13900000000"], "atUserIds": ["manager01"]}});
+        let body = body_of(&event(Some("markdown"), "application/json", data));
+        assert_eq!(
+            body["markdown"]["text"],
+            "disk full @13800000000\n\n@13900000000 @manager01"
+        );
+        assert_eq!(
+            body["at"],
+            json!({"atMobiles": ["13800000000", "13900000000"], "atUserIds": ["manager01"], "isAtAll": false})
+        );
+    }
+
+    #[test]
+    fn a_token_prefix_is_not_mistaken_for_the_token() {
+        let data = json!({"title": "t", "text": "ping @1234", "at": {"atMobiles": ["123"]}});
+        let body = body_of(&event(Some("markdown"), "application/json", data));
+        assert_eq!(body["markdown"]["text"], "ping @1234\n\n@123");
+    }
+
+    #[test]
+    fn action_card_everyone_gets_the_everyone_token() {
+        let data = json!({"title": "t", "text": "release", "singleTitle": "open", "singleURL": "https://a.b", "at": {"isAtAll": true}});
+        let body = body_of(&event(Some("actionCard"), "application/json", data));
+        assert_eq!(body["actionCard"]["text"], "release\n\n@所有人");
+        assert_eq!(body["at"]["isAtAll"], true);
+    }
+
+    #[test]
+    fn attribute_mentions_merge_with_data_mentions() {
+        let e = with_extensions(
+            event(None, "text/plain", "on call"),
+            &[
+                ("xvatmobiles", "111, 222,,111"),
+                ("xvatuserids", "u1"),
+                ("xvatall", "false"),
+            ],
+        );
+        let body = body_of(&e);
+        assert_eq!(body["text"]["content"], "on call", "text needs no tokens");
+        assert_eq!(
+            body["at"],
+            json!({"atMobiles": ["111", "222"], "atUserIds": ["u1"], "isAtAll": false})
+        );
+    }
+
+    #[test]
+    fn link_and_feed_card_cannot_mention() {
+        let link = json!({"title": "t", "text": "x", "messageUrl": "https://a.b"});
+        let e = with_extensions(
+            event(Some("link"), "application/json", link),
+            &[("xvatall", "true")],
+        );
+        assert!(
+            error_of(&e).contains("link messages cannot mention anyone"),
+            "{}",
+            error_of(&e)
+        );
+    }
+
+    #[test]
+    fn a_malformed_at_is_named() {
+        let data = json!({"content": "x", "at": {"atMobiles": "123"}});
+        assert_eq!(
+            error_of(&event(None, "application/json", data)),
+            "at.atMobiles must be an array of strings"
+        );
+        let e = with_extensions(event(None, "text/plain", "x"), &[("xvatall", "maybe")]);
+        assert_eq!(error_of(&e), "xvatall must be true or false");
+    }
+
+    #[test]
+    fn a_long_markdown_is_truncated_to_fit_with_its_tokens_kept() {
+        let text = "长".repeat(20_000); // 60,000 bytes
+        let data = json!({"title": "big", "text": text, "at": {"atUserIds": ["ops1"]}});
+        let message = build(&event(Some("markdown"), "application/json", data), "ops")
+            .expect("fits after truncation");
+        assert!(
+            message.body.len() <= MAX_BODY_BYTES,
+            "{}",
+            message.body.len()
+        );
+        assert!(
+            message.body.len() > MAX_BODY_BYTES - 100,
+            "cut no more than needed: {}",
+            message.body.len()
+        );
+        let body: Value = serde_json::from_slice(&message.body).expect("json");
+        let text = body["markdown"]["text"].as_str().expect("text");
+        assert!(
+            text.ends_with("bytes omitted)\n\n@ops1"),
+            "{}",
+            &text[text.len() - 60..]
+        );
+    }
+
+    #[test]
+    fn a_long_text_with_escapes_is_truncated_to_fit() {
+        let content = "line \"quoted\"\n".repeat(3_000);
+        let message = build(&event(None, "text/plain", content), "ops").expect("fits");
+        assert!(message.body.len() <= MAX_BODY_BYTES);
+        let body: Value = serde_json::from_slice(&message.body).expect("json");
+        assert!(
+            body["text"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("(truncated, "))
+        );
     }
 }
