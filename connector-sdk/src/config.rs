@@ -90,6 +90,9 @@ pub struct RuntimeConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests, in seconds. Default 10.
     pub shutdown_timeout_secs: u64,
+    /// How long `/readyz` answers 503 before the servers stop accepting, in
+    /// milliseconds, so a load balancer stops routing here first. Default 0.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -100,6 +103,7 @@ impl Default for RuntimeConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_timeout_secs: 10,
+            drain_delay_ms: 0,
         }
     }
 }

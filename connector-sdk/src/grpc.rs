@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::codec;
+use crate::metrics::RequestTimer;
 use crate::proto::BatchEvent;
 use crate::proto::cloud_events_server::{CloudEvents, CloudEventsServer};
 use crate::sink::{Outcome, Sink};
@@ -25,13 +26,18 @@ impl<S: Sink> CloudEvents for GrpcIngest<S> {
         &self,
         request: tonic::Request<BatchEvent>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
+        let timer = RequestTimer::start("grpc");
         let outcome = match codec::decode_batch(request.into_inner()) {
-            Ok(events) => self.sink.arrived(events).await,
+            Ok(events) => {
+                timer.received("protobuf", events.len());
+                self.sink.arrived(events).await
+            }
             Err(err) => {
                 tracing::debug!(%err, "rejected an undecodable gRPC batch");
                 Outcome::rejected(err.to_string())
             }
         };
+        timer.finish(&outcome);
         status::grpc_result(&outcome)
     }
 }

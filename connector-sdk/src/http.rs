@@ -1,5 +1,7 @@
 //! HTTP ingest: `POST /` takes a CloudEvent in structured, binary or batch
-//! mode; `GET /healthz` and `GET /readyz` answer probes.
+//! mode. Beside it: `GET /healthz` (alive), `GET /readyz` (taking work; 503
+//! while shutting down), `GET /metrics` (Prometheus) and `GET /status` (the
+//! sink's own view, as JSON).
 //!
 //! A thin door: decode, hand the events to [`Sink::arrived`], turn the
 //! outcome into a response with `status.rs`.
@@ -14,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudevents::Event;
 
+use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
 use crate::status;
@@ -34,6 +37,8 @@ pub(crate) fn router<S: Sink>(sink: Arc<S>, readiness: Readiness, max_body_bytes
         .route("/", post(ingest::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<S>))
+        .route("/metrics", get(|| async { metrics::render() }))
+        .route("/status", get(status_view::<S>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
 }
@@ -43,14 +48,26 @@ async fn ingest<S: Sink>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let timer = RequestTimer::start("http");
     let outcome = match decode(&headers, body) {
-        Ok(events) => app.sink.arrived(events).await,
+        Ok(events) => {
+            timer.received(encoding(&headers).as_str(), events.len());
+            app.sink.arrived(events).await
+        }
         Err(reason) => {
             tracing::debug!(%reason, "rejected an undecodable HTTP request");
             Outcome::rejected(reason)
         }
     };
+    timer.finish(&outcome);
     status::http_response(&outcome)
+}
+
+async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
+    match app.sink.status() {
+        Some(view) => axum::Json(view).into_response(),
+        None => (StatusCode::NOT_FOUND, "this sink has no status view\n").into_response(),
+    }
 }
 
 async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
@@ -61,13 +78,42 @@ async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
     }
 }
 
-/// Decodes a request into events, or says in one line why it cannot.
-pub(crate) fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
-    let is_batch = headers
+/// The three HTTP encodings of CloudEvents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Structured,
+    Binary,
+    Batch,
+}
+
+impl Encoding {
+    fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Structured => "structured",
+            Encoding::Binary => "binary",
+            Encoding::Batch => "batch",
+        }
+    }
+}
+
+fn encoding(headers: &HeaderMap) -> Encoding {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().starts_with(BATCH_CONTENT_TYPE));
-    if is_batch {
+        .unwrap_or_default()
+        .trim_start();
+    if content_type.starts_with(BATCH_CONTENT_TYPE) {
+        Encoding::Batch
+    } else if content_type.starts_with("application/cloudevents") {
+        Encoding::Structured
+    } else {
+        Encoding::Binary
+    }
+}
+
+/// Decodes a request into events, or says in one line why it cannot.
+pub(crate) fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
+    if encoding(headers) == Encoding::Batch {
         // cloudevents-sdk has no server-side batch mode: a batch is a JSON
         // array of structured-mode events.
         serde_json::from_slice::<Vec<Event>>(&body)

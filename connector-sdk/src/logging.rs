@@ -2,6 +2,8 @@
 //! filter such as `info,sink_dingtalk=debug`), `LOG_FORMAT=json` switches
 //! from plain text to one JSON object per line.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing.
@@ -12,8 +14,10 @@ pub fn init() {
         Err(err) => (EnvFilter::new("info"), Some(err)),
     };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // Colours only for a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = if json {
         builder.json().flatten_event(true).try_init()

@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub grpc: Option<SocketAddr>,
     /// Largest accepted HTTP body in bytes; larger gets 413.
     pub max_body_bytes: usize,
+    /// How long `/readyz` answers 503 before shutdown stops accepting.
+    pub drain_delay: Duration,
 }
 
 impl ServeOptions {
@@ -34,6 +36,7 @@ impl ServeOptions {
             http: any_port,
             grpc: Some(any_port),
             max_body_bytes: RuntimeConfig::default().max_body_bytes,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -44,6 +47,7 @@ impl From<&RuntimeConfig> for ServeOptions {
             http: config.http_addr(),
             grpc: config.grpc_addr(),
             max_body_bytes: config.max_body_bytes,
+            drain_delay: Duration::from_millis(config.drain_delay_ms),
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Server {
     grpc_addr: Option<SocketAddr>,
     readiness: Readiness,
     trigger: Trigger,
+    drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -72,6 +77,7 @@ impl Server {
     /// Binds the listeners and starts serving `sink`. Returns once both
     /// servers accept connections.
     pub async fn start<S: Sink>(sink: Arc<S>, options: &ServeOptions) -> Result<Self, StartError> {
+        crate::metrics::install();
         let (http_listener, http_addr) = bind("HTTP", options.http).await?;
         let grpc_listener = match options.grpc {
             Some(addr) => Some(bind("gRPC", addr).await?),
@@ -116,6 +122,7 @@ impl Server {
             grpc_addr,
             readiness,
             trigger,
+            drain_delay: options.drain_delay,
             tasks,
         })
     }
@@ -130,10 +137,12 @@ impl Server {
         self.grpc_addr
     }
 
-    /// Stops accepting, turns `/readyz` to 503, and waits up to `grace` for
-    /// in-flight requests to finish. Returns false when some had to be cut off.
+    /// Turns `/readyz` to 503, keeps serving for the drain delay, then stops
+    /// accepting and waits up to `grace` for in-flight requests to finish.
+    /// Returns false when some had to be cut off.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.readiness.set(false);
+        tokio::time::sleep(self.drain_delay).await;
         self.trigger.fire();
         let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
         let drained = tokio::time::timeout(grace, futures_join(self.tasks))

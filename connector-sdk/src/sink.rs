@@ -44,6 +44,12 @@ pub trait Sink: Send + Sync + Sized + 'static {
 
     /// Releases resources. Runs once, after no more events can arrive.
     async fn destroy(&self) {}
+
+    /// A view of the sink's state for humans, served as JSON on
+    /// `GET /status` (404 when `None`). Must hold no secret.
+    fn status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What happened to the events of one request, and so what the sender should

@@ -9,6 +9,7 @@
 //! body, `pacing` waits for a send slot, `robot` signs and posts it and
 //! classifies DingTalk's answer, and the outcome goes back to the runtime.
 
+pub mod cli;
 pub mod config;
 pub mod mention;
 pub mod message;
@@ -16,6 +17,7 @@ pub mod pacing;
 pub mod robot;
 pub mod secret;
 pub mod sink;
+pub mod telemetry;
 pub mod truncate;
 
 pub use config::DingTalkConfig;

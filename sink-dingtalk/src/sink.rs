@@ -8,19 +8,21 @@
 //! the resend of any already delivered one harmless).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Event};
 use connector_sdk::{BoxError, Outcome, Sink, Unavailable, async_trait};
 use futures_util::future::join_all;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, DingTalkConfig, webhook_url};
 use crate::message::{self, Message};
 use crate::pacing::{Busy, Pacer};
 use crate::robot::{Robot, SendError, http_client};
+use crate::telemetry;
 
 /// The extension naming the chat group.
 pub const CHAT_GROUP_EXTENSION: &str = "xvchatgroup";
@@ -36,12 +38,71 @@ pub struct PacedRobot {
     /// Its budget.
     pub pacer: Pacer,
     per_minute: u32,
+    paced: bool,
+    last_answer: Mutex<Option<LastAnswer>>,
+}
+
+/// DingTalk's latest verdict on a robot, for the status view.
+#[derive(Debug, Clone)]
+struct LastAnswer {
+    errcode: Option<i64>,
+    message: String,
+    at: SystemTime,
 }
 
 impl PacedRobot {
-    /// The configured messages per minute.
-    pub fn per_minute(&self) -> u32 {
-        self.per_minute
+    fn new(robot: Robot, per_minute: u32, paced: bool) -> Self {
+        Self {
+            robot,
+            pacer: if paced {
+                Pacer::new(per_minute)
+            } else {
+                Pacer::unlimited()
+            },
+            per_minute,
+            paced,
+            last_answer: Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, result: &Result<(), SendError>) {
+        let answer = LastAnswer {
+            errcode: result
+                .as_ref()
+                .map_or_else(SendError::errcode, |()| Some(0)),
+            message: result
+                .as_ref()
+                .map_or_else(ToString::to_string, |()| "ok".to_owned()),
+            at: SystemTime::now(),
+        };
+        *self
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(answer);
+    }
+
+    /// What an operator wants to know about this robot, without secrets.
+    fn status(&self, chat_groups: Vec<&str>) -> Value {
+        let now = Instant::now();
+        let (used, cooling_until) = self.pacer.snapshot(now);
+        let last = self
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        json!({
+            "chat_groups": chat_groups,
+            "url": self.robot.display_url(),
+            "signed": self.robot.is_signed(),
+            "paced": self.paced,
+            "per_minute": self.per_minute,
+            "sent_in_window": used,
+            "window_secs": crate::pacing::WINDOW.as_secs(),
+            "cooling_down_for_secs": cooling_until.map(|until| (until - now).as_secs_f64().ceil()),
+            "last_errcode": last.as_ref().and_then(|a| a.errcode),
+            "last_answer": last.as_ref().map(|a| a.message.clone()),
+            "last_answer_unix_secs": last.as_ref().and_then(|a| a.at.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        })
     }
 }
 
@@ -79,20 +140,14 @@ impl DingTalkSink {
                     let url = webhook_url(&webhook.url).map_err(|reason| {
                         format!("bot.webhooks ({}).url {reason}", webhook.chat_group)
                     })?;
-                    let pacer = if webhook.paced {
-                        Pacer::new(webhook.per_minute)
-                    } else {
+                    if !webhook.paced {
                         tracing::warn!(
                             chat_group = %webhook.chat_group,
                             "pacing is OFF for this robot (paced: false); real DingTalk blocks a robot for 10 minutes above 20 messages a minute"
                         );
-                        Pacer::unlimited()
-                    };
-                    let robot = Arc::new(PacedRobot {
-                        robot: Robot::new(url, webhook.signature.clone(), client.clone()),
-                        pacer,
-                        per_minute: webhook.per_minute,
-                    });
+                    }
+                    let robot = Robot::new(url, webhook.signature.clone(), client.clone());
+                    let robot = Arc::new(PacedRobot::new(robot, webhook.per_minute, webhook.paced));
                     robots_by_url.insert(webhook.url.clone(), Arc::clone(&robot));
                     robot
                 }
@@ -124,6 +179,28 @@ impl DingTalkSink {
         groups
     }
 
+    /// Every robot with its chat groups, budget, cool-down and DingTalk's
+    /// latest answer; URLs masked.
+    pub fn status_view(&self) -> Value {
+        let mut robots: Vec<(&Arc<PacedRobot>, Vec<&str>)> = Vec::new();
+        for (group, robot) in self.groups() {
+            match robots
+                .iter_mut()
+                .find(|(r, _)| std::ptr::eq(r.as_ref(), robot))
+            {
+                Some((_, groups)) => groups.push(group),
+                None => {
+                    let shared = &self.groups[group];
+                    robots.push((shared, vec![group]));
+                }
+            }
+        }
+        json!({
+            "default_chat_group": self.default_group,
+            "robots": robots.into_iter().map(|(robot, groups)| robot.status(groups)).collect::<Vec<_>>(),
+        })
+    }
+
     /// Delivers a batch and reports each event's outcome, in order.
     pub async fn deliver(&self, events: Vec<Event>) -> Vec<Outcome> {
         let started = Instant::now();
@@ -139,8 +216,8 @@ impl DingTalkSink {
                         None => queues.push((robot, vec![work])),
                     }
                 }
-                Err(outcome) => {
-                    log_outcome(&event, None, None, &outcome, None, started);
+                Err((group, outcome)) => {
+                    log_unsendable(&event, group.as_deref(), &outcome, started);
                     outcomes[index] = Some(outcome);
                 }
             }
@@ -161,8 +238,13 @@ impl DingTalkSink {
             .collect()
     }
 
-    /// Routes and builds one event, or says why it can never be sent.
-    fn prepare(&self, index: usize, event: &Event) -> Result<(Arc<PacedRobot>, Work), Outcome> {
+    /// Routes and builds one event, or says why it can never be sent (with
+    /// the chat group, when it is a configured one).
+    fn prepare(
+        &self,
+        index: usize,
+        event: &Event,
+    ) -> Result<(Arc<PacedRobot>, Work), (Option<String>, Outcome)> {
         let reject = |reason: String| Outcome::rejected(format!("event {}: {reason}", event.id()));
         let group = match event.extension(CHAT_GROUP_EXTENSION) {
             None => self.default_group.clone(),
@@ -172,12 +254,14 @@ impl DingTalkSink {
         let robot = self.groups.get(&group).ok_or_else(|| {
             let mut known: Vec<_> = self.groups.keys().map(String::as_str).collect();
             known.sort_unstable();
-            reject(format!(
+            let reason = format!(
                 "xvchatgroup `{group}` is not configured; configured chat groups: {}",
                 known.join(", ")
-            ))
+            );
+            (None, reject(reason))
         })?;
-        let message = message::build(event, &group).map_err(|err| reject(err.to_string()))?;
+        let message = message::build(event, &group)
+            .map_err(|err| (Some(group.clone()), reject(err.to_string())))?;
         Ok((
             Arc::clone(robot),
             Work {
@@ -232,17 +316,27 @@ impl DingTalkSink {
                 Ok(slot) => slot,
                 Err(busy) => return (throttled_by_pacer(work, busy, robot.per_minute), None),
             };
-            tokio::time::sleep_until(slot).await;
+            if slot > now {
+                telemetry::pacing_wait(slot - now);
+                tokio::time::sleep_until(slot).await;
+            }
 
             let timeout = deadline
                 .saturating_duration_since(Instant::now())
                 .max(MIN_ATTEMPT);
-            let err = match robot.robot.send(work.message.body.clone(), timeout).await {
-                Ok(()) => return (Outcome::Delivered, Some(0)),
-                Err(err) => err,
+            let sent_at = Instant::now();
+            let result = robot.robot.send(work.message.body.clone(), timeout).await;
+            let errcode = match &result {
+                Ok(()) => Some(0),
+                Err(err) => err.errcode(),
             };
-            let errcode = err.errcode();
+            telemetry::request(sent_at.elapsed(), errcode);
+            robot.remember(&result);
+            let Err(err) = result else {
+                return (Outcome::Delivered, errcode);
+            };
             if let SendError::TooFast { .. } = err {
+                telemetry::throttled(group, "dingtalk");
                 let cooldown = self.delivery.cooldown();
                 if robot.pacer.cool_down(Instant::now(), cooldown) {
                     tracing::error!(
@@ -280,12 +374,17 @@ impl Sink for DingTalkSink {
     }
 
     async fn initialize(config: DingTalkConfig) -> Result<Self, BoxError> {
+        telemetry::describe();
         Self::new(config)
     }
 
     async fn arrived(&self, events: Vec<Event>) -> Outcome {
         let outcomes = self.deliver(events).await;
         Outcome::most_retryable(outcomes)
+    }
+
+    fn status(&self) -> Option<Value> {
+        Some(self.status_view())
     }
 }
 
@@ -300,6 +399,11 @@ fn backoff(attempt: u32) -> Duration {
 
 fn throttled_by_pacer(work: &Work, busy: Busy, per_minute: u32) -> Outcome {
     let wait = busy.retry_after();
+    let cause = match busy {
+        Busy::Budget(_) => "budget",
+        Busy::CoolingDown(_) => "cooldown",
+    };
+    telemetry::throttled(&work.group, cause);
     let reason = match busy {
         Busy::Budget(_) => format!(
             "event {}: chat group {}: the robot's budget of {per_minute} messages a minute is used up; a slot frees in {}s",
@@ -351,6 +455,7 @@ fn not_sent_after(earlier: &Outcome) -> Outcome {
 }
 
 fn log_work(work: &Work, outcome: &Outcome, errcode: Option<i64>, started: Instant) {
+    telemetry::outcome(Some(&work.group), outcome);
     tracing::info!(
         event_id = %work.id,
         source = %work.source,
@@ -364,21 +469,13 @@ fn log_work(work: &Work, outcome: &Outcome, errcode: Option<i64>, started: Insta
     );
 }
 
-fn log_outcome(
-    event: &Event,
-    group: Option<&str>,
-    msgtype: Option<&str>,
-    outcome: &Outcome,
-    errcode: Option<i64>,
-    started: Instant,
-) {
+fn log_unsendable(event: &Event, group: Option<&str>, outcome: &Outcome, started: Instant) {
+    telemetry::outcome(group, outcome);
     tracing::info!(
         event_id = %event.id(),
         source = %event.source(),
         chat_group = group,
-        msgtype,
         outcome = outcome.class(),
-        errcode,
         latency_ms = started.elapsed().as_millis() as u64,
         reason = outcome.reason(),
         "event handled"

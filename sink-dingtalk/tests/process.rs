@@ -2,22 +2,16 @@
 //! non-zero naming every bad key; a good config serves until SIGTERM and
 //! exits 0.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn write_config(name: &str, yaml: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sink-dingtalk-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, yaml).expect("write config");
-    path
-}
+use common::*;
 
 fn run_to_exit(config: &PathBuf) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sink-dingtalk"))
+    Command::new(BINARY)
         .env("CONNECTOR_CONFIG", config)
         .env("CONNECTOR_PORT", "0")
         .output()
@@ -71,55 +65,24 @@ fn a_missing_key_and_a_missing_file_are_explained() {
     assert!(stderr.contains("CONNECTOR_CONFIG"), "{stderr}");
 }
 
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
-
 #[test]
 fn a_valid_config_serves_until_sigterm_then_exits_zero() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let config = write_config(
         "good.yml",
         "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sink-dingtalk"))
+    let mut child = Command::new(BINARY)
         .env("CONNECTOR_CONFIG", &config)
         .env("CONNECTOR_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("binary starts");
+    wait_ready(port);
 
+    terminate(child.id());
     let started = Instant::now();
-    let ready = loop {
-        if let Some(answer) = get(port, "/readyz") {
-            break answer;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not ready in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;

@@ -73,6 +73,15 @@ impl Harness {
         robots: Vec<RobotSpec>,
         config: impl FnOnce(&FakeDingTalk) -> String,
     ) -> Harness {
+        Self::with_options(robots, config, ServeOptions::loopback()).await
+    }
+
+    /// Like [`Harness::with`], with the servers' options given.
+    pub async fn with_options(
+        robots: Vec<RobotSpec>,
+        config: impl FnOnce(&FakeDingTalk) -> String,
+        options: ServeOptions,
+    ) -> Harness {
         let fake = FakeDingTalk::start(robots)
             .await
             .expect("fake DingTalk starts");
@@ -80,7 +89,7 @@ impl Harness {
         let loaded = connector_sdk::config::load_from_str::<DingTalkConfig>(&yaml, "test config")
             .unwrap_or_else(|err| panic!("test config is valid: {err}"));
         let sink = DingTalkSink::new(loaded.sink).expect("sink initializes");
-        let server = Server::start(Arc::new(sink), &ServeOptions::loopback())
+        let server = Server::start(Arc::new(sink), &options)
             .await
             .expect("servers start");
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -146,6 +155,35 @@ impl Harness {
             })
             .await
             .map(|_| ())
+    }
+
+    /// GETs a path; status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("sink answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// The value of the Prometheus sample `name` whose labels include all of
+    /// `labels`, summed over the matching series; 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(series, _)| {
+                series.split('{').next() == Some(name)
+                    && labels
+                        .iter()
+                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .sum()
     }
 
     /// The bodies DingTalk accepted for a robot, without their msgUuid.

@@ -1,0 +1,66 @@
+//! The DingTalk sink's metrics, beside the runtime's `connector_*` ones.
+//! Labels are bounded: configured chat group names, outcome classes,
+//! DingTalk's errcodes. Never an event id, a URL or a secret.
+
+use std::time::Duration;
+
+use connector_sdk::Outcome;
+
+/// Events handled, by `outcome` class and `chat_group` (`-` when the event
+/// named no configured group).
+pub const EVENTS: &str = "dingtalk_events_total";
+/// DingTalk answers with an errcode, by `errcode` (0 is success).
+pub const ERRCODES: &str = "dingtalk_errcodes_total";
+/// Time for one POST to DingTalk, by `result` (answered, failed).
+pub const REQUEST_SECONDS: &str = "dingtalk_request_duration_seconds";
+/// Time spent waiting for a send slot, for sends that waited.
+pub const PACING_WAIT_SECONDS: &str = "dingtalk_pacing_wait_seconds";
+/// 429s, by `chat_group` and `cause` (budget, cooldown, dingtalk).
+pub const THROTTLED: &str = "dingtalk_throttled_total";
+
+/// Describes the metrics once, at start-up.
+pub fn describe() {
+    metrics::describe_counter!(EVENTS, "Events handled, by outcome and chat group");
+    metrics::describe_counter!(ERRCODES, "DingTalk answers, by errcode");
+    metrics::describe_histogram!(
+        REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Time for one POST to DingTalk"
+    );
+    metrics::describe_histogram!(
+        PACING_WAIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time waited for a send slot"
+    );
+    metrics::describe_counter!(THROTTLED, "Events answered 429, by chat group and cause");
+}
+
+/// One event's outcome.
+pub fn outcome(chat_group: Option<&str>, outcome: &Outcome) {
+    let group = chat_group.unwrap_or("-").to_owned();
+    metrics::counter!(EVENTS, "outcome" => outcome.class(), "chat_group" => group).increment(1);
+}
+
+/// One POST to DingTalk and its errcode, if it answered with one.
+pub fn request(elapsed: Duration, errcode: Option<i64>) {
+    let result = if errcode.is_some() {
+        "answered"
+    } else {
+        "failed"
+    };
+    metrics::histogram!(REQUEST_SECONDS, "result" => result).record(elapsed.as_secs_f64());
+    if let Some(code) = errcode {
+        metrics::counter!(ERRCODES, "errcode" => code.to_string()).increment(1);
+    }
+}
+
+/// A wait for a send slot.
+pub fn pacing_wait(waited: Duration) {
+    metrics::histogram!(PACING_WAIT_SECONDS).record(waited.as_secs_f64());
+}
+
+/// A 429 and why.
+pub fn throttled(chat_group: &str, cause: &'static str) {
+    metrics::counter!(THROTTLED, "chat_group" => chat_group.to_owned(), "cause" => cause)
+        .increment(1);
+}

@@ -1,0 +1,192 @@
+//! What an operator types: `--check-config`, `send` against a (fake)
+//! DingTalk, and the logs of a run with failures, which must never show the
+//! access token or the signing secret.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use fake_dingtalk::{Failure, FakeDingTalk, RobotSpec};
+use tokio::io::AsyncReadExt;
+
+const TOKEN: &str = "opsTOKEN0123456789abcdef";
+const SECRET: &str = "SECopsSECRETvalue9876";
+
+fn config_for(fake: &FakeDingTalk, port: u16) -> String {
+    format!(
+        "port: {port}\nbot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\n      signature: {SECRET}\n",
+        fake.webhook_url(TOKEN)
+    )
+}
+
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(BINARY)
+        .args(args)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .await
+        .expect("binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_config_summarizes_a_good_file_and_lists_problems_in_a_bad_one() {
+    let good = write_config(
+        "check-good.yml",
+        &format!(
+            "bot:\n  default: dev\n  webhooks:\n    - {{ chat_group: ops, url: 'https://oapi.dingtalk.com/robot/send?access_token={TOKEN}', signature: {SECRET} }}\n    - {{ chat_group: dev, url: 'https://oapi.dingtalk.com/robot/send?access_token=other' }}\n"
+        ),
+    );
+    let (ok, stdout, _) = run(&["--check-config", good.to_str().expect("utf-8 path")]).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("is valid") && stdout.contains("default chat group: dev"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ops") && stdout.contains("signed") && stdout.contains("unsigned"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stdout.contains(SECRET),
+        "{stdout}"
+    );
+
+    let bad = write_config(
+        "check-bad.yml",
+        "bot:\n  default: x\n  webhooks:\n    - { chat_group: a, url: 'nope' }\n",
+    );
+    let (ok, _, stderr) = run(&["--check-config", bad.to_str().expect("utf-8 path")]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("bot.webhooks.0.url") && stderr.contains("bot.default"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn send_posts_one_message_and_prints_dingtalks_answer() {
+    let fake = FakeDingTalk::start(vec![RobotSpec::signed(TOKEN, SECRET)])
+        .await
+        .expect("fake starts");
+    let config = write_config("send.yml", &config_for(&fake, 0));
+    let config = config.to_str().expect("utf-8 path");
+
+    let (ok, stdout, stderr) = run(&[
+        "send",
+        "--group",
+        "ops",
+        "--config",
+        config,
+        "hello from the CLI",
+    ])
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("delivered to chat group ops"), "{stdout}");
+    let accepted = fake.accepted_for(TOKEN);
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].body["text"]["content"], "hello from the CLI");
+
+    let (ok, stdout, _) = run(&[
+        "send",
+        "--type",
+        "markdown",
+        "--config",
+        config,
+        r#"{"title":"t","text":"**bold**"}"#,
+    ])
+    .await;
+    assert!(ok, "{stdout}");
+    assert_eq!(
+        fake.accepted_for(TOKEN)[1].body["markdown"]["text"],
+        "**bold**"
+    );
+
+    fake.fail_next(
+        TOKEN,
+        Failure::ErrCode(310000, "keywords not in content".into()),
+        1,
+    );
+    let (ok, stdout, _) = run(&["send", "--config", config, "no keyword"]).await;
+    assert!(!ok);
+    assert!(
+        stdout.contains("310000") && stdout.contains("keywords not in content"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
+    let fake = FakeDingTalk::start(vec![RobotSpec::signed(TOKEN, SECRET)])
+        .await
+        .expect("fake starts");
+    let port = free_port();
+    let config = write_config(
+        "logs.yml",
+        &format!("{}delivery:\n  deadline_ms: 800\n", config_for(&fake, port)),
+    );
+    let mut child = tokio::process::Command::new(BINARY)
+        .env("CONNECTOR_CONFIG", &config)
+        .env("LOG_LEVEL", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .expect("ready");
+
+    fake.fail_next(TOKEN, Failure::Http(500), 2);
+    fake.fail_next(TOKEN, Failure::ErrCode(310000, "sign not match".into()), 1);
+    fake.fail_next(TOKEN, Failure::Delay(Duration::from_secs(3)), 1);
+    fake.fail_next(TOKEN, Failure::ErrCode(410100, "send too fast".into()), 1);
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"log-{i}","source":"test","type":"t","data":"event {i}"}}"#
+        );
+        let answer = tokio::task::spawn_blocking(move || {
+            request(
+                port,
+                "POST",
+                "/",
+                &[("content-type", "application/cloudevents+json")],
+                &body,
+            )
+        })
+        .await
+        .expect("request")
+        .expect("answer");
+        statuses.push(answer[9..12].to_owned());
+    }
+    terminate(child.id().expect("pid"));
+    assert!(child.wait().await.expect("exits").success());
+    let log = log.await.expect("log read");
+
+    // 500, 500, then 310000: 400; a hang: 504; a throttle: 429, then held: 429.
+    assert_eq!(
+        statuses,
+        ["400", "504", "429", "429"],
+        "the failures really happened"
+    );
+    assert!(
+        log.contains("event handled") && log.contains("errcode=310000"),
+        "{log}"
+    );
+    assert!(log.contains("THROTTLED"), "the throttle is logged loudly");
+    assert!(!log.contains(TOKEN), "the access token leaked into the log");
+    assert!(!log.contains(SECRET), "the secret leaked into the log");
+    assert!(!log.contains("&sign="), "a signature leaked into the log");
+}

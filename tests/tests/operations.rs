@@ -1,0 +1,212 @@
+//! What an operator sees: probes (readiness turns 503 while draining),
+//! Prometheus metrics that move with outcomes, and the per-robot status view
+//! with the token masked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use connector_sdk::ServeOptions;
+use fake_dingtalk::Failure;
+use serde_json::{Value, json};
+
+fn text(id: &str) -> String {
+    structured(id, &[], "text/plain", json!(format!("hello {id}")))
+}
+
+#[tokio::test]
+async fn readyz_turns_503_while_draining_and_in_flight_requests_finish() {
+    let options = ServeOptions {
+        drain_delay: Duration::from_millis(800),
+        ..ServeOptions::loopback()
+    };
+    let h = Harness::with_options(two_robots(), two_groups, options).await;
+    assert_eq!(h.get("/readyz").await.0, 200);
+    assert_eq!(h.get("/healthz").await.0, 200);
+
+    h.fake
+        .fail_next(TOKEN_1, Failure::Delay(Duration::from_millis(600)), 1);
+    let in_flight = {
+        let client = h.http.clone();
+        let url = h.url("/");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/cloudevents+json")
+                .body(text("slow"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let Harness { server, http, fake } = h;
+    let url = format!("http://{}/readyz", server.http_addr());
+    let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = http
+        .get(&url)
+        .send()
+        .await
+        .expect("still serving while draining");
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(ready.text().await.expect("body"), "shutting down\n");
+
+    assert!(
+        shutdown.await.expect("shutdown finishes"),
+        "drained within the bound"
+    );
+    assert_eq!(
+        in_flight.await.expect("joined").expect("answered"),
+        200,
+        "the in-flight request finished"
+    );
+    assert_eq!(fake.accepted_for(TOKEN_1).len(), 1);
+}
+
+#[tokio::test]
+async fn metrics_move_with_delivered_rejected_and_throttled_events() {
+    let h = Harness::with(two_robots(), |fake| {
+        format!("{}delivery:\n  cooldown_secs: 60\n", two_groups(fake))
+    })
+    .await;
+    // Label values in this test are unique to it (chat group bot2), so other
+    // tests running in this process do not disturb the counts.
+    let h = &h;
+    let events = |outcome| async move {
+        h.metric(
+            "dingtalk_events_total",
+            &[("chat_group", "bot2"), ("outcome", outcome)],
+        )
+        .await
+    };
+    let before = (
+        events("delivered").await,
+        events("rejected").await,
+        events("throttled").await,
+    );
+    let received_before = h
+        .metric(
+            "connector_events_received_total",
+            &[("transport", "http"), ("encoding", "batch")],
+        )
+        .await;
+
+    let to_bot2 = |id: &str, msgtype: &str, data: Value| {
+        structured(
+            id,
+            &[("xvchatgroup", "bot2"), ("xvmsgtype", msgtype)],
+            "application/json",
+            data,
+        )
+    };
+    let batch = format!(
+        "[{},{}]",
+        to_bot2("m1", "text", json!("one")),
+        to_bot2("m2", "text", json!("two"))
+    );
+    assert_eq!(h.post_batch(&batch).await.status, 200);
+    assert_eq!(
+        h.post_structured(&to_bot2("m3", "link", json!({"title": "t"})))
+            .await
+            .status,
+        400
+    );
+    h.fake
+        .fail_next(TOKEN_2, Failure::ErrCode(410100, "send too fast".into()), 1);
+    assert_eq!(
+        h.post_structured(&to_bot2("m4", "text", json!("three")))
+            .await
+            .status,
+        429
+    );
+
+    assert_eq!(events("delivered").await - before.0, 2.0);
+    assert_eq!(events("rejected").await - before.1, 1.0);
+    assert_eq!(events("throttled").await - before.2, 1.0);
+    assert!(
+        h.metric(
+            "connector_events_received_total",
+            &[("transport", "http"), ("encoding", "batch")]
+        )
+        .await
+            - received_before
+            >= 2.0
+    );
+    assert!(
+        h.metric("dingtalk_errcodes_total", &[("errcode", "410100")])
+            .await
+            >= 1.0
+    );
+    assert!(
+        h.metric(
+            "dingtalk_throttled_total",
+            &[("chat_group", "bot2"), ("cause", "dingtalk")]
+        )
+        .await
+            >= 1.0
+    );
+    assert!(
+        h.metric("dingtalk_request_duration_seconds_count", &[])
+            .await
+            >= 3.0
+    );
+    assert!(h.metric("connector_requests_in_flight", &[]).await >= 0.0);
+
+    let (_, text) = h.get("/metrics").await;
+    assert!(
+        !text.contains(TOKEN_1) && !text.contains(TOKEN_2) && !text.contains("m1"),
+        "no secrets or ids in labels"
+    );
+}
+
+#[tokio::test]
+async fn the_status_view_shows_each_robot_with_its_token_masked() {
+    let h = Harness::start().await;
+    assert_eq!(h.post_structured(&text("s1")).await.status, 200);
+    h.fake.fail_next(
+        TOKEN_2,
+        Failure::ErrCode(310000, "keywords not in content".into()),
+        1,
+    );
+    let to_bot2 = structured("s2", &[("xvchatgroup", "bot2")], "text/plain", json!("x"));
+    assert_eq!(h.post_structured(&to_bot2).await.status, 400);
+
+    let (status, body) = h.get("/status").await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains(TOKEN_1) && !body.contains(SECRET_1) && !body.contains(TOKEN_2),
+        "{body}"
+    );
+    let view: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view["default_chat_group"], "bot1");
+    let robots = view["robots"].as_array().expect("robots");
+    let bot1 = robots
+        .iter()
+        .find(|r| r["chat_groups"] == json!(["bot1"]))
+        .expect("bot1");
+    assert_eq!(bot1["sent_in_window"], 1);
+    assert_eq!(bot1["per_minute"], 20);
+    assert_eq!(bot1["signed"], true);
+    assert_eq!(bot1["last_errcode"], 0);
+    assert!(
+        bot1["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("access_token=***")),
+        "{bot1}"
+    );
+    let bot2 = robots
+        .iter()
+        .find(|r| r["chat_groups"] == json!(["bot2"]))
+        .expect("bot2");
+    assert_eq!(bot2["last_errcode"], 310000);
+    assert!(
+        bot2["last_answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("keywords not in content")),
+        "{bot2}"
+    );
+    assert!(bot2["last_answer_unix_secs"].as_u64().is_some());
+}
