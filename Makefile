@@ -1,0 +1,34 @@
+# sink-dingtalk: common tasks. `make` alone lists them.
+
+CARGO  ?= cargo
+CONFIG ?= config/config.yml
+IMAGE  ?= sink-dingtalk
+
+.DEFAULT_GOAL := help
+.PHONY: help build demo run test docker clean
+
+help: ## List the targets
+	@echo "Targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "Variables: CONFIG=$(CONFIG) (for run), IMAGE=$(IMAGE) (for docker)"
+
+build: ## Build the release sink: target/release/sink-dingtalk
+	$(CARGO) build --release -p sink-dingtalk
+
+demo: ## Run the sink against a local fake DingTalk and show what it receives
+	bash scripts/demo.sh
+
+run: build ## Run the release sink with CONFIG (default config/config.yml)
+	CONNECTOR_CONFIG=$(CONFIG) ./target/release/sink-dingtalk
+
+test: ## cargo fmt --check, clippy -D warnings, then every test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+docker: ## Build the container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+clean: ## Remove build output
+	$(CARGO) clean
