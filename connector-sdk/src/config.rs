@@ -3,7 +3,7 @@
 //! The file is `$CONNECTOR_CONFIG`, default `/vanus-connect/config/config.yml`
 //! (JSON parses too: it is YAML). Environment variables prefixed with
 //! `CONNECTOR_` override keys, `__` separating levels: `CONNECTOR_PORT=9090`,
-//! `CONNECTOR_BOT__DEFAULT=ops`. Every problem is reported with its key path.
+//! `CONNECTOR_TARGET__URL=http://example.com`. Every problem is reported with its key path.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,10 +33,20 @@ pub trait SinkConfig: DeserializeOwned + Send + 'static {
     }
 }
 
+/// The configuration of a sink that has none of its own: it accepts any
+/// config file (the runtime's keys are read separately).
+///
+/// `()` cannot be used instead: it deserializes only from nothing, and a
+/// config file is a map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct NoConfig {}
+
+impl SinkConfig for NoConfig {}
+
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
-    /// Dotted key path, e.g. `bot.webhooks.0.url`; empty for the whole file.
+    /// Dotted key path, e.g. `targets.0.url`; empty for the whole file.
     pub path: String,
     /// What is wrong and what to do about it.
     pub message: String,
@@ -88,6 +98,9 @@ pub struct RuntimeConfig {
     pub bind: IpAddr,
     /// Largest accepted HTTP request body, in bytes. Default 4 MiB.
     pub max_body_bytes: usize,
+    /// Requests handled at once, HTTP and gRPC together; more are answered
+    /// 503 at once. Default 1024.
+    pub max_in_flight: usize,
     /// How long shutdown waits for in-flight requests, in seconds. Default 10.
     pub shutdown_timeout_secs: u64,
     /// How long `/readyz` answers 503 before the servers stop accepting, in
@@ -102,6 +115,7 @@ impl Default for RuntimeConfig {
             grpc_port: None,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_body_bytes: 4 * 1024 * 1024,
+            max_in_flight: 1024,
             shutdown_timeout_secs: 10,
             drain_delay_ms: 0,
         }
@@ -274,6 +288,17 @@ mod tests {
             );
             let text = err.to_string();
             assert!(text.contains("cfg.yml") && text.contains("port:"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_config_accepts_any_file() {
+        figment::Jail::expect_with(|_| {
+            let loaded: Loaded<NoConfig> = load_from_str("port: 9000\nanything: [1, 2]\n", "test")
+                .map_err(|e| e.to_string())?;
+            assert_eq!(loaded.runtime.port, 9000);
+            load_from_str::<NoConfig>("", "empty").map_err(|e| e.to_string())?;
             Ok(())
         });
     }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::admission::Admission;
 use crate::codec;
 use crate::metrics::RequestTimer;
 use crate::proto::BatchEvent;
@@ -13,11 +14,16 @@ use crate::status;
 
 struct GrpcIngest<S> {
     sink: Arc<S>,
+    admission: Admission,
 }
 
-/// The tonic service for `sink`.
-pub(crate) fn service<S: Sink>(sink: Arc<S>) -> CloudEventsServer<impl CloudEvents> {
-    CloudEventsServer::new(GrpcIngest { sink })
+/// The tonic service for `sink`; requests past `admission`'s bound are
+/// answered `Unavailable` at once.
+pub(crate) fn service<S: Sink>(
+    sink: Arc<S>,
+    admission: Admission,
+) -> CloudEventsServer<impl CloudEvents> {
+    CloudEventsServer::new(GrpcIngest { sink, admission })
 }
 
 #[tonic::async_trait]
@@ -27,6 +33,13 @@ impl<S: Sink> CloudEvents for GrpcIngest<S> {
         request: tonic::Request<BatchEvent>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
         let timer = RequestTimer::start("grpc");
+        let _permit = match self.admission.admit() {
+            Ok(permit) => permit,
+            Err(outcome) => {
+                timer.finish(&outcome);
+                return status::grpc_result(&outcome);
+            }
+        };
         let outcome = match codec::decode_batch(request.into_inner()) {
             Ok(events) => {
                 timer.received("protobuf", events.len());

@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudevents::Event;
 
+use crate::admission::Admission;
 use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
@@ -27,28 +28,65 @@ pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 struct App<S> {
     sink: Arc<S>,
     readiness: Readiness,
+    admission: Admission,
+    max_body_bytes: usize,
 }
 
-/// The HTTP routes for `sink`, with request bodies capped at `max_body_bytes`
-/// (larger ones get 413).
-pub(crate) fn router<S: Sink>(sink: Arc<S>, readiness: Readiness, max_body_bytes: usize) -> Router {
-    let app = Arc::new(App { sink, readiness });
+/// The HTTP routes for `sink`. At most `admission`'s bound of requests are
+/// handled at once (503 past it), each body at most `max_body_bytes` (413
+/// past it), read only once the request is admitted.
+pub(crate) fn router<S: Sink>(
+    sink: Arc<S>,
+    readiness: Readiness,
+    admission: Admission,
+    max_body_bytes: usize,
+) -> Router {
+    let app = Arc::new(App {
+        sink,
+        readiness,
+        admission,
+        max_body_bytes,
+    });
     Router::new()
         .route("/", post(ingest::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<S>))
         .route("/metrics", get(|| async { metrics::render() }))
         .route("/status", get(status_view::<S>))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // The body is read in `ingest`, after admission, with its own limit.
+        .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
 
-async fn ingest<S: Sink>(
-    State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Response {
     let timer = RequestTimer::start("http");
+    let _permit = match app.admission.admit() {
+        Ok(permit) => permit,
+        Err(outcome) => {
+            timer.finish(&outcome);
+            return status::http_response(&outcome);
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
+        Ok(body) => body,
+        Err(err) => {
+            let too_large = format!(
+                "the request body is over {} bytes (max_body_bytes); send smaller batches",
+                app.max_body_bytes
+            );
+            let is_too_large = std::error::Error::source(&err)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            return if is_too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("{too_large}\n")).into_response()
+            } else {
+                let outcome = Outcome::rejected(format!("cannot read the request body: {err}"));
+                timer.finish(&outcome);
+                status::http_response(&outcome)
+            };
+        }
+    };
     let outcome = match decode(&headers, body) {
         Ok(events) => {
             timer.received(encoding(&headers).as_str(), events.len());

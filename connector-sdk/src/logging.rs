@@ -1,5 +1,5 @@
 //! Structured logs through `tracing`: `LOG_LEVEL` sets the level (or a full
-//! filter such as `info,sink_dingtalk=debug`), `LOG_FORMAT=json` switches
+//! filter such as `info,my_sink=debug`), `LOG_FORMAT=json` switches
 //! from plain text to one JSON object per line.
 
 use std::io::IsTerminal;

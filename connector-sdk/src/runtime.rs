@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
 use crate::config::{self, RuntimeConfig};
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::Sink;
@@ -24,6 +25,8 @@ pub struct ServeOptions {
     pub grpc: Option<SocketAddr>,
     /// Largest accepted HTTP body in bytes; larger gets 413.
     pub max_body_bytes: usize,
+    /// Requests handled at once, HTTP and gRPC together; more get 503.
+    pub max_in_flight: usize,
     /// How long `/readyz` answers 503 before shutdown stops accepting.
     pub drain_delay: Duration,
 }
@@ -36,6 +39,7 @@ impl ServeOptions {
             http: any_port,
             grpc: Some(any_port),
             max_body_bytes: RuntimeConfig::default().max_body_bytes,
+            max_in_flight: RuntimeConfig::default().max_in_flight,
             drain_delay: Duration::ZERO,
         }
     }
@@ -47,6 +51,7 @@ impl From<&RuntimeConfig> for ServeOptions {
             http: config.http_addr(),
             grpc: config.grpc_addr(),
             max_body_bytes: config.max_body_bytes,
+            max_in_flight: config.max_in_flight,
             drain_delay: Duration::from_millis(config.drain_delay_ms),
         }
     }
@@ -88,7 +93,13 @@ impl Server {
         let trigger = Trigger::new();
         let mut tasks = Vec::with_capacity(2);
 
-        let router = http::router(Arc::clone(&sink), readiness.clone(), options.max_body_bytes);
+        let admission = Admission::new(options.max_in_flight);
+        let router = http::router(
+            Arc::clone(&sink),
+            readiness.clone(),
+            admission.clone(),
+            options.max_body_bytes,
+        );
         let stop = trigger.fired();
         tasks.push(tokio::spawn(async move {
             if let Err(err) = axum::serve(http_listener, router)
@@ -101,7 +112,7 @@ impl Server {
 
         let grpc_addr = grpc_listener.map(|(listener, addr)| {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let service = grpc::service(sink);
+            let service = grpc::service(sink, admission);
             let stop = trigger.fired();
             tasks.push(tokio::spawn(async move {
                 if let Err(err) = tonic::transport::Server::builder()
@@ -189,9 +200,9 @@ async fn bind(
 /// # struct MySink;
 /// # #[connector_sdk::async_trait]
 /// # impl connector_sdk::Sink for MySink {
-/// #     type Config = ();
+/// #     type Config = connector_sdk::NoConfig;
 /// #     fn name() -> &'static str { "my-sink" }
-/// #     async fn initialize(_: ()) -> Result<Self, connector_sdk::BoxError> { Ok(MySink) }
+/// #     async fn initialize(_: connector_sdk::NoConfig) -> Result<Self, connector_sdk::BoxError> { Ok(MySink) }
 /// #     async fn arrived(&self, _: Vec<connector_sdk::Event>) -> connector_sdk::Outcome { connector_sdk::Outcome::Delivered }
 /// # }
 /// fn main() -> std::process::ExitCode {

@@ -18,35 +18,61 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A Vanus Connect sink: what to do with the CloudEvents that arrive.
 ///
-/// The runtime calls [`Sink::initialize`] once with the sink's validated
-/// configuration, then [`Sink::arrived`] for every request (concurrently, from
-/// many tasks), and [`Sink::destroy`] once after the servers have stopped and
-/// in-flight requests have drained.
+/// The life of a sink, as the runtime drives it:
+///
+/// 1. [`Sink::initialize`], once, with the validated configuration, before
+///    any server listens.
+/// 2. [`Sink::arrived`], once per request, concurrently from many tasks,
+///    while the servers run; [`Sink::status`] whenever `/status` is asked.
+/// 3. [`Sink::destroy`], once, after the servers have stopped and in-flight
+///    requests have drained (or been cut off at the shutdown timeout).
+///
+/// The sink never sees HTTP or gRPC: it answers each request with an
+/// [`Outcome`], and the runtime turns that into the status code the sender
+/// acts on.
 #[async_trait]
 pub trait Sink: Send + Sync + Sized + 'static {
     /// The sink's own configuration: the whole config file is deserialized
-    /// into it (runtime keys such as `port` are simply not part of it).
+    /// into it (runtime keys such as `port` are simply not part of it), and
+    /// [`SinkConfig::validate`] has passed before [`Sink::initialize`] sees it.
     type Config: SinkConfig;
 
-    /// A short name for logs, e.g. `"sink-dingtalk"`.
+    /// A short name for logs and start-up errors, e.g. `"sink-http"`.
     fn name() -> &'static str;
 
-    /// Builds the sink from its configuration. It may open clients and check
-    /// that remote services answer; an error stops start-up with a message.
+    /// Builds the sink from its configuration, before anything is served.
+    ///
+    /// It may do slow or fallible set-up: open files and clients, check that
+    /// a remote service answers, register metrics. An error stops start-up:
+    /// the process prints `error: <name> could not start: <error>` and exits
+    /// 1, so make the message say what to fix. It is not retried.
     async fn initialize(config: Self::Config) -> Result<Self, BoxError>;
 
-    /// Handles a batch of events (one event for HTTP structured and binary
-    /// mode, many for HTTP batch mode and gRPC) and reports one outcome for
-    /// the whole batch; use [`Outcome::most_retryable`] to combine per-event
-    /// outcomes. A sender retries the whole batch on a retryable outcome, so
-    /// redelivering an event must be harmless.
+    /// Handles the events of one request and reports one outcome for them all.
+    ///
+    /// HTTP structured and binary mode carry one event; HTTP batch mode and
+    /// gRPC carry many, in the sender's order (possibly none: answer
+    /// [`Outcome::Delivered`]). Events are already decoded and valid
+    /// CloudEvents; checking their content is the sink's job. Calls run
+    /// concurrently, so shared state needs a lock or an atomic.
+    ///
+    /// The outcome tells the sender what to do next: [`Outcome::Delivered`]
+    /// — done; [`Outcome::Rejected`] — never send these again (Vanus
+    /// dead-letters them); [`Outcome::Throttled`] and [`Outcome::Unavailable`]
+    /// — send them all again later. A retry resends the whole batch, so
+    /// redelivering an event that already went through must be harmless; use
+    /// [`Outcome::most_retryable`] to combine per-event outcomes. Answer
+    /// within the sender's timeout (5 s for a Vanus trigger).
     async fn arrived(&self, events: Vec<Event>) -> Outcome;
 
-    /// Releases resources. Runs once, after no more events can arrive.
+    /// Releases resources: flush buffers, close connections. Runs once, after
+    /// the servers have stopped and no more events can arrive, when the
+    /// process shuts down on SIGTERM or SIGINT. It does not run when start-up
+    /// fails or the process is killed. The default does nothing.
     async fn destroy(&self) {}
 
     /// A view of the sink's state for humans, served as JSON on
-    /// `GET /status` (404 when `None`). Must hold no secret.
+    /// `GET /status` (404 when `None`, the default). Must hold no secret.
     fn status(&self) -> Option<serde_json::Value> {
         None
     }
@@ -56,25 +82,29 @@ pub trait Sink: Send + Sync + Sized + 'static {
 /// do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every event was delivered. HTTP 200, gRPC OK.
+    /// Every event was delivered: the sender is done with them. HTTP 200,
+    /// gRPC OK.
     Delivered,
     /// Retrying can never help: the event is malformed or the destination
-    /// refuses it for good. HTTP 400 (Vanus dead-letters it), gRPC
-    /// `InvalidArgument`.
+    /// refuses it for good, so the sender must not send it again. HTTP 400
+    /// (a Vanus trigger dead-letters it at once), gRPC `InvalidArgument`.
     Rejected {
         /// What was wrong, for the sender; one line.
         reason: String,
     },
-    /// The destination's rate limit is exhausted; try again after
-    /// `retry_after`. HTTP 429 with `Retry-After`, gRPC `ResourceExhausted`.
+    /// The destination's rate limit is exhausted; the sender should send
+    /// the events again after `retry_after`. HTTP 429 with `Retry-After`
+    /// (whole seconds, rounded up), gRPC `ResourceExhausted` with
+    /// `retry-after` metadata.
     Throttled {
         /// How long until sending can succeed again.
         retry_after: Duration,
         /// Why, for the sender; one line.
         reason: String,
     },
-    /// The destination is failing or unreachable; retry later. HTTP 502, 503
-    /// or 504, gRPC `Unavailable` or `DeadlineExceeded`.
+    /// The destination is failing or unreachable; the sender should send
+    /// the events again later, with backoff. HTTP 502, 503 or 504, gRPC
+    /// `Unavailable` or `DeadlineExceeded`.
     Unavailable {
         /// Which kind of failure, which picks the status code.
         kind: Unavailable,

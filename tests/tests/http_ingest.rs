@@ -1,4 +1,5 @@
-//! End-to-end over HTTP: the original README's five curl examples, binary
+//! End-to-end over HTTP: the original README's five curl examples (the
+//! same files `make demo` sends, in config/examples/), binary
 //! and batch mode, and bad input that must never reach DingTalk.
 
 mod common;
@@ -6,96 +7,11 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const README_TEXT: &str = r#"{
-    "id": "53d1c340-551a-11ed-96c7-8b504d95037c",
-    "source": "sink-Dingtalk-quickstart",
-    "specversion": "1.0",
-    "type": "quickstart",
-    "datacontenttype": "text/plain",
-    "time": "2022-10-26T10:38:29.345Z",
-    "xvchatgroup": "bot1",
-    "xvmsgtype": "text",
-    "data": "Hello dingtalk"
-}"#;
-
-const README_LINK: &str = r#"{
-    "id": "53d1c340-551a-11ed-96c7-8b504d95037c",
-    "source": "sink-dingtalk-quickstart",
-    "specversion": "1.0",
-    "type": "quickstart",
-    "datacontenttype": "application/json",
-    "time": "2022-10-26T10:38:29.345Z",
-    "xvmsgtype": "link",
-    "data": {
-        "text": "text", 
-        "title": "title", 
-        "picUrl": "https://www.vanus.ai/images/ng/vanus-black.svg", 
-        "messageUrl": "https://github.com/vanus-labs"
-    }
-}"#;
-
-const README_MARKDOWN: &str = r#"{
-    "id": "53d1c340-551a-11ed-96c7-8b504d95037c",
-    "source": "sink-dingtalk-quickstart",
-    "specversion": "1.0",
-    "type": "quickstart",
-    "datacontenttype": "application/json",
-    "time": "2022-10-26T10:38:29.345Z",
-    "xvmsgtype": "markdown",
-    "data": {
-        "text": "text", 
-        "title": "title"
-    }
-}"#;
-
-const README_ACTION_CARD: &str = r#"{
-    "id": "53d1c340-551a-11ed-96c7-8b504d95037c",
-    "source": "sink-dingtalk-quickstart",
-    "specversion": "1.0",
-    "type": "quickstart",
-    "datacontenttype": "application/json",
-    "time": "2022-10-26T10:38:29.345Z",
-    "xvmsgtype": "actionCard",
-    "data": {
-        "text": "text", 
-        "title": "title",
-        "btnOrientation": "0", 
-        "btns": [
-            {
-                "title": "title1", 
-                "actionURL": "https://github.com/vanus-labs"
-            }, 
-            {
-                "title": "title2", 
-                "actionURL": "https://github.com/vanus-labs"
-            }
-        ]
-    }
-}"#;
-
-const README_FEED_CARD: &str = r#"{
-    "id": "53d1c340-551a-11ed-96c7-8b504d95037c",
-    "source": "sink-dingtalk-quickstart",
-    "specversion": "1.0",
-    "type": "quickstart",
-    "datacontenttype": "application/json",
-    "time": "2022-10-26T10:38:29.345Z",
-    "xvmsgtype": "feedCard",
-    "data": {
-        "links": [
-            {
-                "title": "title1", 
-                "messageURL": "https://github.com/vanus-labs", 
-                "picURL": "https://www.vanus.ai/images/ng/vanus-black.svg"
-            },
-            {
-                "title": "title2", 
-                "messageURL": "https://github.com/vanus-labs", 
-                "picURL": "https://www.vanus.ai/images/ng/vanus-black.svg"
-            }
-        ]
-    }
-}"#;
+const README_TEXT: &str = include_str!("../../config/examples/text.json");
+const README_LINK: &str = include_str!("../../config/examples/link.json");
+const README_MARKDOWN: &str = include_str!("../../config/examples/markdown.json");
+const README_ACTION_CARD: &str = include_str!("../../config/examples/actionCard.json");
+const README_FEED_CARD: &str = include_str!("../../config/examples/feedCard.json");
 
 #[tokio::test]
 async fn the_readme_examples_reach_dingtalk_field_by_field() {
@@ -146,7 +62,8 @@ async fn the_readme_examples_reach_dingtalk_field_by_field() {
 async fn binary_mode_routes_by_header_extensions() {
     let h = Harness::start().await;
     let answer = h
-        .post(
+        .sink
+        .post_raw(
             "application/json",
             json!({"title": "Build", "text": "## passed"}).to_string(),
             &[
@@ -290,7 +207,7 @@ async fn a_permanent_dingtalk_refusal_is_400_naming_the_errcode_but_not_the_toke
 async fn health_and_readiness_probes_answer() {
     let h = Harness::start().await;
     for path in ["/healthz", "/readyz"] {
-        let response = h.http.get(h.url(path)).send().await.expect("probe answers");
-        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let response = h.sink.get(path).await;
+        assert_eq!(response.status, 200, "{path}");
     }
 }

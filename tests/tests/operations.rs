@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connector_sdk::ServeOptions;
 use fake_dingtalk::Failure;
 use serde_json::{Value, json};
 
@@ -17,53 +16,33 @@ fn text(id: &str) -> String {
 
 #[tokio::test]
 async fn readyz_turns_503_while_draining_and_in_flight_requests_finish() {
-    let options = ServeOptions {
-        drain_delay: Duration::from_millis(800),
-        ..ServeOptions::loopback()
-    };
-    let h = Harness::with_options(two_robots(), two_groups, options).await;
-    assert_eq!(h.get("/readyz").await.0, 200);
-    assert_eq!(h.get("/healthz").await.0, 200);
+    let h = Harness::with(two_robots(), |fake| {
+        let runtime = "drain_delay_ms: 800\nshutdown_timeout_secs: 5\n";
+        format!("{}{runtime}", two_groups(fake))
+    })
+    .await;
+    assert_eq!(h.sink.get("/readyz").await.status, 200);
+    assert_eq!(h.sink.get("/healthz").await.status, 200);
 
     h.fake
         .fail_next(TOKEN_1, Failure::Delay(Duration::from_millis(600)), 1);
-    let in_flight = {
-        let client = h.http.clone();
-        let url = h.url("/");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .header("content-type", "application/cloudevents+json")
-                .body(text("slow"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
+    let slow = text("slow");
+    let in_flight = h.post_structured(&slow);
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let probe = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            h.sink.get("/readyz").await
+        };
+        tokio::join!(h.sink.shutdown(), probe)
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (in_flight, (drained, ready)) = tokio::join!(in_flight, drain);
 
-    let Harness { server, http, fake } = h;
-    let url = format!("http://{}/readyz", server.http_addr());
-    let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = http
-        .get(&url)
-        .send()
-        .await
-        .expect("still serving while draining");
-    assert_eq!(ready.status().as_u16(), 503);
-    assert_eq!(ready.text().await.expect("body"), "shutting down\n");
-
-    assert!(
-        shutdown.await.expect("shutdown finishes"),
-        "drained within the bound"
-    );
-    assert_eq!(
-        in_flight.await.expect("joined").expect("answered"),
-        200,
-        "the in-flight request finished"
-    );
-    assert_eq!(fake.accepted_for(TOKEN_1).len(), 1);
+    assert_eq!(ready.status, 503, "still serving while draining");
+    assert_eq!(ready.body, "shutting down\n");
+    assert!(drained, "drained within the bound");
+    assert_eq!(in_flight.status, 200, "the in-flight request finished");
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1);
 }
 
 #[tokio::test]
@@ -155,7 +134,7 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
     );
     assert!(h.metric("connector_requests_in_flight", &[]).await >= 0.0);
 
-    let (_, text) = h.get("/metrics").await;
+    let text = h.sink.get("/metrics").await.body;
     assert!(
         !text.contains(TOKEN_1) && !text.contains(TOKEN_2) && !text.contains("m1"),
         "no secrets or ids in labels"
@@ -174,7 +153,7 @@ async fn the_status_view_shows_each_robot_with_its_token_masked() {
     let to_bot2 = structured("s2", &[("xvchatgroup", "bot2")], "text/plain", json!("x"));
     assert_eq!(h.post_structured(&to_bot2).await.status, 400);
 
-    let (status, body) = h.get("/status").await;
+    let Reply { status, body, .. } = h.sink.get("/status").await;
     assert_eq!(status, 200);
     assert!(
         !body.contains(TOKEN_1) && !body.contains(SECRET_1) && !body.contains(TOKEN_2),
@@ -209,4 +188,27 @@ async fn the_status_view_shows_each_robot_with_its_token_masked() {
         "{bot2}"
     );
     assert!(bot2["last_answer_unix_secs"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn requests_past_max_in_flight_get_503_at_once() {
+    let h = Harness::with(two_robots(), |fake| {
+        format!("{}max_in_flight: 1\n", two_groups(fake))
+    })
+    .await;
+    h.fake
+        .fail_next(TOKEN_1, Failure::Delay(Duration::from_millis(500)), 1);
+    let held = text("held");
+    let (slow, second) = tokio::join!(h.post_structured(&held), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.post_structured(&text("refused")).await
+    });
+    assert_eq!(slow.status, 200, "{slow:?}");
+    assert_eq!(second.status, 503, "{second:?}");
+    assert!(second.body.contains("over capacity"), "{second:?}");
+    assert_eq!(
+        h.post_structured(&text("later")).await.status,
+        200,
+        "capacity returns"
+    );
 }

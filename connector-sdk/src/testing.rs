@@ -1,0 +1,598 @@
+//! A testing kit for sink authors (feature `testing`): run a sink on the real
+//! runtime, on free loopback ports, inside a test; send it events the way
+//! senders do (HTTP structured, binary and batch mode, gRPC) with one call
+//! each; read back the status code a sender would act on.
+//!
+//! ```
+//! use connector_sdk::testing::{TestServer, event};
+//! use connector_sdk::{BoxError, Event, NoConfig, Outcome, Sink, async_trait};
+//!
+//! struct Refuser;
+//!
+//! #[async_trait]
+//! impl Sink for Refuser {
+//!     type Config = NoConfig;
+//!     fn name() -> &'static str { "refuser" }
+//!     async fn initialize(_: NoConfig) -> Result<Self, BoxError> { Ok(Refuser) }
+//!     async fn arrived(&self, events: Vec<Event>) -> Outcome {
+//!         Outcome::rejected(format!("{} events refused", events.len()))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let server = TestServer::start(Refuser).await;
+//! let one = event("1").data("text/plain", "hi").build();
+//! assert_eq!(server.send_structured(&one).await.status, 400);
+//! let reply = server.send_grpc(&[one.clone(), one]).await;
+//! assert_eq!((reply.status, reply.body.as_str()), (400, "2 events refused"));
+//! server.shutdown().await;
+//! # }
+//! ```
+//!
+//! This is test support: where a test cannot go on (the servers do not start,
+//! the sink does not answer) the kit panics with a message saying why, as an
+//! `assert!` would. It uses real sockets and real time, so it does not suit
+//! tests with a paused tokio clock.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use cloudevents::event::ExtensionValue;
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{self, RuntimeConfig};
+use crate::proto::cloud_events_client::CloudEventsClient;
+use crate::proto::{BatchEvent, CloudEventBatch};
+use crate::{BATCH_CONTENT_TYPE, ServeOptions, Server, Sink, encode_event};
+
+/// How long a request may take before the test fails: far beyond the 5 s a
+/// Vanus trigger waits, so only a hung sink reaches it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The media type of HTTP structured mode.
+const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// What a sender got back: the status code it acts on, and the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The HTTP status code. gRPC answers are mapped back: OK 200,
+    /// `InvalidArgument` 400, `ResourceExhausted` 429, `Unavailable` 503
+    /// (gRPC does not tell 502 from 503), `DeadlineExceeded` 504, any other
+    /// code 500.
+    pub status: u16,
+    /// `Retry-After` in seconds (the HTTP header, or the gRPC metadata of
+    /// the same name), when the sink is throttled.
+    pub retry_after: Option<u64>,
+    /// The body as sent over HTTP (the outcome's reason and a newline), or
+    /// the gRPC status message (empty on success).
+    pub body: String,
+}
+
+/// A sink running on the real runtime, HTTP and gRPC on free loopback ports,
+/// with a client for each.
+///
+/// Every sender panics when the sink gives no answer at all (connection
+/// refused, nothing within 30 s); any answer, success or not, is a [`Reply`].
+pub struct TestServer<S> {
+    sink: Arc<S>,
+    server: Mutex<Option<Server>>,
+    http_addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
+    grace: Duration,
+    http: Client<HttpConnector, Full<Bytes>>,
+    grpc: Option<Channel>,
+}
+
+impl<S: Sink> TestServer<S> {
+    /// Serves `sink` with HTTP and gRPC on free loopback ports
+    /// ([`ServeOptions::loopback`]).
+    ///
+    /// # Panics
+    ///
+    /// When the servers cannot start.
+    pub async fn start(sink: S) -> Self {
+        Self::start_with(sink, ServeOptions::loopback()).await
+    }
+
+    /// Serves `sink` with the given options (port 0 picks a free port;
+    /// `grpc: None` turns gRPC off).
+    ///
+    /// # Panics
+    ///
+    /// When the servers cannot start.
+    pub async fn start_with(sink: S, options: ServeOptions) -> Self {
+        let grace = RuntimeConfig::default().shutdown_timeout();
+        Self::serve(Arc::new(sink), &options, grace).await
+    }
+
+    /// Does what the connector process does at start-up, from config text:
+    /// loads `S::Config` from `yaml` (with the environment's `CONNECTOR_*`
+    /// overrides), validates it and calls [`Sink::initialize`]. The servers
+    /// listen on free loopback ports whatever `port` and `grpc_port` say;
+    /// the other runtime keys (`max_body_bytes`, `max_in_flight`, `drain_delay_ms`,
+    /// `shutdown_timeout_secs`) apply.
+    ///
+    /// # Panics
+    ///
+    /// When the config is invalid, the sink fails to initialize or the
+    /// servers cannot start; the message says which. To test a config
+    /// error, call [`config::load_from_str`] yourself.
+    pub async fn from_yaml(yaml: &str) -> Self {
+        let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
+            .unwrap_or_else(|err| panic!("{err}"));
+        let sink = S::initialize(loaded.sink)
+            .await
+            .unwrap_or_else(|err| panic!("{} could not initialize: {err}", S::name()));
+        let options = ServeOptions {
+            max_body_bytes: loaded.runtime.max_body_bytes,
+            max_in_flight: loaded.runtime.max_in_flight,
+            drain_delay: Duration::from_millis(loaded.runtime.drain_delay_ms),
+            ..ServeOptions::loopback()
+        };
+        Self::serve(Arc::new(sink), &options, loaded.runtime.shutdown_timeout()).await
+    }
+
+    async fn serve(sink: Arc<S>, options: &ServeOptions, grace: Duration) -> Self {
+        let server = Server::start(Arc::clone(&sink), options)
+            .await
+            .unwrap_or_else(|err| panic!("{} cannot be served: {err}", S::name()));
+        let grpc_addr = server.grpc_addr();
+        let grpc = grpc_addr.map(|addr| {
+            let uri = format!("http://{addr}");
+            Endpoint::from_shared(uri)
+                .unwrap_or_else(|err| panic!("gRPC address {addr}: {err}"))
+                .connect_lazy()
+        });
+        Self {
+            sink,
+            http_addr: server.http_addr(),
+            grpc_addr,
+            server: Mutex::new(Some(server)),
+            grace,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            grpc,
+        }
+    }
+
+    /// The sink being served, to look at its state.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Where HTTP listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where gRPC listens, if it is on.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// POSTs `event` in HTTP structured mode (`application/cloudevents+json`).
+    pub async fn send_structured(&self, event: &Event) -> Reply {
+        let body = serde_json::to_vec(event)
+            .unwrap_or_else(|err| panic!("event {} is not JSON: {err}", event.id()));
+        self.post_raw(STRUCTURED_CONTENT_TYPE, body, &[]).await
+    }
+
+    /// POSTs `event` in HTTP binary mode: attributes as `ce-*` headers, the
+    /// data as the body with its content type. Headers carry no types, so the
+    /// sink gets extensions as strings and the data as bytes.
+    pub async fn send_binary(&self, event: &Event) -> Reply {
+        // cloudevents-sdk's binary-mode serializer writes the ce-* headers and
+        // body onto a response; the same headers and body make the request.
+        let encoded = cloudevents::binding::http::builder::adapter::to_response(event.clone())
+            .unwrap_or_else(|err| panic!("event {} has no binary form: {err}", event.id()));
+        let (parts, body) = encoded.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        let mut request = self.request(Method::POST, "/", Full::new(body));
+        *request.headers_mut() = parts.headers;
+        self.exchange(request).await
+    }
+
+    /// POSTs `events` in HTTP batch mode
+    /// (`application/cloudevents-batch+json`).
+    pub async fn send_batch(&self, events: &[Event]) -> Reply {
+        let body =
+            serde_json::to_vec(events).unwrap_or_else(|err| panic!("the batch is not JSON: {err}"));
+        self.post_raw(BATCH_CONTENT_TYPE, body, &[]).await
+    }
+
+    /// Sends `events` in one gRPC `CloudEvents/Send`, as a Vanus trigger
+    /// does, and maps the answer to a [`Reply`].
+    ///
+    /// # Panics
+    ///
+    /// When gRPC is off, or the sink does not answer.
+    pub async fn send_grpc(&self, events: &[Event]) -> Reply {
+        let batch = BatchEvent {
+            events: Some(CloudEventBatch {
+                events: events.iter().map(encode_event).collect(),
+            }),
+            ..BatchEvent::default()
+        };
+        match self.send_grpc_raw(batch).await {
+            Ok(()) => Reply {
+                status: 200,
+                retry_after: None,
+                body: String::new(),
+            },
+            Err(status) => grpc_reply(&status),
+        }
+    }
+
+    /// Sends a `BatchEvent` exactly as given (to test what senders put on
+    /// the wire, malformed events included) and returns tonic's answer.
+    ///
+    /// # Panics
+    ///
+    /// When gRPC is off, or the sink does not answer.
+    pub async fn send_grpc_raw(&self, batch: BatchEvent) -> Result<(), tonic::Status> {
+        let Some(channel) = self.grpc.clone() else {
+            panic!("gRPC is off: start the TestServer with ServeOptions whose `grpc` is set")
+        };
+        let mut client = CloudEventsClient::new(channel);
+        tokio::time::timeout(ANSWER_TIMEOUT, client.send(batch))
+            .await
+            .unwrap_or_else(|_| panic!("no gRPC answer within {ANSWER_TIMEOUT:?}"))
+            .map(|_| ())
+    }
+
+    /// POSTs `body` to `/` with a content type and extra headers, as any
+    /// client might (e.g. binary mode written by hand, or malformed input).
+    pub async fn post_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.request(Method::POST, "/", Full::new(body.into()));
+        let content_type = [(header::CONTENT_TYPE.as_str(), content_type)];
+        for (name, value) in content_type.iter().chain(headers) {
+            let name = header::HeaderName::try_from(*name)
+                .unwrap_or_else(|err| panic!("header name {name:?}: {err}"));
+            let value = header::HeaderValue::try_from(*value)
+                .unwrap_or_else(|err| panic!("header {name} value {value:?}: {err}"));
+            request.headers_mut().append(name, value);
+        }
+        self.exchange(request).await
+    }
+
+    /// GETs a path such as `/readyz`, `/metrics` or `/status`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.exchange(self.request(Method::GET, path, Full::default()))
+            .await
+    }
+
+    /// The value of the Prometheus sample `name` on `/metrics`, summed over
+    /// the series whose labels include all of `labels`; 0 when there is none.
+    /// Metrics are process-wide: compare before and after, with labels that
+    /// only this test uses, when tests run in parallel.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.get("/metrics").await.body;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(series, _)| {
+                series.split('{').next() == Some(name)
+                    && labels
+                        .iter()
+                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Shuts down as the connector process does on SIGTERM: `/readyz` turns
+    /// 503 for the drain delay, the servers stop accepting, in-flight
+    /// requests finish (within the shutdown timeout, 10 s unless the YAML
+    /// says otherwise), then [`Sink::destroy`] runs. Returns false when
+    /// requests had to be cut off. Later calls do nothing and return true.
+    ///
+    /// It borrows, so a test can keep sending while it drains (with
+    /// `tokio::join!`) and look at [`TestServer::sink`] afterwards. A
+    /// `TestServer` dropped without it keeps serving until the test ends,
+    /// and `destroy` never runs.
+    pub async fn shutdown(&self) -> bool {
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(server) = server else { return true };
+        let drained = server.shutdown(self.grace).await;
+        self.sink.destroy().await;
+        drained
+    }
+
+    fn request(&self, method: Method, path: &str, body: Full<Bytes>) -> Request<Full<Bytes>> {
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = format!("http://{}{path}", self.http_addr)
+            .parse()
+            .unwrap_or_else(|err| panic!("path {path:?}: {err}"));
+        request
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Reply {
+        let what = format!("{} {}", request.method(), request.uri());
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.http.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER_TIMEOUT:?}"))
+            .unwrap_or_else(|err| panic!("{what}: {err}"));
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|err| panic!("{what}: the body broke off: {err}"))
+            .to_bytes();
+        Reply {
+            status,
+            retry_after,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+fn grpc_reply(status: &tonic::Status) -> Reply {
+    use tonic::Code;
+    let code = match status.code() {
+        Code::Ok => 200,
+        Code::InvalidArgument => 400,
+        Code::ResourceExhausted => 429,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        _ => 500,
+    };
+    Reply {
+        status: code,
+        retry_after: status
+            .metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        body: status.message().to_owned(),
+    }
+}
+
+/// Starts a CloudEvent with `id`, source `connector-sdk-test` and type
+/// `test`: `event("1").data("text/plain", "hi").extension("x", "y").build()`.
+pub fn event(id: impl Into<String>) -> TestEvent {
+    TestEvent(
+        EventBuilderV10::new()
+            .id(id)
+            .source("connector-sdk-test")
+            .ty("test"),
+    )
+}
+
+/// A CloudEvent being built for a test; see [`event`]. For attributes it
+/// does not cover, use [`EventBuilderV10`] itself.
+#[derive(Debug, Clone)]
+pub struct TestEvent(EventBuilderV10);
+
+impl TestEvent {
+    /// Sets `source` (a URI reference).
+    pub fn source(self, source: impl Into<String>) -> Self {
+        Self(self.0.source(source))
+    }
+
+    /// Sets `type`.
+    pub fn ty(self, ty: impl Into<String>) -> Self {
+        Self(self.0.ty(ty))
+    }
+
+    /// Sets `subject`.
+    pub fn subject(self, subject: impl Into<String>) -> Self {
+        Self(self.0.subject(subject))
+    }
+
+    /// Sets the data and its `datacontenttype`: a `&str` or `String` is
+    /// text, a `serde_json::Value` JSON, a `Vec<u8>` bytes.
+    pub fn data(self, content_type: impl Into<String>, data: impl Into<Data>) -> Self {
+        Self(self.0.data(content_type, data))
+    }
+
+    /// Adds an extension attribute (string, bool or i64).
+    pub fn extension(self, name: &str, value: impl Into<ExtensionValue>) -> Self {
+        Self(self.0.extension(name, value))
+    }
+
+    /// The event.
+    ///
+    /// # Panics
+    ///
+    /// When an attribute is invalid (an empty source).
+    pub fn build(self) -> Event {
+        self.0
+            .build()
+            .unwrap_or_else(|err| panic!("invalid test event: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BoxError, NoConfig, Outcome, Unavailable};
+    use cloudevents::AttributesReader;
+
+    /// Keeps what arrives and answers with a fixed outcome.
+    struct Recorder {
+        answer: Outcome,
+        arrived: Mutex<Vec<Event>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Recorder {
+        type Config = NoConfig;
+        fn name() -> &'static str {
+            "recorder"
+        }
+        async fn initialize(_: NoConfig) -> Result<Self, BoxError> {
+            Ok(Self::answering(Outcome::Delivered))
+        }
+        async fn arrived(&self, events: Vec<Event>) -> Outcome {
+            self.arrived.lock().expect("lock").extend(events);
+            self.answer.clone()
+        }
+    }
+
+    impl Recorder {
+        fn answering(answer: Outcome) -> Self {
+            Self {
+                answer,
+                arrived: Mutex::default(),
+            }
+        }
+
+        fn ids(&self) -> Vec<String> {
+            let arrived = self.arrived.lock().expect("lock");
+            arrived.iter().map(|e| e.id().to_owned()).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn every_transport_delivers_the_same_event() {
+        let server = TestServer::<Recorder>::from_yaml("{}").await;
+        let sent = event("1")
+            .subject("s")
+            .data("application/json", serde_json::json!({"n": 1}))
+            .extension("xcount", 2_i64)
+            .build();
+        for reply in [
+            server.send_structured(&sent).await,
+            server.send_batch(std::slice::from_ref(&sent)).await,
+            server.send_grpc(std::slice::from_ref(&sent)).await,
+            server.send_binary(&sent).await,
+        ] {
+            assert_eq!(reply.status, 200, "{reply:?}");
+        }
+        let mut arrived = server.sink().arrived.lock().expect("lock").clone();
+        let binary = arrived.pop().expect("four arrived");
+        assert_eq!(arrived, [sent.clone(), sent.clone(), sent.clone()]);
+        // HTTP headers carry no types: binary mode gives strings and bytes.
+        let attributes = |e: &Event| -> Vec<String> {
+            e.iter_attributes()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect()
+        };
+        assert_eq!(attributes(&binary), attributes(&sent));
+        assert_eq!(binary.data(), Some(&Data::Binary(br#"{"n":1}"#.to_vec())));
+        assert_eq!(binary.extension("xcount"), Some(&ExtensionValue::from("2")));
+        assert!(server.shutdown().await);
+        assert!(server.shutdown().await, "a second shutdown does nothing");
+    }
+
+    #[tokio::test]
+    async fn batches_keep_their_order() {
+        let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
+        let events = [event("a").build(), event("b").build()];
+        assert_eq!(server.send_batch(&events).await.status, 200);
+        assert_eq!(server.send_grpc(&events).await.status, 200);
+        assert_eq!(server.sink().ids(), ["a", "b", "a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn outcomes_come_back_as_the_status_a_sender_acts_on() {
+        let cases = [
+            (Outcome::rejected("bad"), 400, 400, None),
+            (
+                Outcome::throttled(Duration::from_secs(7), "slow down"),
+                429,
+                429,
+                Some(7),
+            ),
+            (
+                Outcome::unavailable(Unavailable::BadGateway, "odd answer"),
+                502,
+                503,
+                None,
+            ),
+            (
+                Outcome::unavailable(Unavailable::GatewayTimeout, "too slow"),
+                504,
+                504,
+                None,
+            ),
+        ];
+        for (outcome, http, grpc, retry_after) in cases {
+            let reason = outcome.reason().to_owned();
+            let server = TestServer::start(Recorder::answering(outcome)).await;
+            let reply = server.send_structured(&event("1").build()).await;
+            assert_eq!(
+                reply,
+                Reply {
+                    status: http,
+                    retry_after,
+                    body: format!("{reason}\n")
+                }
+            );
+            let reply = server.send_grpc(&[event("1").build()]).await;
+            assert_eq!(
+                reply,
+                Reply {
+                    status: grpc,
+                    retry_after,
+                    body: reason
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_requests_and_probes() {
+        let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
+        let reply = server
+            .post_raw(
+                "application/json",
+                "{}",
+                &[("ce-id", "r1"), ("ce-type", "t")],
+            )
+            .await;
+        assert_eq!(reply.status, 400, "ce-source is missing: {reply:?}");
+        assert!(reply.body.starts_with("invalid CloudEvent"), "{reply:?}");
+        assert_eq!(server.get("/healthz").await.status, 200);
+        assert_eq!(server.get("/status").await.status, 404);
+        assert!(
+            server
+                .metric("connector_requests_total", &[("transport", "http")])
+                .await
+                >= 1.0
+        );
+    }
+
+    #[tokio::test]
+    async fn yaml_runtime_keys_apply_but_ports_stay_free() {
+        let server =
+            TestServer::<Recorder>::from_yaml("port: 1\ngrpc_port: 2\nmax_body_bytes: 16\n").await;
+        assert_ne!(server.http_addr().port(), 1);
+        assert!(server.grpc_addr().is_some_and(|addr| addr.port() != 2));
+        let big = event("big").data("text/plain", "x".repeat(100)).build();
+        assert_eq!(server.send_structured(&big).await.status, 413);
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid test event")]
+    fn an_invalid_event_says_so() {
+        let _ = event("1").source("").build();
+    }
+}
