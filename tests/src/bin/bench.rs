@@ -1,0 +1,403 @@
+//! `bench`: the DingTalk sink's benchmark, run by `make bench`.
+//!
+//! On this one machine it starts a blackhole DingTalk, the release
+//! `sink-dingtalk` configured to it (pacing off for its one webhook) and a
+//! bare hyper relay as the baseline, drives each with a fixed number of
+//! requests at a few concurrency levels, and writes `BENCHMARKS.md` and
+//! `docs/bench.svg` at the repository root. See `report.rs` for what each
+//! figure means.
+//!
+//! ```text
+//! cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+//! target/release/bench                     # the full run (about a minute)
+//! target/release/bench --out /tmp/b        # write the report elsewhere
+//! ```
+//!
+//! For profiling, the pieces run alone: `bench blackhole --listen ADDR`,
+//! `bench relay --listen ADDR --upstream URL`, and
+//! `bench load --scenario structured --http ADDR --concurrency 16` against a
+//! sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
+
+mod bench {
+    pub mod blackhole;
+    pub mod http;
+    pub mod load;
+    pub mod plot;
+    pub mod proc_stats;
+    pub mod procs;
+    pub mod relay;
+    pub mod report;
+}
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use bench::blackhole::Blackhole;
+use bench::load::{self, Plan, Scenario, Target};
+use bench::procs::{self, SinkSpec};
+use bench::report::{self, Cell, Machine, Run, Start, thousands};
+use clap::{Parser, Subcommand};
+
+/// No cell may take longer than this: the run always ends by itself.
+const CELL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Benchmark the DingTalk sink against a bare relay and write BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "bench", about)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Where BENCHMARKS.md and docs/bench.svg go (default: the repository root).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The sink binary (default: sink-dingtalk beside this program).
+    #[arg(long)]
+    sink: Option<PathBuf>,
+    /// Measured events per cell (more when a cell needs four requests per worker).
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    /// Warm-up events per cell (more when a cell needs one request per worker).
+    #[arg(long, default_value_t = 500)]
+    warmup: u64,
+    /// Requests in flight, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,128")]
+    levels: Vec<usize>,
+    /// Runs per cell, each on a fresh process; the median by events/s is shown.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the baseline relay alone (the full run starts it by itself).
+    Relay {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Where to forward each POST body.
+        #[arg(long)]
+        upstream: hyper::Uri,
+    },
+    /// Run a blackhole DingTalk alone, until killed; prints its webhook URL.
+    Blackhole,
+    /// Drive one scenario against a running sink or relay, and print the figures.
+    Load {
+        /// What to send.
+        #[arg(long, value_enum)]
+        scenario: Scenario,
+        /// The HTTP address.
+        #[arg(long)]
+        http: SocketAddr,
+        /// The gRPC address (for --scenario grpc).
+        #[arg(long)]
+        grpc: Option<SocketAddr>,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Measured events.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// The target's pid, to report its CPU time.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // The same runtime the connector SDK builds, so the relay is comparable.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts (threads and epoll are available)");
+    let result = runtime.block_on(async {
+        match args.command {
+            Some(Command::Relay { listen, upstream }) => bench::relay::run(listen, upstream)
+                .await
+                .map_err(|err| format!("relay on {listen}: {err}")),
+            Some(Command::Blackhole) => blackhole_alone().await,
+            Some(Command::Load {
+                scenario,
+                http,
+                grpc,
+                concurrency,
+                events,
+                pid,
+            }) => load_alone(scenario, Target { http, grpc, pid }, concurrency, events).await,
+            None => run_all(&args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn blackhole_alone() -> Result<(), String> {
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    println!("{}", blackhole.webhook_url());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn load_alone(
+    scenario: Scenario,
+    target: Target,
+    concurrency: usize,
+    events: u64,
+) -> Result<(), String> {
+    let plan = Plan::new(scenario, concurrency, events, 300);
+    let m = load::run(scenario, target, plan).await?;
+    let ticks = bench::proc_stats::ticks_per_second() as f64;
+    println!(
+        "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
+        scenario.name(),
+        thousands(m.events_per_sec()),
+        report::ms(m.percentile(0.5)),
+        report::ms(m.percentile(0.99)),
+        report::ms(m.percentile(1.0)),
+        m.errors,
+        m.cpu_ticks as f64 / ticks * 10_000.0 / m.events.max(1) as f64
+    );
+    Ok(())
+}
+
+/// The full run: baseline, every sink scenario at every level, logging cost,
+/// then the report and the plot.
+async fn run_all(args: &Args) -> Result<(), String> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let sink = match &args.sink {
+        Some(path) => path.clone(),
+        None => beside_this_program("sink-dingtalk")?,
+    };
+    let binary_size = std::fs::metadata(&sink)
+        .map_err(|err| {
+            format!(
+                "cannot read {}: {err}; build it first: cargo build --release -p sink-dingtalk",
+                sink.display()
+            )
+        })?
+        .len();
+    let out = args.out.clone().unwrap_or_else(repo_root);
+    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    println!(
+        "bench: about {} measured events per run, {} runs per cell, levels {:?}, sink {}",
+        args.events,
+        args.repeat,
+        args.levels,
+        sink.display()
+    );
+    let ctx = Context {
+        webhook: blackhole.webhook_url(),
+        blackhole,
+        sink: sink.clone(),
+        work: work.clone(),
+    };
+
+    let mut cells = Vec::new();
+    for &level in &args.levels {
+        cells.push(cell(Scenario::Baseline, level, Process::Relay, &ctx, args).await?);
+    }
+    for scenario in Scenario::SINK {
+        for &level in &args.levels {
+            cells.push(cell(scenario, level, Process::Sink("warn"), &ctx, args).await?);
+        }
+    }
+    let info_level = if args.levels.contains(&16) {
+        16
+    } else {
+        args.levels.first().copied().unwrap_or(1)
+    };
+    println!("bench: once more with LOG_LEVEL=info");
+    let info_cell = cell(
+        Scenario::Structured,
+        info_level,
+        Process::Sink("info"),
+        &ctx,
+        args,
+    )
+    .await?;
+
+    let run = Run {
+        machine: Machine::detect(),
+        started,
+        duration: clock.elapsed(),
+        commit: commit(),
+        ticks_per_sec: bench::proc_stats::ticks_per_second(),
+        binary_size,
+        levels: args.levels.clone(),
+        events: args.events,
+        warmup: args.warmup,
+        repeat: args.repeat.max(1),
+        cells,
+        info_cell: Some(info_cell),
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    write_outputs(&run, &out)
+}
+
+/// What the benchmark shares between cells.
+struct Context {
+    blackhole: Blackhole,
+    webhook: String,
+    sink: PathBuf,
+    work: PathBuf,
+}
+
+/// The process a cell measures.
+#[derive(Debug, Clone, Copy)]
+enum Process {
+    /// The baseline relay.
+    Relay,
+    /// The sink, with this `LOG_LEVEL`.
+    Sink(&'static str),
+}
+
+/// Measures one cell: `args.repeat` runs, each on a fresh process.
+async fn cell(
+    scenario: Scenario,
+    concurrency: usize,
+    process: Process,
+    ctx: &Context,
+    args: &Args,
+) -> Result<Cell, String> {
+    let plan = Plan::new(scenario, concurrency, args.events, args.warmup);
+    let mut runs = Vec::new();
+    let mut starts = Vec::new();
+    let mut peak_rss_kib = 0;
+    let before = ctx.blackhole.seen();
+    for _ in 0..args.repeat.max(1) {
+        let running = match process {
+            Process::Relay => procs::start_relay(&ctx.work, &ctx.webhook).await?,
+            Process::Sink(log_level) => {
+                let spec = SinkSpec {
+                    binary: &ctx.sink,
+                    dir: &ctx.work,
+                    webhook_url: &ctx.webhook,
+                    log_level,
+                };
+                procs::start_sink(&spec).await?
+            }
+        };
+        starts.push(Start {
+            ready: running.ready,
+            idle_rss_kib: running.idle_rss_kib,
+        });
+        let measured =
+            tokio::time::timeout(CELL_TIMEOUT, load::run(scenario, running.target, plan))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{} at {concurrency} took over {CELL_TIMEOUT:?}",
+                        scenario.name()
+                    )
+                })?
+                .map_err(|err| {
+                    format!(
+                        "{} at {concurrency}: {err}\nits log ends with:\n{}",
+                        scenario.name(),
+                        running.log_tail()
+                    )
+                })?;
+        peak_rss_kib = peak_rss_kib.max(running.peak_rss_kib()?);
+        runs.push(measured);
+        // `running` drops here: the process is killed before the next start.
+    }
+    let failed_requests = runs.iter().map(|m| m.errors).sum();
+    let first_error = runs.iter().find_map(|m| m.first_error.clone());
+    runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
+    let spread: Vec<String> = runs.iter().map(|m| thousands(m.events_per_sec())).collect();
+    let measured = runs.swap_remove(runs.len() / 2);
+    let cell = Cell {
+        scenario,
+        concurrency,
+        measured,
+        peak_rss_kib,
+        failed_requests,
+        first_error,
+        upstream_posts: ctx.blackhole.seen() - before,
+        expected_posts: (plan.warmup_requests + plan.requests)
+            * scenario.events_per_request()
+            * starts.len() as u64,
+        starts,
+    };
+    println!(
+        "  {:<17} {:>4} in flight: {:>7} events/s  p50 {:>9}  p99 {:>9}  peak RSS {:>9}  (runs: {}){}",
+        scenario.name(),
+        concurrency,
+        thousands(cell.measured.events_per_sec()),
+        report::ms(cell.measured.percentile(0.5)),
+        report::ms(cell.measured.percentile(0.99)),
+        report::mib(cell.peak_rss_kib),
+        spread.join(" / "),
+        if cell.failed_requests > 0 {
+            format!("  {} FAILED", cell.failed_requests)
+        } else {
+            String::new()
+        }
+    );
+    Ok(cell)
+}
+
+fn write_outputs(run: &Run, out: &Path) -> Result<(), String> {
+    let md_path = out.join("BENCHMARKS.md");
+    let svg_path = out.join("docs").join("bench.svg");
+    std::fs::create_dir_all(out.join("docs"))
+        .map_err(|err| format!("cannot create {}/docs: {err}", out.display()))?;
+    bench::plot::write(run, &svg_path)?;
+    let existing = std::fs::read_to_string(&md_path).ok();
+    let kept = existing
+        .as_deref()
+        .and_then(|text| text.split_once(report::KEEP_MARKER))
+        .map(|(_, kept)| kept.trim_start_matches(['\r', '\n']));
+    let kept = kept.map(|k| format!("\n{k}"));
+    let markdown = report::markdown(run, kept.as_deref());
+    std::fs::write(&md_path, &markdown)
+        .map_err(|err| format!("cannot write {}: {err}", md_path.display()))?;
+    let generated = markdown
+        .split_once(report::KEEP_MARKER)
+        .map_or(markdown.as_str(), |(generated, _)| generated);
+    println!("\n{generated}");
+    println!(
+        "bench: wrote {} and {}",
+        md_path.display(),
+        svg_path.display()
+    );
+    Ok(())
+}
+
+fn beside_this_program(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|err| format!("cannot find this program: {err}"))?;
+    Ok(exe.with_file_name(name))
+}
+
+/// The workspace root: this package's parent directory.
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The commit measured, `+dirty` when the tree has changes.
+fn commit() -> String {
+    let root = repo_root();
+    let root = root.to_string_lossy();
+    let head = report::command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"])
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = report::command_line("git", &["-C", &root, "status", "--porcelain"])
+        .is_some_and(|first| !first.is_empty());
+    if dirty { format!("{head}+dirty") } else { head }
+}

@@ -1,0 +1,543 @@
+//! Turns the measurements into `BENCHMARKS.md`: the machine, the footprint,
+//! one table per scenario, the logging cost, and where the project stands
+//! against its targets. Hand-written notes below [`KEEP_MARKER`] in an
+//! existing `BENCHMARKS.md` (the profiling findings) are kept across runs.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::load::{Measured, Scenario};
+
+/// Everything after this line in `BENCHMARKS.md` is written by hand and kept.
+pub const KEEP_MARKER: &str =
+    "<!-- bench: everything below this line is written by hand and kept across runs -->";
+
+/// One start of a process under test.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// Exec to ready.
+    pub ready: Duration,
+    /// RSS right after start, KiB.
+    pub idle_rss_kib: u64,
+}
+
+/// One (scenario, concurrency) measurement: the median of its runs.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// What was sent.
+    pub scenario: Scenario,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// The measured phase of the run with the median events/s.
+    pub measured: Measured,
+    /// Peak RSS of the process under test over its life (warm-up included),
+    /// the highest of the runs, KiB.
+    pub peak_rss_kib: u64,
+    /// Each run's start.
+    pub starts: Vec<Start>,
+    /// Requests not answered with success, all runs together.
+    pub failed_requests: u64,
+    /// The first failure of any run.
+    pub first_error: Option<String>,
+    /// POSTs the blackhole got during the runs (warm-up included).
+    pub upstream_posts: u64,
+    /// POSTs it should have got.
+    pub expected_posts: u64,
+}
+
+/// The machine the run was on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cores: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Total memory, KiB.
+    pub memory_kib: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// `rustc --version`.
+    pub rustc: String,
+}
+
+impl Machine {
+    /// Reads `/proc` and asks rustc.
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            memory_kib,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
+            rustc: command_line("rustc", &["--version"])
+                .unwrap_or_else(|| "rustc (unknown)".into()),
+        }
+    }
+}
+
+/// The first line a command prints, if it runs.
+pub fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    })
+}
+
+/// A whole run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Where.
+    pub machine: Machine,
+    /// When it started.
+    pub started: SystemTime,
+    /// How long it took, builds excluded.
+    pub duration: Duration,
+    /// `git describe`-ish name of the code measured.
+    pub commit: String,
+    /// Clock ticks per second of the CPU counters.
+    pub ticks_per_sec: u64,
+    /// Size of the release sink binary, bytes.
+    pub binary_size: u64,
+    /// Concurrency levels.
+    pub levels: Vec<usize>,
+    /// Measured events asked per cell.
+    pub events: u64,
+    /// Warm-up events asked per cell.
+    pub warmup: u64,
+    /// Runs per cell, each on a fresh process.
+    pub repeat: usize,
+    /// Baseline and sink cells, `LOG_LEVEL=warn`.
+    pub cells: Vec<Cell>,
+    /// HTTP structured with `LOG_LEVEL=info`, when measured.
+    pub info_cell: Option<Cell>,
+}
+
+impl Run {
+    /// The cell of `scenario` at `concurrency`.
+    pub fn cell(&self, scenario: Scenario, concurrency: usize) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.scenario == scenario && c.concurrency == concurrency)
+    }
+
+    fn sink_cells(&self) -> impl Iterator<Item = &Cell> {
+        self.cells
+            .iter()
+            .filter(|c| c.scenario != Scenario::Baseline)
+    }
+
+    fn sink_starts(&self) -> impl Iterator<Item = Start> + '_ {
+        self.sink_cells()
+            .chain(self.info_cell.as_ref())
+            .flat_map(|c| c.starts.iter().copied())
+    }
+
+    /// Sink events/s divided by baseline events/s at the same concurrency.
+    pub fn ratio(&self, cell: &Cell) -> Option<f64> {
+        let base = self.cell(Scenario::Baseline, cell.concurrency)?;
+        Some(cell.measured.events_per_sec() / base.measured.events_per_sec())
+    }
+
+    fn cpu_per_10k(&self, cell: &Cell) -> f64 {
+        let secs = cell.measured.cpu_ticks as f64 / self.ticks_per_sec as f64;
+        secs * 10_000.0 / cell.measured.events.max(1) as f64
+    }
+}
+
+/// The generated part of `BENCHMARKS.md`, with `kept` (hand-written notes) after it.
+pub fn markdown(run: &Run, kept: Option<&str>) -> String {
+    let mut md = String::new();
+    let m = &run.machine;
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `make bench` (the `bench` program, `tests/src/bin/bench.rs`) on {} UTC, \
+         code at `{}`. The run took {:.0} s (builds excluded).\n",
+        utc_date(run.started),
+        run.commit,
+        run.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "**Machine:** {} logical cores ({}), {:.1} GiB memory, Linux {}, {}. The load generator, \
+         the blackhole DingTalk and the process under test all share these cores, as they \
+         would not in production: absolute numbers are a floor, the ratios to the baseline \
+         are the point.\n",
+        m.cores,
+        m.cpu,
+        m.memory_kib as f64 / 1024.0 / 1024.0,
+        m.kernel,
+        m.rustc
+    );
+    let _ = writeln!(
+        md,
+        "![Throughput and p99 latency against requests in flight](docs/bench.svg)\n"
+    );
+    method(&mut md, run);
+    footprint(&mut md, run);
+
+    let _ = writeln!(md, "## Throughput and latency\n");
+    let _ = writeln!(
+        md,
+        "Latency is per request, as the sender sees it (for the batch scenarios one request \
+         carries 32 events). \"vs baseline\" is events/s over the bare relay's events/s at the \
+         same concurrency: each event costs one POST out, and the relay shows what one POST in \
+         plus one POST out costs here. Peak RSS is the process's `VmHWM` (warm-up included); \
+         CPU is user + system time of the process during the measured phase.\n"
+    );
+    for scenario in std::iter::once(Scenario::Baseline).chain(Scenario::SINK) {
+        scenario_table(&mut md, run, scenario);
+    }
+    logging(&mut md, run);
+    targets(&mut md, run);
+    let _ = writeln!(md, "{KEEP_MARKER}");
+    if let Some(kept) = kept {
+        md.push_str(kept);
+    } else {
+        let _ = writeln!(
+            md,
+            "\n## Profiling notes\n\n(Write findings here; `make bench` keeps this part.)"
+        );
+    }
+    md
+}
+
+fn method(md: &mut String, run: &Run) {
+    let levels: Vec<String> = run.levels.iter().map(ToString::to_string).collect();
+    let _ = writeln!(md, "## How it is measured\n");
+    let _ = writeln!(
+        md,
+        "- **Blackhole DingTalk**: plain hyper, in the bench process; reads each request and \
+         answers `{{\"errcode\":0,\"errmsg\":\"ok\"}}` at once. It counts what it gets: every \
+         event of every cell reached it (checked each run).\n\
+         - **Sink**: the release `sink-dingtalk`, one webhook pointing at the blackhole with \
+         `paced: false` (a per-webhook setting that logs a warning at start; pacing stays on by \
+         default), `LOG_LEVEL=warn`, HTTP and gRPC on loopback.\n\
+         - **Baseline**: a bare hyper relay (`bench relay`, its own process, same tokio runtime \
+         as the sink) that forwards each POST body to the blackhole through a pooled client \
+         and answers 200: one in, one out, nothing else.\n\
+         - **Load**: in the bench process, {levels} requests in flight, each worker on its own \
+         keep-alive HTTP/1.1 connection (gRPC: one shared HTTP/2 channel, as a Vanus trigger \
+         has). Per cell: a warm-up of about {} events (at least one request per worker), then \
+         about {} measured events (at least four requests per worker). Text events of {} bytes \
+         of content, unique ids.\n\
+         - **Fresh process per run, {} runs per cell**: every run of every (scenario, \
+         concurrency) cell starts its own sink (or relay), so `VmHWM` is that run's peak RSS and \
+         every start is a sample of the exec-to-ready time and of the idle RSS. A cell shows \
+         the run with the median events/s (its latencies and CPU too) and the highest peak RSS.",
+        run.warmup,
+        run.events,
+        run.repeat,
+        super::load::CONTENT_LEN,
+        levels = levels.join(", ")
+    );
+    let _ = writeln!(md);
+}
+
+fn footprint(md: &mut String, run: &Run) {
+    let starts: Vec<Start> = run.sink_starts().collect();
+    let mut ready: Vec<Duration> = starts.iter().map(|s| s.ready).collect();
+    ready.sort_unstable();
+    let mut idle: Vec<u64> = starts.iter().map(|s| s.idle_rss_kib).collect();
+    idle.sort_unstable();
+    let _ = writeln!(md, "## Start-up and footprint\n");
+    let _ = writeln!(md, "| measure | value | target |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| release binary size (`target/release/sink-dingtalk`, stripped) | {} | |",
+        mib(run.binary_size / 1024)
+    );
+    if let (Some(first), Some(last)) = (ready.first(), ready.last()) {
+        let _ = writeln!(
+            md,
+            "| exec to ready (`/readyz` answers 200), median of {} starts (min, max) | {} ({}, {}) | ≤ 100 ms |",
+            ready.len(),
+            ms(ready[ready.len() / 2]),
+            ms(*first),
+            ms(*last)
+        );
+    }
+    if let (Some(first), Some(last)) = (idle.first(), idle.last()) {
+        let _ = writeln!(
+            md,
+            "| idle RSS 250 ms after ready, median of {} starts (min, max) | {} ({}, {}) | ≤ 15 MiB |",
+            idle.len(),
+            mib(idle[idle.len() / 2]),
+            mib(*first),
+            mib(*last)
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn scenario_table(md: &mut String, run: &Run, scenario: Scenario) {
+    let cells: Vec<&Cell> = run
+        .cells
+        .iter()
+        .filter(|c| c.scenario == scenario)
+        .collect();
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "### {}\n", title(scenario));
+    let _ = writeln!(
+        md,
+        "| in flight | events/s | vs baseline | p50 | p99 | max | peak RSS | CPU s / 10k events | failed requests (all runs) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for cell in cells {
+        let ratio = run
+            .ratio(cell)
+            .map_or_else(|| "–".to_owned(), |r| format!("{:.0}%", r * 100.0));
+        let m = &cell.measured;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            cell.concurrency,
+            thousands(m.events_per_sec()),
+            ratio,
+            ms(m.percentile(0.5)),
+            ms(m.percentile(0.99)),
+            ms(m.percentile(1.0)),
+            mib(cell.peak_rss_kib),
+            run.cpu_per_10k(cell),
+            cell.failed_requests
+        );
+    }
+    let _ = writeln!(md);
+    for cell in run.cells.iter().filter(|c| c.scenario == scenario) {
+        if let Some(err) = &cell.first_error {
+            let _ = writeln!(
+                md,
+                "At {} in flight, {} requests failed over all runs; the first: `{err}`\n",
+                cell.concurrency, cell.failed_requests
+            );
+        }
+        if cell.failed_requests == 0 && cell.upstream_posts != cell.expected_posts {
+            let _ = writeln!(
+                md,
+                "At {} in flight the blackhole got {} POSTs for {} events.\n",
+                cell.concurrency, cell.upstream_posts, cell.expected_posts
+            );
+        }
+    }
+}
+
+fn title(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Baseline => "Baseline: bare hyper relay (one POST in, one POST out)",
+        Scenario::Structured => "HTTP structured mode, one event a request",
+        Scenario::Binary => "HTTP binary mode, one event a request",
+        Scenario::Batch => "HTTP batch mode, 32 events a request",
+        Scenario::Grpc => "gRPC `CloudEvents/Send`, 32 events a request",
+    }
+}
+
+fn logging(md: &mut String, run: &Run) {
+    let Some(info) = &run.info_cell else { return };
+    let Some(warn) = run.cell(Scenario::Structured, info.concurrency) else {
+        return;
+    };
+    let _ = writeln!(md, "### Logging: `LOG_LEVEL=info` against `warn`\n");
+    let _ = writeln!(
+        md,
+        "HTTP structured at {} in flight with one `event handled` line per event (stderr to a \
+         file): {} events/s against {} with `warn` ({:+.0}%), p99 {} against {}, CPU {:.2} s \
+         against {:.2} s per 10k events.\n",
+        info.concurrency,
+        thousands(info.measured.events_per_sec()),
+        thousands(warn.measured.events_per_sec()),
+        (info.measured.events_per_sec() / warn.measured.events_per_sec() - 1.0) * 100.0,
+        ms(info.measured.percentile(0.99)),
+        ms(warn.measured.percentile(0.99)),
+        run.cpu_per_10k(info),
+        run.cpu_per_10k(warn)
+    );
+}
+
+fn targets(md: &mut String, run: &Run) {
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(md, "| target | where we stand | met |\n|---|---|---|");
+    let mut row = |target: &str, stand: String, met: Option<bool>| {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "| {target} | {stand} | {met} |");
+    };
+
+    let mut stand = Vec::new();
+    let mut met = None;
+    for scenario in [Scenario::Structured, Scenario::Binary] {
+        let ratios: Vec<String> = run
+            .cells
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .filter_map(|c| {
+                let r = run.ratio(c)?;
+                met = Some(met.unwrap_or(true) && r >= 0.9);
+                Some(format!("{:.0}% at {}", r * 100.0, c.concurrency))
+            })
+            .collect();
+        stand.push(format!("{}: {}", short(scenario), ratios.join(", ")));
+    }
+    row(
+        "HTTP relay throughput ≥ 90% of the bare baseline at every concurrency",
+        stand.join("; "),
+        met,
+    );
+
+    let mut stand = Vec::new();
+    let mut met = None;
+    for &level in &run.levels {
+        if let (Some(grpc), Some(single)) = (
+            run.cell(Scenario::Grpc, level),
+            run.cell(Scenario::Structured, level),
+        ) {
+            let times = grpc.measured.events_per_sec() / single.measured.events_per_sec();
+            met = Some(met.unwrap_or(true) && times >= 5.0);
+            stand.push(format!("{times:.1}× at {level}"));
+        }
+    }
+    row(
+        "gRPC batch events/s ≥ 5× HTTP single-event events/s",
+        stand.join(", "),
+        met,
+    );
+
+    let mut stand = Vec::new();
+    let mut met = None;
+    if let Some(base) = run.cell(Scenario::Baseline, 16) {
+        for scenario in [Scenario::Structured, Scenario::Binary] {
+            if let Some(cell) = run.cell(scenario, 16) {
+                let base_p99 = base.measured.percentile(0.99).as_secs_f64();
+                let added = cell.measured.percentile(0.99).as_secs_f64() - base_p99;
+                met = Some(met.unwrap_or(true) && added <= 0.001);
+                stand.push(format!("{}: {:+.2} ms", short(scenario), added * 1000.0));
+            }
+        }
+    }
+    row(
+        "p99 added latency over the baseline ≤ 1 ms at 16 in flight",
+        stand.join("; "),
+        met,
+    );
+
+    let idle = run.sink_starts().map(|s| s.idle_rss_kib).max();
+    row(
+        "idle RSS ≤ 15 MiB",
+        idle.map_or_else(String::new, |kib| format!("{} at most", mib(kib))),
+        idle.map(|kib| kib <= 15 * 1024),
+    );
+
+    let at_128: Vec<&Cell> = run.sink_cells().filter(|c| c.concurrency == 128).collect();
+    let stand: Vec<String> = at_128
+        .iter()
+        .map(|c| format!("{}: {}", short(c.scenario), mib(c.peak_rss_kib)))
+        .collect();
+    row(
+        "peak RSS ≤ 40 MiB at 128 in flight",
+        stand.join("; "),
+        (!at_128.is_empty()).then(|| at_128.iter().all(|c| c.peak_rss_kib <= 40 * 1024)),
+    );
+
+    let ready = run.sink_starts().map(|s| s.ready).max();
+    row(
+        "ready ≤ 100 ms after exec",
+        ready.map_or_else(String::new, |d| format!("{} at most", ms(d))),
+        ready.map(|d| d <= Duration::from_millis(100)),
+    );
+    let _ = writeln!(md);
+}
+
+fn short(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Baseline => "baseline",
+        Scenario::Structured => "structured",
+        Scenario::Binary => "binary",
+        Scenario::Batch => "batch",
+        Scenario::Grpc => "gRPC",
+    }
+}
+
+/// `1.23 ms`.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `12.3 MiB` from KiB.
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `12,345`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `2026-11-03 14:05`, UTC, without a date library.
+fn utc_date(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(ms(Duration::from_micros(1_234)), "1.23 ms");
+        assert_eq!(mib(15 * 1024), "15.0 MiB");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_date(t), "2023-11-14 22:13");
+        assert_eq!(utc_date(UNIX_EPOCH), "1970-01-01 00:00");
+    }
+}
