@@ -5,7 +5,7 @@ CONFIG ?= config/config.yml
 IMAGE  ?= sink-dingtalk
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo run test docker clean
+.PHONY: help build demo run test bench docker clean
 
 help: ## List the targets
 	@echo "Targets:"
@@ -26,6 +26,10 @@ test: ## cargo fmt --check, clippy -D warnings, then every test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+
+bench: ## Benchmark the release sink against a bare relay; writes BENCHMARKS.md and docs/bench.svg
+	$(CARGO) build --release -p sink-dingtalk -p dingtalk-tests --bins
+	./target/release/bench
 
 docker: ## Build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .

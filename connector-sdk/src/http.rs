@@ -157,7 +157,7 @@ pub(crate) fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, Str
         serde_json::from_slice::<Vec<Event>>(&body)
             .map_err(|err| format!("invalid CloudEvents batch: {err}"))
     } else {
-        cloudevents::binding::http::to_event(headers, body.to_vec())
+        cloudevents::binding::http::to_event(headers, Vec::from(body))
             .map(|event| vec![event])
             .map_err(|err| format!("invalid CloudEvent: {}", one_line(&err.to_string())))
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -102,6 +103,12 @@ impl Server {
         );
         let stop = trigger.fired();
         tasks.push(tokio::spawn(async move {
+            // Small answers must leave at once, not wait on Nagle's algorithm.
+            let http_listener = http_listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot set TCP_NODELAY");
+                }
+            });
             if let Err(err) = axum::serve(http_listener, router)
                 .with_graceful_shutdown(stop)
                 .await
@@ -111,7 +118,8 @@ impl Server {
         }));
 
         let grpc_addr = grpc_listener.map(|(listener, addr)| {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let service = grpc::service(sink, admission);
             let stop = trigger.fired();
             tasks.push(tokio::spawn(async move {

@@ -24,6 +24,10 @@ pub fn http_status(outcome: &Outcome) -> StatusCode {
 /// The full HTTP answer: status, a one-line plain-text reason, and
 /// `Retry-After` (whole seconds, rounded up) when throttled.
 pub fn http_response(outcome: &Outcome) -> Response {
+    if let Outcome::Delivered = outcome {
+        // The common answer: a static body, nothing to format.
+        return (StatusCode::OK, "delivered\n").into_response();
+    }
     let mut response = (http_status(outcome), format!("{}\n", outcome.reason())).into_response();
     if let Outcome::Throttled { retry_after, .. } = outcome {
         let seconds = retry_after_seconds(*retry_after);

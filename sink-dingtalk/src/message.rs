@@ -11,6 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bytes::Bytes;
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value, json};
@@ -115,8 +116,9 @@ pub struct Message {
     pub msgtype: MsgType,
     /// The idempotency key inside the body.
     pub msg_uuid: String,
-    /// The UTF-8 JSON body, at most [`MAX_BODY_BYTES`].
-    pub body: Vec<u8>,
+    /// The UTF-8 JSON body, at most [`MAX_BODY_BYTES`]; cheap to clone for
+    /// each send attempt.
+    pub body: Bytes,
 }
 
 /// The message type an event asks for: `xvmsgtype`, text by default.
@@ -176,16 +178,15 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
     if !mentions.is_empty() {
         body.insert("at".into(), mentions.to_at());
     }
-    let content = serialize(&body)?;
-    let msg_uuid = msg_uuid(
-        &event.source().to_string(),
-        event.id(),
-        chat_group,
-        &content,
-    );
-    body.insert("msgUuid".into(), json!(msg_uuid));
-
     let mut bytes = serialize(&body)?;
+    let msg_uuid = msg_uuid(&event.source().to_string(), event.id(), chat_group, &bytes);
+    // Append `"msgUuid"` to the serialized object rather than serializing
+    // twice: the body ends with `}` and the uuid needs no escaping.
+    bytes.pop();
+    bytes.extend_from_slice(b",\"msgUuid\":\"");
+    bytes.extend_from_slice(msg_uuid.as_bytes());
+    bytes.extend_from_slice(b"\"}");
+
     if bytes.len() > MAX_BODY_BYTES {
         let too_large = MessageError::TooLarge(bytes.len());
         let (field, text, suffix) = text_and_suffix.ok_or(too_large.clone())?;
@@ -194,12 +195,13 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
         if let Some(Value::Object(fields)) = body.get_mut(msgtype.as_str()) {
             fields.insert(field.to_owned(), Value::String(cut));
         }
+        body.insert("msgUuid".into(), json!(msg_uuid));
         bytes = serialize(&body)?;
     }
     Ok(Message {
         msgtype,
         msg_uuid,
-        body: bytes,
+        body: Bytes::from(bytes),
     })
 }
 
@@ -224,15 +226,17 @@ pub fn msg_uuid(source: &str, id: &str, chat_group: &str, content: &[u8]) -> Str
         hasher.update(part);
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    // 16 bytes as a UUID-shaped string, 8-4-4-4-12 hex digits.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut uuid = String::with_capacity(36);
+    for (i, byte) in digest[..16].iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            uuid.push('-');
+        }
+        uuid.push(char::from(HEX[usize::from(byte >> 4)]));
+        uuid.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    uuid
 }
 
 fn text_fields(event: &Event) -> Result<Map<String, Value>, MessageError> {
@@ -575,6 +579,11 @@ mod tests {
         let a = msg_uuid("src", "id-1", "ops", b"{}");
         assert_eq!(a, msg_uuid("src", "id-1", "ops", b"{}"));
         assert_eq!(a.len(), 36);
+        let shaped = a.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
+        });
+        assert!(shaped, "UUID-shaped: {a}");
         assert_ne!(a, msg_uuid("src", "id-2", "ops", b"{}"));
         assert_ne!(a, msg_uuid("src", "id-1", "dev", b"{}"));
         assert_ne!(a, msg_uuid("src", "id-1", "ops", b"{\"x\":1}"));

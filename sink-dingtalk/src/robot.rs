@@ -152,7 +152,7 @@ impl Robot {
     }
 
     /// Posts one message body, signed afresh, and waits at most `timeout`.
-    pub async fn send(&self, body: Vec<u8>, timeout: Duration) -> Result<(), SendError> {
+    pub async fn send(&self, body: bytes::Bytes, timeout: Duration) -> Result<(), SendError> {
         let mut request = self
             .client
             .post(self.url.clone())

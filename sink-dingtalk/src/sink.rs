@@ -7,6 +7,7 @@
 //! robot's events are not sent but retried with it (their `msgUuid` makes
 //! the resend of any already delivered one harmless).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,15 +110,25 @@ impl PacedRobot {
 /// The DingTalk sink.
 #[derive(Debug)]
 pub struct DingTalkSink {
-    groups: HashMap<String, Arc<PacedRobot>>,
-    default_group: String,
+    /// Chat group names are shared (`Arc<str>`): every event and metric label
+    /// refers to them without copying.
+    groups: HashMap<Arc<str>, Arc<PacedRobot>>,
+    default_group: Arc<str>,
     delivery: DeliveryConfig,
+}
+
+/// An event that can never be sent: why, and its chat group when that is a
+/// configured one.
+struct Unsendable {
+    group: Option<Arc<str>>,
+    outcome: Outcome,
 }
 
 /// One event's way out: what to send, to whom, and how to report it.
 struct Work {
     index: usize,
-    group: String,
+    robot: Arc<PacedRobot>,
+    group: Arc<str>,
     message: Message,
     id: String,
     source: String,
@@ -159,11 +170,11 @@ impl DingTalkSink {
                 per_minute = robot.per_minute,
                 "chat group configured"
             );
-            groups.insert(webhook.chat_group, robot);
+            groups.insert(Arc::from(webhook.chat_group), robot);
         }
         Ok(Self {
             groups,
-            default_group,
+            default_group: default_group.into(),
             delivery: config.delivery,
         })
     }
@@ -173,7 +184,7 @@ impl DingTalkSink {
         let mut groups: Vec<_> = self
             .groups
             .iter()
-            .map(|(g, r)| (g.as_str(), r.as_ref()))
+            .map(|(g, r)| (g.as_ref(), r.as_ref()))
             .collect();
         groups.sort_by_key(|(g, _)| *g);
         groups
@@ -196,7 +207,7 @@ impl DingTalkSink {
             }
         }
         json!({
-            "default_chat_group": self.default_group,
+            "default_chat_group": self.default_group.as_ref(),
             "robots": robots.into_iter().map(|(robot, groups)| robot.status(groups)).collect::<Vec<_>>(),
         })
     }
@@ -210,14 +221,12 @@ impl DingTalkSink {
 
         for (index, event) in events.into_iter().enumerate() {
             match self.prepare(index, &event) {
-                Ok((robot, work)) => {
-                    match queues.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &robot)) {
-                        Some((_, queue)) => queue.push(work),
-                        None => queues.push((robot, vec![work])),
-                    }
-                }
-                Err((group, outcome)) => {
-                    log_unsendable(&event, group.as_deref(), &outcome, started);
+                Ok(work) => match queues.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &work.robot)) {
+                    Some((_, queue)) => queue.push(work),
+                    None => queues.push((Arc::clone(&work.robot), vec![work])),
+                },
+                Err(Unsendable { group, outcome }) => {
+                    log_unsendable(&event, group.as_ref(), &outcome, started);
                     outcomes[index] = Some(outcome);
                 }
             }
@@ -240,38 +249,40 @@ impl DingTalkSink {
 
     /// Routes and builds one event, or says why it can never be sent (with
     /// the chat group, when it is a configured one).
-    fn prepare(
-        &self,
-        index: usize,
-        event: &Event,
-    ) -> Result<(Arc<PacedRobot>, Work), (Option<String>, Outcome)> {
+    fn prepare(&self, index: usize, event: &Event) -> Result<Work, Unsendable> {
         let reject = |reason: String| Outcome::rejected(format!("event {}: {reason}", event.id()));
-        let group = match event.extension(CHAT_GROUP_EXTENSION) {
-            None => self.default_group.clone(),
-            Some(ExtensionValue::String(group)) => group.clone(),
-            Some(other) => other.to_string(),
+        let asked = match event.extension(CHAT_GROUP_EXTENSION) {
+            None => None,
+            Some(ExtensionValue::String(group)) => Some(Cow::Borrowed(group.as_str())),
+            Some(other) => Some(Cow::Owned(other.to_string())),
         };
-        let robot = self.groups.get(&group).ok_or_else(|| {
-            let mut known: Vec<_> = self.groups.keys().map(String::as_str).collect();
+        let asked = asked.as_deref().unwrap_or(&self.default_group);
+        let (group, robot) = self.groups.get_key_value(asked).ok_or_else(|| {
+            let group = asked;
+            let mut known: Vec<_> = self.groups.keys().map(AsRef::as_ref).collect();
             known.sort_unstable();
             let reason = format!(
                 "xvchatgroup `{group}` is not configured; configured chat groups: {}",
                 known.join(", ")
             );
-            (None, reject(reason))
+            Unsendable {
+                group: None,
+                outcome: reject(reason),
+            }
         })?;
-        let message = message::build(event, &group)
-            .map_err(|err| (Some(group.clone()), reject(err.to_string())))?;
-        Ok((
-            Arc::clone(robot),
-            Work {
-                index,
-                group,
-                message,
-                id: event.id().to_owned(),
-                source: event.source().to_string(),
-            },
-        ))
+        let group = Arc::clone(group);
+        let message = message::build(event, &group).map_err(|err| Unsendable {
+            group: Some(Arc::clone(&group)),
+            outcome: reject(err.to_string()),
+        })?;
+        Ok(Work {
+            index,
+            robot: Arc::clone(robot),
+            group,
+            message,
+            id: event.id().to_owned(),
+            source: event.source().to_string(),
+        })
     }
 
     async fn deliver_in_order(
@@ -469,12 +480,12 @@ fn log_work(work: &Work, outcome: &Outcome, errcode: Option<i64>, started: Insta
     );
 }
 
-fn log_unsendable(event: &Event, group: Option<&str>, outcome: &Outcome, started: Instant) {
+fn log_unsendable(event: &Event, group: Option<&Arc<str>>, outcome: &Outcome, started: Instant) {
     telemetry::outcome(group, outcome);
     tracing::info!(
         event_id = %event.id(),
         source = %event.source(),
-        chat_group = group,
+        chat_group = group.map(AsRef::<str>::as_ref),
         outcome = outcome.class(),
         latency_ms = started.elapsed().as_millis() as u64,
         reason = outcome.reason(),

@@ -13,10 +13,11 @@
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
 //!
-//! For profiling, the pieces run alone: `bench blackhole --listen ADDR`,
-//! `bench relay --listen ADDR --upstream URL`, and
-//! `bench load --scenario structured --http ADDR --concurrency 16` against a
-//! sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
+//! For profiling, the pieces run alone: `bench blackhole` (prints its webhook
+//! URL), `bench relay --listen ADDR --upstream URL`, and
+//! `bench load --scenario structured --http ADDR [--grpc ADDR] [--pid PID]`
+//! against a sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
+//! `BENCHMARKS.md` says how its profiling notes were made.
 
 mod bench {
     pub mod blackhole;
@@ -35,7 +36,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use bench::blackhole::Blackhole;
-use bench::load::{self, Plan, Scenario, Target};
+use bench::load::{self, Measured, Plan, Scenario, Target};
 use bench::procs::{self, SinkSpec};
 use bench::report::{self, Cell, Machine, Run, Start, thousands};
 use clap::{Parser, Subcommand};
@@ -321,6 +322,10 @@ async fn cell(
     let first_error = runs.iter().find_map(|m| m.first_error.clone());
     runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
     let spread: Vec<String> = runs.iter().map(|m| thousands(m.events_per_sec())).collect();
+    let range = (
+        runs.first().map_or(0.0, Measured::events_per_sec),
+        runs.last().map_or(0.0, Measured::events_per_sec),
+    );
     let measured = runs.swap_remove(runs.len() / 2);
     let cell = Cell {
         scenario,
@@ -329,6 +334,7 @@ async fn cell(
         peak_rss_kib,
         failed_requests,
         first_error,
+        range,
         upstream_posts: ctx.blackhole.seen() - before,
         expected_posts: (plan.warmup_requests + plan.requests)
             * scenario.events_per_request()

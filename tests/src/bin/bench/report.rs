@@ -39,6 +39,8 @@ pub struct Cell {
     pub failed_requests: u64,
     /// The first failure of any run.
     pub first_error: Option<String>,
+    /// The lowest and the highest events/s of the runs.
+    pub range: (f64, f64),
     /// POSTs the blackhole got during the runs (warm-up included).
     pub upstream_posts: u64,
     /// POSTs it should have got.
@@ -247,8 +249,8 @@ fn method(md: &mut String, run: &Run) {
          the run with the median events/s (its latencies and CPU too) and the highest peak RSS.",
         run.warmup,
         run.events,
-        run.repeat,
         super::load::CONTENT_LEN,
+        run.repeat,
         levels = levels.join(", ")
     );
     let _ = writeln!(md);
@@ -302,8 +304,8 @@ fn scenario_table(md: &mut String, run: &Run, scenario: Scenario) {
     let _ = writeln!(md, "### {}\n", title(scenario));
     let _ = writeln!(
         md,
-        "| in flight | events/s | vs baseline | p50 | p99 | max | peak RSS | CPU s / 10k events | failed requests (all runs) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| in flight | events/s | runs' range | vs baseline | p50 | p99 | max | peak RSS | CPU s / 10k events | failed requests (all runs) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for cell in cells {
         let ratio = run
@@ -312,9 +314,11 @@ fn scenario_table(md: &mut String, run: &Run, scenario: Scenario) {
         let m = &cell.measured;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {}–{} | {} | {} | {} | {} | {} | {:.2} | {} |",
             cell.concurrency,
             thousands(m.events_per_sec()),
+            thousands(cell.range.0),
+            thousands(cell.range.1),
             ratio,
             ms(m.percentile(0.5)),
             ms(m.percentile(0.99)),
