@@ -72,24 +72,29 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
     let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
         Ok(body) => body,
         Err(err) => {
-            let too_large = format!(
-                "the request body is over {} bytes (max_body_bytes); send smaller batches",
-                app.max_body_bytes
-            );
             let is_too_large = std::error::Error::source(&err)
                 .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-            return if is_too_large {
-                (StatusCode::PAYLOAD_TOO_LARGE, format!("{too_large}\n")).into_response()
+            let outcome = Outcome::rejected(if is_too_large {
+                format!(
+                    "the request body is over {} bytes (max_body_bytes); send smaller batches",
+                    app.max_body_bytes
+                )
             } else {
-                let outcome = Outcome::rejected(format!("cannot read the request body: {err}"));
-                timer.finish(&outcome);
-                status::http_response(&outcome)
-            };
+                format!("cannot read the request body: {err}")
+            });
+            timer.finish(&outcome);
+            let mut response = status::http_response(&outcome);
+            if is_too_large {
+                // A rejection (never retried), with the more precise code.
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            return response;
         }
     };
-    let outcome = match decode(&headers, body) {
+    let encoding = encoding(&headers);
+    let outcome = match decode(encoding, &headers, body) {
         Ok(events) => {
-            timer.received(encoding(&headers).as_str(), events.len());
+            timer.received(encoding.as_str(), events.len());
             app.sink.arrived(events).await
         }
         Err(reason) => {
@@ -150,8 +155,12 @@ fn encoding(headers: &HeaderMap) -> Encoding {
 }
 
 /// Decodes a request into events, or says in one line why it cannot.
-pub(crate) fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
-    if encoding(headers) == Encoding::Batch {
+pub(crate) fn decode(
+    encoding: Encoding,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Vec<Event>, String> {
+    if encoding == Encoding::Batch {
         // cloudevents-sdk has no server-side batch mode: a batch is a JSON
         // array of structured-mode events.
         serde_json::from_slice::<Vec<Event>>(&body)
@@ -173,6 +182,10 @@ mod tests {
     use axum::http::HeaderValue;
     use cloudevents::{AttributesReader, Data};
 
+    fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
+        decode(encoding(headers), headers, body)
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -184,7 +197,7 @@ mod tests {
     #[test]
     fn structured_mode_decodes() {
         let body = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"hi","xvchatgroup":"g"}"#;
-        let events = decode(
+        let events = decode_request(
             &headers(&[("content-type", "application/cloudevents+json")]),
             Bytes::from(body),
         )
@@ -204,7 +217,7 @@ mod tests {
             ("ce-xvmsgtype", "markdown"),
             ("content-type", "application/json"),
         ]);
-        let events = decode(&h, Bytes::from(r#"{"title":"x"}"#)).expect("decodes");
+        let events = decode_request(&h, Bytes::from(r#"{"title":"x"}"#)).expect("decodes");
         assert_eq!(events[0].id(), "2");
         assert!(events[0].extension("xvmsgtype").is_some());
     }
@@ -212,7 +225,7 @@ mod tests {
     #[test]
     fn batch_mode_decodes_in_order() {
         let body = r#"[{"specversion":"1.0","id":"a","source":"s","type":"t"},{"specversion":"1.0","id":"b","source":"s","type":"t"}]"#;
-        let events = decode(
+        let events = decode_request(
             &headers(&[(
                 "content-type",
                 "application/cloudevents-batch+json; charset=utf-8",
@@ -231,11 +244,11 @@ mod tests {
             "{not json",
             r#"{"specversion":"1.0","source":"s","type":"t"}"#,
         ] {
-            let reason = decode(&ct, Bytes::from(body)).expect_err("rejected");
+            let reason = decode_request(&ct, Bytes::from(body)).expect_err("rejected");
             assert!(reason.starts_with("invalid CloudEvent"), "{reason}");
             assert!(!reason.contains('\n'), "{reason}");
         }
         let batch = headers(&[("content-type", BATCH_CONTENT_TYPE)]);
-        assert!(decode(&batch, Bytes::from("{}")).is_err());
+        assert!(decode_request(&batch, Bytes::from("{}")).is_err());
     }
 }

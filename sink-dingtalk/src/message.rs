@@ -150,22 +150,22 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
         MsgType::Markdown | MsgType::ActionCard => Some("text"),
         MsgType::Link | MsgType::FeedCard => None,
     };
-    let mut text_and_suffix = None;
+    // The mention tokens appended to the text, kept whole if it is cut.
+    let mut suffix = String::new();
     if let Some(field) = text_field {
         let text = fields
             .get(field)
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let suffix = match msgtype {
-            MsgType::Markdown => mentions.missing_tokens(&text, false),
-            MsgType::ActionCard => mentions.missing_tokens(&text, true),
+            .unwrap_or_default();
+        suffix = match msgtype {
+            MsgType::Markdown => mentions.missing_tokens(text, false),
+            MsgType::ActionCard => mentions.missing_tokens(text, true),
             _ => String::new(),
         };
         if !suffix.is_empty() {
-            fields.insert(field.to_owned(), Value::String(format!("{text}{suffix}")));
+            let with_tokens = format!("{text}{suffix}");
+            fields.insert(field.to_owned(), Value::String(with_tokens));
         }
-        text_and_suffix = Some((field, text, suffix));
     } else if !mentions.is_empty() {
         return Err(MessageError::BadData(format!(
             "{msgtype} messages cannot mention anyone; remove `at` and the xvat* attributes, or use text, markdown or actionCard"
@@ -189,12 +189,14 @@ pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
 
     if bytes.len() > MAX_BODY_BYTES {
         let too_large = MessageError::TooLarge(bytes.len());
-        let (field, text, suffix) = text_and_suffix.ok_or(too_large.clone())?;
-        let cut =
-            truncate::shrink(&text, &suffix, bytes.len() - MAX_BODY_BYTES).ok_or(too_large)?;
-        if let Some(Value::Object(fields)) = body.get_mut(msgtype.as_str()) {
-            fields.insert(field.to_owned(), Value::String(cut));
-        }
+        let excess = bytes.len() - MAX_BODY_BYTES;
+        // Only text, markdown and actionCard have a text to cut.
+        let current = match text_field.and_then(|f| body.get_mut(msgtype.as_str())?.get_mut(f)) {
+            Some(Value::String(current)) => current,
+            _ => return Err(too_large),
+        };
+        let original = current.strip_suffix(suffix.as_str()).unwrap_or(current);
+        *current = truncate::shrink(original, &suffix, excess).ok_or(too_large)?;
         body.insert("msgUuid".into(), json!(msg_uuid));
         bytes = serialize(&body)?;
     }

@@ -69,6 +69,11 @@ impl Pacer {
         }
     }
 
+    /// False for [`Pacer::unlimited`].
+    pub fn is_paced(&self) -> bool {
+        self.per_window.is_some()
+    }
+
     /// Reserves the earliest slot no later than `now + max_wait`. Returns the
     /// instant to send at, or why not and for how long.
     pub fn reserve(&self, now: Instant, max_wait: Duration) -> Result<Instant, Busy> {

@@ -33,13 +33,10 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// A robot and its send budget; chat groups sharing a webhook share this.
 #[derive(Debug)]
-pub struct PacedRobot {
-    /// The robot.
-    pub robot: Robot,
-    /// Its budget.
-    pub pacer: Pacer,
+struct PacedRobot {
+    robot: Robot,
+    pacer: Pacer,
     per_minute: u32,
-    paced: bool,
     last_answer: Mutex<Option<LastAnswer>>,
 }
 
@@ -61,7 +58,6 @@ impl PacedRobot {
                 Pacer::unlimited()
             },
             per_minute,
-            paced,
             last_answer: Mutex::new(None),
         }
     }
@@ -95,7 +91,7 @@ impl PacedRobot {
             "chat_groups": chat_groups,
             "url": self.robot.display_url(),
             "signed": self.robot.is_signed(),
-            "paced": self.paced,
+            "paced": self.pacer.is_paced(),
             "per_minute": self.per_minute,
             "sent_in_window": used,
             "window_secs": crate::pacing::WINDOW.as_secs(),
@@ -113,6 +109,8 @@ pub struct DingTalkSink {
     /// Chat group names are shared (`Arc<str>`): every event and metric label
     /// refers to them without copying.
     groups: HashMap<Arc<str>, Arc<PacedRobot>>,
+    /// Each robot once, in config order (for the status view).
+    robots: Vec<Arc<PacedRobot>>,
     default_group: Arc<str>,
     delivery: DeliveryConfig,
 }
@@ -143,6 +141,7 @@ impl DingTalkSink {
             .ok_or("bot.webhooks is empty; configure at least one chat group")?
             .to_owned();
         let mut robots_by_url: HashMap<String, Arc<PacedRobot>> = HashMap::new();
+        let mut robots = Vec::new();
         let mut groups = HashMap::new();
         for webhook in config.bot.webhooks {
             let robot = match robots_by_url.get(&webhook.url) {
@@ -160,6 +159,7 @@ impl DingTalkSink {
                     let robot = Robot::new(url, webhook.signature.clone(), client.clone());
                     let robot = Arc::new(PacedRobot::new(robot, webhook.per_minute, webhook.paced));
                     robots_by_url.insert(webhook.url.clone(), Arc::clone(&robot));
+                    robots.push(Arc::clone(&robot));
                     robot
                 }
             };
@@ -174,41 +174,32 @@ impl DingTalkSink {
         }
         Ok(Self {
             groups,
+            robots,
             default_group: default_group.into(),
             delivery: config.delivery,
         })
     }
 
-    /// The chat groups and their robots, sorted by name.
-    pub fn groups(&self) -> Vec<(&str, &PacedRobot)> {
-        let mut groups: Vec<_> = self
-            .groups
-            .iter()
-            .map(|(g, r)| (g.as_ref(), r.as_ref()))
-            .collect();
-        groups.sort_by_key(|(g, _)| *g);
-        groups
-    }
-
     /// Every robot with its chat groups, budget, cool-down and DingTalk's
     /// latest answer; URLs masked.
     pub fn status_view(&self) -> Value {
-        let mut robots: Vec<(&Arc<PacedRobot>, Vec<&str>)> = Vec::new();
-        for (group, robot) in self.groups() {
-            match robots
-                .iter_mut()
-                .find(|(r, _)| std::ptr::eq(r.as_ref(), robot))
-            {
-                Some((_, groups)) => groups.push(group),
-                None => {
-                    let shared = &self.groups[group];
-                    robots.push((shared, vec![group]));
-                }
-            }
-        }
+        let robots: Vec<Value> = self
+            .robots
+            .iter()
+            .map(|robot| {
+                let mut groups: Vec<&str> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, r)| Arc::ptr_eq(r, robot))
+                    .map(|(group, _)| group.as_ref())
+                    .collect();
+                groups.sort_unstable();
+                robot.status(groups)
+            })
+            .collect();
         json!({
             "default_chat_group": self.default_group.as_ref(),
-            "robots": robots.into_iter().map(|(robot, groups)| robot.status(groups)).collect::<Vec<_>>(),
+            "robots": robots,
         })
     }
 
@@ -217,13 +208,17 @@ impl DingTalkSink {
         let started = Instant::now();
         let deadline = started + self.delivery.deadline();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
-        let mut queues: Vec<(Arc<PacedRobot>, Vec<Work>)> = Vec::new();
+        // One queue per robot, in arrival order.
+        let mut queues: Vec<Vec<Work>> = Vec::new();
 
         for (index, event) in events.into_iter().enumerate() {
             match self.prepare(index, &event) {
-                Ok(work) => match queues.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &work.robot)) {
-                    Some((_, queue)) => queue.push(work),
-                    None => queues.push((Arc::clone(&work.robot), vec![work])),
+                Ok(work) => match queues
+                    .iter_mut()
+                    .find(|queue| Arc::ptr_eq(&queue[0].robot, &work.robot))
+                {
+                    Some(queue) => queue.push(work),
+                    None => queues.push(vec![work]),
                 },
                 Err(Unsendable { group, outcome }) => {
                     log_unsendable(&event, group.as_ref(), &outcome, started);
@@ -235,7 +230,7 @@ impl DingTalkSink {
         let delivered = join_all(
             queues
                 .into_iter()
-                .map(|(robot, queue)| self.deliver_in_order(robot, queue, deadline, started)),
+                .map(|queue| self.deliver_in_order(queue, deadline, started)),
         )
         .await;
         for (index, outcome) in delivered.into_iter().flatten() {
@@ -287,7 +282,6 @@ impl DingTalkSink {
 
     async fn deliver_in_order(
         &self,
-        robot: Arc<PacedRobot>,
         queue: Vec<Work>,
         deadline: Instant,
         started: Instant,
@@ -297,7 +291,7 @@ impl DingTalkSink {
         for work in queue {
             let (outcome, errcode) = match &held_back {
                 Some(earlier) => (not_sent_after(earlier), None),
-                None => self.send(&robot, &work, deadline).await,
+                None => self.send(&work, deadline).await,
             };
             if outcome.is_retryable() && held_back.is_none() {
                 held_back = Some(outcome.clone());
@@ -310,12 +304,8 @@ impl DingTalkSink {
 
     /// Sends one message: waits for a slot, retries transient failures with
     /// jittered exponential backoff while the deadline allows.
-    async fn send(
-        &self,
-        robot: &PacedRobot,
-        work: &Work,
-        deadline: Instant,
-    ) -> (Outcome, Option<i64>) {
+    async fn send(&self, work: &Work, deadline: Instant) -> (Outcome, Option<i64>) {
+        let robot = &work.robot;
         let group = &work.group;
         let mut attempt: u32 = 0;
         loop {
@@ -346,9 +336,9 @@ impl DingTalkSink {
             let Err(err) = result else {
                 return (Outcome::Delivered, errcode);
             };
+            let cooldown = self.delivery.cooldown();
             if let SendError::TooFast { .. } = err {
                 telemetry::throttled(group, "dingtalk");
-                let cooldown = self.delivery.cooldown();
                 if robot.pacer.cool_down(Instant::now(), cooldown) {
                     tracing::error!(
                         chat_group = %group,
@@ -358,17 +348,12 @@ impl DingTalkSink {
                         "DingTalk THROTTLED this robot (another sender may share it); holding all its messages for the cool-down"
                     );
                 }
-                let reason = format!(
-                    "event {}: chat group {group}: {err}; holding the robot for {}s",
-                    work.id,
-                    cooldown.as_secs()
-                );
-                return (Outcome::throttled(cooldown, reason), errcode);
+                return (failure_outcome(work, &err, cooldown), errcode);
             }
             attempt += 1;
             let backoff = backoff(attempt);
             if !err.is_transient() || Instant::now() + backoff + MIN_ATTEMPT > deadline {
-                return (failure_outcome(work, &err), errcode);
+                return (failure_outcome(work, &err, cooldown), errcode);
             }
             tracing::debug!(event_id = %work.id, chat_group = %group, attempt, %err, ?backoff, "retrying");
             tokio::time::sleep(backoff).await;
@@ -432,11 +417,15 @@ fn throttled_by_pacer(work: &Work, busy: Busy, per_minute: u32) -> Outcome {
     Outcome::throttled(wait, reason)
 }
 
-fn failure_outcome(work: &Work, err: &SendError) -> Outcome {
+/// The outcome of a failed send; `cooldown` is how long a throttled robot is held.
+fn failure_outcome(work: &Work, err: &SendError, cooldown: Duration) -> Outcome {
     let reason = format!("event {}: chat group {}: {err}", work.id, work.group);
     match err {
         SendError::Refused { .. } => Outcome::rejected(reason),
-        SendError::TooFast { .. } => Outcome::throttled(Duration::from_secs(600), reason),
+        SendError::TooFast { .. } => Outcome::throttled(
+            cooldown,
+            format!("{reason}; holding the robot for {}s", cooldown.as_secs()),
+        ),
         SendError::Timeout(_) => Outcome::unavailable(Unavailable::GatewayTimeout, reason),
         SendError::BadAnswer(_) => Outcome::unavailable(Unavailable::BadGateway, reason),
         SendError::HttpStatus(status) if *status >= 500 || *status == 429 => {
