@@ -22,6 +22,9 @@ use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
 use crate::status;
 
+/// The media type of HTTP structured mode.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
 /// The media type of HTTP batch mode.
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
@@ -198,7 +201,7 @@ mod tests {
     fn structured_mode_decodes() {
         let body = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"hi","xvchatgroup":"g"}"#;
         let events = decode_request(
-            &headers(&[("content-type", "application/cloudevents+json")]),
+            &headers(&[("content-type", STRUCTURED_CONTENT_TYPE)]),
             Bytes::from(body),
         )
         .expect("decodes");
@@ -239,7 +242,7 @@ mod tests {
 
     #[test]
     fn malformed_input_gives_a_one_line_reason() {
-        let ct = headers(&[("content-type", "application/cloudevents+json")]);
+        let ct = headers(&[("content-type", STRUCTURED_CONTENT_TYPE)]);
         for body in [
             "{not json",
             r#"{"specversion":"1.0","source":"s","type":"t"}"#,

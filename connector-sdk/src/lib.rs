@@ -113,7 +113,7 @@ pub use cloudevents;
 pub use cloudevents::Event;
 pub use codec::{DecodeError, decode_batch, decode_event, encode_event};
 pub use config::{ConfigError, ConfigProblem, NoConfig, RuntimeConfig, SinkConfig};
-pub use http::BATCH_CONTENT_TYPE;
+pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use logging::init as init_logging;
 pub use runtime::{ServeOptions, Server, StartError, run, run_with_config};
 pub use shutdown::signal as shutdown_signal;

@@ -52,14 +52,13 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{self, RuntimeConfig};
 use crate::proto::cloud_events_client::CloudEventsClient;
 use crate::proto::{BatchEvent, CloudEventBatch};
-use crate::{BATCH_CONTENT_TYPE, ServeOptions, Server, Sink, encode_event};
+use crate::{
+    BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink, encode_event,
+};
 
 /// How long a request may take before the test fails: far beyond the 5 s a
 /// Vanus trigger waits, so only a hung sink reaches it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The media type of HTTP structured mode.
-const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// What a sender got back: the status code it acts on, and the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +131,12 @@ impl<S: Sink> TestServer<S> {
         let sink = S::initialize(loaded.sink)
             .await
             .unwrap_or_else(|err| panic!("{} could not initialize: {err}", S::name()));
+        // Every runtime key applies, except the ports: free loopback ones.
+        let loopback = ServeOptions::loopback();
         let options = ServeOptions {
-            max_body_bytes: loaded.runtime.max_body_bytes,
-            max_in_flight: loaded.runtime.max_in_flight,
-            drain_delay: Duration::from_millis(loaded.runtime.drain_delay_ms),
-            ..ServeOptions::loopback()
+            http: loopback.http,
+            grpc: loopback.grpc,
+            ..ServeOptions::from(&loaded.runtime)
         };
         Self::serve(Arc::new(sink), &options, loaded.runtime.shutdown_timeout()).await
     }
@@ -287,10 +287,14 @@ impl<S: Sink> TestServer<S> {
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.rsplit_once(' '))
             .filter(|(series, _)| {
-                series.split('{').next() == Some(name)
+                let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
+                // Whole labels only: `group="x"` must not match `chat_group="x"`.
+                let series_labels: Vec<&str> =
+                    series_labels.trim_end_matches('}').split(',').collect();
+                series_name == name
                     && labels
                         .iter()
-                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+                        .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"").as_str()))
             })
             .filter_map(|(_, value)| value.parse::<f64>().ok())
             .sum()
@@ -572,12 +576,17 @@ mod tests {
         assert!(reply.body.starts_with("invalid CloudEvent"), "{reply:?}");
         assert_eq!(server.get("/healthz").await.status, 200);
         assert_eq!(server.get("/status").await.status, 404);
-        assert!(
-            server
-                .metric("connector_requests_total", &[("transport", "http")])
-                .await
-                >= 1.0
-        );
+        // This test's own labels: the recorder's sink answers only here.
+        let rejected = || {
+            server.metric(
+                "connector_requests_total",
+                &[("transport", "http"), ("outcome", "rejected")],
+            )
+        };
+        let before = rejected().await;
+        server.post_raw("application/json", "{}", &[]).await;
+        // At least this one (other tests in the process may add theirs).
+        assert!(rejected().await - before >= 1.0);
     }
 
     #[tokio::test]

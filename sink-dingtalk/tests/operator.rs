@@ -162,7 +162,7 @@ async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
                 port,
                 "POST",
                 "/",
-                &[("content-type", "application/cloudevents+json")],
+                &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
                 &body,
             )
         })

@@ -11,17 +11,17 @@
 //! # async fn demo() -> std::io::Result<()> {
 //! use fake_dingtalk::{FakeDingTalk, RobotSpec};
 //! let fake = FakeDingTalk::start(vec![RobotSpec::signed("bot-1", "SECabc")]).await?;
-//! let url = fake.signed_webhook_url("bot-1");
+//! let url = fake.webhook_url("bot-1");
 //! // ... point the code under test at `url` ...
 //! let got = fake.wait_for_accepted(1, std::time::Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 
-pub mod limits;
+mod limits;
 mod model;
 mod server;
-pub mod shape;
-pub mod sign;
+mod shape;
+mod sign;
 mod state;
 
 pub use model::{

@@ -75,6 +75,7 @@ impl RateLimiter {
     }
 
     /// Accepted sends in the window ending at `now`.
+    #[cfg(test)]
     pub fn in_window(&self, now: Instant) -> usize {
         self.window
             .iter()

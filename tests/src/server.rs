@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::model::{Accepted, Event, Failure, RobotSpec};
-use crate::sign;
 use crate::state::{Incoming, Reply, State};
 
 /// Characters left as they are in a token placed in a URL query.
@@ -180,12 +179,18 @@ impl FakeDingTalk {
         )
     }
 
+    #[cfg(test)]
     /// [`Self::webhook_url`] plus a `timestamp` and `sign` valid now, when
     /// the robot has a secret; the plain webhook URL otherwise.
     pub fn signed_webhook_url(&self, token: &str) -> String {
         let url = self.webhook_url(token);
         match self.shared.state().secret_for(token) {
-            Some(secret) => url + &sign::signed_query(secret, sign::unix_millis(SystemTime::now())),
+            Some(secret) => {
+                url + &crate::sign::signed_query(
+                    secret,
+                    crate::sign::unix_millis(SystemTime::now()),
+                )
+            }
             None => url,
         }
     }
@@ -348,19 +353,13 @@ async fn send(
         body: &body,
     };
     let failure = shared.state().begin(token, &body);
-    let (reply, event) = match failure {
-        Some(Failure::Delay(d)) => {
-            tracing::debug!(token, delay = ?d, "injected delay");
-            tokio::time::sleep(d).await;
-            shared
-                .state()
-                .handle(&req, Instant::now(), SystemTime::now())
-        }
-        Some(failure) => shared.state().injected(token, failure),
-        None => shared
-            .state()
-            .handle(&req, Instant::now(), SystemTime::now()),
-    };
+    if let Some(Failure::Delay(delay)) = &failure {
+        tracing::debug!(token, ?delay, "injected delay");
+        tokio::time::sleep(*delay).await;
+    }
+    let (reply, event) = shared
+        .state()
+        .answer(&req, failure, Instant::now(), SystemTime::now());
     match &reply {
         Reply::Json { errcode, errmsg } => tracing::debug!(
             token,
@@ -397,6 +396,7 @@ async fn send(
 mod tests {
     use super::*;
     use crate::errcode;
+    use crate::sign;
     use serde_json::Value;
 
     const HELLO: &str = r#"{"msgtype":"text","text":{"content":"Hello dingtalk"}}"#;
@@ -591,16 +591,16 @@ mod tests {
         let url = fake.webhook_url("f");
         fake.fail_next("f", Failure::Http(503), 1);
         fake.fail_next("f", Failure::ErrCode(-1, "系统繁忙".into()), 1);
-        fake.fail_next("f", Failure::Delay(Duration::from_millis(200)), 1);
+        fake.fail_next("f", Failure::Delay(Duration::from_secs(30)), 1);
         let (status, body) = post(&url, "application/json", HELLO).await;
         assert_eq!(status, 503, "{body}");
         let (_, v) = post(&url, "application/json", HELLO).await;
         assert_eq!(v, json!({"errcode": -1, "errmsg": "系统繁忙"}));
-        let started = std::time::Instant::now();
+        // A delayed request is held: no answer while the delay lasts.
+        let held = tokio::time::timeout(Duration::from_millis(300), post_json(&url, HELLO)).await;
+        assert!(held.is_err(), "answered despite the delay");
         assert_eq!(post_json(&url, HELLO).await, 0);
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert_eq!(post_json(&url, HELLO).await, 0);
-        assert_eq!(fake.accepted().len(), 2);
+        assert_eq!(fake.accepted().len(), 1);
         assert_eq!(fake.requests_for("f"), 4);
         assert_eq!(fake.rejections(), vec![("f".into(), -1, "系统繁忙".into())]);
     }
@@ -618,7 +618,6 @@ mod tests {
             let fake = fake.clone();
             tokio::spawn(async move { fake.wait_for_accepted(1, Duration::from_secs(5)).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(post_json(&fake.webhook_url("e"), HELLO).await, 0);
         assert_eq!(waiter.await.unwrap().len(), 1);
         assert_eq!(post_json(&fake.webhook_url("x"), HELLO).await, 300_001);

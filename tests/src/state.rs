@@ -62,9 +62,8 @@ struct Robot {
 pub(crate) struct State {
     robots: HashMap<String, Robot>,
     accepted: Vec<Accepted>,
-    requests: HashMap<String, usize>,
+    /// Every request's body, by token: their count is the request count.
     bodies: HashMap<String, Vec<Vec<u8>>>,
-    throttled: HashMap<String, usize>,
     duplicates: HashMap<String, usize>,
     rejections: Vec<(String, i64, String)>,
     failures: HashMap<String, VecDeque<(Failure, usize)>>,
@@ -94,7 +93,6 @@ impl State {
     /// Counts a request naming `token` and takes the next injected failure
     /// queued for it, if any.
     pub fn begin(&mut self, token: &str, body: &[u8]) -> Option<Failure> {
-        *self.requests.entry(token.to_owned()).or_default() += 1;
         self.bodies
             .entry(token.to_owned())
             .or_default()
@@ -119,32 +117,40 @@ impl State {
         }
     }
 
-    /// Answers an injected failure that does not reach the normal rules.
-    pub fn injected(&mut self, token: &str, failure: Failure) -> (Reply, Option<Event>) {
+    /// Answers a request: with the injected failure taken by [`State::begin`],
+    /// if any, else by DingTalk's rules. A delay has already been slept by
+    /// the caller (the state is behind a lock), so it gets the rules too.
+    pub fn answer(
+        &mut self,
+        req: &Incoming<'_>,
+        failure: Option<Failure>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Reply, Option<Event>) {
+        let token = req.token.unwrap_or("");
         match failure {
-            Failure::Http(status) => (
+            None | Some(Failure::Delay(_)) => self.handle(req, now, wall),
+            Some(Failure::Http(status)) => (
                 Reply::Http(status),
                 Some(Event::HttpFailure {
                     token: token.to_owned(),
                     status,
                 }),
             ),
-            Failure::ErrCode(code, msg) if code == errcode::OK => (
+            Some(Failure::ErrCode(code, msg)) if code == errcode::OK => (
                 Reply::Json {
                     errcode: code,
                     errmsg: msg,
                 },
                 None,
             ),
-            Failure::ErrCode(code, msg) => self.reject(token, code, msg),
-            // Delays are slept by the caller, which then calls `handle`.
-            Failure::Delay(_) => (Reply::ok(), None),
+            Some(Failure::ErrCode(code, msg)) => self.reject(token, code, msg),
         }
     }
 
     /// Applies DingTalk's rules to one request, at tokio time `now` and
     /// wall-clock time `wall`, recording the outcome.
-    pub fn handle(
+    fn handle(
         &mut self,
         req: &Incoming<'_>,
         now: Instant,
@@ -235,9 +241,6 @@ impl State {
     }
 
     fn reject(&mut self, token: &str, code: i64, msg: String) -> (Reply, Option<Event>) {
-        if code == errcode::TOO_FAST {
-            *self.throttled.entry(token.to_owned()).or_default() += 1;
-        }
         self.rejections.push((token.to_owned(), code, msg.clone()));
         (
             Reply::Json {
@@ -253,6 +256,7 @@ impl State {
     }
 
     /// The secret of the robot with `token`, if it is configured and signed.
+    #[cfg(test)]
     pub fn secret_for(&self, token: &str) -> Option<&str> {
         self.robots.get(token)?.spec.secret.as_deref()
     }
@@ -264,7 +268,7 @@ impl State {
 
     /// Requests that named `token`.
     pub fn requests_for(&self, token: &str) -> usize {
-        self.requests.get(token).copied().unwrap_or(0)
+        self.bodies.get(token).map_or(0, Vec::len)
     }
 
     /// The body of every request naming `token`, in arrival order, whatever
@@ -275,7 +279,10 @@ impl State {
 
     /// Requests naming `token` answered 410100.
     pub fn throttled_for(&self, token: &str) -> usize {
-        self.throttled.get(token).copied().unwrap_or(0)
+        self.rejections
+            .iter()
+            .filter(|(t, code, _)| t == token && *code == errcode::TOO_FAST)
+            .count()
     }
 
     /// Duplicate `msgUuid`s answered for `token`.
@@ -503,8 +510,8 @@ mod tests {
         assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
         assert!(st.begin("b", b"{}").is_none());
         assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
-        let f = st.begin("a", b"{}").unwrap();
-        let (reply, event) = st.injected("a", f);
+        let f = st.begin("a", b"{}");
+        let (reply, event) = st.answer(&text("a", HELLO), f, Instant::now(), SystemTime::now());
         assert_eq!(code(&reply), -1);
         assert!(matches!(event, Some(Event::Rejected { errcode: -1, .. })));
         assert!(st.begin("a", b"{}").is_none());

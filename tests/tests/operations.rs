@@ -55,11 +55,12 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
     // tests running in this process do not disturb the counts.
     let h = &h;
     let events = |outcome| async move {
-        h.metric(
-            "dingtalk_events_total",
-            &[("chat_group", "bot2"), ("outcome", outcome)],
-        )
-        .await
+        h.sink
+            .metric(
+                "dingtalk_events_total",
+                &[("chat_group", "bot2"), ("outcome", outcome)],
+            )
+            .await
     };
     let before = (
         events("delivered").await,
@@ -67,6 +68,7 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
         events("throttled").await,
     );
     let received_before = h
+        .sink
         .metric(
             "connector_events_received_total",
             &[("transport", "http"), ("encoding", "batch")],
@@ -106,33 +108,41 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
     assert_eq!(events("rejected").await - before.1, 1.0);
     assert_eq!(events("throttled").await - before.2, 1.0);
     assert!(
-        h.metric(
-            "connector_events_received_total",
-            &[("transport", "http"), ("encoding", "batch")]
-        )
-        .await
+        h.sink
+            .metric(
+                "connector_events_received_total",
+                &[("transport", "http"), ("encoding", "batch")]
+            )
+            .await
             - received_before
             >= 2.0
     );
     assert!(
-        h.metric("dingtalk_errcodes_total", &[("errcode", "410100")])
+        h.sink
+            .metric("dingtalk_errcodes_total", &[("errcode", "410100")])
             .await
             >= 1.0
     );
     assert!(
-        h.metric(
-            "dingtalk_throttled_total",
-            &[("chat_group", "bot2"), ("cause", "dingtalk")]
-        )
-        .await
+        h.sink
+            .metric(
+                "dingtalk_throttled_total",
+                &[("chat_group", "bot2"), ("cause", "dingtalk")]
+            )
+            .await
             >= 1.0
     );
     assert!(
-        h.metric("dingtalk_request_duration_seconds_count", &[])
+        h.sink
+            .metric("dingtalk_request_duration_seconds_count", &[])
             .await
             >= 3.0
     );
-    assert!(h.metric("connector_requests_in_flight", &[]).await >= 0.0);
+    let exposition = h.sink.get("/metrics").await.body;
+    assert!(
+        exposition.contains("\nconnector_requests_in_flight "),
+        "the gauge is exported"
+    );
 
     let text = h.sink.get("/metrics").await.body;
     assert!(

@@ -5,10 +5,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use connector_sdk::BATCH_CONTENT_TYPE;
 use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
 pub use connector_sdk::testing::Reply;
 use connector_sdk::testing::TestServer;
+use connector_sdk::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 use fake_dingtalk::{FakeDingTalk, RobotSpec};
 use serde_json::Value;
 use sink_dingtalk::DingTalkSink;
@@ -74,8 +74,9 @@ impl Harness {
 
     /// POSTs a structured-mode CloudEvent (JSON text, as curl would).
     pub async fn post_structured(&self, body: &str) -> Reply {
-        let content_type = "application/cloudevents+json";
-        self.sink.post_raw(content_type, body.to_owned(), &[]).await
+        self.sink
+            .post_raw(STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
+            .await
     }
 
     /// POSTs a batch-mode request.
@@ -93,11 +94,6 @@ impl Harness {
             events: Some(CloudEventBatch { events }),
         };
         self.sink.send_grpc_raw(batch).await
-    }
-
-    /// A Prometheus sample's value, summed over matching series.
-    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.sink.metric(name, labels).await
     }
 
     /// The bodies DingTalk accepted for a robot, without their msgUuid.

@@ -330,7 +330,10 @@ pub fn http_request(
     let id = format!("w{worker}-{seq}");
     match scenario {
         Scenario::Baseline | Scenario::Structured | Scenario::Grpc => post(
-            &[("content-type", "application/cloudevents+json".into())],
+            &[(
+                "content-type",
+                connector_sdk::STRUCTURED_CONTENT_TYPE.into(),
+            )],
             Bytes::from(structured_event(&id)),
         ),
         Scenario::Binary => post(
