@@ -23,7 +23,7 @@ struct Args {
 
     /// A robot, as TOKEN or TOKEN:SECRET (signed robot). Repeatable.
     #[arg(long = "robot", value_name = "TOKEN[:SECRET]", required = true, value_parser = parse_robot)]
-    robots: Vec<RobotArg>,
+    robots: Vec<RobotSpec>,
 
     /// Messages each robot accepts per minute.
     #[arg(long, default_value_t = fake_dingtalk::DEFAULT_PER_MINUTE)]
@@ -34,14 +34,8 @@ struct Args {
     block_secs: u64,
 }
 
-/// One `--robot` value.
-#[derive(Clone, Debug)]
-struct RobotArg {
-    token: String,
-    secret: Option<String>,
-}
-
-fn parse_robot(s: &str) -> Result<RobotArg, String> {
+/// One `--robot` value; `--per-minute` and `--block-secs` apply later.
+fn parse_robot(s: &str) -> Result<RobotSpec, String> {
     let (token, secret) = match s.split_once(':') {
         Some((token, secret)) => (token, Some(secret)),
         None => (s, None),
@@ -52,9 +46,9 @@ fn parse_robot(s: &str) -> Result<RobotArg, String> {
     if secret.is_some_and(str::is_empty) {
         return Err("the secret after ':' must not be empty".into());
     }
-    Ok(RobotArg {
-        token: token.to_owned(),
-        secret: secret.map(str::to_owned),
+    Ok(match secret {
+        Some(secret) => RobotSpec::signed(token, secret),
+        None => RobotSpec::new(token),
     })
 }
 
@@ -89,12 +83,9 @@ async fn main() -> ExitCode {
     let robots: Vec<RobotSpec> = args
         .robots
         .iter()
-        .map(|r| {
-            let spec = match &r.secret {
-                Some(secret) => RobotSpec::signed(&r.token, secret),
-                None => RobotSpec::new(&r.token),
-            };
-            spec.per_minute(args.per_minute)
+        .map(|spec| {
+            spec.clone()
+                .per_minute(args.per_minute)
                 .block_for(Duration::from_secs(args.block_secs))
         })
         .collect();

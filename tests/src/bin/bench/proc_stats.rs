@@ -4,7 +4,6 @@
 //! threads that already exited).
 
 use std::io;
-use std::process::Command;
 
 /// Resident memory of a process, in KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,26 +14,23 @@ pub struct Memory {
     pub peak_kib: u64,
 }
 
+/// The value of a `Name:   1234 kB` line of a /proc file, in KiB.
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Reads `VmRSS` and `VmHWM` of `pid`.
 pub fn memory(pid: u32) -> io::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("/proc/{pid}/status has no {name}"),
-                )
-            })
+        kib_field(&status, name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/status has no {name}"),
+            )
+        })
     };
     Ok(Memory {
         rss_kib: field("VmRSS:")?,
@@ -65,12 +61,8 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
 pub fn ticks_per_second() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
+    super::report::command_line("getconf", &["CLK_TCK"])
+        .and_then(|text| text.parse().ok())
         .filter(|&ticks| ticks > 0)
         .unwrap_or(100)
 }

@@ -72,11 +72,7 @@ impl Machine {
             .and_then(|rest| rest.split_once(':'))
             .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
+        let memory_kib = super::proc_stats::kib_field(&meminfo, "MemTotal:").unwrap_or(0);
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
