@@ -11,14 +11,12 @@
 
 pub mod cli;
 pub mod config;
-pub mod mention;
 pub mod message;
 pub mod pacing;
 pub mod robot;
 pub mod secret;
 pub mod sink;
 pub mod telemetry;
-pub mod truncate;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

@@ -11,7 +11,7 @@ use connector_sdk::cloudevents::Event;
 use connector_sdk::cloudevents::event::ExtensionValue;
 use serde_json::{Map, Value, json};
 
-use crate::message::MessageError;
+use super::MessageError;
 
 /// Mobile numbers to mention, comma-separated.
 pub const AT_MOBILES_EXTENSION: &str = "xvatmobiles";

@@ -17,8 +17,14 @@ use connector_sdk::cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::mention::Mentions;
-use crate::truncate;
+mod error;
+pub mod mention;
+pub mod truncate;
+mod validate;
+
+pub use error::MessageError;
+use mention::Mentions;
+use validate::validate;
 
 /// The extension naming the message type.
 pub const MSGTYPE_EXTENSION: &str = "xvmsgtype";
@@ -79,36 +85,6 @@ impl FromStr for MsgType {
     }
 }
 
-/// Why an event cannot become a DingTalk message. Each says what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// `xvmsgtype` names no DingTalk type.
-    #[error("xvmsgtype `{0}` is not supported; use text, link, markdown, actionCard or feedCard")]
-    UnknownType(String),
-    /// The event carries no data.
-    #[error("the event has no data; a {0} message is built from the event data")]
-    NoData(MsgType),
-    /// The data has the wrong form for the type.
-    #[error("{0}")]
-    BadData(String),
-    /// A required field is missing or empty.
-    #[error("{0} is required")]
-    Missing(String),
-    /// A field has the wrong form.
-    #[error("{field} {problem}")]
-    Invalid {
-        /// The field's path, e.g. `link.messageUrl`.
-        field: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The body exceeds DingTalk's limit and has no text to shorten.
-    #[error(
-        "the message body is {0} bytes and cannot be shortened to DingTalk's limit of {MAX_BODY_BYTES}; send fewer or shorter items"
-    )]
-    TooLarge(usize),
-}
-
 /// A message ready to send: its type and its serialized JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -130,14 +106,28 @@ pub fn msgtype_of(event: &Event) -> Result<MsgType, MessageError> {
     }
 }
 
-/// Builds the DingTalk body for `event` in `chat_group`, tagged with a
-/// `msgUuid` so DingTalk drops a redelivered duplicate.
+/// Builds the DingTalk body for `event` in `chat_group` from the event's
+/// data (the seed contract: `xvmsgtype` and DingTalk-shaped data), tagged
+/// with a content-derived `msgUuid`.
 pub fn build(event: &Event, chat_group: &str) -> Result<Message, MessageError> {
     let msgtype = msgtype_of(event)?;
-    let mut fields = match msgtype {
+    let fields = match msgtype {
         MsgType::Text => text_fields(event)?,
         other => object_data(event, other)?,
     };
+    build_from_fields(event, msgtype, fields, chat_group)
+}
+
+/// Builds the DingTalk body of type `msgtype` from its `fields` (DingTalk's
+/// fields of that type, `at` allowed among them), whatever produced them:
+/// validation, mentions (merged with the event's `xvat*` extensions), the
+/// size limit and the `msgUuid` apply the same way.
+pub fn build_from_fields(
+    event: &Event,
+    msgtype: MsgType,
+    mut fields: Map<String, Value>,
+    chat_group: &str,
+) -> Result<Message, MessageError> {
     // DingTalk reads `at` at the top level; senders naturally put it beside
     // the type's fields.
     let mentions = Mentions::collect(fields.remove("at"), event)?;
@@ -295,119 +285,6 @@ fn example(msgtype: MsgType) -> &'static str {
         MsgType::FeedCard => {
             r#"{"links": [{"title": "..", "messageURL": "https://..", "picURL": "https://.."}]}"#
         }
-    }
-}
-
-fn validate(msgtype: MsgType, fields: &Map<String, Value>) -> Result<(), MessageError> {
-    let t = msgtype.as_str();
-    match msgtype {
-        MsgType::Text => require_text(fields, t, "content").map(drop),
-        MsgType::Markdown => {
-            require_text(fields, t, "title")?;
-            require_text(fields, t, "text").map(drop)
-        }
-        MsgType::Link => {
-            require_text(fields, t, "title")?;
-            require_text(fields, t, "text")?;
-            require_url(fields, t, "messageUrl")?;
-            optional_url(fields, t, "picUrl")
-        }
-        MsgType::ActionCard => {
-            require_text(fields, t, "title")?;
-            require_text(fields, t, "text")?;
-            match fields.get("btns") {
-                Some(Value::Array(btns)) if !btns.is_empty() => {
-                    for (i, btn) in btns.iter().enumerate() {
-                        let path = format!("{t}.btns[{i}]");
-                        let btn = as_object(btn, &path)?;
-                        require_text(btn, &path, "title")?;
-                        require_url(btn, &path, "actionURL")?;
-                    }
-                    Ok(())
-                }
-                Some(Value::Array(_)) | None
-                    if !fields.contains_key("singleTitle") && !fields.contains_key("singleURL") =>
-                {
-                    Err(MessageError::Missing(format!(
-                        "{t}.singleTitle and {t}.singleURL, or {t}.btns,"
-                    )))
-                }
-                Some(Value::Array(_)) | None => {
-                    require_text(fields, t, "singleTitle")?;
-                    require_url(fields, t, "singleURL")
-                }
-                Some(_) => Err(invalid(
-                    format!("{t}.btns"),
-                    "must be an array of {title, actionURL}",
-                )),
-            }
-        }
-        MsgType::FeedCard => match fields.get("links") {
-            Some(Value::Array(links)) if !links.is_empty() => {
-                for (i, link) in links.iter().enumerate() {
-                    let path = format!("{t}.links[{i}]");
-                    let link = as_object(link, &path)?;
-                    require_text(link, &path, "title")?;
-                    require_url(link, &path, "messageURL")?;
-                    require_url(link, &path, "picURL")?;
-                }
-                Ok(())
-            }
-            Some(Value::Array(_)) | None => Err(MessageError::Missing(format!("{t}.links"))),
-            Some(_) => Err(invalid(
-                format!("{t}.links"),
-                "must be an array of {title, messageURL, picURL}",
-            )),
-        },
-    }
-}
-
-fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, MessageError> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid(path.to_owned(), "must be a JSON object"))
-}
-
-fn invalid(field: String, problem: &str) -> MessageError {
-    MessageError::Invalid {
-        field,
-        problem: problem.to_owned(),
-    }
-}
-
-fn require_text<'a>(
-    fields: &'a Map<String, Value>,
-    parent: &str,
-    name: &str,
-) -> Result<&'a str, MessageError> {
-    match fields.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            Err(MessageError::Missing(format!("{parent}.{name}")))
-        }
-        Some(_) => Err(invalid(format!("{parent}.{name}"), "must be a string")),
-    }
-}
-
-fn require_url(fields: &Map<String, Value>, parent: &str, name: &str) -> Result<(), MessageError> {
-    let value = require_text(fields, parent, name)?;
-    check_url(value).map_err(|problem| invalid(format!("{parent}.{name}"), problem))
-}
-
-fn optional_url(fields: &Map<String, Value>, parent: &str, name: &str) -> Result<(), MessageError> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => require_url(fields, parent, name),
-    }
-}
-
-/// Links must open from a chat: absolute http(s), or DingTalk's own scheme.
-fn check_url(value: &str) -> Result<(), &'static str> {
-    match url::Url::parse(value.trim()) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
-        Ok(url) if url.scheme() == "dingtalk" => Ok(()),
-        _ => Err("must be an absolute http(s):// or dingtalk:// URL"),
     }
 }
 
