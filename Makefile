@@ -2,6 +2,7 @@
 
 CARGO  ?= cargo
 CONFIG ?= config/config.yml
+STORE  ?= target/sink-dingtalk-data
 IMAGE  ?= sink-dingtalk
 
 .DEFAULT_GOAL := help
@@ -11,7 +12,7 @@ help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) (for run), IMAGE=$(IMAGE) (for docker)"
+	@echo "Variables: CONFIG=$(CONFIG) and STORE=$(STORE) (for run), IMAGE=$(IMAGE) (for docker)"
 
 build: ## Build the release sink: target/release/sink-dingtalk
 	$(CARGO) build --release -p sink-dingtalk
@@ -19,8 +20,8 @@ build: ## Build the release sink: target/release/sink-dingtalk
 demo: ## Run the sink against a local fake DingTalk and show what it receives
 	bash scripts/demo.sh
 
-run: build ## Run the release sink with CONFIG (default config/config.yml)
-	CONNECTOR_CONFIG=$(CONFIG) ./target/release/sink-dingtalk
+run: build ## Run the release sink with CONFIG (default config/config.yml), state in STORE
+	CONNECTOR_CONFIG=$(CONFIG) CONNECTOR_STORE__PATH=$(STORE) ./target/release/sink-dingtalk
 
 test: ## cargo fmt --check, clippy -D warnings, then every test
 	$(CARGO) fmt --all -- --check

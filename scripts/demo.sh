@@ -63,8 +63,9 @@ target/release/fake-dingtalk --listen "$FAKE_ADDR" \
     >"$WORK/fake.out" 2>"$WORK/fake.err" &
 FAKE_PID=$!
 
-echo "==> Starting sink-dingtalk with $CONFIG (HTTP :31080, gRPC :31081)"
-CONNECTOR_CONFIG="$CONFIG" target/release/sink-dingtalk >"$WORK/sink.log" 2>&1 &
+echo "==> Starting sink-dingtalk with $CONFIG (HTTP :31080, gRPC :31081, store in a temporary directory)"
+CONNECTOR_CONFIG="$CONFIG" CONNECTOR_STORE__PATH="$WORK/store" \
+    target/release/sink-dingtalk >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!
 
 # Wait up to ~10 s for both to come up.

@@ -15,6 +15,8 @@ use figment::providers::{Env, Format, Serialized};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::store::StoreConfig;
+
 /// Where the config file is looked for when `CONNECTOR_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "/vanus-connect/config/config.yml";
 
@@ -106,6 +108,12 @@ pub struct RuntimeConfig {
     /// How long `/readyz` answers 503 before the servers stop accepting, in
     /// milliseconds, so a load balancer stops routing here first. Default 0.
     pub drain_delay_ms: u64,
+    /// Where the connector keeps its state (`store.path`, ...).
+    pub store: StoreConfig,
+    /// How long the delivered-ledger remembers an accepted event, so that a
+    /// redelivery of it is answered without reaching the sink. Default
+    /// 86400 (a day: a Vanus trigger gives up after about 23 hours).
+    pub ledger_ttl_secs: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -118,6 +126,8 @@ impl Default for RuntimeConfig {
             max_in_flight: 1024,
             shutdown_timeout_secs: 10,
             drain_delay_ms: 0,
+            store: StoreConfig::default(),
+            ledger_ttl_secs: 86_400,
         }
     }
 }
@@ -133,6 +143,35 @@ impl RuntimeConfig {
         self.grpc_port
             .filter(|port| *port != 0)
             .map(|port| SocketAddr::new(self.bind, port))
+    }
+
+    /// Problems with the runtime's own keys, each with its path.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.ledger_ttl_secs == 0 {
+            problems.push(ConfigProblem::new(
+                "ledger_ttl_secs",
+                "must be above 0 (a day, 86400, covers a Vanus trigger's retries)",
+            ));
+        }
+        if self.store.max_records < 1_000 {
+            problems.push(ConfigProblem::new(
+                "store.max_records",
+                "must be at least 1000: the delivered-ledger keeps a record per accepted event",
+            ));
+        }
+        if self.store.path.as_os_str().is_empty() {
+            problems.push(ConfigProblem::new(
+                "store.path",
+                "must name a directory the connector can write",
+            ));
+        }
+        problems
+    }
+
+    /// How long the ledger remembers an accepted event.
+    pub fn ledger_ttl(&self) -> Duration {
+        Duration::from_secs(self.ledger_ttl_secs)
     }
 
     /// The bound on draining in-flight requests at shutdown.
@@ -186,6 +225,9 @@ pub fn load_from_str<C: SinkConfig>(
         .extract::<RuntimeConfig>()
         .map_err(|err| problems.extend(figment_problems(err)))
         .ok();
+    if let Some(runtime) = &runtime {
+        problems.extend(runtime.validate());
+    }
     let sink = figment
         .extract::<C>()
         .map_err(|err| problems.extend(figment_problems(err)))

@@ -1,11 +1,13 @@
 //! gRPC ingest: `vanus.core.cloudevents.CloudEvents/Send`, the call a Vanus
-//! trigger makes. Decodes the batch, hands it to the sink, and maps the
+//! trigger makes. Decodes the batch, hands it to the dispatch (the
+//! delivered-ledger, then the sink), and maps the
 //! outcome with `status.rs`.
 
 use std::sync::Arc;
 
 use crate::admission::Admission;
 use crate::codec;
+use crate::dispatch::Dispatch;
 use crate::metrics::RequestTimer;
 use crate::proto::BatchEvent;
 use crate::proto::cloud_events_server::{CloudEvents, CloudEventsServer};
@@ -13,17 +15,20 @@ use crate::sink::{Outcome, Sink};
 use crate::status;
 
 struct GrpcIngest<S> {
-    sink: Arc<S>,
+    dispatch: Arc<Dispatch<S>>,
     admission: Admission,
 }
 
 /// The tonic service for `sink`; requests past `admission`'s bound are
 /// answered `Unavailable` at once.
 pub(crate) fn service<S: Sink>(
-    sink: Arc<S>,
+    dispatch: Arc<Dispatch<S>>,
     admission: Admission,
 ) -> CloudEventsServer<impl CloudEvents> {
-    CloudEventsServer::new(GrpcIngest { sink, admission })
+    CloudEventsServer::new(GrpcIngest {
+        dispatch,
+        admission,
+    })
 }
 
 #[tonic::async_trait]
@@ -43,7 +48,7 @@ impl<S: Sink> CloudEvents for GrpcIngest<S> {
         let outcome = match codec::decode_batch(request.into_inner()) {
             Ok(events) => {
                 timer.received("protobuf", events.len());
-                self.sink.arrived(events).await
+                self.dispatch.deliver(events).await
             }
             Err(err) => {
                 tracing::debug!(%err, "rejected an undecodable gRPC batch");

@@ -3,8 +3,8 @@
 //! while shutting down), `GET /metrics` (Prometheus) and `GET /status` (the
 //! sink's own view, as JSON).
 //!
-//! A thin door: decode, hand the events to [`Sink::arrived`], turn the
-//! outcome into a response with `status.rs`.
+//! A thin door: decode, hand the events to the dispatch (the delivered-ledger,
+//! then [`Sink::arrived`]), turn the outcome into a response with `status.rs`.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use cloudevents::Event;
 
 use crate::admission::Admission;
+use crate::dispatch::Dispatch;
 use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
@@ -29,7 +30,7 @@ pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
 struct App<S> {
-    sink: Arc<S>,
+    dispatch: Arc<Dispatch<S>>,
     readiness: Readiness,
     admission: Admission,
     max_body_bytes: usize,
@@ -39,13 +40,13 @@ struct App<S> {
 /// handled at once (503 past it), each body at most `max_body_bytes` (413
 /// past it), read only once the request is admitted.
 pub(crate) fn router<S: Sink>(
-    sink: Arc<S>,
+    dispatch: Arc<Dispatch<S>>,
     readiness: Readiness,
     admission: Admission,
     max_body_bytes: usize,
 ) -> Router {
     let app = Arc::new(App {
-        sink,
+        dispatch,
         readiness,
         admission,
         max_body_bytes,
@@ -98,7 +99,7 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
     let outcome = match decode(encoding, &headers, body) {
         Ok(events) => {
             timer.received(encoding.as_str(), events.len());
-            app.sink.arrived(events).await
+            app.dispatch.deliver(events).await
         }
         Err(reason) => {
             tracing::debug!(%reason, "rejected an undecodable HTTP request");
@@ -110,7 +111,7 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
 }
 
 async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
-    match app.sink.status() {
+    match app.dispatch.sink().status().await {
         Some(view) => axum::Json(view).into_response(),
         None => (StatusCode::NOT_FOUND, "this sink has no status view\n").into_response(),
     }

@@ -26,12 +26,13 @@
 //!    keys (`port`, `grpc_port`, ...) are not part of it. Use [`NoConfig`]
 //!    for none.
 //! 2. Implement [`Sink`]: [`Sink::initialize`] builds the sink from that
-//!    config, [`Sink::arrived`] handles each request's events and answers with
-//!    an [`Outcome`], [`Sink::destroy`] cleans up after the last request.
+//!    config and a [`Context`] (the store), [`Sink::arrived`] handles each
+//!    request's events and answers with an [`Outcome`] per event,
+//!    [`Sink::destroy`] cleans up after the last request.
 //! 3. Call [`run`] from `main`.
 //!
 //! ```no_run
-//! use connector_sdk::{BoxError, Event, Outcome, Sink, SinkConfig, async_trait};
+//! use connector_sdk::{BoxError, Context, Event, Outcome, Sink, SinkConfig, async_trait};
 //!
 //! /// `greeting: hello` in config.yml.
 //! #[derive(serde::Deserialize)]
@@ -53,15 +54,15 @@
 //!         "sink-print"
 //!     }
 //!
-//!     async fn initialize(config: Config) -> Result<Self, BoxError> {
+//!     async fn initialize(config: Config, _: Context) -> Result<Self, BoxError> {
 //!         Ok(PrintSink { greeting: config.greeting })
 //!     }
 //!
-//!     async fn arrived(&self, events: Vec<Event>) -> Outcome {
-//!         for event in events {
+//!     async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+//!         for event in &events {
 //!             println!("{}: {event}", self.greeting);
 //!         }
-//!         Outcome::Delivered
+//!         Outcome::Delivered.for_each(events.len())
 //!     }
 //! }
 //!
@@ -72,6 +73,21 @@
 //!
 //! Run it with `CONNECTOR_CONFIG=config.yml` pointing at a file holding
 //! `greeting: hello` (and `grpc_port: 8081` to turn gRPC on).
+//!
+//! ## Redeliveries and state
+//!
+//! A Vanus trigger redelivers whole batches. The runtime keeps a
+//! delivered-ledger: every event a sink answered [`Outcome::Delivered`] is
+//! remembered by its `source` and `id` for `ledger_ttl_secs` (a day by
+//! default), and a redelivery of it is answered 200 without calling the sink
+//! again. So a sink sees each event at most once, and `Delivered` must mean
+//! "it reached its destination, or is durably queued for it".
+//!
+//! The ledger lives in the connector's [`store`] (`store.path`, an embedded
+//! database), and the sink gets its own part of the same store in
+//! [`Context::store`]: records with expiry, durable bounded queues, and
+//! send gates (an atomic "may I send now?" over a sliding window) that
+//! survive restarts. `examples/jsonl_sink.rs` paces its writes with a gate.
 //!
 //! ## Test a sink
 //!
@@ -91,14 +107,17 @@
 mod admission;
 mod codec;
 pub mod config;
+mod dispatch;
 mod grpc;
 mod http;
+mod ledger;
 mod logging;
 pub mod metrics;
 mod runtime;
 mod shutdown;
 mod sink;
 mod status;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -115,6 +134,7 @@ pub use codec::{DecodeError, decode_batch, decode_event, encode_event};
 pub use config::{ConfigError, ConfigProblem, NoConfig, RuntimeConfig, SinkConfig};
 pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use logging::init as init_logging;
-pub use runtime::{ServeOptions, Server, StartError, run, run_with_config};
+pub use runtime::{SINK_SCOPE, ServeOptions, Server, StartError, open_store, run, run_with_config};
 pub use shutdown::signal as shutdown_signal;
-pub use sink::{BoxError, Outcome, Sink, Unavailable};
+pub use sink::{BoxError, Context, Outcome, Sink, Unavailable};
+pub use store::{Store, StoreError};

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::ledger::Entry;
 use crate::sink::Outcome;
 
 /// Events received, by `transport` (http, grpc) and `encoding`
@@ -21,6 +22,12 @@ pub const REQUESTS: &str = "connector_requests_total";
 pub const IN_FLIGHT: &str = "connector_requests_in_flight";
 /// Time to answer a request, by `transport`.
 pub const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
+
+/// Events looked up in the delivered-ledger, by `result`: `fresh` (handed
+/// to the sink), `redelivered` (accepted before; answered without the
+/// sink), `busy` (being handled by another request), `repeated` (twice in
+/// one batch).
+pub const LEDGER: &str = "connector_ledger_events_total";
 
 /// Histogram buckets in seconds, from 1 ms to the 5 s a Vanus trigger waits.
 const BUCKETS: &[f64] = &[
@@ -59,11 +66,26 @@ fn describe() {
     );
     metrics::describe_counter!(REQUESTS, "Requests answered, by transport and outcome");
     metrics::describe_gauge!(IN_FLIGHT, "Requests being handled");
+    metrics::describe_counter!(
+        LEDGER,
+        "Events looked up in the delivered-ledger, by result"
+    );
     metrics::describe_histogram!(
         REQUEST_SECONDS,
         metrics::Unit::Seconds,
         "Time to answer a request"
     );
+}
+
+/// One event looked up in the ledger.
+pub(crate) fn ledger(entry: &Entry) {
+    let result = match entry {
+        Entry::Fresh => "fresh",
+        Entry::Done => "redelivered",
+        Entry::Busy => "busy",
+        Entry::SameAs(_) => "repeated",
+    };
+    metrics::counter!(LEDGER, "result" => result).increment(1);
 }
 
 /// Tracks one request: counts it in flight until dropped, then records its

@@ -13,9 +13,17 @@ use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
 use crate::config::{self, RuntimeConfig};
+use crate::dispatch::Dispatch;
+use crate::ledger::Ledger;
 use crate::shutdown::{self, Readiness, Trigger};
-use crate::sink::Sink;
+use crate::sink::{Context, Sink};
+use crate::store::{Embedded, Store};
 use crate::{grpc, http, logging};
+
+/// The store namespace of the runtime's delivered-ledger.
+const LEDGER_SCOPE: &str = "ledger";
+/// The store namespace handed to the sink.
+pub const SINK_SCOPE: &str = "sink";
 
 /// Where and how the servers listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +38,8 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// How long `/readyz` answers 503 before shutdown stops accepting.
     pub drain_delay: Duration,
+    /// How long the delivered-ledger remembers an accepted event.
+    pub ledger_ttl: Duration,
 }
 
 impl ServeOptions {
@@ -42,6 +52,7 @@ impl ServeOptions {
             max_body_bytes: RuntimeConfig::default().max_body_bytes,
             max_in_flight: RuntimeConfig::default().max_in_flight,
             drain_delay: Duration::ZERO,
+            ledger_ttl: RuntimeConfig::default().ledger_ttl(),
         }
     }
 }
@@ -54,6 +65,7 @@ impl From<&RuntimeConfig> for ServeOptions {
             max_body_bytes: config.max_body_bytes,
             max_in_flight: config.max_in_flight,
             drain_delay: Duration::from_millis(config.drain_delay_ms),
+            ledger_ttl: config.ledger_ttl(),
         }
     }
 }
@@ -77,12 +89,19 @@ pub struct Server {
     trigger: Trigger,
     drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
+    ledger: Arc<Ledger>,
 }
 
 impl Server {
-    /// Binds the listeners and starts serving `sink`. Returns once both
-    /// servers accept connections.
-    pub async fn start<S: Sink>(sink: Arc<S>, options: &ServeOptions) -> Result<Self, StartError> {
+    /// Binds the listeners and starts serving `sink`, with the runtime's
+    /// delivered-ledger kept in `store` (the runtime's own namespace in it:
+    /// hand the sink [`Store::scope`]`("sink")`, as [`run`] does). Returns
+    /// once both servers accept connections.
+    pub async fn start<S: Sink>(
+        sink: Arc<S>,
+        store: &Store,
+        options: &ServeOptions,
+    ) -> Result<Self, StartError> {
         crate::metrics::install();
         let (http_listener, http_addr) = bind("HTTP", options.http).await?;
         let grpc_listener = match options.grpc {
@@ -95,8 +114,10 @@ impl Server {
         let mut tasks = Vec::with_capacity(2);
 
         let admission = Admission::new(options.max_in_flight);
+        let ledger = Arc::new(Ledger::new(store.scope(LEDGER_SCOPE), options.ledger_ttl));
+        let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger)));
         let router = http::router(
-            Arc::clone(&sink),
+            Arc::clone(&dispatch),
             readiness.clone(),
             admission.clone(),
             options.max_body_bytes,
@@ -120,7 +141,7 @@ impl Server {
         let grpc_addr = grpc_listener.map(|(listener, addr)| {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let service = grpc::service(sink, admission);
+            let service = grpc::service(dispatch, admission);
             let stop = trigger.fired();
             tasks.push(tokio::spawn(async move {
                 if let Err(err) = tonic::transport::Server::builder()
@@ -143,6 +164,7 @@ impl Server {
             trigger,
             drain_delay: options.drain_delay,
             tasks,
+            ledger,
         })
     }
 
@@ -174,6 +196,7 @@ impl Server {
             );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
+        self.ledger.flush().await;
         drained
     }
 }
@@ -200,9 +223,10 @@ async fn bind(
 }
 
 /// Runs the connector process for sink `S`: loads and validates the config
-/// (`$CONNECTOR_CONFIG`), initializes the sink, serves until SIGTERM or
-/// SIGINT, drains, calls [`Sink::destroy`] and exits 0. Any start-up problem
-/// is printed and the exit code is 1.
+/// (`$CONNECTOR_CONFIG`), opens the store (`store.path`), initializes the
+/// sink, serves until SIGTERM or SIGINT, drains, calls [`Sink::destroy`],
+/// closes the store and exits 0. Any start-up problem is printed and the
+/// exit code is 1.
 ///
 /// ```no_run
 /// # struct MySink;
@@ -210,8 +234,8 @@ async fn bind(
 /// # impl connector_sdk::Sink for MySink {
 /// #     type Config = connector_sdk::NoConfig;
 /// #     fn name() -> &'static str { "my-sink" }
-/// #     async fn initialize(_: connector_sdk::NoConfig) -> Result<Self, connector_sdk::BoxError> { Ok(MySink) }
-/// #     async fn arrived(&self, _: Vec<connector_sdk::Event>) -> connector_sdk::Outcome { connector_sdk::Outcome::Delivered }
+/// #     async fn initialize(_: connector_sdk::NoConfig, _: connector_sdk::Context) -> Result<Self, connector_sdk::BoxError> { Ok(MySink) }
+/// #     async fn arrived(&self, events: Vec<connector_sdk::Event>) -> Vec<connector_sdk::Outcome> { connector_sdk::Outcome::Delivered.for_each(events.len()) }
 /// # }
 /// fn main() -> std::process::ExitCode {
 ///     connector_sdk::run::<MySink>()
@@ -245,25 +269,44 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sink = match S::initialize(loaded.sink).await {
-        Ok(sink) => Arc::new(sink),
-        Err(err) => {
-            eprintln!("error: {} could not start: {err}", S::name());
-            return ExitCode::FAILURE;
-        }
-    };
-    let server = match Server::start(Arc::clone(&sink), &ServeOptions::from(&loaded.runtime)).await
-    {
-        Ok(server) => server,
+    let store = match open_store(&loaded.runtime) {
+        Ok(store) => store,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(sink = S::name(), "ready");
+    let context = Context::new(store.scope(SINK_SCOPE));
+    let sink = match S::initialize(loaded.sink, context).await {
+        Ok(sink) => Arc::new(sink),
+        Err(err) => {
+            eprintln!("error: {} could not start: {err}", S::name());
+            store.close().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = ServeOptions::from(&loaded.runtime);
+    let server = match Server::start(Arc::clone(&sink), &store, &options).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("error: {err}");
+            sink.destroy().await;
+            store.close().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(sink = S::name(), store = store.backend_name(), "ready");
     shutdown::signal().await;
     server.shutdown(loaded.runtime.shutdown_timeout()).await;
     sink.destroy().await;
+    store.close().await;
     tracing::info!(sink = S::name(), "stopped");
     ExitCode::SUCCESS
+}
+
+/// Opens the store the configuration names.
+pub fn open_store(config: &RuntimeConfig) -> Result<Store, crate::store::OpenError> {
+    let embedded = Embedded::open(&config.store.path, config.store.max_records)?;
+    tracing::info!(path = %config.store.path.display(), "store opened");
+    Ok(Store::new(Arc::new(embedded)))
 }

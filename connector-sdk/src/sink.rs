@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use cloudevents::Event;
 
 use crate::config::SinkConfig;
+use crate::store::Store;
 
 /// Any error a sink reports from [`Sink::initialize`]; printed once and the
 /// process exits non-zero.
@@ -20,8 +21,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// The life of a sink, as the runtime drives it:
 ///
-/// 1. [`Sink::initialize`], once, with the validated configuration, before
-///    any server listens.
+/// 1. [`Sink::initialize`], once, with the validated configuration and the
+///    [`Context`] (the store), before any server listens.
 /// 2. [`Sink::arrived`], once per request, concurrently from many tasks,
 ///    while the servers run; [`Sink::status`] whenever `/status` is asked.
 /// 3. [`Sink::destroy`], once, after the servers have stopped and in-flight
@@ -43,27 +44,34 @@ pub trait Sink: Send + Sync + Sized + 'static {
     /// Builds the sink from its configuration, before anything is served.
     ///
     /// It may do slow or fallible set-up: open files and clients, check that
-    /// a remote service answers, register metrics. An error stops start-up:
-    /// the process prints `error: <name> could not start: <error>` and exits
-    /// 1, so make the message say what to fix. It is not retried.
-    async fn initialize(config: Self::Config) -> Result<Self, BoxError>;
+    /// a remote service answers, register metrics, read what it kept in the
+    /// [`Context::store`] before a restart. An error stops start-up: the
+    /// process prints `error: <name> could not start: <error>` and exits 1,
+    /// so make the message say what to fix. It is not retried.
+    async fn initialize(config: Self::Config, context: Context) -> Result<Self, BoxError>;
 
-    /// Handles the events of one request and reports one outcome for them all.
+    /// Handles the events of one request and reports an outcome for each,
+    /// in the order given.
     ///
     /// HTTP structured and binary mode carry one event; HTTP batch mode and
-    /// gRPC carry many, in the sender's order (possibly none: answer
-    /// [`Outcome::Delivered`]). Events are already decoded and valid
-    /// CloudEvents; checking their content is the sink's job. Calls run
-    /// concurrently, so shared state needs a lock or an atomic.
+    /// gRPC carry many, in the sender's order. Events are already decoded
+    /// and valid CloudEvents; checking their content is the sink's job.
+    /// Calls run concurrently, so shared state needs a lock or an atomic.
     ///
-    /// The outcome tells the sender what to do next: [`Outcome::Delivered`]
-    /// — done; [`Outcome::Rejected`] — never send these again (Vanus
-    /// dead-letters them); [`Outcome::Throttled`] and [`Outcome::Unavailable`]
-    /// — send them all again later. A retry resends the whole batch, so
-    /// redelivering an event that already went through must be harmless; use
-    /// [`Outcome::most_retryable`] to combine per-event outcomes. Answer
-    /// within the sender's timeout (5 s for a Vanus trigger).
-    async fn arrived(&self, events: Vec<Event>) -> Outcome;
+    /// The runtime hands each event to the sink at most once: it remembers
+    /// every event answered [`Outcome::Delivered`] (by `source` and `id`,
+    /// for `ledger_ttl_secs`) and answers a redelivery itself. So
+    /// `Delivered` is a promise: the event reached its destination, or is
+    /// durably queued for it. The other outcomes tell the sender what to do
+    /// with the request: [`Outcome::Rejected`] — never send it again (Vanus
+    /// dead-letters it); [`Outcome::Throttled`] and
+    /// [`Outcome::Unavailable`] — send it again later; the runtime answers
+    /// with the most retry-worthy outcome of the batch
+    /// ([`Outcome::most_retryable`]), and only the events not yet accepted
+    /// reach the sink again. An outcome missing from the list counts as
+    /// `Unavailable` (fail closed). Answer within the sender's timeout (5 s
+    /// for a Vanus trigger).
+    async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome>;
 
     /// Releases resources: flush buffers, close connections. Runs once, after
     /// the servers have stopped and no more events can arrive, when the
@@ -73,17 +81,38 @@ pub trait Sink: Send + Sync + Sized + 'static {
 
     /// A view of the sink's state for humans, served as JSON on
     /// `GET /status` (404 when `None`, the default). Must hold no secret.
-    fn status(&self) -> Option<serde_json::Value> {
+    async fn status(&self) -> Option<serde_json::Value> {
         None
     }
 }
 
-/// What happened to the events of one request, and so what the sender should
+/// What the runtime hands a sink at start-up, beside its configuration.
+#[derive(Debug, Clone)]
+pub struct Context {
+    store: Store,
+}
+
+impl Context {
+    /// A context over `store`: what the runtime builds; tests and command
+    /// line tools that run a sink outside the runtime build their own.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The sink's own part of the connector's store: durable across
+    /// restarts (and shared by every replica, with a shared backend). The
+    /// runtime's own keys live elsewhere.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// What happened to one event, and so what the sender should
 /// do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every event was delivered: the sender is done with them. HTTP 200,
-    /// gRPC OK.
+    /// The event reached its destination, or is durably queued for it: the
+    /// sender is done with it. HTTP 200, gRPC OK.
     Delivered,
     /// Retrying can never help: the event is malformed or the destination
     /// refuses it for good, so the sender must not send it again. HTTP 400
@@ -174,6 +203,12 @@ impl Outcome {
             | Outcome::Throttled { reason, .. }
             | Outcome::Unavailable { reason, .. } => reason,
         }
+    }
+
+    /// This outcome for each of `count` events: what a sink that handles a
+    /// batch as a whole reports.
+    pub fn for_each(self, count: usize) -> Vec<Outcome> {
+        vec![self; count]
     }
 
     /// Combines the outcomes of a batch into the one answer the sender gets:

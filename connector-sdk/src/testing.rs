@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use connector_sdk::testing::{TestServer, event};
-//! use connector_sdk::{BoxError, Event, NoConfig, Outcome, Sink, async_trait};
+//! use connector_sdk::{BoxError, Context, Event, NoConfig, Outcome, Sink, async_trait};
 //!
 //! struct Refuser;
 //!
@@ -13,9 +13,10 @@
 //! impl Sink for Refuser {
 //!     type Config = NoConfig;
 //!     fn name() -> &'static str { "refuser" }
-//!     async fn initialize(_: NoConfig) -> Result<Self, BoxError> { Ok(Refuser) }
-//!     async fn arrived(&self, events: Vec<Event>) -> Outcome {
-//!         Outcome::rejected(format!("{} events refused", events.len()))
+//!     async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> { Ok(Refuser) }
+//!     async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+//!         let count = events.len();
+//!         Outcome::rejected(format!("{count} events refused")).for_each(count)
 //!     }
 //! }
 //!
@@ -24,11 +25,16 @@
 //! let server = TestServer::start(Refuser).await;
 //! let one = event("1").data("text/plain", "hi").build();
 //! assert_eq!(server.send_structured(&one).await.status, 400);
-//! let reply = server.send_grpc(&[one.clone(), one]).await;
+//! let reply = server.send_grpc(&[one, event("2").build()]).await;
 //! assert_eq!((reply.status, reply.body.as_str()), (400, "2 events refused"));
 //! server.shutdown().await;
 //! # }
 //! ```
+//!
+//! Each server has its own store in a fresh temporary directory (removed
+//! when the server is dropped), unless the YAML names a `store.path`: a test
+//! of a restart starts a second server on the first one's path, after
+//! [`TestServer::shutdown`] closed it.
 //!
 //! This is test support: where a test cannot go on (the servers do not start,
 //! the sink does not answer) the kit panics with a message saying why, as an
@@ -52,8 +58,10 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{self, RuntimeConfig};
 use crate::proto::cloud_events_client::CloudEventsClient;
 use crate::proto::{BatchEvent, CloudEventBatch};
+use crate::store::{Embedded, Store, StoreConfig};
 use crate::{
-    BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink, encode_event,
+    BATCH_CONTENT_TYPE, Context, SINK_SCOPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink,
+    encode_event,
 };
 
 /// How long a request may take before the test fails: far beyond the 5 s a
@@ -83,6 +91,9 @@ pub struct Reply {
 /// refused, nothing within 30 s); any answer, success or not, is a [`Reply`].
 pub struct TestServer<S> {
     sink: Arc<S>,
+    store: Store,
+    /// The temporary directory of the store, when the YAML named none.
+    _store_dir: Option<tempfile::TempDir>,
     server: Mutex<Option<Server>>,
     http_addr: SocketAddr,
     grpc_addr: Option<SocketAddr>,
@@ -110,15 +121,18 @@ impl<S: Sink> TestServer<S> {
     /// When the servers cannot start.
     pub async fn start_with(sink: S, options: ServeOptions) -> Self {
         let grace = RuntimeConfig::default().shutdown_timeout();
-        Self::serve(Arc::new(sink), &options, grace).await
+        let (store, dir) = open_store(&StoreConfig::default());
+        Self::serve(Arc::new(sink), (store, dir), &options, grace).await
     }
 
     /// Does what the connector process does at start-up, from config text:
     /// loads `S::Config` from `yaml` (with the environment's `CONNECTOR_*`
-    /// overrides), validates it and calls [`Sink::initialize`]. The servers
-    /// listen on free loopback ports whatever `port` and `grpc_port` say;
-    /// the other runtime keys (`max_body_bytes`, `max_in_flight`, `drain_delay_ms`,
-    /// `shutdown_timeout_secs`) apply.
+    /// overrides), validates it, opens the store and calls
+    /// [`Sink::initialize`]. The servers listen on free loopback ports
+    /// whatever `port` and `grpc_port` say; the store is a fresh temporary
+    /// one unless `store.path` is set; the other runtime keys
+    /// (`max_body_bytes`, `max_in_flight`, `drain_delay_ms`,
+    /// `shutdown_timeout_secs`, `ledger_ttl_secs`) apply.
     ///
     /// # Panics
     ///
@@ -128,7 +142,9 @@ impl<S: Sink> TestServer<S> {
     pub async fn from_yaml(yaml: &str) -> Self {
         let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
             .unwrap_or_else(|err| panic!("{err}"));
-        let sink = S::initialize(loaded.sink)
+        let (store, dir) = open_store(&loaded.runtime.store);
+        let context = Context::new(store.scope(SINK_SCOPE));
+        let sink = S::initialize(loaded.sink, context)
             .await
             .unwrap_or_else(|err| panic!("{} could not initialize: {err}", S::name()));
         // Every runtime key applies, except the ports: free loopback ones.
@@ -138,11 +154,22 @@ impl<S: Sink> TestServer<S> {
             grpc: loopback.grpc,
             ..ServeOptions::from(&loaded.runtime)
         };
-        Self::serve(Arc::new(sink), &options, loaded.runtime.shutdown_timeout()).await
+        Self::serve(
+            Arc::new(sink),
+            (store, dir),
+            &options,
+            loaded.runtime.shutdown_timeout(),
+        )
+        .await
     }
 
-    async fn serve(sink: Arc<S>, options: &ServeOptions, grace: Duration) -> Self {
-        let server = Server::start(Arc::clone(&sink), options)
+    async fn serve(
+        sink: Arc<S>,
+        (store, store_dir): (Store, Option<tempfile::TempDir>),
+        options: &ServeOptions,
+        grace: Duration,
+    ) -> Self {
+        let server = Server::start(Arc::clone(&sink), &store, options)
             .await
             .unwrap_or_else(|err| panic!("{} cannot be served: {err}", S::name()));
         let grpc_addr = server.grpc_addr();
@@ -154,6 +181,8 @@ impl<S: Sink> TestServer<S> {
         });
         Self {
             sink,
+            store,
+            _store_dir: store_dir,
             http_addr: server.http_addr(),
             grpc_addr,
             server: Mutex::new(Some(server)),
@@ -166,6 +195,12 @@ impl<S: Sink> TestServer<S> {
     /// The sink being served, to look at its state.
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    /// The store the sink was given (its own namespace of the server's
+    /// store), to look at what it keeps.
+    pub fn store(&self) -> Store {
+        self.store.scope(SINK_SCOPE)
     }
 
     /// Where HTTP listens.
@@ -303,8 +338,9 @@ impl<S: Sink> TestServer<S> {
     /// Shuts down as the connector process does on SIGTERM: `/readyz` turns
     /// 503 for the drain delay, the servers stop accepting, in-flight
     /// requests finish (within the shutdown timeout, 10 s unless the YAML
-    /// says otherwise), then [`Sink::destroy`] runs. Returns false when
-    /// requests had to be cut off. Later calls do nothing and return true.
+    /// says otherwise), then [`Sink::destroy`] runs and the store closes.
+    /// Returns false when requests had to be cut off. Later calls do nothing
+    /// and return true.
     ///
     /// It borrows, so a test can keep sending while it drains (with
     /// `tokio::join!`) and look at [`TestServer::sink`] afterwards. A
@@ -319,6 +355,7 @@ impl<S: Sink> TestServer<S> {
         let Some(server) = server else { return true };
         let drained = server.shutdown(self.grace).await;
         self.sink.destroy().await;
+        self.store.close().await;
         drained
     }
 
@@ -355,6 +392,20 @@ impl<S: Sink> TestServer<S> {
             body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
+}
+
+/// The store `config` names, or a fresh temporary one when it names the
+/// default path (which a test must never touch).
+fn open_store(config: &StoreConfig) -> (Store, Option<tempfile::TempDir>) {
+    let (path, dir) = if config.path == StoreConfig::default().path {
+        let dir = tempfile::tempdir()
+            .unwrap_or_else(|err| panic!("cannot create a temporary store: {err}"));
+        (dir.path().to_owned(), Some(dir))
+    } else {
+        (config.path.clone(), None)
+    };
+    let embedded = Embedded::open(&path, config.max_records).unwrap_or_else(|err| panic!("{err}"));
+    (Store::new(Arc::new(embedded)), dir)
 }
 
 fn grpc_reply(status: &tonic::Status) -> Reply {
@@ -451,12 +502,13 @@ mod tests {
         fn name() -> &'static str {
             "recorder"
         }
-        async fn initialize(_: NoConfig) -> Result<Self, BoxError> {
+        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
             Ok(Self::answering(Outcome::Delivered))
         }
-        async fn arrived(&self, events: Vec<Event>) -> Outcome {
+        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+            let count = events.len();
             self.arrived.lock().expect("lock").extend(events);
-            self.answer.clone()
+            self.answer.clone().for_each(count)
         }
     }
 
@@ -477,29 +529,33 @@ mod tests {
     #[tokio::test]
     async fn every_transport_delivers_the_same_event() {
         let server = TestServer::<Recorder>::from_yaml("{}").await;
-        let sent = event("1")
-            .subject("s")
-            .data("application/json", serde_json::json!({"n": 1}))
-            .extension("xcount", 2_i64)
-            .build();
+        // One event, with a fresh id per transport: the ledger would answer a
+        // second send of the same id itself.
+        let sent = |id: &str| {
+            event(id)
+                .subject("s")
+                .data("application/json", serde_json::json!({"n": 1}))
+                .extension("xcount", 2_i64)
+                .build()
+        };
         for reply in [
-            server.send_structured(&sent).await,
-            server.send_batch(std::slice::from_ref(&sent)).await,
-            server.send_grpc(std::slice::from_ref(&sent)).await,
-            server.send_binary(&sent).await,
+            server.send_structured(&sent("1")).await,
+            server.send_batch(&[sent("2")]).await,
+            server.send_grpc(&[sent("3")]).await,
+            server.send_binary(&sent("4")).await,
         ] {
             assert_eq!(reply.status, 200, "{reply:?}");
         }
         let mut arrived = server.sink().arrived.lock().expect("lock").clone();
         let binary = arrived.pop().expect("four arrived");
-        assert_eq!(arrived, [sent.clone(), sent.clone(), sent.clone()]);
+        assert_eq!(arrived, [sent("1"), sent("2"), sent("3")]);
         // HTTP headers carry no types: binary mode gives strings and bytes.
         let attributes = |e: &Event| -> Vec<String> {
             e.iter_attributes()
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect()
         };
-        assert_eq!(attributes(&binary), attributes(&sent));
+        assert_eq!(attributes(&binary), attributes(&sent("4")));
         assert_eq!(binary.data(), Some(&Data::Binary(br#"{"n":1}"#.to_vec())));
         assert_eq!(binary.extension("xcount"), Some(&ExtensionValue::from("2")));
         assert!(server.shutdown().await);
@@ -510,9 +566,33 @@ mod tests {
     async fn batches_keep_their_order() {
         let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
         let events = [event("a").build(), event("b").build()];
+        let more = [event("c").build(), event("d").build()];
         assert_eq!(server.send_batch(&events).await.status, 200);
-        assert_eq!(server.send_grpc(&events).await.status, 200);
-        assert_eq!(server.sink().ids(), ["a", "b", "a", "b"]);
+        assert_eq!(server.send_grpc(&more).await.status, 200);
+        assert_eq!(server.sink().ids(), ["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_reaches_the_sink_once_whichever_door() {
+        let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
+        let batch = [event("a").build(), event("b").build(), event("a").build()];
+        assert_eq!(server.send_grpc(&batch).await.status, 200);
+        assert_eq!(server.send_batch(&batch).await.status, 200);
+        assert_eq!(server.send_structured(&batch[1]).await.status, 200);
+        assert_eq!(server.sink().ids(), ["a", "b"], "a repeat in one batch too");
+        // Another source makes another event, even with the same id.
+        let other = event("a").source("elsewhere").build();
+        assert_eq!(server.send_binary(&other).await.status, 200);
+        assert_eq!(server.sink().ids(), ["a", "b", "a"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_not_accepted_reaches_the_sink_again() {
+        let server = TestServer::start(Recorder::answering(Outcome::rejected("no"))).await;
+        let one = event("1").build();
+        assert_eq!(server.send_structured(&one).await.status, 400);
+        assert_eq!(server.send_structured(&one).await.status, 400);
+        assert_eq!(server.sink().ids(), ["1", "1"]);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Event};
-use connector_sdk::{BoxError, Outcome, Sink, Unavailable, async_trait};
+use connector_sdk::{BoxError, Context, Outcome, Sink, Unavailable, async_trait};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -369,17 +369,16 @@ impl Sink for DingTalkSink {
         "sink-dingtalk"
     }
 
-    async fn initialize(config: DingTalkConfig) -> Result<Self, BoxError> {
+    async fn initialize(config: DingTalkConfig, _context: Context) -> Result<Self, BoxError> {
         telemetry::describe();
         Self::new(config)
     }
 
-    async fn arrived(&self, events: Vec<Event>) -> Outcome {
-        let outcomes = self.deliver(events).await;
-        Outcome::most_retryable(outcomes)
+    async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+        self.deliver(events).await
     }
 
-    fn status(&self) -> Option<Value> {
+    async fn status(&self) -> Option<Value> {
         Some(self.status_view())
     }
 }

@@ -133,6 +133,7 @@ async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
     );
     let mut child = tokio::process::Command::new(BINARY)
         .env("CONNECTOR_CONFIG", &config)
+        .env(STORE_ENV, store_dir("logs"))
         .env("LOG_LEVEL", "trace")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -14,6 +14,10 @@ fn run_to_exit(config: &PathBuf) -> Output {
     Command::new(BINARY)
         .env("CONNECTOR_CONFIG", config)
         .env("CONNECTOR_PORT", "0")
+        .env(
+            STORE_ENV,
+            store_dir(&config.file_stem().unwrap_or_default().to_string_lossy()),
+        )
         .output()
         .expect("binary runs")
 }
@@ -66,6 +70,26 @@ fn a_missing_key_and_a_missing_file_are_explained() {
 }
 
 #[test]
+fn a_store_path_that_cannot_be_written_stops_start_up_naming_it() {
+    let config = write_config(
+        "unwritable.yml",
+        "store:\n  path: /proc/sink-dingtalk-cannot-write-here\nbot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
+    );
+    let output = Command::new(BINARY)
+        .env("CONNECTOR_CONFIG", &config)
+        .env("CONNECTOR_PORT", "0")
+        .output()
+        .expect("binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("store.path /proc/sink-dingtalk-cannot-write-here")
+            && stderr.contains("writable"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_valid_config_serves_until_sigterm_then_exits_zero() {
     let port = free_port();
     let config = write_config(
@@ -75,6 +99,7 @@ fn a_valid_config_serves_until_sigterm_then_exits_zero() {
     let mut child = Command::new(BINARY)
         .env("CONNECTOR_CONFIG", &config)
         .env("CONNECTOR_PORT", port.to_string())
+        .env(STORE_ENV, store_dir("sigterm"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -222,9 +222,12 @@ async fn the_same_event_twice_posts_once() {
     let event = text_event("dup-1", "bot1");
     assert_eq!(h.post_structured(&event).await.status, 200);
     assert_eq!(h.post_structured(&event).await.status, 200);
-    assert_eq!(h.fake.requests_for(TOKEN_1), 2);
+    assert_eq!(
+        h.fake.requests_for(TOKEN_1),
+        1,
+        "the redelivery is answered from the ledger, without a post"
+    );
     assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1);
-    assert_eq!(h.fake.duplicates_for(TOKEN_1), 1);
 
     assert_eq!(
         h.post_structured(&text_event("dup-2", "bot1")).await.status,
@@ -276,11 +279,10 @@ async fn a_partly_failed_batch_is_retried_whole_without_double_posts() {
     }
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(
-        h.fake.accepted_for(TOKEN_1).len(),
+        h.fake.requests_for(TOKEN_1),
         2,
         "resent events were not posted again"
     );
-    assert!(h.fake.duplicates_for(TOKEN_1) >= 2);
     assert_eq!(h.fake.accepted_for(TOKEN_2).len(), 1);
 }
 

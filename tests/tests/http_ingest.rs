@@ -48,7 +48,7 @@ async fn the_readme_examples_reach_dingtalk_field_by_field() {
     assert_eq!(received, expected);
     assert!(h.received(TOKEN_2).is_empty());
     assert!(h.fake.rejections().is_empty(), "{:?}", h.fake.rejections());
-    // Each carried its own idempotency key although the README reuses one id.
+    // Each carried its own idempotency key.
     let uuids: std::collections::HashSet<_> = h
         .fake
         .accepted_for(TOKEN_1)

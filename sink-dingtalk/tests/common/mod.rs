@@ -20,6 +20,19 @@ pub fn write_config(name: &str, yaml: &str) -> PathBuf {
     path
 }
 
+/// A fresh, empty store directory named `name` for one run of the binary
+/// (never the default `/vanus-connect/data`).
+pub fn store_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("sink-dingtalk-test-{}", std::process::id()))
+        .join(format!("store-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The environment variable naming the store directory.
+pub const STORE_ENV: &str = "CONNECTOR_STORE__PATH";
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

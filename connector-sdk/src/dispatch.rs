@@ -1,0 +1,119 @@
+//! What happens to a decoded batch, whichever door it came through: the
+//! ledger takes out the events already accepted, the sink gets the rest,
+//! the ledger remembers what the sink accepted, and the per-event outcomes
+//! fold into the one answer the sender acts on.
+
+use std::sync::Arc;
+
+use cloudevents::{AttributesReader, Event};
+
+use crate::ledger::{Entry, Identity, Ledger};
+use crate::metrics;
+use crate::sink::{Outcome, Sink, Unavailable};
+
+/// The sink behind its ledger.
+pub(crate) struct Dispatch<S> {
+    sink: Arc<S>,
+    ledger: Arc<Ledger>,
+}
+
+impl<S: Sink> Dispatch<S> {
+    pub(crate) fn new(sink: Arc<S>, ledger: Arc<Ledger>) -> Self {
+        Self { sink, ledger }
+    }
+
+    pub(crate) fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Delivers a batch and answers for all of it.
+    pub(crate) async fn deliver(&self, events: Vec<Event>) -> Outcome {
+        if events.is_empty() {
+            return Outcome::Delivered;
+        }
+        let identities: Vec<Identity> = events.iter().map(Identity::of).collect();
+        let entries = match self.ledger.claim(&identities).await {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::error!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");
+                return Outcome::unavailable(
+                    Unavailable::ServiceUnavailable,
+                    format!("the delivered-ledger is unavailable ({err}); retry later"),
+                );
+            }
+        };
+
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut fresh = Vec::new();
+        let mut fresh_at = Vec::new();
+        for (index, (event, entry)) in events.into_iter().zip(&entries).enumerate() {
+            metrics::ledger(entry);
+            match entry {
+                Entry::Fresh => {
+                    fresh_at.push(index);
+                    fresh.push(event);
+                }
+                Entry::Done => {
+                    tracing::debug!(event_id = %event.id(), source = %event.source(), "redelivered event already accepted; not handed to the sink");
+                    outcomes[index] = Some(Outcome::Delivered);
+                }
+                Entry::Busy => {
+                    outcomes[index] = Some(Outcome::unavailable(
+                        Unavailable::ServiceUnavailable,
+                        format!(
+                            "event {} from {} is being handled by another request; retry later",
+                            event.id(),
+                            event.source()
+                        ),
+                    ));
+                }
+                Entry::SameAs(_) => {}
+            }
+        }
+
+        let handed = fresh.len();
+        let answered = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            self.sink.arrived(fresh).await
+        };
+        if answered.len() != handed {
+            tracing::error!(
+                handed,
+                answered = answered.len(),
+                "the sink reported a different number of outcomes than events; the missing ones count as not delivered"
+            );
+        }
+        let mut answered = answered.into_iter();
+        let mut settled = Vec::with_capacity(handed);
+        for index in fresh_at {
+            // Fail closed: an outcome the sink never gave is not a delivery.
+            let outcome = answered.next().unwrap_or_else(|| {
+                Outcome::unavailable(
+                    Unavailable::ServiceUnavailable,
+                    "the sink gave no outcome for this event; retry later",
+                )
+            });
+            settled.push((
+                identities[index].clone(),
+                matches!(outcome, Outcome::Delivered),
+            ));
+            outcomes[index] = Some(outcome);
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            if let Entry::SameAs(first) = entry {
+                outcomes[index] = outcomes[*first].clone();
+            }
+        }
+
+        let answer = Outcome::most_retryable(outcomes.into_iter().map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Outcome::unavailable(Unavailable::ServiceUnavailable, "not handled; retry later")
+            })
+        }));
+        // A retryable answer brings the batch back: the ledger must know what
+        // was accepted before the sender acts on the answer.
+        self.ledger.settle(settled, answer.is_retryable()).await;
+        answer
+    }
+}

@@ -1,0 +1,260 @@
+//! The delivered-ledger: an event is handed to the sink at most once.
+//!
+//! A Vanus trigger redelivers whole batches: after an error, after its own
+//! timeout, and at least once by design. The ledger remembers each event the
+//! sink accepted, by its CloudEvents identity (`source` + `id`, which the
+//! spec says identifies an event), for `ledger_ttl_secs`, so a redelivered
+//! event is answered 200 at once without reaching the sink.
+//!
+//! While a request handles an event the event is *claimed*: a concurrent
+//! redelivery of it (a trigger that gave up waiting and sent again) is
+//! answered "retry later" instead of being handed to the sink a second
+//! time. A claim lapses on its own after [`CLAIM_TTL`], so one left behind
+//! by a crash blocks nothing for long.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cloudevents::{AttributesReader, Event};
+use sha2::{Digest, Sha256};
+use tokio_util::task::TaskTracker;
+
+use crate::store::{Store, StoreError};
+
+/// How long a claim holds without being settled: far longer than a request
+/// may take, short enough that one a crash left behind soon lapses.
+pub const CLAIM_TTL: Duration = Duration::from_secs(60);
+
+const DONE: &[u8] = b"done";
+const CLAIMED: &[u8] = b"claimed";
+
+/// What the ledger knows of one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// Not seen before: claimed for this request; hand it to the sink.
+    Fresh,
+    /// Accepted before: answer delivered without calling the sink.
+    Done,
+    /// Another request is handling it right now: answer "retry later".
+    Busy,
+    /// The same event already appears earlier in this batch, at this index:
+    /// it shares that one's outcome.
+    SameAs(usize),
+}
+
+/// An event's identity in the ledger: a hash of `source` and `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Identity(String);
+
+impl Identity {
+    pub(crate) fn of(event: &Event) -> Self {
+        let mut hasher = Sha256::new();
+        for part in [event.source().as_str().as_bytes(), event.id().as_bytes()] {
+            // Length-prefixed so ("a", "bc") and ("ab", "c") differ.
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        let digest = hasher.finalize();
+        Identity(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The ledger over its part of the store.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    store: Store,
+    ttl: Duration,
+    /// Records written after the answer went out; waited for at shutdown.
+    settling: TaskTracker,
+}
+
+impl Ledger {
+    pub(crate) fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            settling: TaskTracker::new(),
+        }
+    }
+
+    /// Looks up every event of a batch and claims the fresh ones.
+    pub(crate) async fn claim(&self, identities: &[Identity]) -> Result<Vec<Entry>, StoreError> {
+        let mut first_seen: HashMap<&Identity, usize> = HashMap::new();
+        let mut entries = Vec::with_capacity(identities.len());
+        let mut lookups = Vec::new();
+        for (index, identity) in identities.iter().enumerate() {
+            match first_seen.get(identity) {
+                Some(&first) => entries.push(Some(Entry::SameAs(first))),
+                None => {
+                    first_seen.insert(identity, index);
+                    entries.push(None);
+                    lookups.push((index, self.claim_one(identity)));
+                }
+            }
+        }
+        // Concurrently: a shared backend pipelines them, the embedded one
+        // commits them together.
+        let (indexes, claims): (Vec<usize>, Vec<_>) = lookups.into_iter().unzip();
+        let results = futures_util::future::join_all(claims).await;
+        let mut failure = None;
+        for (index, result) in indexes.into_iter().zip(results) {
+            match result {
+                Ok(entry) => entries[index] = Some(entry),
+                Err(err) => failure = Some(err),
+            }
+        }
+        if let Some(err) = failure {
+            // Release what this call did claim: nothing is handed on.
+            let claimed: Vec<&Identity> = identities
+                .iter()
+                .zip(&entries)
+                .filter(|(_, entry)| **entry == Some(Entry::Fresh))
+                .map(|(identity, _)| identity)
+                .collect();
+            for identity in claimed {
+                let _ = self.store.remove(&identity.0).await;
+            }
+            return Err(err);
+        }
+        Ok(entries
+            .into_iter()
+            .map(|entry| entry.unwrap_or(Entry::Busy))
+            .collect())
+    }
+
+    async fn claim_one(&self, identity: &Identity) -> Result<Entry, StoreError> {
+        let existing = self
+            .store
+            .create(&identity.0, CLAIMED.to_vec(), CLAIM_TTL)
+            .await?;
+        Ok(match existing.as_deref() {
+            None => Entry::Fresh,
+            Some(DONE) => Entry::Done,
+            Some(_) => Entry::Busy,
+        })
+    }
+
+    /// Remembers the events the sink accepted and releases the claims of
+    /// the others. With `wait`, returns once the records are durable (the
+    /// sender was told to retry, so the redelivery must find them);
+    /// otherwise writes them in the background.
+    pub(crate) async fn settle(&self, settled: Vec<(Identity, bool)>, wait: bool) {
+        if settled.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let ttl = self.ttl;
+        let write = async move {
+            let writes = settled.into_iter().map(|(identity, accepted)| {
+                let store = store.clone();
+                async move {
+                    let result = if accepted {
+                        store.put(&identity.0, DONE.to_vec(), ttl).await
+                    } else {
+                        store.remove(&identity.0).await
+                    };
+                    if let Err(err) = result {
+                        // The claim lapses by itself; a redelivery of an
+                        // accepted event may then reach the sink again.
+                        tracing::error!(%err, ledger_key = %identity.0, accepted, "cannot record an event in the delivered-ledger");
+                    }
+                }
+            });
+            futures_util::future::join_all(writes).await;
+        };
+        if wait {
+            write.await;
+        } else {
+            self.settling.spawn(write);
+        }
+    }
+
+    /// Waits for the records still being written.
+    pub(crate) async fn flush(&self) {
+        self.settling.close();
+        self.settling.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Embedded;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    use std::sync::Arc;
+
+    fn event(source: &str, id: &str) -> Event {
+        EventBuilderV10::new()
+            .id(id)
+            .source(source)
+            .ty("t")
+            .build()
+            .expect("valid")
+    }
+
+    fn ledger(dir: &std::path::Path) -> Ledger {
+        let store = Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")));
+        Ledger::new(store, Duration::from_secs(3_600))
+    }
+
+    #[test]
+    fn identity_is_source_and_id() {
+        let a = Identity::of(&event("s", "1"));
+        assert_eq!(a, Identity::of(&event("s", "1")));
+        assert_ne!(a, Identity::of(&event("s", "2")));
+        assert_ne!(a, Identity::of(&event("t", "1")));
+        assert_ne!(
+            Identity::of(&event("ab", "c")),
+            Identity::of(&event("a", "bc"))
+        );
+    }
+
+    #[tokio::test]
+    async fn accepted_events_are_done_refused_ones_fresh_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = ledger(dir.path());
+        let ids = [
+            Identity::of(&event("s", "1")),
+            Identity::of(&event("s", "2")),
+        ];
+        assert_eq!(
+            ledger.claim(&ids).await,
+            Ok(vec![Entry::Fresh, Entry::Fresh])
+        );
+        assert_eq!(
+            ledger.claim(&ids).await,
+            Ok(vec![Entry::Busy, Entry::Busy]),
+            "claimed by the first request"
+        );
+        ledger
+            .settle(vec![(ids[0].clone(), true), (ids[1].clone(), false)], true)
+            .await;
+        assert_eq!(
+            ledger.claim(&ids).await,
+            Ok(vec![Entry::Done, Entry::Fresh])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeat_inside_one_batch_follows_its_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = ledger(dir.path());
+        let one = Identity::of(&event("s", "1"));
+        let ids = [one.clone(), Identity::of(&event("s", "2")), one];
+        assert_eq!(
+            ledger.claim(&ids).await,
+            Ok(vec![Entry::Fresh, Entry::Fresh, Entry::SameAs(0)])
+        );
+    }
+
+    #[tokio::test]
+    async fn background_records_land_before_flush_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = ledger(dir.path());
+        let ids = [Identity::of(&event("s", "1"))];
+        ledger.claim(&ids).await.expect("claims");
+        ledger.settle(vec![(ids[0].clone(), true)], false).await;
+        ledger.flush().await;
+        assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+    }
+}

@@ -1,0 +1,754 @@
+//! The embedded backend: one redb database file in `store.path`.
+//!
+//! One thread owns the database and applies operations in the order they
+//! arrive. It takes every operation waiting in its queue at once and applies
+//! them in one transaction (group commit), so a burst of concurrent requests
+//! shares one fsync instead of paying one each. An operation is answered
+//! only after its transaction committed: with an fsync for durable writes
+//! (puts, pushes, gate passes), without one for claims (`create`), which
+//! may vanish with a crash, as a claim should.
+//!
+//! Times are wall-clock milliseconds, so expiries and send logs mean the
+//! same after a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::gate::GateLog;
+use super::{Backend, GateState, OpenError, Passage, Pushed, QueueItem, StoreError};
+
+/// key -> (expires at ms, value)
+const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
+/// (expires at ms, key): the records in expiry order, to purge and evict.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("record_expiry");
+/// (queue, seq) -> item
+const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_items");
+/// queue -> (head seq, next seq)
+const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queues");
+/// gate -> encoded [`GateLog`]
+const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates");
+
+/// The database file inside `store.path`.
+pub const FILE_NAME: &str = "connector.redb";
+/// redb's page cache: the database is small, and memory is budgeted.
+const CACHE_BYTES: usize = 8 << 20;
+/// Operations applied in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// Expired or excess records removed per write transaction at most, so
+/// purging never stalls the requests waiting behind it.
+const PURGE_PER_BATCH: usize = 256;
+/// Operations waiting for the writer at most; senders wait past it.
+const QUEUE_BOUND: usize = 4096;
+
+const NAME: &str = "embedded";
+
+/// The embedded store. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Embedded {
+    path: PathBuf,
+    /// `None` once closed.
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What an operation does to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    /// A write that may be lost with a crash until a durable one follows.
+    Lazy,
+    Durable,
+}
+
+/// Applies one operation inside the batch's transaction, and returns how
+/// to answer it once the transaction has committed (or failed), and
+/// whether the operation itself failed.
+type Apply = Box<dyn FnOnce(&mut Tables<'_>, u64) -> (Option<String>, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+struct Op {
+    kind: Kind,
+    apply: Apply,
+}
+
+impl Embedded {
+    /// Opens (or creates) the database in directory `dir`, creating the
+    /// directory if missing. The writer thread starts here.
+    pub fn open(dir: &Path, max_records: u64) -> Result<Self, OpenError> {
+        let problem = |reason: String| OpenError {
+            path: dir.to_owned(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|err| {
+            problem(format!(
+                "cannot create the directory ({err}); make it writable for the user the connector runs as, or set store.path elsewhere"
+            ))
+        })?;
+        let file = dir.join(FILE_NAME);
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => problem(format!(
+                    "{} is in use by another process; give each connector process its own store.path (or share state through store.redis)",
+                    file.display()
+                )),
+                other => problem(format!(
+                    "cannot open {} ({other}); check that the directory is writable and the file is not damaged",
+                    file.display()
+                )),
+            })?;
+        create_tables(&db).map_err(|err| {
+            problem(format!(
+                "cannot write {} ({err}); check that the directory is writable",
+                file.display()
+            ))
+        })?;
+        let (ops, queue) = mpsc::channel(QUEUE_BOUND);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(&db, queue, max_records))
+            .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
+        Ok(Self {
+            path: dir.to_owned(),
+            ops: Mutex::new(Some(ops)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The directory holding the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer's next transaction and answers with its value
+    /// once that transaction is done.
+    async fn run<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        f: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let apply: Apply = Box::new(move |tables, now| {
+            let result = f(tables, now);
+            let failed = result.as_ref().err().map(ToString::to_string);
+            let finish: Finish = Box::new(move |batch| {
+                // The batch result wins: a value from an aborted transaction
+                // never happened.
+                let _ = answer.send(batch.and_then(|()| result.map_err(unavailable)));
+            });
+            (failed, finish)
+        });
+        let ops = lock(&self.ops).clone().ok_or(StoreError::Closed)?;
+        ops.send(Op { kind, apply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        backend: NAME,
+        reason: err.to_string(),
+    }
+}
+
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(RECORDS)?;
+    txn.open_table(EXPIRY)?;
+    txn.open_table(ITEMS)?;
+    txn.open_table(QUEUES)?;
+    txn.open_table(GATES)?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The writer thread: batches, applies, commits, answers; until every
+/// sender is gone.
+fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        apply_batch(db, batch, max_records);
+    }
+    // Closed: a durable commit makes the lazy writes before it durable too.
+    let flushed: Result<(), redb::Error> = db
+        .begin_write()
+        .map_err(redb::Error::from)
+        .and_then(|txn| txn.commit().map_err(redb::Error::from));
+    if let Err(err) = flushed {
+        tracing::error!(%err, "cannot flush the store on close");
+    }
+}
+
+fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64) {
+    let writes = batch.iter().any(|op| op.kind != Kind::Read);
+    let durable = batch.iter().any(|op| op.kind == Kind::Durable);
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(err) => {
+            let err = unavailable(err);
+            for op in batch {
+                let (_, finish) = (op.apply)(&mut Tables::unusable(), 0);
+                finish(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    if !durable {
+        // Cannot fail before anything was written in this transaction.
+        let _ = txn.set_durability(Durability::None);
+    }
+    let now = now_ms();
+    let (finishes, failure) = run_ops(&txn, batch, now, writes, max_records);
+    let result = match failure {
+        Some(reason) => {
+            let _ = txn.abort();
+            Err(unavailable(reason))
+        }
+        None if writes => txn.commit().map_err(unavailable),
+        None => txn.abort().map_err(unavailable),
+    };
+    for finish in finishes {
+        finish(result.clone());
+    }
+}
+
+/// Applies every op of a batch; the first failure (if any) aborts it.
+fn run_ops(
+    txn: &WriteTransaction,
+    batch: Vec<Op>,
+    now: u64,
+    writes: bool,
+    max_records: u64,
+) -> (Vec<Finish>, Option<String>) {
+    let mut tables = match Tables::open(txn) {
+        Ok(tables) => tables,
+        Err(err) => {
+            let reason = err.to_string();
+            let finishes = batch
+                .into_iter()
+                .map(|op| (op.apply)(&mut Tables::unusable(), now).1)
+                .collect();
+            return (finishes, Some(reason));
+        }
+    };
+    let mut failure = None;
+    let mut finishes = Vec::with_capacity(batch.len());
+    for op in batch {
+        let (failed, finish) = (op.apply)(&mut tables, now);
+        failure = failure.or(failed);
+        finishes.push(finish);
+    }
+    if writes && failure.is_none() {
+        failure = tables.purge(now, max_records).err().map(|e| e.to_string());
+    }
+    (finishes, failure)
+}
+
+/// The tables, open in one write transaction.
+struct Tables<'txn> {
+    open: Option<OpenTables<'txn>>,
+}
+
+struct OpenTables<'txn> {
+    records: Table<'txn, &'static str, (u64, &'static [u8])>,
+    expiry: Table<'txn, (u64, &'static str), ()>,
+    items: Table<'txn, (&'static str, u64), &'static [u8]>,
+    queues: Table<'txn, &'static str, (u64, u64)>,
+    gates: Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Self {
+            open: Some(OpenTables {
+                records: txn.open_table(RECORDS)?,
+                expiry: txn.open_table(EXPIRY)?,
+                items: txn.open_table(ITEMS)?,
+                queues: txn.open_table(QUEUES)?,
+                gates: txn.open_table(GATES)?,
+            }),
+        })
+    }
+
+    /// Stands in when the transaction could not be opened: every operation
+    /// on it fails, so its caller is answered with the batch's error.
+    fn unusable() -> Self {
+        Self { open: None }
+    }
+
+    fn tables(&mut self) -> Result<&mut OpenTables<'txn>, redb::Error> {
+        self.open.as_mut().ok_or_else(|| {
+            redb::Error::Io(std::io::Error::other("the transaction could not be opened"))
+        })
+    }
+
+    fn get(&mut self, key: &str, now: u64) -> Result<Option<Vec<u8>>, redb::Error> {
+        let t = self.tables()?;
+        Ok(t.records.get(key)?.and_then(|guard| {
+            let (expires, value) = guard.value();
+            (expires > now).then(|| value.to_vec())
+        }))
+    }
+
+    fn put(&mut self, key: &str, value: &[u8], expires: u64) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let replaced = t
+            .records
+            .insert(key, (expires, value))?
+            .map(|old| old.value().0);
+        if let Some(old_expires) = replaced {
+            t.expiry.remove((old_expires, key))?;
+        }
+        t.expiry.insert((expires, key), ())?;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let removed = t.records.remove(key)?.map(|old| old.value().0);
+        if let Some(expires) = removed {
+            t.expiry.remove((expires, key))?;
+        }
+        Ok(())
+    }
+
+    fn queue_bounds(&mut self, queue: &str) -> Result<(u64, u64), redb::Error> {
+        let t = self.tables()?;
+        Ok(t.queues.get(queue)?.map_or((0, 0), |guard| guard.value()))
+    }
+
+    fn push(&mut self, queue: &str, item: &[u8], max_len: u64) -> Result<Pushed, redb::Error> {
+        let (head, next) = self.queue_bounds(queue)?;
+        let len = next - head;
+        if len >= max_len {
+            return Ok(Pushed::Full { len });
+        }
+        let t = self.tables()?;
+        t.items.insert((queue, next), item)?;
+        t.queues.insert(queue, (head, next + 1))?;
+        Ok(Pushed::Queued { len: len + 1 })
+    }
+
+    fn peek(&mut self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, redb::Error> {
+        let (head, next) = self.queue_bounds(queue)?;
+        let t = self.tables()?;
+        let mut items = Vec::new();
+        for entry in t.items.range((queue, head)..(queue, next))?.take(max_items) {
+            let (key, value) = entry?;
+            items.push(QueueItem {
+                seq: key.value().1,
+                data: value.value().to_vec(),
+            });
+        }
+        Ok(items)
+    }
+
+    fn pop_through(&mut self, queue: &str, seq: u64) -> Result<(), redb::Error> {
+        let (head, next) = self.queue_bounds(queue)?;
+        let end = seq.saturating_add(1).min(next);
+        if end <= head {
+            return Ok(());
+        }
+        let t = self.tables()?;
+        for at in head..end {
+            t.items.remove((queue, at))?;
+        }
+        t.queues.insert(queue, (end, next))?;
+        Ok(())
+    }
+
+    fn gate(&mut self, gate: &str) -> Result<GateLog, redb::Error> {
+        let t = self.tables()?;
+        Ok(t.gates
+            .get(gate)?
+            .map(|guard| GateLog::decode(guard.value()))
+            .unwrap_or_default())
+    }
+
+    fn save_gate(&mut self, gate: &str, log: &GateLog) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        t.gates.insert(gate, log.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Removes expired records, then the ones closest to expiry while there
+    /// are more than `max_records`; a bounded amount per transaction.
+    fn purge(&mut self, now: u64, max_records: u64) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let excess = t.records.len()?.saturating_sub(max_records);
+        let mut doomed: Vec<(u64, String)> = Vec::new();
+        for entry in t.expiry.iter()?.take(PURGE_PER_BATCH) {
+            let (key, _) = entry?;
+            let (expires, name) = key.value();
+            let must_evict = u64::try_from(doomed.len()).unwrap_or(u64::MAX) < excess;
+            if expires > now && !must_evict {
+                break;
+            }
+            doomed.push((expires, name.to_owned()));
+        }
+        for (expires, key) in doomed {
+            t.expiry.remove((expires, key.as_str()))?;
+            t.records.remove(key.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for Embedded {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Read, move |t, now| t.get(&key, now)).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Durable, move |t, now| {
+            t.put(&key, &value, now.saturating_add(millis(ttl)))
+        })
+        .await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Lazy, move |t, now| {
+            if let Some(existing) = t.get(&key, now)? {
+                return Ok(Some(existing));
+            }
+            t.put(&key, &value, now.saturating_add(millis(ttl)))?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Durable, move |t, _| t.remove(&key)).await
+    }
+
+    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError> {
+        let queue = queue.to_owned();
+        self.run(Kind::Durable, move |t, _| t.push(&queue, &item, max_len))
+            .await
+    }
+
+    async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
+        let queue = queue.to_owned();
+        self.run(Kind::Read, move |t, _| t.peek(&queue, max_items))
+            .await
+    }
+
+    async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.run(Kind::Durable, move |t, _| t.pop_through(&queue, seq))
+            .await
+    }
+
+    async fn len(&self, queue: &str) -> Result<u64, StoreError> {
+        let queue = queue.to_owned();
+        self.run(Kind::Read, move |t, _| {
+            let (head, next) = t.queue_bounds(&queue)?;
+            Ok(next - head)
+        })
+        .await
+    }
+
+    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, now| {
+            let mut log = t.gate(&gate)?;
+            let passage = log.pass(now, limit, window);
+            t.save_gate(&gate, &log)?;
+            Ok(passage)
+        })
+        .await
+    }
+
+    async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, now| {
+            let mut log = t.gate(&gate)?;
+            log.hold(now, duration);
+            t.save_gate(&gate, &log)
+        })
+        .await
+    }
+
+    async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Read, move |t, now| {
+            Ok(t.gate(&gate)?.state(now, window))
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.run(Kind::Read, |t, _| t.tables().map(drop)).await
+    }
+
+    async fn close(&self) {
+        // Without senders the writer finishes what is queued, then stops
+        // and releases the file.
+        lock(&self.ops).take();
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!(path = %self.path.display(), "the store's writer thread failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use std::sync::Arc;
+
+    fn open(dir: &Path) -> Store {
+        Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")))
+    }
+
+    #[tokio::test]
+    async fn records_expire_and_create_keeps_the_first_value() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let minute = Duration::from_secs(60);
+        assert_eq!(store.create("a", b"1".to_vec(), minute).await, Ok(None));
+        assert_eq!(
+            store.create("a", b"2".to_vec(), minute).await,
+            Ok(Some(b"1".to_vec()))
+        );
+        store.put("a", b"3".to_vec(), minute).await.expect("put");
+        assert_eq!(store.get("a").await, Ok(Some(b"3".to_vec())));
+        store.remove("a").await.expect("remove");
+        assert_eq!(store.get("a").await, Ok(None));
+
+        store
+            .put("short", b"x".to_vec(), Duration::from_millis(1))
+            .await
+            .expect("put");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.get("short").await, Ok(None), "expired");
+        assert_eq!(
+            store.create("short", b"y".to_vec(), minute).await,
+            Ok(None),
+            "an expired record can be created again"
+        );
+    }
+
+    #[tokio::test]
+    async fn namespaces_do_not_collide() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let minute = Duration::from_secs(60);
+        store
+            .scope("a")
+            .put("k", b"a".to_vec(), minute)
+            .await
+            .expect("put");
+        store
+            .scope("b")
+            .put("k", b"b".to_vec(), minute)
+            .await
+            .expect("put");
+        assert_eq!(store.scope("a").get("k").await, Ok(Some(b"a".to_vec())));
+        assert_eq!(store.get("k").await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn queues_are_ordered_bounded_and_popped_from_the_head() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        for (i, item) in ["a", "b", "c"].iter().enumerate() {
+            assert_eq!(
+                store.push("q", item.as_bytes().to_vec(), 3).await,
+                Ok(Pushed::Queued {
+                    len: u64::try_from(i + 1).unwrap()
+                })
+            );
+        }
+        assert_eq!(
+            store.push("q", b"d".to_vec(), 3).await,
+            Ok(Pushed::Full { len: 3 })
+        );
+        let head = store.peek("q", 2).await.expect("peek");
+        assert_eq!(
+            head,
+            [
+                QueueItem {
+                    seq: 0,
+                    data: b"a".to_vec()
+                },
+                QueueItem {
+                    seq: 1,
+                    data: b"b".to_vec()
+                }
+            ]
+        );
+        store.pop_through("q", 1).await.expect("pop");
+        assert_eq!(store.len("q").await, Ok(1));
+        store.push("q", b"d".to_vec(), 3).await.expect("push");
+        let rest: Vec<_> = store.peek("q", 10).await.expect("peek");
+        assert_eq!(
+            rest.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            [2, 3],
+            "sequence numbers are never reused"
+        );
+        store
+            .pop_through("q", 0)
+            .await
+            .expect("popping the past does nothing");
+        assert_eq!(store.len("q").await, Ok(2));
+        assert_eq!(store.len("other").await, Ok(0));
+    }
+
+    #[tokio::test]
+    async fn everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let window = Duration::from_secs(60);
+        {
+            let store = open(dir.path());
+            store.push("q", b"kept".to_vec(), 10).await.expect("push");
+            store.put("r", b"v".to_vec(), window).await.expect("put");
+            assert_eq!(
+                store.pass("g", 2, window).await,
+                Ok(Passage::Open { used: 1 })
+            );
+            store.close().await;
+            assert_eq!(store.get("r").await, Err(StoreError::Closed));
+        }
+        // Closing released the file.
+        let store = open(dir.path());
+        assert_eq!(store.peek("q", 5).await.expect("peek")[0].data, b"kept");
+        assert_eq!(store.get("r").await, Ok(Some(b"v".to_vec())));
+        assert_eq!(store.gate_state("g", window).await.expect("state").used, 1);
+    }
+
+    #[tokio::test]
+    async fn gates_pass_wait_and_hold() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            store.pass("g", 1, window).await,
+            Ok(Passage::Open { used: 1 })
+        );
+        assert!(matches!(
+            store.pass("g", 1, window).await,
+            Ok(Passage::Wait(wait)) if wait > Duration::from_secs(59)
+        ));
+        store
+            .hold("g", Duration::from_secs(600))
+            .await
+            .expect("hold");
+        assert!(matches!(
+            store.pass("g", 5, window).await,
+            Ok(Passage::Held(wait)) if wait > Duration::from_secs(599)
+        ));
+        let state = store.gate_state("g", window).await.expect("state");
+        assert_eq!(state.used, 1);
+        assert!(state.held_for.is_some());
+    }
+
+    #[tokio::test]
+    async fn concurrent_operations_share_transactions_and_all_land() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let mut pushes = tokio::task::JoinSet::new();
+        for i in 0..200_u8 {
+            let store = store.clone();
+            pushes.spawn(async move { store.push("q", vec![i], 1_000).await });
+        }
+        while let Some(pushed) = pushes.join_next().await {
+            assert!(
+                matches!(pushed, Ok(Ok(Pushed::Queued { .. }))),
+                "{pushed:?}"
+            );
+        }
+        assert_eq!(store.len("q").await, Ok(200));
+    }
+
+    #[tokio::test]
+    async fn records_are_bounded_closest_to_expiry_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 3).expect("opens")));
+        for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let ttl = Duration::from_secs(100 + u64::try_from(i).unwrap());
+            store.put(key, b"v".to_vec(), ttl).await.expect("put");
+        }
+        assert_eq!(store.get("a").await, Ok(None), "evicted");
+        assert_eq!(store.get("b").await, Ok(None), "evicted");
+        assert_eq!(store.get("e").await, Ok(Some(b"v".to_vec())));
+    }
+
+    #[test]
+    fn an_unwritable_path_is_named_with_what_to_do() {
+        let err = Embedded::open(Path::new("/proc/no-such-dir/store"), 10).expect_err("fails");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("store.path /proc/no-such-dir/store"),
+            "{text}"
+        );
+        assert!(text.contains("writable"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_second_process_on_the_same_path_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first = open(dir.path());
+        let err = Embedded::open(dir.path(), 10).expect_err("in use");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The rule of a gate, free of storage: a log of recent send times (wall
+//! clock, in milliseconds since the epoch, so it means the same after a
+//! restart) and a hold. A backend loads the log, asks it, and saves it back
+//! in one atomic step.
+
+use std::time::Duration;
+
+use super::{GateState, Passage};
+
+/// One gate's recent sends and hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GateLog {
+    /// No send passes before this instant (ms); 0 when not held.
+    pub hold_until: u64,
+    /// Send instants (ms) that may still be in a window, oldest first.
+    pub sends: Vec<u64>,
+}
+
+impl GateLog {
+    /// Records a send at `now` if the gate is not held and fewer than
+    /// `limit` sends are in the `window` ending at `now`.
+    pub fn pass(&mut self, now: u64, limit: u32, window: Duration) -> Passage {
+        self.forget(now, window);
+        if self.hold_until > now {
+            return Passage::Held(Duration::from_millis(self.hold_until - now));
+        }
+        let limit = limit as usize;
+        if self.sends.len() < limit {
+            // A clock that stepped back keeps the log sorted all the same.
+            let at = self.sends.partition_point(|&t| t <= now);
+            self.sends.insert(at, now);
+            return Passage::Open {
+                used: u32::try_from(self.sends.len()).unwrap_or(u32::MAX),
+            };
+        }
+        // The window must shed sends until one fewer than `limit` remain:
+        // the send at `len - limit` is the last of those to leave.
+        let frees_at = self.sends[self.sends.len() - limit] + window_ms(window);
+        Passage::Wait(Duration::from_millis(frees_at.saturating_sub(now).max(1)))
+    }
+
+    /// Holds the gate for `duration` from `now`, unless held longer already.
+    pub fn hold(&mut self, now: u64, duration: Duration) {
+        let until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        self.hold_until = self.hold_until.max(until);
+    }
+
+    /// The gate at `now`, over the `window` ending then.
+    pub fn state(&self, now: u64, window: Duration) -> GateState {
+        let in_window: Vec<u64> = self
+            .sends
+            .iter()
+            .copied()
+            .filter(|&t| t + window_ms(window) > now)
+            .collect();
+        GateState {
+            used: u32::try_from(in_window.len()).unwrap_or(u32::MAX),
+            next_free_in: in_window
+                .first()
+                .map(|&t| Duration::from_millis((t + window_ms(window)).saturating_sub(now))),
+            held_for: (self.hold_until > now).then(|| Duration::from_millis(self.hold_until - now)),
+        }
+    }
+
+    /// Drops the sends that left the window, and an expired hold.
+    fn forget(&mut self, now: u64, window: Duration) {
+        let window = window_ms(window);
+        self.sends.retain(|&t| t + window > now);
+        if self.hold_until <= now {
+            self.hold_until = 0;
+        }
+    }
+
+    /// `hold_until` then each send, as little-endian u64s.
+    pub fn encode(&self) -> Vec<u8> {
+        std::iter::once(self.hold_until)
+            .chain(self.sends.iter().copied())
+            .flat_map(u64::to_le_bytes)
+            .collect()
+    }
+
+    /// The inverse of [`GateLog::encode`]; an empty or torn value is an
+    /// empty log.
+    pub fn decode(bytes: &[u8]) -> Self {
+        let mut words = bytes
+            .chunks_exact(8)
+            .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+        GateLog {
+            hold_until: words.next().unwrap_or(0),
+            sends: words.collect(),
+        }
+    }
+}
+
+fn window_ms(window: Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn passes_up_to_the_limit_then_says_when_a_send_leaves_the_window() {
+        let mut log = GateLog::default();
+        for i in 0..3 {
+            assert_eq!(
+                log.pass(1_000 + i * 10, 3, MINUTE),
+                Passage::Open {
+                    used: u32::try_from(i + 1).unwrap()
+                }
+            );
+        }
+        assert_eq!(
+            log.pass(2_000, 3, MINUTE),
+            Passage::Wait(Duration::from_millis(59_000))
+        );
+        // A lower limit on the same log waits for more sends to leave.
+        assert_eq!(
+            log.pass(2_000, 2, MINUTE),
+            Passage::Wait(Duration::from_millis(59_010))
+        );
+        // The first send leaves the window exactly a window later.
+        assert_eq!(log.pass(61_000, 3, MINUTE), Passage::Open { used: 3 });
+    }
+
+    #[test]
+    fn a_hold_refuses_every_send_until_it_ends_and_the_longest_wins() {
+        let mut log = GateLog::default();
+        log.hold(0, Duration::from_secs(600));
+        log.hold(0, Duration::from_secs(10));
+        assert_eq!(
+            log.pass(1_000, 20, MINUTE),
+            Passage::Held(Duration::from_millis(599_000))
+        );
+        assert_eq!(log.pass(600_000, 20, MINUTE), Passage::Open { used: 1 });
+        assert_eq!(log.hold_until, 0, "an expired hold is forgotten");
+    }
+
+    #[test]
+    fn state_counts_the_window_without_changing_it() {
+        let mut log = GateLog::default();
+        log.pass(0, 5, MINUTE);
+        log.pass(30_000, 5, MINUTE);
+        log.hold(30_000, Duration::from_secs(5));
+        let state = log.state(31_000, MINUTE);
+        assert_eq!(
+            state,
+            GateState {
+                used: 2,
+                next_free_in: Some(Duration::from_millis(29_000)),
+                held_for: Some(Duration::from_millis(4_000)),
+            }
+        );
+        assert_eq!(log.state(61_000, MINUTE).used, 1);
+        assert_eq!(log.sends.len(), 2, "state does not forget");
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_keeps_sends_ordered() {
+        let mut log = GateLog::default();
+        log.pass(10_000, 5, MINUTE);
+        log.pass(5_000, 5, MINUTE);
+        assert_eq!(log.sends, [5_000, 10_000]);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_junk_is_an_empty_log() {
+        let log = GateLog {
+            hold_until: 7,
+            sends: vec![1, 2, 3],
+        };
+        assert_eq!(GateLog::decode(&log.encode()), log);
+        assert_eq!(GateLog::decode(&[]), GateLog::default());
+        assert_eq!(GateLog::decode(&[1, 2, 3]).sends, Vec::<u64>::new());
+    }
+}

@@ -1,0 +1,322 @@
+//! Durable state for a connector: what a sink must remember between
+//! requests, across restarts and, with a shared backend, across replicas.
+//!
+//! Three facilities, each something a rate-limited webhook sink needs:
+//!
+//! - **records**: a value under a key, with an expiry (the runtime's
+//!   delivered-ledger lives here);
+//! - **queues**: ordered, durable, bounded lists (an outbox of events
+//!   accepted while the destination's budget is used up);
+//! - **gates**: an atomic "may I send now?" over a sliding window, with
+//!   holds (a destination's send budget, shared by everyone who sends to it,
+//!   and its cool-down after the destination said "too fast").
+//!
+//! The runtime opens one store at start-up (`store.path`: an embedded redb
+//! database by default) and hands it to the sink in [`crate::Context`].
+//! Keys are namespaced with [`Store::scope`], so the runtime's keys and the
+//! sink's never collide. Every operation either completes durably or
+//! returns a [`StoreError`]: a sink answers "retry later" then, never "done".
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+mod embedded;
+mod gate;
+
+pub use embedded::Embedded;
+
+/// The `store` section of the runtime's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// The directory of the embedded database, created if missing.
+    /// Default `/vanus-connect/data`.
+    pub path: PathBuf,
+    /// Records kept at most (the ledger's entries, mostly); past it the
+    /// ones closest to expiry go first. Default 1,000,000.
+    pub max_records: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("/vanus-connect/data"),
+            max_records: 1_000_000,
+        }
+    }
+}
+
+/// A store operation failed: the state it was about was not read or not
+/// changed. Callers answer "retry later".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed or could not be reached.
+    #[error("the {backend} store is unavailable: {reason}")]
+    Unavailable {
+        /// Which backend (`embedded`, `redis`).
+        backend: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The store was closed: the connector is shutting down.
+    #[error("the store is closed: the connector is shutting down")]
+    Closed,
+}
+
+/// The store could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("store.path {path}: {reason}")]
+pub struct OpenError {
+    /// The directory that was asked for.
+    pub path: PathBuf,
+    /// What went wrong and what to do.
+    pub reason: String,
+}
+
+/// The answer to a queue push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Appended; the queue now holds `len` items.
+    Queued {
+        /// Items in the queue, this one included.
+        len: u64,
+    },
+    /// Not appended: the queue already holds its maximum.
+    Full {
+        /// Items in the queue.
+        len: u64,
+    },
+}
+
+/// One queued item and its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueItem {
+    /// Its sequence number: increasing in push order, never reused.
+    pub seq: u64,
+    /// What was pushed.
+    pub data: Vec<u8>,
+}
+
+/// The answer of a gate: may the caller send now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passage {
+    /// Yes, and the send is recorded: the window now holds `used` sends.
+    Open {
+        /// Sends in the window, this one included.
+        used: u32,
+    },
+    /// No: the window holds the limit; a send leaves it after this long.
+    Wait(Duration),
+    /// No: the gate is held (a cool-down) for this long.
+    Held(Duration),
+}
+
+/// What a gate looks like now, without changing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateState {
+    /// Sends in the window ending now.
+    pub used: u32,
+    /// When the oldest send in the window leaves it; `None` when empty.
+    pub next_free_in: Option<Duration>,
+    /// The remaining hold; `None` when not held.
+    pub held_for: Option<Duration>,
+}
+
+/// A storage engine behind [`Store`]. Keys arrive fully namespaced.
+///
+/// Every method is atomic on its own: a gate's check and record, a push's
+/// bound check and append, a create's existence check and write. A backend
+/// whose state several processes share says so with
+/// [`Backend::is_shared`].
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and `/status`: `embedded`, `redis`.
+    fn name(&self) -> &'static str;
+
+    /// True when other processes may change this state at any time.
+    fn is_shared(&self) -> bool;
+
+    /// The value under `key`, unless absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets `key` to `value` for `ttl`, durably.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Sets `key` to `value` for `ttl` unless it holds an unexpired value,
+    /// which is returned instead. Not durable on its own on every backend:
+    /// use it for claims that may vanish with a crash.
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes `key`, if present.
+    async fn remove(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Appends `item` to `queue`, durably, unless it holds `max_len` items.
+    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError>;
+
+    /// Up to `max_items` items from the head of `queue`, oldest first.
+    async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError>;
+
+    /// Removes the items of `queue` up to and including sequence `seq`.
+    async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError>;
+
+    /// Items in `queue`.
+    async fn len(&self, queue: &str) -> Result<u64, StoreError>;
+
+    /// Records a send through `gate` now, if it is not held and fewer than
+    /// `limit` sends are in the `window` ending now; durably, before
+    /// answering [`Passage::Open`].
+    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError>;
+
+    /// Holds `gate` for `duration` from now (a longer hold already in place
+    /// stays).
+    async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError>;
+
+    /// The state of `gate` over the `window` ending now.
+    async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError>;
+
+    /// Ok when the backend answers.
+    async fn health(&self) -> Result<(), StoreError>;
+
+    /// Finishes pending writes and releases the backend; later calls fail
+    /// with [`StoreError::Closed`].
+    async fn close(&self);
+}
+
+/// A handle on the connector's store, scoped to a namespace; cheap to
+/// clone. See the [module documentation](self).
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    namespace: Arc<str>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store over `backend`, at its root namespace.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            namespace: Arc::from(""),
+        }
+    }
+
+    /// The same store, with keys under `name/` inside this namespace.
+    pub fn scope(&self, name: &str) -> Store {
+        Store {
+            backend: Arc::clone(&self.backend),
+            namespace: Arc::from(format!("{}{name}/", self.namespace)),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.namespace)
+    }
+
+    /// The backend's name: `embedded` or `redis`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// True when other processes share this state (see [`Backend::is_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.backend.is_shared()
+    }
+
+    /// See [`Backend::get`].
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.get(&self.key(key)).await
+    }
+
+    /// See [`Backend::put`].
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.backend.put(&self.key(key), value, ttl).await
+    }
+
+    /// See [`Backend::create`].
+    pub async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.create(&self.key(key), value, ttl).await
+    }
+
+    /// See [`Backend::remove`].
+    pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.backend.remove(&self.key(key)).await
+    }
+
+    /// See [`Backend::push`].
+    pub async fn push(
+        &self,
+        queue: &str,
+        item: Vec<u8>,
+        max_len: u64,
+    ) -> Result<Pushed, StoreError> {
+        self.backend.push(&self.key(queue), item, max_len).await
+    }
+
+    /// See [`Backend::peek`].
+    pub async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
+        self.backend.peek(&self.key(queue), max_items).await
+    }
+
+    /// See [`Backend::pop_through`].
+    pub async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
+        self.backend.pop_through(&self.key(queue), seq).await
+    }
+
+    /// See [`Backend::len`].
+    pub async fn len(&self, queue: &str) -> Result<u64, StoreError> {
+        self.backend.len(&self.key(queue)).await
+    }
+
+    /// See [`Backend::pass`].
+    pub async fn pass(
+        &self,
+        gate: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Passage, StoreError> {
+        self.backend.pass(&self.key(gate), limit, window).await
+    }
+
+    /// See [`Backend::hold`].
+    pub async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
+        self.backend.hold(&self.key(gate), duration).await
+    }
+
+    /// See [`Backend::gate_state`].
+    pub async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
+        self.backend.gate_state(&self.key(gate), window).await
+    }
+
+    /// See [`Backend::health`].
+    pub async fn health(&self) -> Result<(), StoreError> {
+        self.backend.health().await
+    }
+
+    /// See [`Backend::close`]; closes the store for every handle.
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+}
