@@ -58,7 +58,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{self, RuntimeConfig};
 use crate::proto::cloud_events_client::CloudEventsClient;
 use crate::proto::{BatchEvent, CloudEventBatch};
-use crate::store::{Embedded, Store, StoreConfig};
+use crate::store::{Clock, Embedded, Store, StoreConfig, SystemClock};
 use crate::{
     BATCH_CONTENT_TYPE, Context, SINK_SCOPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink,
     encode_event,
@@ -121,7 +121,7 @@ impl<S: Sink> TestServer<S> {
     /// When the servers cannot start.
     pub async fn start_with(sink: S, options: ServeOptions) -> Self {
         let grace = RuntimeConfig::default().shutdown_timeout();
-        let (store, dir) = open_store(&StoreConfig::default());
+        let (store, dir) = open_store(&StoreConfig::default(), Arc::new(SystemClock));
         Self::serve(Arc::new(sink), (store, dir), &options, grace).await
     }
 
@@ -140,9 +140,20 @@ impl<S: Sink> TestServer<S> {
     /// servers cannot start; the message says which. To test a config
     /// error, call [`config::load_from_str`] yourself.
     pub async fn from_yaml(yaml: &str) -> Self {
+        Self::from_yaml_with_clock(yaml, Arc::new(SystemClock)).await
+    }
+
+    /// [`TestServer::from_yaml`], with the store reading the time from
+    /// `clock`: a [`ShiftedClock`](crate::store::ShiftedClock) lets a test move the store's gates and
+    /// expiries a minute on without waiting for it.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestServer::from_yaml`].
+    pub async fn from_yaml_with_clock(yaml: &str, clock: Arc<dyn Clock>) -> Self {
         let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
             .unwrap_or_else(|err| panic!("{err}"));
-        let (store, dir) = open_store(&loaded.runtime.store);
+        let (store, dir) = open_store(&loaded.runtime.store, clock);
         let context = Context::new(store.scope(SINK_SCOPE));
         let sink = S::initialize(loaded.sink, context)
             .await
@@ -396,7 +407,7 @@ impl<S: Sink> TestServer<S> {
 
 /// The store `config` names, or a fresh temporary one when it names the
 /// default path (which a test must never touch).
-fn open_store(config: &StoreConfig) -> (Store, Option<tempfile::TempDir>) {
+fn open_store(config: &StoreConfig, clock: Arc<dyn Clock>) -> (Store, Option<tempfile::TempDir>) {
     let (path, dir) = if config.path == StoreConfig::default().path {
         let dir = tempfile::tempdir()
             .unwrap_or_else(|err| panic!("cannot create a temporary store: {err}"));
@@ -404,7 +415,8 @@ fn open_store(config: &StoreConfig) -> (Store, Option<tempfile::TempDir>) {
     } else {
         (config.path.clone(), None)
     };
-    let embedded = Embedded::open(&path, config.max_records).unwrap_or_else(|err| panic!("{err}"));
+    let embedded = Embedded::open_with_clock(&path, config.max_records, clock)
+        .unwrap_or_else(|err| panic!("{err}"));
     (Store::new(Arc::new(embedded)), dir)
 }
 

@@ -13,6 +13,12 @@
 //! delivery:                      # optional
 //!   deadline_ms: 3000            # time to answer one request, pacing and retries included
 //!   cooldown_secs: 600           # hold a robot this long after DingTalk throttles it
+//! digest:                        # optional: what happens past a robot's budget
+//!   enabled: true                # queue and merge into digests (false: answer 429)
+//!   max_queued: 10000            # per robot; past it, 429
+//!   reserved: 4                  # of each robot's per_minute, kept for digests
+//!   linger_ms: 1000              # let a burst gather before the first digest
+//!   timezone: Asia/Shanghai      # for the times a digest shows
 //! ```
 
 use std::collections::HashMap;
@@ -22,9 +28,14 @@ use connector_sdk::{ConfigProblem, SinkConfig};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::webhook::{RobotId, WebhookUrl};
 
 /// DingTalk allows this many messages a minute per robot.
 pub const DINGTALK_PER_MINUTE: u32 = 20;
+
+/// The longest `delivery.deadline_ms`: an answer must leave before a Vanus
+/// trigger's 5 s timeout, with room for the network.
+pub const MAX_DEADLINE_MS: u64 = 4_500;
 
 /// The whole sink configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +45,9 @@ pub struct DingTalkConfig {
     /// How hard to try for each event.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// What happens to events past a robot's budget.
+    #[serde(default)]
+    pub digest: DigestConfig,
 }
 
 /// `bot`: the chat groups.
@@ -52,7 +66,7 @@ pub struct WebhookConfig {
     /// The name events use in `xvchatgroup`.
     pub chat_group: String,
     /// The robot's webhook URL, with its `access_token`.
-    pub url: String,
+    pub url: WebhookUrl,
     /// The robot's signing secret (`SEC...`), when it is secured by signature.
     #[serde(default)]
     pub signature: Option<Secret>,
@@ -73,12 +87,50 @@ fn default_per_minute() -> u32 {
     DINGTALK_PER_MINUTE
 }
 
+/// `digest`: events past a robot's budget are queued durably and sent as
+/// merged markdown digests instead of being refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DigestConfig {
+    /// Queue and merge (true), or answer 429 past the budget (false).
+    pub enabled: bool,
+    /// Events queued per robot at most; past it the sink answers 429.
+    pub max_queued: u64,
+    /// Of each robot's `per_minute`, the sends kept for digests, so a
+    /// summary goes out within seconds when a storm starts.
+    pub reserved: u32,
+    /// How long the first digest of a storm waits for more events.
+    pub linger_ms: u64,
+    /// The time zone of the times a digest shows.
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_queued: 10_000,
+            reserved: 4,
+            linger_ms: 1_000,
+            timezone: chrono_tz::Asia::Shanghai,
+        }
+    }
+}
+
+impl DigestConfig {
+    /// The first digest's wait for more events.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
 /// `delivery`: time budgets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DeliveryConfig {
     /// How long one request may take, waiting for a send slot and retrying
-    /// included. Keep it under the 5 s a Vanus trigger waits.
+    /// included; at most [`MAX_DEADLINE_MS`], under the 5 s a Vanus trigger
+    /// waits.
     pub deadline_ms: u64,
     /// How long to leave a robot alone after DingTalk says "sent too fast"
     /// (DingTalk blocks it for 10 minutes).
@@ -136,7 +188,8 @@ impl SinkConfig for DingTalkConfig {
         }
 
         let mut first_index_of_group = HashMap::new();
-        let mut secret_of_url: HashMap<&str, (usize, Option<&Secret>)> = HashMap::new();
+        // Each robot's first webhook: the ones after it must agree with it.
+        let mut first_of_robot: HashMap<&RobotId, (usize, &WebhookConfig)> = HashMap::new();
         for (i, webhook) in webhooks.iter().enumerate() {
             let path = format!("bot.webhooks.{i}");
             if webhook.chat_group.trim().is_empty() {
@@ -155,9 +208,6 @@ impl SinkConfig for DingTalkConfig {
                 ));
                 first_index_of_group.insert(webhook.chat_group.as_str(), first);
             }
-            if let Err(reason) = check_webhook_url(&webhook.url) {
-                problems.push(ConfigProblem::new(format!("{path}.url"), reason));
-            }
             if let Some(secret) = &webhook.signature
                 && secret.expose().trim().is_empty()
             {
@@ -174,20 +224,42 @@ impl SinkConfig for DingTalkConfig {
                         webhook.per_minute
                     ),
                 ));
+            } else if self.digest.enabled && self.digest.reserved >= webhook.per_minute {
+                problems.push(ConfigProblem::new(
+                    "digest.reserved",
+                    format!(
+                        "is {}, which leaves nothing of the {} a minute of bot.webhooks.{i} ({}) for events sent on their own; lower it below per_minute",
+                        self.digest.reserved, webhook.per_minute, webhook.chat_group
+                    ),
+                ));
             }
-            match secret_of_url.get(webhook.url.as_str()) {
-                Some((first, secret)) if *secret != webhook.signature.as_ref() => {
-                    problems.push(ConfigProblem::new(
-                        format!("{path}.signature"),
-                        format!(
-                            "differs from bot.webhooks.{first}, which has the same url; one robot has one secret"
-                        ),
-                    ));
+            let robot = match webhook.url.webhook() {
+                Ok(parsed) => parsed.robot(),
+                Err(reason) => {
+                    problems.push(ConfigProblem::new(format!("{path}.url"), reason));
+                    continue;
                 }
-                Some(_) => {}
-                None => {
-                    secret_of_url.insert(webhook.url.as_str(), (i, webhook.signature.as_ref()));
-                }
+            };
+            let Some((first, earlier)) = first_of_robot.get(robot).copied() else {
+                first_of_robot.insert(robot, (i, webhook));
+                continue;
+            };
+            // Chat groups on one robot share its budget and its secret.
+            if earlier.signature != webhook.signature {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.signature"),
+                    format!(
+                        "differs from bot.webhooks.{first}, which posts through the same robot; one robot has one secret"
+                    ),
+                ));
+            }
+            if earlier.per_minute != webhook.per_minute || earlier.paced != webhook.paced {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.per_minute"),
+                    format!(
+                        "differs from bot.webhooks.{first}, which posts through the same robot (same host, path and access_token); the robot has one budget, so give both the same per_minute and paced"
+                    ),
+                ));
             }
         }
 
@@ -202,10 +274,13 @@ impl SinkConfig for DingTalkConfig {
         }
 
         let delivery = &self.delivery;
-        if !(100..=60_000).contains(&delivery.deadline_ms) {
+        if !(500..=MAX_DEADLINE_MS).contains(&delivery.deadline_ms) {
             problems.push(ConfigProblem::new(
                 "delivery.deadline_ms",
-                "must be between 100 and 60000 (keep it under the 5000 ms a Vanus trigger waits)",
+                format!(
+                    "is {}; it must be between 500 and {MAX_DEADLINE_MS}, so every answer leaves before a Vanus trigger's 5000 ms timeout",
+                    delivery.deadline_ms
+                ),
             ));
         }
         if delivery.connect_timeout_ms == 0 {
@@ -214,31 +289,20 @@ impl SinkConfig for DingTalkConfig {
                 "must be above 0",
             ));
         }
+        if self.digest.enabled && self.digest.max_queued == 0 {
+            problems.push(ConfigProblem::new(
+                "digest.max_queued",
+                "must be above 0; set digest.enabled: false to answer 429 past the budget instead",
+            ));
+        }
+        if self.digest.linger_ms > 60_000 {
+            problems.push(ConfigProblem::new(
+                "digest.linger_ms",
+                "must be at most 60000: a storm's first summary should arrive within seconds",
+            ));
+        }
         problems
     }
-}
-
-/// A webhook URL must be an absolute http(s) URL. The error text never
-/// repeats the URL: it carries the access token.
-fn check_webhook_url(raw: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(raw).map_err(|err| {
-        format!("is not a valid URL ({err}); paste the robot's webhook, https://oapi.dingtalk.com/robot/send?access_token=...")
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "must be an http or https URL, not `{}:`",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err("has no host".to_owned());
-    }
-    Ok(url)
-}
-
-/// Parses a webhook URL that [`DingTalkConfig::validate`] accepted.
-pub(crate) fn webhook_url(raw: &str) -> Result<url::Url, String> {
-    check_webhook_url(raw)
 }
 
 #[cfg(test)]
@@ -289,7 +353,7 @@ bot:
       url: ftp://example.com/x
       per_minute: 25
 delivery:
-  deadline_ms: 10
+  deadline_ms: 5000
 "#,
         );
         assert_eq!(
@@ -297,8 +361,8 @@ delivery:
             [
                 "bot.webhooks.0.url",
                 "bot.webhooks.1.chat_group",
-                "bot.webhooks.1.url",
                 "bot.webhooks.1.per_minute",
+                "bot.webhooks.1.url",
                 "bot.default",
                 "delivery.deadline_ms",
             ]
@@ -322,6 +386,33 @@ bot:
 "#,
         );
         assert_eq!(paths(&config), ["bot.webhooks.1.signature"]);
+    }
+
+    #[test]
+    fn one_robot_spelled_twice_must_have_one_budget() {
+        let config = parse(
+            r#"
+bot:
+  webhooks:
+    - { chat_group: a, url: "https://x.test/robot/send?access_token=t&x=1", per_minute: 10 }
+    - { chat_group: b, url: "https://X.TEST:443/robot/send?x=1&access_token=t" }
+    - { chat_group: c, url: "https://x.test/robot/send?access_token=other" }
+"#,
+        );
+        assert_eq!(paths(&config), ["bot.webhooks.1.per_minute"]);
+    }
+
+    #[test]
+    fn digest_reserve_must_leave_room_for_direct_sends() {
+        let config = parse(
+            "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  timezone: Europe/Berlin\n",
+        );
+        assert_eq!(paths(&config), ["digest.reserved"]);
+        assert_eq!(config.digest.timezone, chrono_tz::Europe::Berlin);
+        let off = parse(
+            "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  enabled: false\n",
+        );
+        assert!(off.validate().is_empty());
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! One DingTalk robot: signs a request, POSTs the body, and classifies the
-//! answer. DingTalk answers HTTP 200 even on failure, so the verdict is in
-//! the body's `errcode`.
+//! One DingTalk robot: signs a request, POSTs the body, classifies the
+//! answer, and decides what a failure means for the next attempt. DingTalk
+//! answers HTTP 200 even on failure, so the verdict is in the body's
+//! `errcode`.
+//!
+//! The retry-or-not decision lives here, next to the answer it judges
+//! ([`SendError::next`]), and so does the outcome a sender is told
+//! ([`SendError::outcome`]); the delivery code only follows them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +15,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::secret::{Secret, masked_url};
+use connector_sdk::{Outcome, Unavailable};
+
+use crate::secret::Secret;
+use crate::webhook::Webhook;
 
 /// How one send attempt ended, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +52,12 @@ pub enum SendError {
     /// DingTalk answered with an HTTP error status.
     #[error("DingTalk answered HTTP {0}")]
     HttpStatus(u16),
+    /// DingTalk's gateway answered HTTP 429: it throttles this robot.
+    #[error("DingTalk's gateway answered HTTP 429 (too many requests)")]
+    HttpThrottled {
+        /// Its `Retry-After`, when it gave one.
+        retry_after: Option<Duration>,
+    },
     /// The answer is not DingTalk's JSON.
     #[error("DingTalk's answer is not valid: {0}")]
     BadAnswer(String),
@@ -55,17 +69,62 @@ pub enum SendError {
     Unreachable(String),
 }
 
+/// How long a gateway 429 without `Retry-After` holds the robot: DingTalk's
+/// minute.
+pub const GATEWAY_HOLD: Duration = Duration::from_secs(60);
+
+/// What to do after a failed attempt: the one retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Never again: DingTalk refuses this message for good.
+    GiveUp,
+    /// DingTalk throttles the robot: hold every message to it, for the
+    /// given time when DingTalk said, else for the configured cool-down.
+    HoldRobot(Option<Duration>),
+    /// Transient: another attempt may succeed soon.
+    Retry,
+    /// The endpoint refuses every message (a wrong URL, a gateway error):
+    /// nothing this message could change, and retrying at once will not
+    /// help. Answer "retry later"; an operator must look.
+    Later,
+}
+
 impl SendError {
-    /// True when another attempt may succeed soon (not for throttles: those
-    /// wait out a cool-down instead).
-    pub fn is_transient(&self) -> bool {
+    /// What to do next. Throttles are never retried at once: the robot is
+    /// held instead, so waiting sends do not make DingTalk's block longer.
+    pub fn next(&self) -> Next {
         match self {
-            SendError::Busy { .. }
+            SendError::Refused { .. } => Next::GiveUp,
+            SendError::TooFast { .. } => Next::HoldRobot(None),
+            SendError::HttpThrottled { retry_after } => {
+                Next::HoldRobot(Some(retry_after.unwrap_or(GATEWAY_HOLD)))
+            }
+            SendError::HttpStatus(status) if *status < 500 => Next::Later,
+            SendError::HttpStatus(_)
+            | SendError::Busy { .. }
             | SendError::Timeout(_)
             | SendError::Unreachable(_)
-            | SendError::BadAnswer(_) => true,
-            SendError::HttpStatus(status) => *status >= 500 || *status == 429,
-            SendError::Refused { .. } | SendError::TooFast { .. } => false,
+            | SendError::BadAnswer(_) => Next::Retry,
+        }
+    }
+
+    /// The outcome a sender gets for this failure, with `reason` (which
+    /// names the event and chat group) and, for a throttle, how long the
+    /// robot is held.
+    pub fn outcome(&self, reason: String, hold: Duration) -> Outcome {
+        match self {
+            SendError::Refused { .. } => Outcome::rejected(reason),
+            SendError::TooFast { .. } | SendError::HttpThrottled { .. } => Outcome::throttled(
+                hold,
+                format!("{reason}; holding the robot for {}s", hold.as_secs()),
+            ),
+            SendError::Timeout(_) => Outcome::unavailable(Unavailable::GatewayTimeout, reason),
+            SendError::HttpStatus(500..) | SendError::Busy { .. } | SendError::Unreachable(_) => {
+                Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
+            }
+            SendError::BadAnswer(_) | SendError::HttpStatus(_) => {
+                Outcome::unavailable(Unavailable::BadGateway, reason)
+            }
         }
     }
 
@@ -126,24 +185,24 @@ pub fn sign(secret: &Secret, timestamp_ms: u128) -> String {
 /// One robot: where to post and how to sign.
 #[derive(Debug, Clone)]
 pub struct Robot {
-    url: url::Url,
+    webhook: Webhook,
     secret: Option<Secret>,
     client: reqwest::Client,
 }
 
 impl Robot {
-    /// A robot posting to `url`, signing with `secret` when given.
-    pub fn new(url: url::Url, secret: Option<Secret>, client: reqwest::Client) -> Self {
+    /// A robot posting to `webhook`, signing with `secret` when given.
+    pub fn new(webhook: Webhook, secret: Option<Secret>, client: reqwest::Client) -> Self {
         Self {
-            url,
+            webhook,
             secret,
             client,
         }
     }
 
-    /// The webhook URL with its token masked, for logs and status pages.
-    pub fn display_url(&self) -> String {
-        masked_url(&self.url)
+    /// The webhook, which prints with its token masked.
+    pub fn webhook(&self) -> &Webhook {
+        &self.webhook
     }
 
     /// Whether requests carry a signature.
@@ -155,7 +214,7 @@ impl Robot {
     pub async fn send(&self, body: bytes::Bytes, timeout: Duration) -> Result<(), SendError> {
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post(self.webhook.expose().clone())
             .timeout(timeout)
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -177,6 +236,15 @@ impl Robot {
             .await
             .map_err(|err| transport_error(err, timeout))?;
         let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(SendError::HttpThrottled { retry_after });
+        }
         if !status.is_success() {
             return Err(SendError::HttpStatus(status.as_u16()));
         }
@@ -243,14 +311,14 @@ mod tests {
             ));
         }
         let busy = classify(-1, "busy".into()).expect_err("busy");
-        assert!(busy.is_transient());
+        assert_eq!(busy.next(), Next::Retry);
         for code in [
             310000, 300001, 300005, 400101, 400102, 400106, 400013, 400105, 40035, 43004, 430101,
             460101,
         ] {
             let err = classify(code, "x".into()).expect_err("refused");
             assert!(matches!(err, SendError::Refused { .. }), "{code}");
-            assert!(!err.is_transient(), "{code} is permanent");
+            assert_eq!(err.next(), Next::GiveUp, "{code} is permanent");
             assert_eq!(err.errcode(), Some(code));
         }
     }
@@ -268,9 +336,48 @@ mod tests {
     }
 
     #[test]
-    fn http_errors_are_transient_only_for_5xx_and_429() {
-        assert!(SendError::HttpStatus(500).is_transient());
-        assert!(SendError::HttpStatus(429).is_transient());
-        assert!(!SendError::HttpStatus(404).is_transient());
+    fn the_next_step_and_the_answer_follow_the_failure() {
+        let hold = Duration::from_secs(600);
+        let cases = [
+            (SendError::HttpStatus(500), Next::Retry, 503_u16),
+            (SendError::HttpStatus(502), Next::Retry, 503),
+            (SendError::HttpStatus(404), Next::Later, 502),
+            (
+                SendError::HttpThrottled {
+                    retry_after: Some(Duration::from_secs(30)),
+                },
+                Next::HoldRobot(Some(Duration::from_secs(30))),
+                429,
+            ),
+            (
+                SendError::TooFast {
+                    errcode: 410_100,
+                    errmsg: "too fast".into(),
+                },
+                Next::HoldRobot(None),
+                429,
+            ),
+            (SendError::Timeout(hold), Next::Retry, 504),
+            (SendError::Unreachable("refused".into()), Next::Retry, 503),
+            (SendError::BadAnswer("html".into()), Next::Retry, 502),
+        ];
+        for (err, next, status) in cases {
+            assert_eq!(err.next(), next, "{err}");
+            let outcome = err.outcome("event e".into(), hold);
+            let code = match &outcome {
+                Outcome::Rejected { .. } => 400,
+                Outcome::Throttled { retry_after, .. } => {
+                    assert_eq!(*retry_after, hold);
+                    429
+                }
+                Outcome::Unavailable { kind, .. } => match kind {
+                    Unavailable::BadGateway => 502,
+                    Unavailable::ServiceUnavailable => 503,
+                    Unavailable::GatewayTimeout => 504,
+                },
+                Outcome::Delivered => 200,
+            };
+            assert_eq!(code, status, "{err}");
+        }
     }
 }

@@ -39,20 +39,6 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A webhook URL with every query value masked: safe to log and to show.
-pub fn masked_url(url: &url::Url) -> String {
-    let mut masked = url.clone();
-    if url.query().is_some() {
-        let pairs: Vec<String> = url
-            .query_pairs()
-            .map(|(key, _)| format!("{key}=***"))
-            .collect();
-        masked.set_query(Some(&pairs.join("&")));
-    }
-    masked.set_password(None).ok();
-    masked.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,16 +49,5 @@ mod tests {
         assert_eq!(format!("{secret}"), "***");
         assert!(!format!("{secret:?}").contains("abc"));
         assert_eq!(secret.expose(), "SECabc123");
-    }
-
-    #[test]
-    fn masked_url_hides_the_token() {
-        let url = url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=deadbeef")
-            .expect("valid url");
-        let masked = masked_url(&url);
-        assert_eq!(
-            masked,
-            "https://oapi.dingtalk.com/robot/send?access_token=***"
-        );
     }
 }

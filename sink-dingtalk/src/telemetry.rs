@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_sdk::Outcome;
 use metrics::SharedString;
 
-/// Events handled, by `outcome` class and `chat_group` (`-` when the event
-/// named no configured group).
+/// Events handled, by `outcome` (delivered, queued, rejected, throttled,
+/// unavailable) and `chat_group` (`-` when the event named no configured
+/// group).
 pub const EVENTS: &str = "dingtalk_events_total";
 /// DingTalk answers with an errcode, by `errcode` (0 is success).
 pub const ERRCODES: &str = "dingtalk_errcodes_total";
@@ -17,8 +17,16 @@ pub const ERRCODES: &str = "dingtalk_errcodes_total";
 pub const REQUEST_SECONDS: &str = "dingtalk_request_duration_seconds";
 /// Time spent waiting for a send slot, for sends that waited.
 pub const PACING_WAIT_SECONDS: &str = "dingtalk_pacing_wait_seconds";
-/// 429s, by `chat_group` and `cause` (budget, cooldown, dingtalk).
+/// Throttles, by `chat_group` and `cause`: `budget`, `cooldown` and
+/// `outbox_full` were answered 429; `dingtalk` is DingTalk saying "too
+/// fast" (with digests on, that event waits in the outbox instead).
 pub const THROTTLED: &str = "dingtalk_throttled_total";
+/// Events in a robot's outbox, by `robot` (its first chat group).
+pub const OUTBOX_QUEUED: &str = "dingtalk_outbox_queued";
+/// Events that left an outbox, by `robot` and `result` (sent, refused).
+pub const OUTBOX_EVENTS: &str = "dingtalk_outbox_events_total";
+/// Digests posted (two or more events merged), by `robot`.
+pub const DIGESTS: &str = "dingtalk_digests_total";
 
 /// Describes the metrics once, at start-up.
 pub fn describe() {
@@ -34,15 +42,45 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time waited for a send slot"
     );
-    metrics::describe_counter!(THROTTLED, "Events answered 429, by chat group and cause");
+    metrics::describe_counter!(THROTTLED, "Throttled events, by chat group and cause");
+    metrics::describe_gauge!(OUTBOX_QUEUED, "Events waiting in a robot's outbox");
+    metrics::describe_counter!(
+        OUTBOX_EVENTS,
+        "Events that left a robot's outbox, by result (sent, refused)"
+    );
+    metrics::describe_counter!(DIGESTS, "Digests posted, by robot");
 }
 
-/// One event's outcome.
-pub fn outcome(chat_group: Option<&Arc<str>>, outcome: &Outcome) {
+/// One event's outcome class.
+pub fn outcome(chat_group: Option<&Arc<str>>, class: &'static str) {
     let group = chat_group.map_or(SharedString::const_str("-"), |g| {
         SharedString::from(Arc::clone(g))
     });
-    metrics::counter!(EVENTS, "outcome" => outcome.class(), "chat_group" => group).increment(1);
+    metrics::counter!(EVENTS, "outcome" => class, "chat_group" => group).increment(1);
+}
+
+/// An event joined a robot's outbox, which now holds `len`.
+pub fn outbox_queued(robot: &Arc<str>, len: u64) {
+    metrics::gauge!(OUTBOX_QUEUED, "robot" => SharedString::from(Arc::clone(robot)))
+        .set(len as f64);
+}
+
+/// A post from the outbox carried `events` events.
+pub fn flushed(robot: &Arc<str>, events: usize) {
+    let robot = SharedString::from(Arc::clone(robot));
+    metrics::counter!(OUTBOX_EVENTS, "robot" => robot.clone(), "result" => "sent")
+        .increment(events as u64);
+    if events > 1 {
+        metrics::counter!(DIGESTS, "robot" => robot.clone()).increment(1);
+    }
+    metrics::gauge!(OUTBOX_QUEUED, "robot" => robot).decrement(events as f64);
+}
+
+/// A queued event DingTalk refused for good.
+pub fn outbox_refused(robot: &Arc<str>) {
+    let robot = SharedString::from(Arc::clone(robot));
+    metrics::counter!(OUTBOX_EVENTS, "robot" => robot.clone(), "result" => "refused").increment(1);
+    metrics::gauge!(OUTBOX_QUEUED, "robot" => robot).decrement(1.0);
 }
 
 /// One POST to DingTalk and its errcode, if it answered with one.
@@ -68,7 +106,7 @@ pub fn pacing_wait(waited: Duration) {
     metrics::histogram!(PACING_WAIT_SECONDS).record(waited.as_secs_f64());
 }
 
-/// A 429 and why.
+/// A throttled event and why.
 pub fn throttled(chat_group: &str, cause: &'static str) {
     metrics::counter!(THROTTLED, "chat_group" => chat_group.to_owned(), "cause" => cause)
         .increment(1);

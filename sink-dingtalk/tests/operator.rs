@@ -24,6 +24,10 @@ fn config_for(fake: &FakeDingTalk, port: u16) -> String {
 async fn run(args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(BINARY)
         .args(args)
+        .env(
+            STORE_ENV,
+            store_dir(&format!("cli-{}", args.join("-").len())),
+        )
         .env("LOG_LEVEL", "warn")
         .output()
         .await

@@ -3,8 +3,9 @@
 //!
 //! It checks what DingTalk checks — access token, signature and timestamp,
 //! Content-Type, body size, JSON, message shape, the 20-per-minute limit
-//! with its 10-minute block, `msgUuid` de-duplication — and answers with
-//! DingTalk's errcodes. It records what it accepted and refused, and can be
+//! with its 10-minute block — and answers with DingTalk's errcodes. Like
+//! DingTalk's documentation, it shows and counts every POST, `msgUuid` or
+//! not; [`RobotSpec::honour_msg_uuid`] makes it drop repeats instead. It records what it accepted and refused, and can be
 //! told to fail the next requests on purpose.
 //!
 //! ```no_run

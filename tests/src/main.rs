@@ -32,6 +32,11 @@ struct Args {
     /// Seconds a robot stays blocked after exceeding its limit.
     #[arg(long, default_value_t = fake_dingtalk::DEFAULT_BLOCK_FOR.as_secs())]
     block_secs: u64,
+
+    /// Answer a repeated msgUuid ok without showing or counting it again
+    /// (DingTalk documents no such thing: by default every POST counts).
+    #[arg(long)]
+    honour_msguuid: bool,
 }
 
 /// One `--robot` value; `--per-minute` and `--block-secs` apply later.
@@ -84,9 +89,15 @@ async fn main() -> ExitCode {
         .robots
         .iter()
         .map(|spec| {
-            spec.clone()
+            let spec = spec
+                .clone()
                 .per_minute(args.per_minute)
-                .block_for(Duration::from_secs(args.block_secs))
+                .block_for(Duration::from_secs(args.block_secs));
+            if args.honour_msguuid {
+                spec.honour_msg_uuid()
+            } else {
+                spec
+            }
         })
         .collect();
 

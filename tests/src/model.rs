@@ -43,6 +43,10 @@ pub struct RobotSpec {
     pub per_minute: u32,
     /// How long the robot refuses everything after exceeding the limit.
     pub block_for: Duration,
+    /// Whether a repeated `msgUuid` is answered ok without being shown
+    /// again. Off by default: DingTalk documents no such de-duplication for
+    /// custom robots, so every POST counts and shows.
+    pub honours_msg_uuid: bool,
 }
 
 impl RobotSpec {
@@ -53,6 +57,7 @@ impl RobotSpec {
             secret: None,
             per_minute: DEFAULT_PER_MINUTE,
             block_for: DEFAULT_BLOCK_FOR,
+            honours_msg_uuid: false,
         }
     }
 
@@ -68,6 +73,15 @@ impl RobotSpec {
     pub fn per_minute(self, n: u32) -> Self {
         RobotSpec {
             per_minute: n,
+            ..self
+        }
+    }
+
+    /// Makes a repeated `msgUuid` be answered ok without being shown or
+    /// counted again (what some clients assume; DingTalk does not promise it).
+    pub fn honour_msg_uuid(self) -> Self {
+        RobotSpec {
+            honours_msg_uuid: true,
             ..self
         }
     }
@@ -89,6 +103,7 @@ impl std::fmt::Debug for RobotSpec {
             .field("signed", &self.secret.is_some())
             .field("per_minute", &self.per_minute)
             .field("block_for", &self.block_for)
+            .field("honours_msg_uuid", &self.honours_msg_uuid)
             .finish()
     }
 }
@@ -105,6 +120,9 @@ pub enum Failure {
     ErrCode(i64, String),
     /// Sleep this long, then handle the request normally.
     Delay(Duration),
+    /// Sleep this long, then answer with the inner failure: a slow
+    /// "too fast", for instance.
+    After(Duration, Box<Failure>),
 }
 
 /// A message the fake accepted (errcode 0, not a duplicate).
@@ -162,6 +180,8 @@ mod tests {
         assert_eq!(r.per_minute, 20);
         assert_eq!(r.block_for, Duration::from_secs(600));
         assert!(r.secret.is_none());
+        assert!(!r.honours_msg_uuid, "every POST shows, as on DingTalk");
+        assert!(RobotSpec::new("t").honour_msg_uuid().honours_msg_uuid);
         let r = RobotSpec::signed("t", "SECx")
             .per_minute(3)
             .block_for(Duration::from_millis(5));

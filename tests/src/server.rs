@@ -19,6 +19,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use connector_sdk::store::ShiftedClock;
+
 use crate::model::{Accepted, Event, Failure, RobotSpec};
 use crate::state::{Incoming, Reply, State};
 
@@ -42,6 +44,9 @@ type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 /// State shared by the handle and the request handlers.
 struct Shared {
     state: Mutex<State>,
+    /// How far the fake's clock is ahead of tokio's: a test moves it on to
+    /// skip a rate-limit window, together with the sink's store clock.
+    clock: Option<Arc<ShiftedClock>>,
     /// Bumped after every request has been recorded.
     changes: watch::Sender<u64>,
     listeners: Mutex<Vec<Listener>>,
@@ -50,6 +55,19 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fake's wall-clock time, for signatures and the record of what it
+    /// accepted.
+    fn wall(&self) -> SystemTime {
+        let offset = self.clock.as_ref().map_or(Duration::ZERO, |c| c.offset());
+        SystemTime::now() + offset
+    }
+
+    /// The fake's time for its rate limits.
+    fn now(&self) -> Instant {
+        let offset = self.clock.as_ref().map_or(Duration::ZERO, |c| c.offset());
+        Instant::now() + offset
     }
 
     /// Tells listeners and waiters about a finished request.
@@ -119,17 +137,41 @@ impl FakeDingTalk {
         Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), robots).await
     }
 
+    /// Starts a server for `robots` on `127.0.0.1` with a free port, its
+    /// rate limits following `clock` (which a test can move a minute on,
+    /// with the sink's store clock).
+    pub async fn start_with_clock(
+        robots: Vec<RobotSpec>,
+        clock: Arc<ShiftedClock>,
+    ) -> std::io::Result<FakeDingTalk> {
+        Self::serve(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            robots,
+            Some(clock),
+        )
+        .await
+    }
+
     /// Starts a server for `robots` on `addr`. Fails if the address cannot
     /// be bound or two robots share a token.
     pub async fn start_on(
         addr: SocketAddr,
         robots: Vec<RobotSpec>,
     ) -> std::io::Result<FakeDingTalk> {
+        Self::serve(addr, robots, None).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        robots: Vec<RobotSpec>,
+        clock: Option<Arc<ShiftedClock>>,
+    ) -> std::io::Result<FakeDingTalk> {
         let state = State::new(robots)?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            clock,
             changes: watch::Sender::new(0),
             listeners: Mutex::new(Vec::new()),
         });
@@ -352,14 +394,18 @@ async fn send(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    let failure = shared.state().begin(token, &body);
-    if let Some(Failure::Delay(delay)) = &failure {
+    let mut failure = shared.state().begin(token, &body);
+    while let Some(Failure::Delay(delay) | Failure::After(delay, _)) = &failure {
         tracing::debug!(token, ?delay, "injected delay");
         tokio::time::sleep(*delay).await;
+        match failure {
+            Some(Failure::After(_, then)) => failure = Some(*then),
+            _ => break,
+        }
     }
     let (reply, event) = shared
         .state()
-        .answer(&req, failure, Instant::now(), SystemTime::now());
+        .answer(&req, failure, shared.now(), shared.wall());
     match &reply {
         Reply::Json { errcode, errmsg } => tracing::debug!(
             token,
@@ -562,7 +608,8 @@ mod tests {
     async fn rate_limit_and_duplicates_over_http() {
         let spec = RobotSpec::new("r")
             .per_minute(2)
-            .block_for(Duration::from_millis(300));
+            .block_for(Duration::from_millis(300))
+            .honour_msg_uuid();
         let fake = FakeDingTalk::start(vec![spec]).await.unwrap();
         let url = fake.webhook_url("r");
         let with_uuid = r#"{"msgtype":"text","text":{"content":"x"},"msgUuid":"m-1"}"#;

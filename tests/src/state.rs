@@ -129,7 +129,8 @@ impl State {
     ) -> (Reply, Option<Event>) {
         let token = req.token.unwrap_or("");
         match failure {
-            None | Some(Failure::Delay(_)) => self.handle(req, now, wall),
+            // The server slept the delays already.
+            None | Some(Failure::Delay(_) | Failure::After(..)) => self.handle(req, now, wall),
             Some(Failure::Http(status)) => (
                 Reply::Http(status),
                 Some(Event::HttpFailure {
@@ -223,7 +224,8 @@ impl State {
         let body: Value = serde_json::from_slice(req.body)
             .map_err(|_| (errcode::MISSING_PARAM, "缺少参数 json".to_owned()))?;
         let valid = shape::validate(&body).map_err(|e| (errcode::MISSING_PARAM, e.to_string()))?;
-        if let Some(uuid) = &valid.msg_uuid
+        let msg_uuid = valid.msg_uuid.filter(|_| robot.spec.honours_msg_uuid);
+        if let Some(uuid) = &msg_uuid
             && robot.seen_uuids.contains(uuid)
         {
             return Ok(Checked::Duplicate(uuid.clone()));
@@ -231,7 +233,7 @@ impl State {
         if robot.limiter.try_acquire(now).is_err() {
             return Err(too_fast(robot));
         }
-        if let Some(uuid) = valid.msg_uuid {
+        if let Some(uuid) = msg_uuid {
             robot.seen_uuids.insert(uuid);
         }
         Ok(Checked::Accept {
@@ -456,8 +458,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn duplicates_are_ok_but_not_recorded_nor_counted() {
+    async fn by_default_a_repeated_msg_uuid_shows_and_counts_again() {
         let mut st = State::new(vec![RobotSpec::new("a").per_minute(2)]).unwrap();
+        let with_uuid = r#"{"msgtype":"text","text":{"content":"hi"},"msgUuid":"u1"}"#;
+        let wall = SystemTime::now();
+        for _ in 0..2 {
+            let (reply, _) = st.handle(&text("a", with_uuid), Instant::now(), wall);
+            assert_eq!(code(&reply), 0);
+        }
+        assert_eq!(st.accepted().len(), 2, "shown twice");
+        assert_eq!(st.duplicates_for("a"), 0);
+        let (reply, _) = st.handle(&text("a", with_uuid), Instant::now(), wall);
+        assert_eq!(code(&reply), 410_100, "and counted twice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_are_ok_but_not_recorded_nor_counted() {
+        let mut st = State::new(vec![RobotSpec::new("a").per_minute(2).honour_msg_uuid()]).unwrap();
         let with_uuid = r#"{"msgtype":"text","text":{"content":"hi"},"msgUuid":"u1"}"#;
         let wall = SystemTime::now();
         for _ in 0..5 {
@@ -481,7 +498,8 @@ mod tests {
     async fn throttled_uuid_is_not_remembered() {
         let spec = RobotSpec::new("a")
             .per_minute(1)
-            .block_for(Duration::from_secs(1));
+            .block_for(Duration::from_secs(1))
+            .honour_msg_uuid();
         let mut st = State::new(vec![spec]).unwrap();
         let with_uuid = r#"{"msgtype":"text","text":{"content":"hi"},"msgUuid":"u1"}"#;
         let wall = SystemTime::now();

@@ -46,7 +46,7 @@ async fn readyz_turns_503_while_draining_and_in_flight_requests_finish() {
 }
 
 #[tokio::test]
-async fn metrics_move_with_delivered_rejected_and_throttled_events() {
+async fn metrics_move_with_delivered_queued_rejected_and_throttled_events() {
     let h = Harness::with(two_robots(), |fake| {
         format!("{}delivery:\n  cooldown_secs: 60\n", two_groups(fake))
     })
@@ -65,7 +65,7 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
     let before = (
         events("delivered").await,
         events("rejected").await,
-        events("throttled").await,
+        events("queued").await,
     );
     let received_before = h
         .sink
@@ -95,18 +95,25 @@ async fn metrics_move_with_delivered_rejected_and_throttled_events() {
             .status,
         400
     );
+    // "Too fast": the robot is held, and the event waits in its outbox.
     h.fake
         .fail_next(TOKEN_2, Failure::ErrCode(410100, "send too fast".into()), 1);
     assert_eq!(
         h.post_structured(&to_bot2("m4", "text", json!("three")))
             .await
             .status,
-        429
+        200
     );
 
     assert_eq!(events("delivered").await - before.0, 2.0);
     assert_eq!(events("rejected").await - before.1, 1.0);
-    assert_eq!(events("throttled").await - before.2, 1.0);
+    assert_eq!(events("queued").await - before.2, 1.0);
+    assert_eq!(
+        h.sink
+            .metric("dingtalk_outbox_queued", &[("robot", "bot2")])
+            .await,
+        1.0
+    );
     assert!(
         h.sink
             .metric(

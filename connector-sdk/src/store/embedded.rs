@@ -12,8 +12,8 @@
 //! same after a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{
@@ -23,7 +23,9 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::gate::GateLog;
-use super::{Backend, GateState, OpenError, Passage, Pushed, QueueItem, StoreError};
+use super::{
+    Backend, Clock, GateState, OpenError, Passage, Pushed, QueueItem, StoreError, SystemClock,
+};
 
 /// key -> (expires at ms, value)
 const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
@@ -83,6 +85,15 @@ impl Embedded {
     /// Opens (or creates) the database in directory `dir`, creating the
     /// directory if missing. The writer thread starts here.
     pub fn open(dir: &Path, max_records: u64) -> Result<Self, OpenError> {
+        Self::open_with_clock(dir, max_records, Arc::new(SystemClock))
+    }
+
+    /// [`Embedded::open`], reading the time from `clock`.
+    pub fn open_with_clock(
+        dir: &Path,
+        max_records: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
         let problem = |reason: String| OpenError {
             path: dir.to_owned(),
             reason,
@@ -106,22 +117,49 @@ impl Embedded {
                     file.display()
                 )),
             })?;
+        Self::serve(db, dir.to_owned(), max_records, clock)
+    }
+
+    /// Creates the tables and starts the writer thread.
+    fn serve(
+        db: Database,
+        path: PathBuf,
+        max_records: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let problem = |reason: String| OpenError {
+            path: path.clone(),
+            reason,
+        };
         create_tables(&db).map_err(|err| {
             problem(format!(
-                "cannot write {} ({err}); check that the directory is writable",
-                file.display()
+                "cannot write the database ({err}); check that the directory is writable"
             ))
         })?;
         let (ops, queue) = mpsc::channel(QUEUE_BOUND);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(&db, queue, max_records))
+            .spawn(move || write_loop(&db, queue, max_records, clock.as_ref()))
             .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
         Ok(Self {
-            path: dir.to_owned(),
+            path,
             ops: Mutex::new(Some(ops)),
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// A store that lives only as long as the process: for command-line
+    /// tools that run a sink's code outside the connector, and for tests.
+    pub fn in_memory() -> Result<Self, OpenError> {
+        let path = PathBuf::from("(memory)");
+        let problem = |reason: String| OpenError {
+            path: path.clone(),
+            reason,
+        };
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|err| problem(format!("cannot create an in-memory store: {err}")))?;
+        Self::serve(db, path, u64::MAX, Arc::new(SystemClock))
     }
 
     /// The directory holding the database.
@@ -179,20 +217,13 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The writer thread: batches, applies, commits, answers; until every
 /// sender is gone.
-fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64) {
+fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64, clock: &dyn Clock) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -201,7 +232,7 @@ fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64) {
                 Err(_) => break,
             }
         }
-        apply_batch(db, batch, max_records);
+        apply_batch(db, batch, max_records, clock.now_ms());
     }
     // Closed: a durable commit makes the lazy writes before it durable too.
     let flushed: Result<(), redb::Error> = db
@@ -213,7 +244,7 @@ fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64) {
     }
 }
 
-fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64) {
+fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) {
     let writes = batch.iter().any(|op| op.kind != Kind::Read);
     let durable = batch.iter().any(|op| op.kind == Kind::Durable);
     let mut txn = match db.begin_write() {
@@ -231,7 +262,6 @@ fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64) {
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let now = now_ms();
     let (finishes, failure) = run_ops(&txn, batch, now, writes, max_records);
     let result = match failure {
         Some(reason) => {
@@ -550,8 +580,7 @@ impl Backend for Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
-    use std::sync::Arc;
+    use crate::store::{ShiftedClock, Store};
 
     fn open(dir: &Path) -> Store {
         Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")))
@@ -697,6 +726,26 @@ mod tests {
         let state = store.gate_state("g", window).await.expect("state");
         assert_eq!(state.used, 1);
         assert!(state.held_for.is_some());
+    }
+
+    #[tokio::test]
+    async fn gates_and_expiries_follow_the_clock_they_are_given() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ShiftedClock::default());
+        let embedded = Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens");
+        let store = Store::new(Arc::new(embedded));
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            store.pass("g", 1, window).await,
+            Ok(Passage::Open { used: 1 })
+        );
+        store.put("r", b"v".to_vec(), window).await.expect("put");
+        clock.advance(window);
+        assert_eq!(
+            store.pass("g", 1, window).await,
+            Ok(Passage::Open { used: 1 })
+        );
+        assert_eq!(store.get("r").await, Ok(None), "expired a minute later");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ pub const AT_ALL_EXTENSION: &str = "xvatall";
 pub const EVERYONE_TOKEN: &str = "@所有人";
 
 /// Who a message mentions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mentions {
     /// Mobile numbers, without duplicates, in first-seen order.
     pub mobiles: Vec<String>,
@@ -55,6 +55,25 @@ impl Mentions {
         );
         mentions.all |= flag(event, AT_ALL_EXTENSION)?;
         Ok(mentions)
+    }
+
+    /// The mentions of a built body's top-level `at` object (none when it
+    /// has none or it is malformed: the body was built by this crate).
+    pub fn from_at(at: &Value) -> Self {
+        let mut mentions = Mentions::default();
+        if at.is_object() && mentions.read_at(at.clone()).is_err() {
+            return Mentions::default();
+        }
+        mentions
+    }
+
+    /// Everyone either mentions, each once, in first-seen order.
+    pub fn merged(&self, other: &Mentions) -> Mentions {
+        Mentions {
+            mobiles: dedup(self.mobiles.iter().chain(&other.mobiles).cloned()),
+            user_ids: dedup(self.user_ids.iter().chain(&other.user_ids).cloned()),
+            all: self.all || other.all,
+        }
     }
 
     /// True when nobody is mentioned.

@@ -17,6 +17,7 @@ use connector_sdk::cloudevents::{AttributesReader, Data, Event};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+pub mod digest;
 mod error;
 pub mod mention;
 pub mod truncate;

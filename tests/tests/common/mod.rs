@@ -5,11 +5,15 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+use connector_sdk::store::ShiftedClock;
 pub use connector_sdk::testing::Reply;
 use connector_sdk::testing::TestServer;
 use connector_sdk::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
-use fake_dingtalk::{FakeDingTalk, RobotSpec};
+use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec};
 use serde_json::Value;
 use sink_dingtalk::DingTalkSink;
 
@@ -96,6 +100,54 @@ impl Harness {
         self.sink.send_grpc_raw(batch).await
     }
 
+    /// A fake and a sink whose rate-limit clocks are `clock`: moving it on
+    /// skips a minute window for both.
+    pub async fn with_clock(
+        robots: Vec<RobotSpec>,
+        config: impl FnOnce(&FakeDingTalk) -> String,
+        clock: Arc<ShiftedClock>,
+    ) -> Harness {
+        let fake = FakeDingTalk::start_with_clock(robots, Arc::clone(&clock))
+            .await
+            .expect("fake DingTalk starts");
+        let sink = TestServer::from_yaml_with_clock(&config(&fake), clock).await;
+        Harness { fake, sink }
+    }
+
+    /// Sends a gRPC batch as a Vanus trigger does: on any error the whole
+    /// batch again, after 1 s, 5 s, 10 s, 30 s..., at most `attempts` times.
+    /// Returns the number of attempts it took, or `None` if none succeeded.
+    pub async fn trigger_grpc(&self, events: Vec<CloudEvent>, attempts: usize) -> Option<usize> {
+        let backoff = [1, 5, 10, 30, 60, 120];
+        for attempt in 0..attempts {
+            match self.grpc_send(events.clone()).await {
+                Ok(()) => return Some(attempt + 1),
+                Err(status) => {
+                    let wait = backoff[attempt.min(backoff.len() - 1)];
+                    tracing::debug!(attempt, %status, wait, "the trigger retries the whole batch");
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until every marker shows in what the robot with `token`
+    /// accepted, at most `timeout`; returns how many show.
+    pub async fn wait_visible(&self, token: &str, markers: &[String], timeout: Duration) -> usize {
+        let started = tokio::time::Instant::now();
+        loop {
+            let shown = markers
+                .iter()
+                .filter(|m| times_shown(&self.fake.accepted_for(token), m) > 0)
+                .count();
+            if shown == markers.len() || started.elapsed() >= timeout {
+                return shown;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The bodies DingTalk accepted for a robot, without their msgUuid.
     pub fn received(&self, token: &str) -> Vec<Value> {
         self.fake
@@ -133,4 +185,30 @@ pub fn structured(
         event[*name] = Value::String((*value).to_owned());
     }
     event.to_string()
+}
+
+/// How many accepted messages show `marker` (a single message or a line of
+/// a digest).
+pub fn times_shown(accepted: &[Accepted], marker: &str) -> usize {
+    accepted
+        .iter()
+        .map(|a| a.body.to_string().matches(marker).count())
+        .sum()
+}
+
+/// The most messages accepted within any 60 s (by the fake's clock).
+pub fn most_in_any_minute(accepted: &[Accepted]) -> usize {
+    let mut times: Vec<SystemTime> = accepted.iter().map(|a| a.at).collect();
+    times.sort();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| {
+                    t.duration_since(times[i]).unwrap_or_default() < Duration::from_secs(60)
+                })
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
 }

@@ -1,0 +1,170 @@
+//! A robot's outbox: events accepted (answered 200) while its budget was
+//! used up or it was held, kept durably in the connector's store in arrival
+//! order until the flusher has sent them, alone or in digests.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use connector_sdk::store::{Pushed, QueueItem};
+use connector_sdk::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::message::digest::Summary;
+
+/// One queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The event's `id`, for logs.
+    pub event_id: String,
+    /// The event's `source`, for logs.
+    pub source: String,
+    /// The chat group it was sent to.
+    pub chat_group: String,
+    /// Its DingTalk type.
+    pub msgtype: String,
+    /// When it was queued, in milliseconds since the epoch.
+    pub queued_at_ms: i64,
+    /// The message's exact JSON body, for sending it on its own.
+    pub body: String,
+    /// What a digest shows of it.
+    pub summary: Summary,
+}
+
+/// A queued entry and its place in the queue; `None` when the stored bytes
+/// do not decode (written by an incompatible version).
+#[derive(Debug)]
+pub struct Queued {
+    /// Its sequence number in the queue.
+    pub seq: u64,
+    /// The entry.
+    pub entry: Option<Entry>,
+}
+
+/// One robot's outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    store: Store,
+    queue: String,
+    max_queued: u64,
+    /// The queue's length as this process counts it: exact when only this
+    /// process writes the store; a shared store is asked instead.
+    len: AtomicI64,
+    /// Wakes the flusher when something is queued.
+    wake: Notify,
+}
+
+impl Outbox {
+    /// The outbox of the robot whose store key is `robot_key`, with what a
+    /// previous run left in it.
+    pub async fn open(store: Store, robot_key: &str, max_queued: u64) -> Result<Self, StoreError> {
+        let queue = format!("outbox/{robot_key}");
+        let len = store.len(&queue).await?;
+        Ok(Self {
+            store,
+            queue,
+            max_queued,
+            len: AtomicI64::new(i64::try_from(len).unwrap_or(i64::MAX)),
+            wake: Notify::new(),
+        })
+    }
+
+    /// How many it may hold.
+    pub fn max_queued(&self) -> u64 {
+        self.max_queued
+    }
+
+    /// Entries queued.
+    pub async fn len(&self) -> Result<u64, StoreError> {
+        if self.store.is_shared() {
+            return self.store.len(&self.queue).await;
+        }
+        Ok(u64::try_from(self.len.load(Ordering::Acquire)).unwrap_or(0))
+    }
+
+    /// Appends `entry`, durably, unless the outbox is full.
+    pub async fn push(&self, entry: &Entry) -> Result<Pushed, StoreError> {
+        let bytes = serde_json::to_vec(entry).unwrap_or_default();
+        let pushed = self.store.push(&self.queue, bytes, self.max_queued).await?;
+        if let Pushed::Queued { .. } = pushed {
+            self.len.fetch_add(1, Ordering::AcqRel);
+            self.wake.notify_one();
+        }
+        Ok(pushed)
+    }
+
+    /// Up to `max` entries from the head, oldest first.
+    pub async fn peek(&self, max: usize) -> Result<Vec<Queued>, StoreError> {
+        let items = self.store.peek(&self.queue, max).await?;
+        Ok(items
+            .into_iter()
+            .map(|QueueItem { seq, data }| Queued {
+                seq,
+                entry: serde_json::from_slice(&data).ok(),
+            })
+            .collect())
+    }
+
+    /// Removes the head entries up to and including `seq`: `count` of them.
+    pub async fn pop_through(&self, seq: u64, count: usize) -> Result<(), StoreError> {
+        self.store.pop_through(&self.queue, seq).await?;
+        self.len
+            .fetch_sub(i64::try_from(count).unwrap_or(i64::MAX), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Resolves when something was queued since the last call.
+    pub async fn queued(&self) {
+        self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_sdk::store::Embedded;
+    use std::sync::Arc;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            event_id: id.to_owned(),
+            source: "test".into(),
+            chat_group: "ops".into(),
+            msgtype: "text".into(),
+            queued_at_ms: 1,
+            body: format!(r#"{{"msgtype":"text","text":{{"content":"{id}"}}}}"#),
+            summary: Summary::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_come_back_in_order_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
+        let outbox = Outbox::open(store.clone(), "robot", 2)
+            .await
+            .expect("opens");
+        assert_eq!(
+            outbox.push(&entry("a")).await,
+            Ok(Pushed::Queued { len: 1 })
+        );
+        assert_eq!(
+            outbox.push(&entry("b")).await,
+            Ok(Pushed::Queued { len: 2 })
+        );
+        assert_eq!(outbox.push(&entry("c")).await, Ok(Pushed::Full { len: 2 }));
+        assert_eq!(outbox.len().await, Ok(2));
+
+        let head = outbox.peek(10).await.expect("peek");
+        let ids: Vec<_> = head
+            .iter()
+            .filter_map(|q| q.entry.as_ref().map(|e| e.event_id.as_str()))
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        outbox.pop_through(head[0].seq, 1).await.expect("pop");
+
+        let reopened = Outbox::open(store, "robot", 2).await.expect("opens");
+        assert_eq!(reopened.len().await, Ok(1));
+        let left = reopened.peek(10).await.expect("peek");
+        assert_eq!(left[0].entry, Some(entry("b")));
+    }
+}
