@@ -13,6 +13,8 @@
 //! delivery:                      # optional
 //!   deadline_ms: 3000            # time to answer one request, pacing and retries included
 //!   cooldown_secs: 600           # hold a robot this long after DingTalk throttles it
+//! templates: []                  # optional; see crate::template
+//! templates_timezone: Asia/Shanghai
 //! ```
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use connector_sdk::{ConfigProblem, SinkConfig};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::template::{DEFAULT_TIMEZONE, TemplateRule, Templates};
 
 /// DingTalk allows this many messages a minute per robot.
 pub const DINGTALK_PER_MINUTE: u32 = 20;
@@ -34,6 +37,16 @@ pub struct DingTalkConfig {
     /// How hard to try for each event.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Rules that turn events into messages (none: the data is the message).
+    #[serde(default)]
+    pub templates: Vec<TemplateRule>,
+    /// The time zone templates show times in (an IANA name).
+    #[serde(default = "default_timezone")]
+    pub templates_timezone: String,
+}
+
+fn default_timezone() -> String {
+    DEFAULT_TIMEZONE.to_owned()
 }
 
 /// `bot`: the chat groups.
@@ -213,6 +226,9 @@ impl SinkConfig for DingTalkConfig {
                 "delivery.connect_timeout_ms",
                 "must be above 0",
             ));
+        }
+        if let Err(found) = Templates::compile(&self.templates, &self.templates_timezone) {
+            problems.extend(found);
         }
         problems
     }

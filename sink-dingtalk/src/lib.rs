@@ -17,6 +17,7 @@ pub mod robot;
 pub mod secret;
 pub mod sink;
 pub mod telemetry;
+pub mod template;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

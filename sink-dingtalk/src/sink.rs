@@ -20,10 +20,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, DingTalkConfig, webhook_url};
-use crate::message::{self, Message};
+use crate::message::Message;
 use crate::pacing::{Busy, Pacer};
 use crate::robot::{Robot, SendError, http_client};
 use crate::telemetry;
+use crate::template::Templates;
 
 /// The extension naming the chat group.
 pub const CHAT_GROUP_EXTENSION: &str = "xvchatgroup";
@@ -113,6 +114,7 @@ pub struct DingTalkSink {
     robots: Vec<Arc<PacedRobot>>,
     default_group: Arc<str>,
     delivery: DeliveryConfig,
+    templates: Templates,
 }
 
 /// An event that can never be sent: why, and its chat group when that is a
@@ -136,6 +138,12 @@ impl DingTalkSink {
     /// Builds the sink from a validated configuration.
     pub fn new(config: DingTalkConfig) -> Result<Self, BoxError> {
         let client = http_client(config.delivery.connect_timeout())?;
+        let templates = Templates::compile(&config.templates, &config.templates_timezone).map_err(
+            |problems| {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                problems.join("; ")
+            },
+        )?;
         let default_group = config
             .default_group()
             .ok_or("bot.webhooks is empty; configure at least one chat group")?
@@ -177,6 +185,7 @@ impl DingTalkSink {
             robots,
             default_group: default_group.into(),
             delivery: config.delivery,
+            templates,
         })
     }
 
@@ -266,10 +275,13 @@ impl DingTalkSink {
             }
         })?;
         let group = Arc::clone(group);
-        let message = message::build(event, &group).map_err(|err| Unsendable {
-            group: Some(Arc::clone(&group)),
-            outcome: reject(err.to_string()),
-        })?;
+        let message = self
+            .templates
+            .message_for(event, &group)
+            .map_err(|err| Unsendable {
+                group: Some(Arc::clone(&group)),
+                outcome: reject(err.to_string()),
+            })?;
         Ok(Work {
             index,
             robot: Arc::clone(robot),
