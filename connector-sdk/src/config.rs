@@ -15,6 +15,10 @@ use figment::providers::{Env, Format, Serialized};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod unknown_keys;
+
+pub use unknown_keys::UnknownKey;
+
 use crate::store::StoreConfig;
 
 /// Where the config file is looked for when `CONNECTOR_CONFIG` is unset.
@@ -76,16 +80,21 @@ impl fmt::Display for ConfigProblem {
 
 /// The configuration could not be loaded; holds every problem found.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration in {source_name}:{}", render(.problems))]
+#[error("invalid configuration in {source_name}:{}", render(.problems, .unknown_keys))]
 pub struct ConfigError {
     /// The file (or other source) that was read.
     pub source_name: String,
     /// Every problem, in the order found.
     pub problems: Vec<ConfigProblem>,
+    /// Keys nothing reads: not problems in themselves, but often the cause
+    /// of one (`webhook:` for `webhooks:` leaves `webhooks` missing).
+    pub unknown_keys: Vec<UnknownKey>,
 }
 
-fn render(problems: &[ConfigProblem]) -> String {
-    problems.iter().map(|p| format!("\n  - {p}")).collect()
+fn render(problems: &[ConfigProblem], unknown_keys: &[UnknownKey]) -> String {
+    let problems = problems.iter().map(|p| format!("\n  - {p}"));
+    let notes = unknown_keys.iter().map(|k| format!("\n  - note: {k}"));
+    problems.chain(notes).collect()
 }
 
 /// The runtime's own keys, beside the sink's.
@@ -187,6 +196,9 @@ pub struct Loaded<C> {
     pub runtime: RuntimeConfig,
     /// The sink's keys.
     pub sink: C,
+    /// Keys that neither the runtime nor the sink reads (each was logged as
+    /// a warning when loaded).
+    pub unknown_keys: Vec<UnknownKey>,
 }
 
 /// The config file path: `$CONNECTOR_CONFIG`, else the Vanus default.
@@ -207,11 +219,14 @@ pub fn load<C: SinkConfig>(path: &Path) -> Result<Loaded<C>, ConfigError> {
                 "cannot read the config file ({err}); point {CONFIG_PATH_ENV} at your config.yml"
             ),
         )],
+        unknown_keys: Vec::new(),
     })?;
     load_from_str(&text, &source_name)
 }
 
 /// Loads and validates the configuration from YAML text, then the environment.
+/// Keys that neither the runtime nor `C` reads are logged as warnings, each
+/// with its path and the closest known key, and do not stop the load.
 pub fn load_from_str<C: SinkConfig>(
     yaml: &str,
     source_name: &str,
@@ -235,11 +250,29 @@ pub fn load_from_str<C: SinkConfig>(
     if let Some(sink) = &sink {
         problems.extend(sink.validate());
     }
+    let unknown_keys = figment
+        .extract::<figment::value::Value>()
+        .map(|merged| unknown_keys::find::<RuntimeConfig, C>(&merged))
+        .unwrap_or_default();
     match (runtime, sink) {
-        (Some(runtime), Some(sink)) if problems.is_empty() => Ok(Loaded { runtime, sink }),
+        (Some(runtime), Some(sink)) if problems.is_empty() => {
+            for key in &unknown_keys {
+                tracing::warn!(
+                    key = %key.path,
+                    did_you_mean = key.suggestion.as_deref(),
+                    "unknown config key, ignored"
+                );
+            }
+            Ok(Loaded {
+                runtime,
+                sink,
+                unknown_keys,
+            })
+        }
         _ => Err(ConfigError {
             source_name: source_name.to_owned(),
             problems,
+            unknown_keys,
         }),
     }
 }
@@ -354,6 +387,46 @@ mod tests {
             assert!(
                 err.to_string().contains("missing field `greeting`"),
                 "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_without_stopping_the_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CONNECTOR_GRPC_PORTT", "1");
+            let loaded: Loaded<Demo> = load_from_str("greeting: hi\ngreting: typo\nport: 1\n", "t")
+                .map_err(|e| e.to_string())?;
+            let found: Vec<String> = loaded
+                .unknown_keys
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(
+                found,
+                [
+                    "greting: unknown key, ignored; did you mean `greeting`?",
+                    "grpc_portt: unknown key, ignored; did you mean `grpc_port`?",
+                ]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_error_notes_the_unknown_keys_that_may_explain_it() {
+        figment::Jail::expect_with(|_| {
+            let err = load_from_str::<Demo>("greetings: hi\n", "cfg.yml")
+                .err()
+                .ok_or("expected an error")?;
+            let text = err.to_string();
+            assert!(
+                text.contains("missing field `greeting`")
+                    && text.contains(
+                        "note: greetings: unknown key, ignored; did you mean `greeting`?"
+                    ),
+                "{text}"
             );
             Ok(())
         });

@@ -1,22 +1,25 @@
 //! The command line beside the server: `--check-config` validates a config
 //! file and summarizes it; `send` posts one message through the same code
-//! path an event takes, the first thing to try after creating a robot.
+//! path an event takes, the first thing to try after creating a robot;
+//! `render` shows what an event would become, sending nothing, the first
+//! thing to try while writing a template.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use connector_sdk::cloudevents::{EventBuilder, EventBuilderV10};
-use std::sync::Arc;
-
+use connector_sdk::cloudevents::event::ExtensionValue;
+use connector_sdk::cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use connector_sdk::config::{self, Loaded};
 use connector_sdk::store::{Embedded, OpenError};
-use connector_sdk::{ConfigError, Outcome, SINK_SCOPE, Store, open_store};
+use connector_sdk::{ConfigError, Event, Outcome, SINK_SCOPE, Store, open_store};
 
 use crate::config::DingTalkConfig;
 use crate::message::MSGTYPE_EXTENSION;
 use crate::sink::{CHAT_GROUP_EXTENSION, DingTalkSink};
+use crate::template::Templates;
 
 /// Delivers CloudEvents to DingTalk group chats (a Vanus Connect sink).
 ///
@@ -54,6 +57,15 @@ pub enum Command {
         /// The message: plain text for text, the type's JSON object otherwise.
         data: String,
     },
+    /// Print the chat group, message type and exact body the sink would
+    /// POST for a CloudEvent, sending nothing.
+    Render {
+        /// The config file (default: $CONNECTOR_CONFIG).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// A CloudEvent in structured-mode JSON (`-` reads standard input).
+        event: PathBuf,
+    },
 }
 
 /// The config path given, or the one the runtime would use.
@@ -76,8 +88,16 @@ pub fn check_config(path: Option<&Path>) -> ExitCode {
         Ok(loaded) => {
             println!("{} is valid.", path.display());
             println!("{}", summary(&loaded));
+            warn_unknown_keys(&loaded);
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Unknown keys, on stderr: the server logs them; a command says them.
+fn warn_unknown_keys(loaded: &Loaded<DingTalkConfig>) {
+    for key in &loaded.unknown_keys {
+        eprintln!("warning: {key}");
     }
 }
 
@@ -115,7 +135,133 @@ pub fn summary(loaded: &Loaded<DingTalkConfig>) -> String {
             if webhook.paced { "" } else { ", NOT paced" }
         ));
     }
+    if !sink.templates.is_empty() {
+        lines.push(format!("templates (times in {}):", sink.templates_timezone));
+    }
+    for (index, rule) in sink.templates.iter().enumerate() {
+        let name = rule
+            .name
+            .as_ref()
+            .map(|name| format!(" `{name}`"))
+            .unwrap_or_default();
+        let applies = match &rule.matches {
+            None => "only by xvtemplate".to_owned(),
+            Some(m) => [
+                ("type", &m.event_type),
+                ("source", &m.source),
+                ("chat_group", &m.chat_group),
+            ]
+            .into_iter()
+            .filter_map(|(key, glob)| glob.as_ref().map(|glob| format!("{key} {glob}")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        };
+        lines.push(format!(
+            "  templates.{index}{name}: {applies} -> {}",
+            rule.msgtype
+        ));
+    }
     lines.join("\n")
+}
+
+/// `render`: what the sink would POST for the event in `event_path`, and
+/// where; nothing is sent. Exit 1 when the sink would answer 400.
+pub fn render(config: Option<&Path>, event_path: &Path) -> ExitCode {
+    let path = path_or_default(config);
+    let loaded = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    warn_unknown_keys(&loaded);
+    let event = match read_event(event_path) {
+        Ok(event) => event,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rendered(&loaded.sink, &event) {
+        Ok(lines) => {
+            println!("{lines}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!(
+                "not sendable (the sink answers 400): event {}: {reason}",
+                event.id()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The lines `render` prints, or why the sink would refuse the event.
+pub fn rendered(config: &DingTalkConfig, event: &Event) -> Result<String, String> {
+    let templates =
+        Templates::compile(&config.templates, &config.templates_timezone).map_err(|problems| {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            problems.join("; ")
+        })?;
+    let group = chat_group_of(config, event)?;
+    let rule = templates
+        .pick(event, &group)
+        .map_err(|err| err.to_string())?
+        .map_or_else(
+            || "none (the event's data is the message)".to_owned(),
+            |r| r.label(),
+        );
+    let message = templates
+        .message_for(event, &group)
+        .map_err(|err| err.to_string())?;
+    Ok(format!(
+        "chat group: {group}\nmsgtype: {}\ntemplate: {rule}\n{}",
+        message.msgtype,
+        String::from_utf8_lossy(&message.body)
+    ))
+}
+
+/// The chat group the sink sends `event` to: `xvchatgroup`, else the
+/// default; it must be configured.
+fn chat_group_of(config: &DingTalkConfig, event: &Event) -> Result<String, String> {
+    let asked = match event.extension(CHAT_GROUP_EXTENSION) {
+        None => config.default_group().unwrap_or_default().to_owned(),
+        Some(ExtensionValue::String(group)) => group.clone(),
+        Some(other) => other.to_string(),
+    };
+    let configured: Vec<&str> = config
+        .bot
+        .webhooks
+        .iter()
+        .map(|w| w.chat_group.as_str())
+        .collect();
+    if configured.contains(&asked.as_str()) {
+        Ok(asked)
+    } else {
+        let mut known = configured;
+        known.sort_unstable();
+        Err(format!(
+            "xvchatgroup `{asked}` is not configured; configured chat groups: {}",
+            known.join(", ")
+        ))
+    }
+}
+
+fn read_event(path: &Path) -> Result<Event, String> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    serde_json::from_str(&text).map_err(|err| {
+        format!(
+            "{} is not a CloudEvent in structured-mode JSON ({err}); with specversion, id, source and type",
+            path.display()
+        )
+    })
 }
 
 /// `send`: builds an event like a sender would and delivers it.

@@ -18,7 +18,9 @@
 //!   max_queued: 10000            # per robot; past it, 429
 //!   reserved: 4                  # of each robot's per_minute, kept for digests
 //!   linger_ms: 1000              # let a burst gather before the first digest
-//!   timezone: Asia/Shanghai      # for the times a digest shows
+//!   timezone: Asia/Shanghai      # for the times a digest shows; default templates_timezone
+//! templates: []                  # optional; see crate::template
+//! templates_timezone: Asia/Shanghai
 //! ```
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ use connector_sdk::{ConfigProblem, SinkConfig};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::template::{DEFAULT_TIMEZONE, TemplateRule, Templates};
 use crate::webhook::{RobotId, WebhookUrl};
 
 /// DingTalk allows this many messages a minute per robot.
@@ -48,6 +51,16 @@ pub struct DingTalkConfig {
     /// What happens to events past a robot's budget.
     #[serde(default)]
     pub digest: DigestConfig,
+    /// Rules that turn events into messages (none: the data is the message).
+    #[serde(default)]
+    pub templates: Vec<TemplateRule>,
+    /// The time zone templates show times in (an IANA name).
+    #[serde(default = "default_timezone")]
+    pub templates_timezone: String,
+}
+
+fn default_timezone() -> String {
+    DEFAULT_TIMEZONE.to_owned()
 }
 
 /// `bot`: the chat groups.
@@ -101,8 +114,9 @@ pub struct DigestConfig {
     pub reserved: u32,
     /// How long the first digest of a storm waits for more events.
     pub linger_ms: u64,
-    /// The time zone of the times a digest shows.
-    pub timezone: chrono_tz::Tz,
+    /// The time zone of the times a digest shows; `templates_timezone`
+    /// when unset.
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl Default for DigestConfig {
@@ -112,7 +126,7 @@ impl Default for DigestConfig {
             max_queued: 10_000,
             reserved: 4,
             linger_ms: 1_000,
-            timezone: chrono_tz::Asia::Shanghai,
+            timezone: None,
         }
     }
 }
@@ -166,7 +180,29 @@ impl DeliveryConfig {
     }
 }
 
+/// `digest`, with its time zone resolved.
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    /// How long the first digest of a storm waits for more events.
+    pub linger: Duration,
+    /// The time zone of the times a digest shows.
+    pub timezone: chrono_tz::Tz,
+}
+
 impl DingTalkConfig {
+    /// The digest settings, the time zone defaulting to `templates_timezone`
+    /// (which validation checked).
+    pub fn digest_settings(&self) -> DigestSettings {
+        DigestSettings {
+            linger: self.digest.linger(),
+            timezone: self.digest.timezone.unwrap_or_else(|| {
+                self.templates_timezone
+                    .parse()
+                    .unwrap_or(chrono_tz::Asia::Shanghai)
+            }),
+        }
+    }
+
     /// The default chat group: `bot.default`, else the first webhook's.
     pub fn default_group(&self) -> Option<&str> {
         self.bot
@@ -301,6 +337,9 @@ impl SinkConfig for DingTalkConfig {
                 "must be at most 60000: a storm's first summary should arrive within seconds",
             ));
         }
+        if let Err(found) = Templates::compile(&self.templates, &self.templates_timezone) {
+            problems.extend(found);
+        }
         problems
     }
 }
@@ -408,7 +447,11 @@ bot:
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  timezone: Europe/Berlin\n",
         );
         assert_eq!(paths(&config), ["digest.reserved"]);
-        assert_eq!(config.digest.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(config.digest_settings().timezone, chrono_tz::Europe::Berlin);
+        let config = parse(
+            "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t' }\ntemplates_timezone: Asia/Tokyo\n",
+        );
+        assert_eq!(config.digest_settings().timezone, chrono_tz::Asia::Tokyo);
         let off = parse(
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  enabled: false\n",
         );

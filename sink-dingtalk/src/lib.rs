@@ -20,6 +20,7 @@ pub mod robot;
 pub mod secret;
 pub mod sink;
 pub mod telemetry;
+pub mod template;
 pub mod webhook;
 
 pub use config::DingTalkConfig;

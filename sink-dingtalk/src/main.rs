@@ -1,5 +1,5 @@
 //! The `sink-dingtalk` binary: the DingTalk sink on the connector runtime,
-//! plus `--check-config` and `send` for operators.
+//! plus `--check-config`, `send` and `render` for operators.
 
 use std::process::ExitCode;
 
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     }
     match args.command {
         None => connector_sdk::run::<DingTalkSink>(),
+        Some(Command::Render { config, event }) => cli::render(config.as_deref(), &event),
         Some(Command::Send {
             group,
             msgtype,

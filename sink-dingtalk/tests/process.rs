@@ -11,13 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn run_to_exit(config: &PathBuf) -> Output {
-    Command::new(BINARY)
+    sink_binary(&config.file_stem().unwrap_or_default().to_string_lossy())
         .env("CONNECTOR_CONFIG", config)
         .env("CONNECTOR_PORT", "0")
-        .env(
-            STORE_ENV,
-            store_dir(&config.file_stem().unwrap_or_default().to_string_lossy()),
-        )
         .output()
         .expect("binary runs")
 }
@@ -96,10 +92,9 @@ fn a_valid_config_serves_until_sigterm_then_exits_zero() {
         "good.yml",
         "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
     );
-    let mut child = Command::new(BINARY)
+    let mut child = sink_binary("sigterm")
         .env("CONNECTOR_CONFIG", &config)
         .env("CONNECTOR_PORT", port.to_string())
-        .env(STORE_ENV, store_dir("sigterm"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

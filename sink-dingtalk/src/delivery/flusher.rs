@@ -85,7 +85,7 @@ pub async fn run(lane: Arc<Lane>, stop: CancellationToken) {
                     () = outbox.queued() => {
                         // Let a burst gather into the first digest.
                         tokio::select! {
-                            () = tokio::time::sleep(lane.digest.linger()) => true,
+                            () = tokio::time::sleep(lane.digest.linger) => true,
                             () = stop.cancelled() => false,
                         }
                     }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::budget::{Budget, WINDOW};
 use super::deadline::Deadline;
 use super::outbox::{Entry, Outbox};
-use crate::config::DigestConfig;
+use crate::config::DigestSettings;
 use crate::message::Message;
 use crate::message::digest::Summary;
 use crate::robot::{Next, Robot, SendError};
@@ -65,8 +65,8 @@ pub struct Lane {
     pub outbox: Option<Outbox>,
     /// How long to hold it after DingTalk throttled it.
     pub cooldown: Duration,
-    /// How digests look.
-    pub digest: DigestConfig,
+    /// How digests look and when the first goes.
+    pub digest: DigestSettings,
     /// What an operator sees on `/status`.
     pub stats: Stats,
 }

@@ -39,6 +39,7 @@ use crate::config::DingTalkConfig;
 use crate::message;
 use crate::robot::{Robot, http_client};
 use crate::telemetry;
+use crate::template::Templates;
 use crate::webhook::RobotId;
 
 /// The extension naming the chat group.
@@ -53,6 +54,8 @@ pub struct Delivery {
     /// Each robot once, in config order, with its chat groups.
     lanes: Vec<(Arc<Lane>, Vec<Arc<str>>)>,
     default_group: Arc<str>,
+    /// How events become messages (none: their own data is the message).
+    templates: Templates,
     deadline: Duration,
     stop: CancellationToken,
     flushers: Mutex<Vec<JoinHandle<()>>>,
@@ -71,6 +74,13 @@ impl Delivery {
     /// until [`Delivery::start_flushers`].
     pub async fn new(config: DingTalkConfig, store: Store) -> Result<Self, BoxError> {
         let client = http_client(config.delivery.connect_timeout())?;
+        let templates = Templates::compile(&config.templates, &config.templates_timezone).map_err(
+            |problems| {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                problems.join("; ")
+            },
+        )?;
+        let digest = config.digest_settings();
         let default_group: Arc<str> = config
             .default_group()
             .ok_or("bot.webhooks is empty; configure at least one chat group")?
@@ -116,7 +126,7 @@ impl Delivery {
                         budget,
                         outbox,
                         cooldown: config.delivery.cooldown(),
-                        digest: config.digest.clone(),
+                        digest: digest.clone(),
                         stats: Stats::default(),
                     };
                     lanes.push((Arc::new(lane), Vec::new()));
@@ -138,6 +148,7 @@ impl Delivery {
             groups,
             lanes,
             default_group,
+            templates,
             deadline: config.delivery.deadline(),
             stop: CancellationToken::new(),
             flushers: Mutex::new(Vec::new()),
@@ -242,10 +253,13 @@ impl Delivery {
                 )),
             }
         })?;
-        let message = message::build(event, group).map_err(|err| Unsendable {
-            group: Some(Arc::clone(group)),
-            outcome: reject(err.to_string()),
-        })?;
+        let message = self
+            .templates
+            .message_for(event, group)
+            .map_err(|err| Unsendable {
+                group: Some(Arc::clone(group)),
+                outcome: reject(err.to_string()),
+            })?;
         Ok((
             Arc::clone(lane),
             Work {

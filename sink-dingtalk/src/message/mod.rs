@@ -25,7 +25,9 @@ mod validate;
 
 pub use error::MessageError;
 use mention::Mentions;
-use validate::validate;
+/// Checks DingTalk's fields of a type as a send would (templates check their
+/// shape at start-up with it).
+pub(crate) use validate::validate;
 
 /// The extension naming the message type.
 pub const MSGTYPE_EXTENSION: &str = "xvmsgtype";

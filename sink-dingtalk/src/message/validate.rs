@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{MessageError, MsgType};
 
-pub(super) fn validate(msgtype: MsgType, fields: &Map<String, Value>) -> Result<(), MessageError> {
+pub(crate) fn validate(msgtype: MsgType, fields: &Map<String, Value>) -> Result<(), MessageError> {
     let t = msgtype.as_str();
     match msgtype {
         MsgType::Text => require_text(fields, t, "content").map(drop),

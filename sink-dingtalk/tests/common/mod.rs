@@ -33,6 +33,14 @@ pub fn store_dir(name: &str) -> PathBuf {
 /// The environment variable naming the store directory.
 pub const STORE_ENV: &str = "CONNECTOR_STORE__PATH";
 
+/// The binary, with a fresh store directory named `store`: a test never
+/// touches the default `/vanus-connect/data`.
+pub fn sink_binary(store: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(BINARY);
+    command.env(STORE_ENV, store_dir(store));
+    command
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

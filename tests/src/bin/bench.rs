@@ -14,7 +14,8 @@
 //! ```
 //!
 //! For profiling, the pieces run alone: `bench blackhole` (prints its webhook
-//! URL), `bench relay --listen ADDR --upstream URL`, and
+//! URL), `bench templates` (the in-process template costs), `bench relay
+//! --listen ADDR --upstream URL`, and
 //! `bench load --scenario structured --http ADDR [--grpc ADDR] [--pid PID]`
 //! against a sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
 //! `BENCHMARKS.md` says how its profiling notes were made.
@@ -28,6 +29,7 @@ mod bench {
     pub mod procs;
     pub mod relay;
     pub mod report;
+    pub mod templates;
 }
 
 use std::net::SocketAddr;
@@ -83,6 +85,8 @@ enum Command {
     },
     /// Run a blackhole DingTalk alone, until killed; prints its webhook URL.
     Blackhole,
+    /// Measure the template rendering cost per event, in process, and print it.
+    Templates,
     /// Drive one scenario against a running sink or relay, and print the figures.
     Load {
         /// What to send.
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|err| format!("relay on {listen}: {err}")),
             Some(Command::Blackhole) => blackhole_alone().await,
+            Some(Command::Templates) => templates_alone(),
             Some(Command::Load {
                 scenario,
                 http,
@@ -145,6 +150,14 @@ async fn blackhole_alone() -> Result<(), String> {
         .map_err(|err| format!("cannot start the blackhole: {err}"))?;
     println!("{}", blackhole.webhook_url());
     std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn templates_alone() -> Result<(), String> {
+    let cost = bench::templates::measure()?;
+    let mut md = String::new();
+    bench::templates::markdown(&mut md, &cost);
+    println!("{md}");
     Ok(())
 }
 
@@ -233,6 +246,9 @@ async fn run_all(args: &Args) -> Result<(), String> {
     )
     .await?;
 
+    println!("bench: template rendering cost, in process");
+    let templates = bench::templates::measure()?;
+
     let run = Run {
         machine: Machine::detect(),
         started,
@@ -246,6 +262,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         repeat: args.repeat.max(1),
         cells,
         info_cell: Some(info_cell),
+        templates: Some(templates),
     };
     let _ = std::fs::remove_dir_all(&work);
     write_outputs(&run, &out)

@@ -128,6 +128,8 @@ pub struct Run {
     pub cells: Vec<Cell>,
     /// HTTP structured with `LOG_LEVEL=info`, when measured.
     pub info_cell: Option<Cell>,
+    /// Template rendering cost per event, when measured.
+    pub templates: Option<super::templates::Cost>,
 }
 
 impl Run {
@@ -207,6 +209,9 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
         scenario_table(&mut md, run, scenario);
     }
     logging(&mut md, run);
+    if let Some(cost) = &run.templates {
+        super::templates::markdown(&mut md, cost);
+    }
     targets(&mut md, run);
     let _ = writeln!(md, "{KEEP_MARKER}");
     if let Some(kept) = kept {
