@@ -16,10 +16,16 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin vanus
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin vanus \
+    && mkdir -p /vanus-connect/data \
+    && chown 10001:10001 /vanus-connect/data
 COPY --from=build /sink-dingtalk /usr/local/bin/sink-dingtalk
 # Mount config.yml here (a ConfigMap in Kubernetes, -v in Docker).
 ENV CONNECTOR_CONFIG=/vanus-connect/config/config.yml
+# The store (store.path): the delivered-ledger, each robot's send log and
+# outbox. Keep it on a volume so a new container keeps the budget and what
+# was queued.
+VOLUME /vanus-connect/data
 USER 10001:10001
 # 8080 HTTP CloudEvents and probes; 8081 gRPC when grpc_port is set.
 EXPOSE 8080 8081

@@ -126,8 +126,29 @@ printf '  reason: %s\n' "$(cat "$WORK/answer")"
 [ "$LAST_STATUS" = 400 ] || failed=1
 
 echo
+echo "==> An alert storm: 30 alerts for chat group bot2 in one batch (its robot may post 20 a minute)"
+alerts=""
+for i in $(seq 1 30); do
+    alerts="$alerts${alerts:+,}"'{"id":"storm-'"$i"'","source":"alertmanager","specversion":"1.0","type":"alert","time":"2026-11-21T01:14:'"$(printf '%02d' "$i")"'Z","datacontenttype":"text/plain","xvchatgroup":"bot2","data":"[FIRING] DiskFull on db-'"$i"': /var/lib is 97% full"}'
+done
+post storm application/cloudevents-batch+json "[$alerts]"
+[ "$LAST_STATUS" = 200 ] || failed=1
+echo "  16 go out on their own; the rest wait in bot2's outbox and leave as one digest..."
+for _ in $(seq 1 50); do
+    grep -q '"markdown"' <(grep demo-token-2 "$WORK/fake.out") && break
+    sleep 0.1
+done
+
+echo
 echo "What DingTalk received:"
 sed 's/^/  /' "$WORK/fake.out"
+
+echo
+echo "The digest, as the group reads it:"
+grep '^\[demo-token-2\] markdown: ' "$WORK/fake.out" | head -1 |
+    sed 's/^\[demo-token-2\] markdown: //' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["markdown"]["text"])' 2>/dev/null |
+    sed 's/^/  | /' || echo "  (python3 is needed to pretty-print it; the JSON is above)"
 
 if [ "$failed" != 0 ]; then
     echo

@@ -137,7 +137,9 @@ impl Ledger {
     /// Remembers the events the sink accepted and releases the claims of
     /// the others. With `wait`, returns once the records are durable (the
     /// sender was told to retry, so the redelivery must find them);
-    /// otherwise writes them in the background.
+    /// otherwise writes them in the background, lazily: the sender has its
+    /// 200 and will not send them again, so they ride on the store's next
+    /// durable commit instead of paying an fsync each.
     pub(crate) async fn settle(&self, settled: Vec<(Identity, bool)>, wait: bool) {
         if settled.is_empty() {
             return;
@@ -148,10 +150,10 @@ impl Ledger {
             let writes = settled.into_iter().map(|(identity, accepted)| {
                 let store = store.clone();
                 async move {
-                    let result = if accepted {
-                        store.put(&identity.0, DONE.to_vec(), ttl).await
-                    } else {
-                        store.remove(&identity.0).await
+                    let result = match (accepted, wait) {
+                        (true, true) => store.put(&identity.0, DONE.to_vec(), ttl).await,
+                        (true, false) => store.put_lazily(&identity.0, DONE.to_vec(), ttl).await,
+                        (false, _) => store.remove(&identity.0).await,
                     };
                     if let Err(err) = result {
                         // The claim lapses by itself; a redelivery of an

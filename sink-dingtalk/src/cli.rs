@@ -113,6 +113,19 @@ pub fn summary(loaded: &Loaded<DingTalkConfig>) -> String {
             .map_or("off".to_owned(), |addr| format!("port {}", addr.port()))
     )];
     lines.push(format!(
+        "store: {} (the ledger remembers accepted events for {} s)",
+        loaded.runtime.store.path.display(),
+        loaded.runtime.ledger_ttl_secs
+    ));
+    lines.push(if sink.digest.enabled {
+        format!(
+            "past a robot's budget: queued (at most {} each) and sent in digests; {} of each robot's sends kept for them",
+            sink.digest.max_queued, sink.digest.reserved
+        )
+    } else {
+        "past a robot's budget: answered 429 (digests off)".to_owned()
+    });
+    lines.push(format!(
         "default chat group: {}",
         sink.default_group().unwrap_or("-")
     ));

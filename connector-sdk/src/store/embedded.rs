@@ -6,7 +6,8 @@
 //! shares one fsync instead of paying one each. An operation is answered
 //! only after its transaction committed: with an fsync for durable writes
 //! (puts, pushes, gate passes), without one for claims (`create`), which
-//! may vanish with a crash, as a claim should.
+//! may vanish with a crash, as a claim should, and for lazy puts, which the
+//! next durable commit carries along.
 //!
 //! Times are wall-clock milliseconds, so expiries and send logs mean the
 //! same after a restart.
@@ -476,6 +477,14 @@ impl Backend for Embedded {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.run(Kind::Durable, move |t, now| {
+            t.put(&key, &value, now.saturating_add(millis(ttl)))
+        })
+        .await
+    }
+
+    async fn put_lazily(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Lazy, move |t, now| {
             t.put(&key, &value, now.saturating_add(millis(ttl)))
         })
         .await

@@ -197,6 +197,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Sets `key` to `value` for `ttl`, durably.
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError>;
 
+    /// [`Backend::put`], lazily: durable once a later durable operation (or
+    /// closing) commits, so a crash may lose it. For records whose loss
+    /// costs little, written where an fsync each would cost much.
+    async fn put_lazily(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError>;
+
     /// Sets `key` to `value` for `ttl` unless it holds an unexpired value,
     /// which is returned instead. Not durable on its own on every backend:
     /// use it for claims that may vanish with a crash.
@@ -298,6 +303,16 @@ impl Store {
     /// See [`Backend::put`].
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         self.backend.put(&self.key(key), value, ttl).await
+    }
+
+    /// See [`Backend::put_lazily`].
+    pub async fn put_lazily(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.backend.put_lazily(&self.key(key), value, ttl).await
     }
 
     /// See [`Backend::create`].

@@ -174,18 +174,20 @@ fn title(count: usize, first: i64, last: i64, timezone: Tz) -> String {
     }
 }
 
+/// One message in a digest: a paragraph led by its time in bold, its
+/// further lines quoted, its link last.
 fn section(summary: &Summary, timezone: Tz) -> String {
     let mut section = format!(
-        "\n\n---\n\n**{}** {}",
+        "\n\n**{}** {}",
         clock(summary.at_ms, timezone),
         summary.headline
     );
     for line in &summary.lines {
-        section.push_str("\n\n> ");
+        section.push_str("\n> ");
         section.push_str(line);
     }
     if let Some(link) = &summary.link {
-        section.push_str(&format!("\n\n[{}]({link})", shorten(link, 60)));
+        section.push_str(&format!("\n[{}]({link})", shorten(link, 60)));
     }
     section
 }
@@ -281,10 +283,11 @@ mod tests {
         );
         assert!(text.contains("**09:14:02** Disk full on host-1"), "{text}");
         assert!(
-            text.contains("**09:14:40** Disk full on host-2\n\n> at 97%"),
+            text.contains(
+                "\n\n**09:14:40** Disk full on host-2\n> at 97%\n[https://grafana.test/d/1](https://grafana.test/d/1)"
+            ),
             "{text}"
         );
-        assert!(text.contains("(https://grafana.test/d/1)"), "{text}");
         assert!(body["msgUuid"].is_string() && body.get("at").is_none());
     }
 

@@ -29,6 +29,7 @@ mod bench {
     pub mod procs;
     pub mod relay;
     pub mod report;
+    pub mod storm;
     pub mod templates;
 }
 
@@ -87,6 +88,8 @@ enum Command {
     Blackhole,
     /// Measure the template rendering cost per event, in process, and print it.
     Templates,
+    /// Run the storm row alone (outbox appends, 1,000 alerts) and print it.
+    Storm,
     /// Drive one scenario against a running sink or relay, and print the figures.
     Load {
         /// What to send.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
                 .map_err(|err| format!("relay on {listen}: {err}")),
             Some(Command::Blackhole) => blackhole_alone().await,
             Some(Command::Templates) => templates_alone(),
+            Some(Command::Storm) => storm_alone(&args).await,
             Some(Command::Load {
                 scenario,
                 http,
@@ -157,6 +161,25 @@ fn templates_alone() -> Result<(), String> {
     let cost = bench::templates::measure()?;
     let mut md = String::new();
     bench::templates::markdown(&mut md, &cost);
+    println!("{md}");
+    Ok(())
+}
+
+async fn storm_alone(args: &Args) -> Result<(), String> {
+    let sink = match &args.sink {
+        Some(path) => path.clone(),
+        None => beside_this_program("sink-dingtalk")?,
+    };
+    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    let storm = bench::storm::measure(&sink, &work, &blackhole.webhook_url()).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let mut md = String::new();
+    bench::storm::markdown(&mut md, &storm?, None);
     println!("{md}");
     Ok(())
 }
@@ -249,6 +272,12 @@ async fn run_all(args: &Args) -> Result<(), String> {
     println!("bench: template rendering cost, in process");
     let templates = bench::templates::measure()?;
 
+    println!(
+        "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
+        bench::storm::ALERTS
+    );
+    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+
     let run = Run {
         machine: Machine::detect(),
         started,
@@ -263,6 +292,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         cells,
         info_cell: Some(info_cell),
         templates: Some(templates),
+        storm: Some(storm),
     };
     let _ = std::fs::remove_dir_all(&work);
     write_outputs(&run, &out)
@@ -307,6 +337,8 @@ async fn cell(
                     dir: &ctx.work,
                     webhook_url: &ctx.webhook,
                     log_level,
+                    paced: false,
+                    extra_yaml: "",
                 };
                 procs::start_sink(&spec).await?
             }

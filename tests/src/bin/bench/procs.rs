@@ -68,21 +68,33 @@ pub struct SinkSpec<'a> {
     pub webhook_url: &'a str,
     /// `LOG_LEVEL`.
     pub log_level: &'a str,
+    /// Whether the robot keeps DingTalk's budget (off: a stand-in with no
+    /// limit, to measure the sink itself).
+    pub paced: bool,
+    /// More YAML for the config (a `digest:` section, say).
+    pub extra_yaml: &'a str,
 }
 
-/// Starts the sink with pacing off for its one webhook, HTTP and gRPC on.
+/// Starts the sink with its one webhook, HTTP and gRPC on, and a fresh
+/// store: a run never finds the ledger or outbox of another.
 pub async fn start_sink(spec: &SinkSpec<'_>) -> Result<Running, String> {
     let http = free_port()?;
     let grpc = free_port()?;
     let config = spec.dir.join("config.yml");
+    let store = spec.dir.join("store");
+    let _ = std::fs::remove_dir_all(&store);
     let yaml = format!(
         "# Written by the benchmark (tests/src/bin/bench.rs).\n\
          port: {http}\n\
          grpc_port: {grpc}\n\
          bind: 127.0.0.1\n\
-         bot:\n  webhooks:\n    - chat_group: bench\n      url: \"{url}\"\n      paced: false\n\
-         delivery:\n  deadline_ms: 3000\n",
-        url = spec.webhook_url
+         store:\n  path: \"{store}\"\n\
+         bot:\n  webhooks:\n    - chat_group: bench\n      url: \"{url}\"\n      paced: {paced}\n\
+         delivery:\n  deadline_ms: 3000\n{extra}",
+        url = spec.webhook_url,
+        store = store.display(),
+        paced = spec.paced,
+        extra = spec.extra_yaml,
     );
     std::fs::write(&config, yaml)
         .map_err(|err| format!("cannot write {}: {err}", config.display()))?;

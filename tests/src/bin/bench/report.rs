@@ -130,6 +130,8 @@ pub struct Run {
     pub info_cell: Option<Cell>,
     /// Template rendering cost per event, when measured.
     pub templates: Option<super::templates::Cost>,
+    /// The storm row, when measured.
+    pub storm: Option<super::storm::Storm>,
 }
 
 impl Run {
@@ -211,6 +213,12 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
     logging(&mut md, run);
     if let Some(cost) = &run.templates {
         super::templates::markdown(&mut md, cost);
+    }
+    if let Some(storm) = &run.storm {
+        let relay = run
+            .cell(Scenario::Baseline, super::storm::IN_FLIGHT)
+            .map(|c| c.measured.events_per_sec());
+        super::storm::markdown(&mut md, storm, relay);
     }
     targets(&mut md, run);
     let _ = writeln!(md, "{KEEP_MARKER}");
