@@ -35,7 +35,8 @@ impl<S: Sink> Dispatch<S> {
         let entries = match self.ledger.claim(&identities).await {
             Ok(entries) => entries,
             Err(err) => {
-                tracing::error!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");
+                // The store's watch says so once, at error; this is every request.
+                tracing::debug!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");
                 return Outcome::unavailable(
                     Unavailable::ServiceUnavailable,
                     format!("the delivered-ledger is unavailable ({err}); retry later"),

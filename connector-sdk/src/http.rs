@@ -1,7 +1,8 @@
 //! HTTP ingest: `POST /` takes a CloudEvent in structured, binary or batch
 //! mode. Beside it: `GET /healthz` (alive), `GET /readyz` (taking work; 503
-//! while shutting down), `GET /metrics` (Prometheus) and `GET /status` (the
-//! sink's own view, as JSON).
+//! while shutting down or while the store is down), `GET /metrics`
+//! (Prometheus) and `GET /status` (the sink's own view and the store's
+//! health, as JSON).
 //!
 //! A thin door: decode, hand the events to the dispatch (the delivered-ledger,
 //! then [`Sink::arrived`]), turn the outcome into a response with `status.rs`.
@@ -22,6 +23,7 @@ use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
 use crate::status;
+use crate::store::StoreHealth;
 
 /// The media type of HTTP structured mode.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -32,6 +34,7 @@ pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 struct App<S> {
     dispatch: Arc<Dispatch<S>>,
     readiness: Readiness,
+    store: StoreStatus,
     admission: Admission,
     max_body_bytes: usize,
 }
@@ -42,12 +45,14 @@ struct App<S> {
 pub(crate) fn router<S: Sink>(
     dispatch: Arc<Dispatch<S>>,
     readiness: Readiness,
+    store: StoreStatus,
     admission: Admission,
     max_body_bytes: usize,
 ) -> Router {
     let app = Arc::new(App {
         dispatch,
         readiness,
+        store,
         admission,
         max_body_bytes,
     });
@@ -110,19 +115,46 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
     status::http_response(&outcome)
 }
 
+/// The sink's view, with the runtime's `store` beside it.
 async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
-    match app.dispatch.sink().status().await {
-        Some(view) => axum::Json(view).into_response(),
-        None => (StatusCode::NOT_FOUND, "this sink has no status view\n").into_response(),
-    }
+    let problem = app.store.health.problem();
+    let store = serde_json::json!({
+        "backend": app.store.backend,
+        "healthy": problem.is_none(),
+        "problem": problem,
+    });
+    let view = match app.dispatch.sink().status().await {
+        Some(serde_json::Value::Object(mut view)) => {
+            view.insert("store".into(), store);
+            serde_json::Value::Object(view)
+        }
+        Some(other) => serde_json::json!({"sink": other, "store": store}),
+        None => serde_json::json!({"store": store}),
+    };
+    axum::Json(view).into_response()
 }
 
 async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
-    if app.readiness.is_ready() {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    if !app.readiness.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    match app.store.health.problem() {
+        None => "ready\n".into_response(),
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is down: {problem}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// What `/readyz` and `/status` say of the store.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreStatus {
+    /// `embedded` or `redis`.
+    pub backend: &'static str,
+    /// Its latest health.
+    pub health: StoreHealth,
 }
 
 /// The three HTTP encodings of CloudEvents.

@@ -29,6 +29,9 @@ pub const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
 /// one batch).
 pub const LEDGER: &str = "connector_ledger_events_total";
 
+/// 1 while the store answers, 0 while it is down.
+pub const STORE_UP: &str = "connector_store_up";
+
 /// Histogram buckets in seconds, from 1 ms to the 5 s a Vanus trigger waits.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -75,6 +78,11 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to answer a request"
     );
+}
+
+/// The store's health, as the watch last saw it.
+pub(crate) fn store_up(up: bool) {
+    metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// One event looked up in the ledger.

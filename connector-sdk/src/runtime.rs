@@ -17,7 +17,7 @@ use crate::dispatch::Dispatch;
 use crate::ledger::Ledger;
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::{Context, Sink};
-use crate::store::{Embedded, Store};
+use crate::store::{Embedded, Redis, Store, StoreHealth};
 use crate::{grpc, http, logging};
 
 /// The store namespace of the runtime's delivered-ledger.
@@ -90,6 +90,8 @@ pub struct Server {
     drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
     ledger: Arc<Ledger>,
+    /// The store's health probe.
+    watch: tokio::task::AbortHandle,
 }
 
 impl Server {
@@ -116,9 +118,15 @@ impl Server {
         let admission = Admission::new(options.max_in_flight);
         let ledger = Arc::new(Ledger::new(store.scope(LEDGER_SCOPE), options.ledger_ttl));
         let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger)));
+        let (health, watch) = StoreHealth::watch(store.clone());
+        let store_status = http::StoreStatus {
+            backend: store.backend_name(),
+            health,
+        };
         let router = http::router(
             Arc::clone(&dispatch),
             readiness.clone(),
+            store_status,
             admission.clone(),
             options.max_body_bytes,
         );
@@ -165,6 +173,7 @@ impl Server {
             drain_delay: options.drain_delay,
             tasks,
             ledger,
+            watch: watch.abort_handle(),
         })
     }
 
@@ -197,6 +206,7 @@ impl Server {
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         self.ledger.flush().await;
+        self.watch.abort();
         drained
     }
 }
@@ -269,7 +279,7 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match open_store(&loaded.runtime) {
+    let store = match open_store(&loaded.runtime, S::name()) {
         Ok(store) => store,
         Err(err) => {
             eprintln!("error: {err}");
@@ -304,9 +314,19 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Opens the store the configuration names.
-pub fn open_store(config: &RuntimeConfig) -> Result<Store, crate::store::OpenError> {
+/// Opens the store the configuration names: Redis when `store.redis` is
+/// set (keys under its `key_prefix`, else `default_prefix`, the sink's
+/// name), else the embedded database in `store.path`.
+pub fn open_store(
+    config: &RuntimeConfig,
+    default_prefix: &str,
+) -> Result<Store, crate::store::OpenError> {
+    if let Some(redis) = &config.store.redis {
+        let backend = Redis::connect(redis, default_prefix)?;
+        tracing::info!(url = %redis.masked_url(), "store: Redis, shared by every replica");
+        return Ok(Store::new(Arc::new(backend)));
+    }
     let embedded = Embedded::open(&config.store.path, config.store.max_records)?;
-    tracing::info!(path = %config.store.path.display(), "store opened");
+    tracing::info!(path = %config.store.path.display(), "store: embedded");
     Ok(Store::new(Arc::new(embedded)))
 }

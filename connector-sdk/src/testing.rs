@@ -34,7 +34,9 @@
 //! Each server has its own store in a fresh temporary directory (removed
 //! when the server is dropped), unless the YAML names a `store.path`: a test
 //! of a restart starts a second server on the first one's path, after
-//! [`TestServer::shutdown`] closed it.
+//! [`TestServer::shutdown`] closed it. With `store.redis.url` (a
+//! [`RedisServer`] started by the test), several servers share one store, as
+//! replicas do.
 //!
 //! This is test support: where a test cannot go on (the servers do not start,
 //! the sink does not answer) the kit panics with a message saying why, as an
@@ -58,7 +60,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{self, RuntimeConfig};
 use crate::proto::cloud_events_client::CloudEventsClient;
 use crate::proto::{BatchEvent, CloudEventBatch};
-use crate::store::{Clock, Embedded, Store, StoreConfig, SystemClock};
+use crate::store::{Clock, Embedded, Redis, Store, StoreConfig, SystemClock};
 use crate::{
     BATCH_CONTENT_TYPE, Context, SINK_SCOPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink,
     encode_event,
@@ -121,7 +123,7 @@ impl<S: Sink> TestServer<S> {
     /// When the servers cannot start.
     pub async fn start_with(sink: S, options: ServeOptions) -> Self {
         let grace = RuntimeConfig::default().shutdown_timeout();
-        let (store, dir) = open_store(&StoreConfig::default(), Arc::new(SystemClock));
+        let (store, dir) = open_store(&StoreConfig::default(), Arc::new(SystemClock), S::name());
         Self::serve(Arc::new(sink), (store, dir), &options, grace).await
     }
 
@@ -153,7 +155,7 @@ impl<S: Sink> TestServer<S> {
     pub async fn from_yaml_with_clock(yaml: &str, clock: Arc<dyn Clock>) -> Self {
         let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
             .unwrap_or_else(|err| panic!("{err}"));
-        let (store, dir) = open_store(&loaded.runtime.store, clock);
+        let (store, dir) = open_store(&loaded.runtime.store, clock, S::name());
         let context = Context::new(store.scope(SINK_SCOPE));
         let sink = S::initialize(loaded.sink, context)
             .await
@@ -405,9 +407,148 @@ impl<S: Sink> TestServer<S> {
     }
 }
 
+/// A real `redis-server` on a free loopback port, for tests of a store
+/// shared through Redis: started in its own temporary directory, killed
+/// when dropped.
+///
+/// # Panics
+///
+/// When `redis-server` is not installed (the message says how to install
+/// it), or it does not answer `PING` within 10 s.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    durable: bool,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// A Redis keeping nothing on disk.
+    pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// A Redis with an append-only file fsynced on every write
+    /// (`appendfsync always`), so a [`RedisServer::restart`] keeps its data.
+    pub fn start_durable() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(durable: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|err| panic!("cannot find a free port: {err}"));
+        let dir = tempfile::tempdir()
+            .unwrap_or_else(|err| panic!("cannot create a directory for redis-server: {err}"));
+        let mut server = Self {
+            child: None,
+            port,
+            durable,
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL), as a crash or a network cut would look.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (with its data, when
+    /// durable), and waits for `PING`.
+    pub fn restart(&mut self) {
+        self.stop();
+        let binary = redis_server_binary();
+        let mut command = std::process::Command::new(&binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if self.durable {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while !redis_answers_ping(self.port) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server on port {} did not answer PING within 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_server_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(Into::into))
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "redis-server is not installed; the tests of the Redis store start their own on a \
+                 free loopback port. Install it: `sudo apt-get install -y redis-server` (Debian, \
+                 Ubuntu) or `brew install redis` (macOS); `.ci/run` does this by itself"
+            )
+        })
+}
+
+fn redis_answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = [0_u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
 /// The store `config` names, or a fresh temporary one when it names the
 /// default path (which a test must never touch).
-fn open_store(config: &StoreConfig, clock: Arc<dyn Clock>) -> (Store, Option<tempfile::TempDir>) {
+/// With `store.redis` set, that Redis (whose own `TIME` the gates follow,
+/// whatever `clock` says).
+fn open_store(
+    config: &StoreConfig,
+    clock: Arc<dyn Clock>,
+    prefix: &str,
+) -> (Store, Option<tempfile::TempDir>) {
+    if let Some(redis) = &config.redis {
+        let backend = Redis::connect(redis, prefix).unwrap_or_else(|err| panic!("{err}"));
+        return (Store::new(Arc::new(backend)), None);
+    }
     let (path, dir) = if config.path == StoreConfig::default().path {
         let dir = tempfile::tempdir()
             .unwrap_or_else(|err| panic!("cannot create a temporary store: {err}"));
@@ -667,7 +808,14 @@ mod tests {
         assert_eq!(reply.status, 400, "ce-source is missing: {reply:?}");
         assert!(reply.body.starts_with("invalid CloudEvent"), "{reply:?}");
         assert_eq!(server.get("/healthz").await.status, 200);
-        assert_eq!(server.get("/status").await.status, 404);
+        let status = server.get("/status").await;
+        assert_eq!(status.status, 200, "the runtime's part: the store");
+        assert!(
+            status
+                .body
+                .contains(r#""store":{"backend":"embedded","healthy":true"#),
+            "{status:?}"
+        );
         // This test's own labels: the recorder's sink answers only here.
         let rejected = || {
             server.metric(

@@ -338,7 +338,10 @@ pub async fn send(
 /// The sink's own store, so the message counts toward the robot's budget;
 /// while the sink runs and holds it, a store of this process alone.
 fn send_store(loaded: &Loaded<DingTalkConfig>) -> Result<Store, OpenError> {
-    match open_store(&loaded.runtime) {
+    match open_store(
+        &loaded.runtime,
+        <crate::DingTalkSink as connector_sdk::Sink>::name(),
+    ) {
         Ok(store) => Ok(store),
         Err(err) => {
             eprintln!(

@@ -96,7 +96,7 @@ impl Embedded {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         let problem = |reason: String| OpenError {
-            path: dir.to_owned(),
+            setting: format!("store.path {}", dir.display()),
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|err| {
@@ -129,7 +129,7 @@ impl Embedded {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         let problem = |reason: String| OpenError {
-            path: path.clone(),
+            setting: format!("store.path {}", path.display()),
             reason,
         };
         create_tables(&db).map_err(|err| {
@@ -154,7 +154,7 @@ impl Embedded {
     pub fn in_memory() -> Result<Self, OpenError> {
         let path = PathBuf::from("(memory)");
         let problem = |reason: String| OpenError {
-            path: path.clone(),
+            setting: "an in-memory store".to_owned(),
             reason,
         };
         let db = redb::Builder::new()
@@ -512,6 +512,18 @@ impl Backend for Embedded {
         self.run(Kind::Durable, move |t, _| t.remove(&key)).await
     }
 
+    async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (key, holder) = (key.to_owned(), holder.as_bytes().to_vec());
+        self.run(Kind::Lazy, move |t, now| match t.get(&key, now)? {
+            Some(current) if current != holder => Ok(false),
+            _ => {
+                t.put(&key, &holder, now.saturating_add(millis(ttl)))?;
+                Ok(true)
+            }
+        })
+        .await
+    }
+
     async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError> {
         let queue = queue.to_owned();
         self.run(Kind::Durable, move |t, _| t.push(&queue, &item, max_len))
@@ -621,6 +633,18 @@ mod tests {
             Ok(None),
             "an expired record can be created again"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_one_holders_until_it_expires() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let ttl = Duration::from_millis(50);
+        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
+        assert_eq!(store.lease("l", "b", ttl).await, Ok(false));
+        assert_eq!(store.lease("l", "a", ttl).await, Ok(true), "renewed");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(store.lease("l", "b", ttl).await, Ok(true), "taken over");
     }
 
     #[tokio::test]

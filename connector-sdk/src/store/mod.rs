@@ -28,8 +28,12 @@ use serde::{Deserialize, Serialize};
 
 mod embedded;
 mod gate;
+mod redis;
+mod watch;
 
 pub use embedded::Embedded;
+pub use redis::{Redis, RedisConfig};
+pub use watch::StoreHealth;
 
 /// The `store` section of the runtime's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +45,8 @@ pub struct StoreConfig {
     /// Records kept at most (the ledger's entries, mostly); past it the
     /// ones closest to expiry go first. Default 1,000,000.
     pub max_records: u64,
+    /// A Redis shared by every replica, instead of the embedded database.
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +54,7 @@ impl Default for StoreConfig {
         Self {
             path: PathBuf::from("/vanus-connect/data"),
             max_records: 1_000_000,
+            redis: None,
         }
     }
 }
@@ -71,10 +78,11 @@ pub enum StoreError {
 
 /// The store could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
-#[error("store.path {path}: {reason}")]
+#[error("{setting}: {reason}")]
 pub struct OpenError {
-    /// The directory that was asked for.
-    pub path: PathBuf,
+    /// The setting at fault and its value, e.g. `store.path /data` (never a
+    /// password).
+    pub setting: String,
     /// What went wrong and what to do.
     pub reason: String,
 }
@@ -215,6 +223,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Removes `key`, if present.
     async fn remove(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Takes or renews the lease `key` for `holder`, for `ttl`: true when
+    /// `holder` now holds it (it was free, expired, or already its), false
+    /// when another holder does. What makes one process of many do a job.
+    async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
+
     /// Appends `item` to `queue`, durably, unless it holds `max_len` items.
     async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError>;
 
@@ -328,6 +341,11 @@ impl Store {
     /// See [`Backend::remove`].
     pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
         self.backend.remove(&self.key(key)).await
+    }
+
+    /// See [`Backend::lease`].
+    pub async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.backend.lease(&self.key(key), holder, ttl).await
     }
 
     /// See [`Backend::push`].

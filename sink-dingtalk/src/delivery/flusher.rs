@@ -49,9 +49,13 @@ enum Step {
     Again,
 }
 
-/// Runs until `stop` is cancelled. Entries left in the outbox stay there
-/// for the next start.
-pub async fn run(lane: Arc<Lane>, stop: CancellationToken) {
+/// How long a flusher without the lease waits before asking again.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs until `stop` is cancelled, as `holder` (this process's name for the
+/// outbox's lease). Entries left in the outbox stay there for the next
+/// start, or for another replica.
+pub async fn run(lane: Arc<Lane>, holder: String, stop: CancellationToken) {
     let Some(outbox) = &lane.outbox else { return };
     let mut flusher = Flusher {
         lane: &lane,
@@ -61,10 +65,17 @@ pub async fn run(lane: Arc<Lane>, stop: CancellationToken) {
         failures: 0,
     };
     loop {
-        let step = match flusher.step().await {
+        let step = match outbox.lease(&holder).await {
+            Ok(true) => flusher.step().await,
+            // Another replica flushes this robot; ask again in a while.
+            Ok(false) => Ok(Step::Sleep(LEASE_RETRY)),
+            Err(err) => Err(err),
+        };
+        let step = match step {
             Ok(step) => step,
             Err(err) => {
-                tracing::error!(robot = %lane.name, %err, "the outbox cannot be read; trying again");
+                // The store's watch reports an outage once; this one is ours.
+                tracing::warn!(robot = %lane.name, %err, "the outbox cannot be read; trying again");
                 flusher.failed()
             }
         };

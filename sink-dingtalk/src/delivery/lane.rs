@@ -367,7 +367,8 @@ impl Lane {
 }
 
 fn store_unavailable(work: &Work, err: &StoreError) -> Outcome {
-    tracing::error!(event_id = %work.id, chat_group = %work.group, %err, "the store failed; answering retry-later");
+    // The store's watch says so once, at error; this is every event.
+    tracing::debug!(event_id = %work.id, chat_group = %work.group, %err, "the store failed; answering retry-later");
     Outcome::unavailable(
         Unavailable::ServiceUnavailable,
         format!(

@@ -156,13 +156,21 @@ impl Delivery {
     }
 
     /// Starts one flusher per robot with an outbox; it first sends what a
-    /// previous run left queued.
+    /// previous run left queued. With a shared store, the flusher of one
+    /// replica at a time works on a robot's outbox.
     pub fn start_flushers(&self) {
+        let holder = format!(
+            "{}-{}-{:08x}",
+            hostname(),
+            std::process::id(),
+            fastrand::u32(..)
+        );
         let mut flushers = self.flushers.lock().unwrap_or_else(PoisonError::into_inner);
         for (lane, _) in &self.lanes {
             if lane.outbox.is_some() {
                 flushers.push(tokio::spawn(flusher::run(
                     Arc::clone(lane),
+                    holder.clone(),
                     self.stop.child_token(),
                 )));
             }
@@ -287,6 +295,16 @@ impl Delivery {
             "robots": robots,
         })
     }
+}
+
+/// This machine's name (a pod's name in Kubernetes), for the flusher's lease.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "sink".to_owned())
 }
 
 fn log_handled(

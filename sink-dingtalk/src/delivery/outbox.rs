@@ -3,6 +3,7 @@
 //! order until the flusher has sent them, alone or in digests.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use connector_sdk::store::{Pushed, QueueItem};
 use connector_sdk::{Store, StoreError};
@@ -40,11 +41,16 @@ pub struct Queued {
     pub entry: Option<Entry>,
 }
 
+/// How long the flusher's lease on an outbox lasts without renewal: longer
+/// than a POST from it may take, so a live flusher never loses it mid-post.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+
 /// One robot's outbox.
 #[derive(Debug)]
 pub struct Outbox {
     store: Store,
     queue: String,
+    lease: String,
     max_queued: u64,
     /// The queue's length as this process counts it: exact when only this
     /// process writes the store; a shared store is asked instead.
@@ -58,9 +64,17 @@ impl Outbox {
     /// previous run left in it.
     pub async fn open(store: Store, robot_key: &str, max_queued: u64) -> Result<Self, StoreError> {
         let queue = format!("outbox/{robot_key}");
-        let len = store.len(&queue).await?;
+        // A shared store is asked each time: its length is not read here, so
+        // a replica starts while Redis is down (and is not ready until it is
+        // back).
+        let len = if store.is_shared() {
+            0
+        } else {
+            store.len(&queue).await?
+        };
         Ok(Self {
             store,
+            lease: format!("flusher/{robot_key}"),
             queue,
             max_queued,
             len: AtomicI64::new(i64::try_from(len).unwrap_or(i64::MAX)),
@@ -112,9 +126,26 @@ impl Outbox {
         Ok(())
     }
 
-    /// Resolves when something was queued since the last call.
+    /// Resolves when this process queued something since the last call;
+    /// with a shared store, also after a second (another replica may have).
     pub async fn queued(&self) {
-        self.wake.notified().await;
+        if self.store.is_shared() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+        } else {
+            self.wake.notified().await;
+        }
+    }
+
+    /// Takes or renews the right to flush this outbox, for [`LEASE_TTL`]:
+    /// one flusher at a time, across replicas; when its holder dies another
+    /// takes over once the lease lapses. A store only this process opens
+    /// needs none (and a lease of the process before a restart must not
+    /// hold up this one).
+    pub async fn lease(&self, holder: &str) -> Result<bool, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        self.store.lease(&self.lease, holder, LEASE_TTL).await
     }
 }
 

@@ -1,0 +1,599 @@
+//! The shared backend: Redis (`store.redis.url`), so several replicas of a
+//! connector share one state: the ledger (a redelivery to any replica is
+//! answered without a post), each destination's send log and hold (the
+//! budget is one, whichever replica sends), and the outboxes (what one
+//! replica queued survives it).
+//!
+//! Every decision that reads and writes is one Lua script, atomic in Redis,
+//! and gates read Redis's own `TIME`, so the replicas' clocks do not
+//! matter. A sliding log (a sorted set of send times), not GCRA: GCRA with a
+//! burst of 20 lets 40 through in a minute.
+//!
+//! The connection is a `redis` connection manager, which reconnects by
+//! itself; every call has a timeout. A call that fails or times out is a
+//! [`StoreError`]: the caller answers "retry later" and sends nothing, so an
+//! outage never costs a robot its budget.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+use serde::{Deserialize, Serialize};
+
+use super::{Backend, GateState, OpenError, Passage, Pushed, QueueItem, StoreError};
+
+const NAME: &str = "redis";
+
+/// `store.redis`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db`, or `rediss://` for TLS.
+    pub url: String,
+    /// Prefix of every key (default: the sink's name), so several connectors
+    /// can share one Redis.
+    pub key_prefix: Option<String>,
+    /// The longest a call may take, in milliseconds. Default 1000.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            key_prefix: None,
+            timeout_ms: 1_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The URL without its password: safe to print.
+    pub fn masked_url(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string()
+            }
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.masked_url())
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// The Redis backend. See the [module documentation](self).
+pub struct Redis {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    shown: String,
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.shown)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Redis {
+    /// A backend on `config.url`, keys under `config.key_prefix` (else
+    /// `default_prefix`). Connects lazily: an unreachable Redis is an error
+    /// of the first calls, not of start-up, and the connection manager keeps
+    /// reconnecting; only a URL that is not Redis's stops start-up.
+    pub fn connect(config: &RedisConfig, default_prefix: &str) -> Result<Self, OpenError> {
+        let shown = config.masked_url();
+        let problem = |reason: String| OpenError {
+            setting: format!("store.redis.url {shown}"),
+            reason,
+        };
+        if config.url.starts_with("rediss://") {
+            // TLS through rustls: use ring, as the rest of the process does.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(|err| {
+            problem(format!(
+                "is not a Redis URL ({}); write redis://[:password@]host:port/db, or rediss:// for TLS",
+                err.category()
+            ))
+        })?;
+        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|err| problem(format!("cannot set up the connection: {}", err.category())))?;
+        Ok(Self {
+            connection,
+            prefix: config
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| default_prefix.to_owned()),
+            timeout,
+            shown,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+
+    /// Runs one call with the timeout; failures become [`StoreError`]s that
+    /// say what to check and never show the password.
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(StoreError::Unavailable {
+                backend: NAME,
+                reason: format!("{} ({err})", self.shown),
+            }),
+            Err(_) => Err(StoreError::Unavailable {
+                backend: NAME,
+                reason: format!(
+                    "{} did not answer within {} ms (store.redis.timeout_ms)",
+                    self.shown,
+                    self.timeout.as_millis()
+                ),
+            }),
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}
+
+/// Appends unless full; items are `seq:data`, `seq` from a counter.
+const PUSH: &str = r"
+local len = redis.call('LLEN', KEYS[1])
+if len >= tonumber(ARGV[1]) then return {0, len} end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('RPUSH', KEYS[1], seq .. ':' .. ARGV[2])
+return {1, len + 1}
+";
+
+/// Pops head items while their `seq` is at most ARGV[1].
+const POP_THROUGH: &str = r"
+local popped = 0
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local seq = tonumber(string.match(head, '^(%d+):'))
+  if (not seq) or seq > tonumber(ARGV[1]) then break end
+  redis.call('LPOP', KEYS[1])
+  popped = popped + 1
+end
+return popped
+";
+
+/// The gate rule of `gate.rs`, in Redis: KEYS = log, hold, counter;
+/// ARGV = limit, window ms. Answers {1, used} open, {2, ms} held,
+/// {3, ms} wait.
+const PASS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local held = redis.call('PTTL', KEYS[2])
+if held > 0 then return {2, held} end
+local used = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[1])
+if used < limit then
+  local n = redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[1], now, now .. ':' .. n)
+  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('PEXPIRE', KEYS[3], window)
+  return {1, used + 1}
+end
+local nth = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
+local wait = tonumber(nth[2]) + window - now
+if wait < 1 then wait = 1 end
+return {3, wait}
+";
+
+/// Holds for ARGV[1] ms unless held longer already.
+const HOLD: &str = r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+";
+
+/// KEYS = log, hold; ARGV = window ms. Answers {used, ms until the oldest
+/// leaves or -1, ms held or -1}.
+const STATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local next_free = -1
+if first[2] then next_free = tonumber(first[2]) + window - now end
+return {used, next_free, redis.call('PTTL', KEYS[2])}
+";
+
+/// Takes or renews a lease: KEYS[1]; ARGV = holder, ttl ms.
+const LEASE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::Int(n) => *n,
+        _ => 0,
+    }
+}
+
+fn ints(value: &Value) -> Vec<i64> {
+    match value {
+        Value::Array(items) => items.iter().map(int).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn positive_ms(ms: i64) -> Option<Duration> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+#[async_trait]
+impl Backend for Redis {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn();
+        self.call(conn.get(self.key(key))).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        self.call(conn.pset_ex(self.key(key), value, millis(ttl)))
+            .await
+    }
+
+    async fn put_lazily(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        // Redis's own persistence settings decide durability either way.
+        self.put(key, value, ttl).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(millis(ttl));
+        self.call(cmd.query_async(&mut conn)).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        self.call(conn.del(self.key(key))).await
+    }
+
+    async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(LEASE);
+        let mut invocation = script.key(self.key(key));
+        invocation.arg(holder).arg(millis(ttl));
+        let taken: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(taken == 1)
+    }
+
+    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(PUSH);
+        let mut invocation = script.key(self.key(&format!("{queue}:items")));
+        invocation
+            .key(self.key(&format!("{queue}:seq")))
+            .arg(max_len)
+            .arg(item);
+        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
+        let answer = ints(&answer);
+        let len = u64::try_from(answer.get(1).copied().unwrap_or(0)).unwrap_or(0);
+        Ok(match answer.first() {
+            Some(1) => Pushed::Queued { len },
+            _ => Pushed::Full { len },
+        })
+    }
+
+    async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
+        if max_items == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let stop = isize::try_from(max_items).unwrap_or(isize::MAX) - 1;
+        let raw: Vec<Vec<u8>> = self
+            .call(conn.lrange(self.key(&format!("{queue}:items")), 0, stop))
+            .await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|item| {
+                let colon = item.iter().position(|b| *b == b':')?;
+                let seq = std::str::from_utf8(&item[..colon]).ok()?.parse().ok()?;
+                Some(QueueItem {
+                    seq,
+                    data: item[colon + 1..].to_vec(),
+                })
+            })
+            .collect())
+    }
+
+    async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(POP_THROUGH);
+        let mut invocation = script.key(self.key(&format!("{queue}:items")));
+        invocation.arg(seq);
+        let _popped: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn len(&self, queue: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        self.call(conn.llen(self.key(&format!("{queue}:items"))))
+            .await
+    }
+
+    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(PASS);
+        let mut invocation = script.key(self.key(&format!("{gate}:log")));
+        invocation
+            .key(self.key(&format!("{gate}:hold")))
+            .key(self.key(&format!("{gate}:n")))
+            .arg(limit)
+            .arg(millis(window));
+        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
+        let answer = ints(&answer);
+        let value = answer.get(1).copied().unwrap_or(0);
+        let wait = positive_ms(value).unwrap_or(Duration::from_millis(1));
+        Ok(match answer.first() {
+            Some(1) => Passage::Open {
+                used: u32::try_from(value).unwrap_or(u32::MAX),
+            },
+            Some(2) => Passage::Held(wait),
+            _ => Passage::Wait(wait),
+        })
+    }
+
+    async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(HOLD);
+        let mut invocation = script.key(self.key(&format!("{gate}:hold")));
+        invocation.arg(millis(duration));
+        let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
+        let mut conn = self.conn();
+        let script = Script::new(STATE);
+        let mut invocation = script.key(self.key(&format!("{gate}:log")));
+        invocation
+            .key(self.key(&format!("{gate}:hold")))
+            .arg(millis(window));
+        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
+        let answer = ints(&answer);
+        Ok(GateState {
+            used: u32::try_from(answer.first().copied().unwrap_or(0)).unwrap_or(0),
+            next_free_in: answer.get(1).copied().and_then(positive_ms),
+            held_for: answer.get(2).copied().and_then(positive_ms),
+        })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let pong: String = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable {
+                backend: NAME,
+                reason: format!("{} answered PING with {pong:?}", self.shown),
+            })
+        }
+    }
+
+    async fn close(&self) {
+        // The connection closes when the last handle goes.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::testing::RedisServer;
+    use std::sync::Arc;
+
+    fn store(server: &RedisServer, prefix: &str) -> Store {
+        let config = RedisConfig {
+            url: server.url(),
+            ..RedisConfig::default()
+        };
+        Store::new(Arc::new(Redis::connect(&config, prefix).expect("connects")))
+    }
+
+    #[tokio::test]
+    async fn records_expire_create_keeps_the_first_and_leases_have_one_holder() {
+        let server = RedisServer::start();
+        let store = store(&server, "t");
+        let minute = Duration::from_secs(60);
+        assert_eq!(store.create("a", b"1".to_vec(), minute).await, Ok(None));
+        assert_eq!(
+            store.create("a", b"2".to_vec(), minute).await,
+            Ok(Some(b"1".to_vec()))
+        );
+        store
+            .put_lazily("a", b"3".to_vec(), minute)
+            .await
+            .expect("put");
+        assert_eq!(store.get("a").await, Ok(Some(b"3".to_vec())));
+        store.remove("a").await.expect("remove");
+        assert_eq!(store.get("a").await, Ok(None));
+        store
+            .put("short", b"x".to_vec(), Duration::from_millis(20))
+            .await
+            .expect("put");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(store.get("short").await, Ok(None), "expired");
+
+        let ttl = Duration::from_millis(100);
+        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
+        assert_eq!(store.lease("l", "b", ttl).await, Ok(false));
+        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(store.lease("l", "b", ttl).await, Ok(true), "taken over");
+    }
+
+    #[tokio::test]
+    async fn queues_keep_binary_items_in_order_bounded() {
+        let server = RedisServer::start();
+        let store = store(&server, "t");
+        let items: [&[u8]; 3] = [b"a:b", &[0, 255, b':', 10], b""];
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(
+                store.push("q", item.to_vec(), 3).await,
+                Ok(Pushed::Queued {
+                    len: u64::try_from(i + 1).unwrap()
+                })
+            );
+        }
+        assert_eq!(
+            store.push("q", b"d".to_vec(), 3).await,
+            Ok(Pushed::Full { len: 3 })
+        );
+        let head = store.peek("q", 10).await.expect("peek");
+        let data: Vec<&[u8]> = head.iter().map(|i| i.data.as_slice()).collect();
+        assert_eq!(data, items);
+        store.pop_through("q", head[1].seq).await.expect("pop");
+        assert_eq!(store.len("q").await, Ok(1));
+        assert_eq!(store.peek("q", 10).await.expect("peek")[0].seq, head[2].seq);
+    }
+
+    #[tokio::test]
+    async fn replicas_share_one_budget_and_one_hold() {
+        let server = RedisServer::start();
+        let (one, two) = (store(&server, "bot"), store(&server, "bot"));
+        let window = Duration::from_secs(60);
+        // 40 sends race for a budget of 20 from two replicas: exactly 20 pass.
+        let mut racing = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            racing.spawn(async move { store.pass("g", 20, window).await });
+        }
+        let mut open = 0;
+        while let Some(passage) = racing.join_next().await {
+            match passage.expect("joins").expect("answers") {
+                Passage::Open { .. } => open += 1,
+                Passage::Wait(wait) => assert!(wait > Duration::from_secs(58), "{wait:?}"),
+                Passage::Held(_) => panic!("not held"),
+            }
+        }
+        assert_eq!(open, 20);
+        assert_eq!(one.gate_state("g", window).await.expect("state").used, 20);
+
+        one.hold("h", Duration::from_secs(600)).await.expect("hold");
+        assert!(matches!(
+            two.pass("h", 20, window).await,
+            Ok(Passage::Held(held)) if held > Duration::from_secs(599)
+        ));
+        let state = two.gate_state("h", window).await.expect("state");
+        assert!(state.held_for.is_some() && state.used == 0);
+        // Another prefix is another connector.
+        assert!(matches!(
+            store(&server, "other").pass("h", 20, window).await,
+            Ok(Passage::Open { used: 1 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_an_error_in_time_not_a_hang() {
+        let mut server = RedisServer::start();
+        let store = store(&server, "t");
+        store.health().await.expect("up");
+        server.stop();
+        let started = std::time::Instant::now();
+        let err = store
+            .pass("g", 1, Duration::from_secs(60))
+            .await
+            .expect_err("down");
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert!(err.to_string().contains("redis"), "{err}");
+        assert!(store.health().await.is_err());
+        server.restart();
+        let mut healthy = false;
+        for _ in 0..50 {
+            if store.health().await.is_ok() {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(healthy, "reconnected by itself");
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let config = RedisConfig {
+            url: "redis://:hunter2@10.0.0.1:6379/2".into(),
+            ..RedisConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.masked_url(), "redis://:***@10.0.0.1:6379/2");
+        let bad = RedisConfig {
+            url: "http://:hunter2@x".into(),
+            ..RedisConfig::default()
+        };
+        let err = Redis::connect(&bad, "p").expect_err("not redis");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().starts_with("store.redis.url"), "{err}");
+    }
+}
