@@ -135,17 +135,7 @@ impl Harness {
     /// Waits until every marker shows in what the robot with `token`
     /// accepted, at most `timeout`; returns how many show.
     pub async fn wait_visible(&self, token: &str, markers: &[String], timeout: Duration) -> usize {
-        let started = tokio::time::Instant::now();
-        loop {
-            let shown = markers
-                .iter()
-                .filter(|m| times_shown(&self.fake.accepted_for(token), m) > 0)
-                .count();
-            if shown == markers.len() || started.elapsed() >= timeout {
-                return shown;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_visible(&self.fake, token, markers, timeout).await
     }
 
     /// The bodies DingTalk accepted for a robot, without their msgUuid.
@@ -185,6 +175,28 @@ pub fn structured(
         event[*name] = Value::String((*value).to_owned());
     }
     event.to_string()
+}
+
+/// Waits until every marker shows in what `fake`'s robot `token` accepted,
+/// at most `timeout`; returns how many show.
+pub async fn wait_visible(
+    fake: &FakeDingTalk,
+    token: &str,
+    markers: &[String],
+    timeout: Duration,
+) -> usize {
+    let started = tokio::time::Instant::now();
+    loop {
+        let accepted = fake.accepted_for(token);
+        let shown = markers
+            .iter()
+            .filter(|m| times_shown(&accepted, m) > 0)
+            .count();
+        if shown == markers.len() || started.elapsed() >= timeout {
+            return shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// How many accepted messages show `marker` (a single message or a line of
