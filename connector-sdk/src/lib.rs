@@ -91,6 +91,7 @@
 mod admission;
 mod codec;
 pub mod config;
+mod connection;
 mod grpc;
 mod http;
 mod logging;
@@ -101,6 +102,8 @@ mod sink;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
+mod validate;
 
 /// The Vanus CloudEvents protobuf types and the generated gRPC client and server.
 pub mod proto {
@@ -112,9 +115,10 @@ pub use async_trait::async_trait;
 pub use cloudevents;
 pub use cloudevents::Event;
 pub use codec::{DecodeError, decode_batch, decode_event, encode_event};
-pub use config::{ConfigError, ConfigProblem, NoConfig, RuntimeConfig, SinkConfig};
+pub use config::{ConfigError, ConfigProblem, Limits, NoConfig, RuntimeConfig, SinkConfig};
 pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use logging::init as init_logging;
 pub use runtime::{ServeOptions, Server, StartError, run, run_with_config};
 pub use shutdown::signal as shutdown_signal;
 pub use sink::{BoxError, Outcome, Sink, Unavailable};
+pub use text::{shorten, shorten_bytes};
