@@ -126,6 +126,8 @@ impl<S: Sink> TestServer<S> {
     /// servers cannot start; the message says which. To test a config
     /// error, call [`config::load_from_str`] yourself.
     pub async fn from_yaml(yaml: &str) -> Self {
+        // As at start-up: the sink's `initialize` may register metrics.
+        crate::metrics::install();
         let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
             .unwrap_or_else(|err| panic!("{err}"));
         let sink = S::initialize(loaded.sink)

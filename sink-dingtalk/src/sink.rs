@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Event};
-use connector_sdk::{BoxError, Outcome, Sink, Unavailable, async_trait};
+use connector_sdk::{BoxError, Outcome, Sink, Unavailable, async_trait, shorten};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -30,6 +30,15 @@ pub const CHAT_GROUP_EXTENSION: &str = "xvchatgroup";
 
 /// Time kept back from the pacing wait so the send itself still fits.
 const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// How much of an event id a reason or a log line quotes: ids come from
+/// the sender and may be of any length.
+const ID_BYTES: usize = 128;
+
+/// Events of one request logged at info when they are rejected before
+/// sending; the rest are logged at debug, and counted in one info line, so
+/// a batch of 50,000 invalid events is not 50,000 info lines.
+const REJECTIONS_LOGGED: usize = 10;
 
 /// A robot and its send budget; chat groups sharing a webhook share this.
 #[derive(Debug)]
@@ -210,6 +219,7 @@ impl DingTalkSink {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // One queue per robot, in arrival order.
         let mut queues: Vec<Vec<Work>> = Vec::new();
+        let mut rejected = 0;
 
         for (index, event) in events.into_iter().enumerate() {
             match self.prepare(index, &event) {
@@ -221,10 +231,19 @@ impl DingTalkSink {
                     None => queues.push(vec![work]),
                 },
                 Err(Unsendable { group, outcome }) => {
-                    log_unsendable(&event, group.as_ref(), &outcome, started);
+                    rejected += 1;
+                    let at_info = rejected <= REJECTIONS_LOGGED;
+                    log_unsendable(&event, group.as_ref(), &outcome, started, at_info);
                     outcomes[index] = Some(outcome);
                 }
             }
+        }
+        if rejected > REJECTIONS_LOGGED {
+            tracing::info!(
+                rejected,
+                logged = REJECTIONS_LOGGED,
+                "rejected more events of one request before sending; the others are logged at debug"
+            );
         }
 
         let delivered = join_all(
@@ -245,7 +264,8 @@ impl DingTalkSink {
     /// Routes and builds one event, or says why it can never be sent (with
     /// the chat group, when it is a configured one).
     fn prepare(&self, index: usize, event: &Event) -> Result<Work, Unsendable> {
-        let reject = |reason: String| Outcome::rejected(format!("event {}: {reason}", event.id()));
+        let id = shorten(event.id(), ID_BYTES);
+        let reject = |reason: String| Outcome::rejected(format!("event {id}: {reason}"));
         let asked = match event.extension(CHAT_GROUP_EXTENSION) {
             None => None,
             Some(ExtensionValue::String(group)) => Some(Cow::Borrowed(group.as_str())),
@@ -253,7 +273,7 @@ impl DingTalkSink {
         };
         let asked = asked.as_deref().unwrap_or(&self.default_group);
         let (group, robot) = self.groups.get_key_value(asked).ok_or_else(|| {
-            let group = asked;
+            let group = shorten(asked, ID_BYTES);
             let mut known: Vec<_> = self.groups.keys().map(AsRef::as_ref).collect();
             known.sort_unstable();
             let reason = format!(
@@ -275,8 +295,8 @@ impl DingTalkSink {
             robot: Arc::clone(robot),
             group,
             message,
-            id: event.id().to_owned(),
-            source: event.source().to_string(),
+            id: id.into_owned(),
+            source: shorten(event.source(), ID_BYTES).into_owned(),
         })
     }
 
@@ -371,7 +391,9 @@ impl Sink for DingTalkSink {
 
     async fn initialize(config: DingTalkConfig) -> Result<Self, BoxError> {
         telemetry::describe();
-        Self::new(config)
+        let sink = Self::new(config)?;
+        telemetry::export_from_the_start(sink.groups.keys().map(AsRef::as_ref));
+        Ok(sink)
     }
 
     async fn arrived(&self, events: Vec<Event>) -> Outcome {
@@ -469,17 +491,23 @@ fn log_work(work: &Work, outcome: &Outcome, errcode: Option<i64>, started: Insta
     );
 }
 
-fn log_unsendable(event: &Event, group: Option<&Arc<str>>, outcome: &Outcome, started: Instant) {
+fn log_unsendable(
+    event: &Event,
+    group: Option<&Arc<str>>,
+    outcome: &Outcome,
+    started: Instant,
+    at_info: bool,
+) {
     telemetry::outcome(group, outcome);
-    tracing::info!(
-        event_id = %event.id(),
-        source = %event.source(),
-        chat_group = group.map(AsRef::<str>::as_ref),
-        outcome = outcome.class(),
-        latency_ms = started.elapsed().as_millis() as u64,
-        reason = outcome.reason(),
-        "event handled"
-    );
+    let event_id = shorten(event.id(), ID_BYTES);
+    let source = shorten(event.source(), ID_BYTES);
+    let chat_group = group.map(AsRef::<str>::as_ref);
+    let latency_ms = started.elapsed().as_millis() as u64;
+    if at_info {
+        tracing::info!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
+    } else {
+        tracing::debug!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,27 @@ pub fn describe() {
     metrics::describe_counter!(THROTTLED, "Events answered 429, by chat group and cause");
 }
 
+/// Every family with its series at zero for the labels known at start
+/// (the configured chat groups), so a scrape before the first event
+/// already sees them.
+pub fn export_from_the_start<'a>(chat_groups: impl IntoIterator<Item = &'a str>) {
+    for group in chat_groups {
+        for outcome in ["delivered", "rejected", "throttled", "unavailable"] {
+            metrics::counter!(EVENTS, "outcome" => outcome, "chat_group" => group.to_owned())
+                .absolute(0);
+        }
+        for cause in ["budget", "cooldown", "dingtalk"] {
+            metrics::counter!(THROTTLED, "chat_group" => group.to_owned(), "cause" => cause)
+                .absolute(0);
+        }
+    }
+    metrics::counter!(ERRCODES, "errcode" => "0").absolute(0);
+    for result in ["answered", "failed"] {
+        let _ = metrics::histogram!(REQUEST_SECONDS, "result" => result);
+    }
+    let _ = metrics::histogram!(PACING_WAIT_SECONDS);
+}
+
 /// One event's outcome.
 pub fn outcome(chat_group: Option<&Arc<str>>, outcome: &Outcome) {
     let group = chat_group.map_or(SharedString::const_str("-"), |g| {
