@@ -96,6 +96,8 @@ mod grpc;
 mod http;
 mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod proptests;
 mod runtime;
 mod shutdown;
 mod sink;
