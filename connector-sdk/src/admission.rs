@@ -9,6 +9,10 @@
 //!   uploaded (an `Expect: 100-continue` client never gets `100 Continue`);
 //!   a body of unknown length reserves as it arrives.
 //! - A deadline: the body must arrive within `body_read_timeout`.
+//! - Room for what the body becomes: once it is read, and before it is
+//!   decoded, the memory its decoded form will take (`decoded.rs`) is
+//!   reserved too, so a small body that decodes into a huge one (4 MiB of
+//!   `[0,0,…]`) is refused instead of decoded.
 //!
 //! Past any of them the request is refused at once with a [`Refusal`] that
 //! says which, and the sender retries later (or, for a body over
@@ -45,6 +49,8 @@ const GRPC_PREFIX: usize = 5;
 pub(crate) enum Refusal {
     /// The declared or actual body is over `max_body_bytes`.
     TooLarge { limit: usize },
+    /// The body and what it decodes into could never fit the memory budget.
+    TooLargeDecoded { estimate: usize, budget: usize },
     /// Every slot is taken.
     OverCapacity { max_in_flight: usize },
     /// The memory budget has no room for the body.
@@ -66,6 +72,7 @@ impl Refusal {
                 Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
             }
             Refusal::TooLarge { .. }
+            | Refusal::TooLargeDecoded { .. }
             | Refusal::SlowBody { .. }
             | Refusal::BrokenBody { .. }
             | Refusal::Malformed { .. } => Outcome::rejected(reason),
@@ -75,7 +82,7 @@ impl Refusal {
     /// A short name for the metric label.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Refusal::TooLarge { .. } => "too_large",
+            Refusal::TooLarge { .. } | Refusal::TooLargeDecoded { .. } => "too_large",
             Refusal::OverCapacity { .. } => "over_capacity",
             Refusal::OverBudget { .. } => "over_budget",
             Refusal::SlowBody { .. } => "slow_body",
@@ -90,11 +97,14 @@ impl Refusal {
             Refusal::TooLarge { limit } => format!(
                 "the request body is over {limit} bytes (max_body_bytes); send smaller batches"
             ),
+            Refusal::TooLargeDecoded { estimate, budget } => format!(
+                "the request would take about {estimate} bytes of memory once decoded, more than the memory budget of {budget} bytes (max_buffered_bytes); send fewer or larger values (many small JSON values or attributes cost far more decoded than sent)"
+            ),
             Refusal::OverCapacity { max_in_flight } => {
                 format!("over capacity: {max_in_flight} requests already in flight; retry later")
             }
             Refusal::OverBudget { budget } => format!(
-                "over capacity: the request bodies being handled already fill the memory budget of {budget} bytes (max_buffered_bytes); retry later"
+                "over capacity: the requests being handled already fill the memory budget of {budget} bytes (max_buffered_bytes); retry later"
             ),
             Refusal::SlowBody { timeout } => format!(
                 "the request body did not arrive within {} ms (body_read_timeout_ms); send it faster",
@@ -158,7 +168,7 @@ impl Admission {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             max_body_bytes: limits.max_body_bytes,
-            budget: limits.max_buffered_bytes.max(limits.max_body_bytes),
+            budget: limits.max_buffered_bytes,
             buffered: AtomicUsize::new(0),
             body_read_timeout: limits.body_read_timeout,
             pressure: Mutex::new(Pressure::default()),
@@ -347,6 +357,17 @@ impl Admission {
 }
 
 impl Ticket {
+    /// Reserves `decoded` bytes more, for what the body becomes once
+    /// decoded (`decoded.rs` estimates it), before it is decoded.
+    pub(crate) fn charge_decoded(&mut self, decoded: usize) -> Result<(), Refusal> {
+        let estimate = self.reserved.saturating_add(decoded);
+        let budget = self.admission.0.budget;
+        if estimate > budget {
+            return Err(Refusal::TooLargeDecoded { estimate, budget });
+        }
+        self.cover(estimate)
+    }
+
     /// Makes sure at least `bytes` are reserved for this request's body.
     fn cover(&mut self, bytes: usize) -> Result<(), Refusal> {
         let more = bytes.saturating_sub(self.reserved);
@@ -614,6 +635,30 @@ mod tests {
             .await
             .expect_err("bad flag");
         assert!(refused.reason().contains("compression flag"), "{refused:?}");
+    }
+
+    #[test]
+    fn what_a_body_decodes_into_is_charged_before_decoding() {
+        let admission = Admission::new(&limits(10, 100, 300));
+        let mut first = admission.admit(Some(100)).expect("admitted");
+        first.charge_decoded(100).expect("200 of 300");
+        let mut second = admission.admit(Some(50)).expect("admitted");
+        assert_eq!(
+            second.charge_decoded(100),
+            Err(Refusal::OverBudget { budget: 300 }),
+            "not now"
+        );
+        assert_eq!(
+            second.charge_decoded(1_000),
+            Err(Refusal::TooLargeDecoded {
+                estimate: 1_050,
+                budget: 300
+            }),
+            "not ever"
+        );
+        drop(first);
+        second.charge_decoded(100).expect("room again");
+        assert_eq!(admission.buffered(), 150);
     }
 
     #[test]

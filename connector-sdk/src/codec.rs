@@ -148,7 +148,8 @@ fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
     }
 }
 
-fn is_json_content_type(content_type: &str) -> bool {
+/// True for `application/json`, `text/json` and `…+json`, parameters aside.
+pub(crate) fn is_json_content_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }

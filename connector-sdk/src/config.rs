@@ -100,14 +100,17 @@ pub struct RuntimeConfig {
     /// Default 4 MiB.
     pub max_body_bytes: usize,
     /// Requests handled at once, HTTP and gRPC together; more are answered
-    /// 503 at once. Default 1024.
+    /// 503 at once. Default 512.
     pub max_in_flight: usize,
-    /// Bytes of request bodies held in memory at once, HTTP and gRPC
-    /// together: a request is admitted only when its declared length still
-    /// fits, else it gets 503 before its body is read. Default 16 MiB.
+    /// The memory budget, in bytes, HTTP and gRPC together: request bodies
+    /// and what they decode into. A request is admitted only when its
+    /// declared length still fits (else 503 before its body is read), and
+    /// decoded only when its decoded form fits too. At least twice
+    /// `max_body_bytes`. Default 16 MiB.
     pub max_buffered_bytes: usize,
-    /// Open connections, HTTP and gRPC together; one more is closed at once.
-    /// Default 1024.
+    /// Open connections, HTTP and gRPC together. When all are taken, a new
+    /// one evicts the connection longest without a request open, or is
+    /// closed at once if every one has a request in flight. Default 1024.
     pub max_connections: usize,
     /// Largest HTTP/1 request head (request line and headers) and gRPC
     /// header list, in bytes; larger gets 431. Default 16 KiB.
@@ -139,7 +142,7 @@ impl Default for RuntimeConfig {
             grpc_port: None,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_body_bytes: 4 * 1024 * 1024,
-            max_in_flight: 1024,
+            max_in_flight: 512,
             max_buffered_bytes: 16 * 1024 * 1024,
             max_connections: 1024,
             max_header_bytes: 16 * 1024,
@@ -215,11 +218,11 @@ impl RuntimeConfig {
             1,
             "",
         );
-        if self.max_buffered_bytes < self.max_body_bytes {
+        if self.max_buffered_bytes / 2 < self.max_body_bytes {
             problems.push(ConfigProblem::new(
                 "max_buffered_bytes",
                 format!(
-                    "must be at least max_body_bytes ({}), or no request of the largest size could ever be admitted",
+                    "must be at least twice max_body_bytes ({}): a body counts once as bytes and once decoded, or no request of the largest size could ever be admitted",
                     self.max_body_bytes
                 ),
             ));
@@ -242,10 +245,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests handled at once; more get 503 / `Unavailable`.
     pub max_in_flight: usize,
-    /// Bytes of request bodies held at once; a request whose declared length
-    /// does not fit gets 503 / `Unavailable` before its body is read.
+    /// The memory budget: bytes of request bodies and what they decode
+    /// into; a request that does not fit gets 503 / `Unavailable` before
+    /// its body is read (or decoded).
     pub max_buffered_bytes: usize,
-    /// Open connections; one more is closed at once.
+    /// Open connections; when all are taken, a new one evicts the one
+    /// longest without a request open, or is closed at once.
     pub max_connections: usize,
     /// Largest request head (HTTP/1) or header list (gRPC).
     pub max_header_bytes: usize,
@@ -435,7 +440,7 @@ mod tests {
     fn limits_no_server_can_run_with_are_reported() {
         figment::Jail::expect_with(|_| {
             let err = load_from_str::<NoConfig>(
-                "max_connections: 0\nmax_header_bytes: 100\nmax_body_bytes: 2048\nmax_buffered_bytes: 1024\n",
+                "max_connections: 0\nmax_header_bytes: 100\nmax_body_bytes: 2048\nmax_buffered_bytes: 4000\n",
                 "cfg.yml",
             )
             .err()

@@ -3,8 +3,9 @@
 //! the sink, map the outcome with `status.rs`.
 //!
 //! Admission comes before decoding ([`Admit`]): the message's length prefix
-//! is checked and reserved in the memory budget, and the whole message read
-//! within the body read timeout, before tonic decodes a byte. A request that
+//! is checked and reserved in the memory budget, the whole message read
+//! within the body read timeout, and what it will decode into reserved too,
+//! before tonic decodes a byte. A request that
 //! is not a valid `BatchEvent` (random bytes, invalid UTF-8 in a string) is
 //! `InvalidArgument`, like any other request that can never succeed
 //! ([`ProtoCodec`]).
@@ -22,13 +23,13 @@ use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
 use crate::admission::{Admission, Refusal};
-use crate::codec;
 use crate::metrics::RequestTimer;
 use crate::proto::BatchEvent;
 use crate::proto::cloud_events_server::{CloudEvents, CloudEventsServer};
 use crate::sink::{Outcome, Sink};
 use crate::status;
 use crate::text::{REASON_BYTES, shorten};
+use crate::{codec, decoded};
 
 struct GrpcIngest<S> {
     sink: Arc<S>,
@@ -115,6 +116,9 @@ where
             let admitted = async {
                 let mut ticket = admission.admit(None)?;
                 let message = admission.read_grpc_message(&mut ticket, body).await?;
+                // What prost and the codec will make of it, before they do.
+                let unframed = message.get(5..).unwrap_or_default();
+                ticket.charge_decoded(decoded::batch(unframed).unwrap_or(message.len()))?;
                 Ok::<_, Refusal>((ticket, message))
             };
             let (ticket, message) = match admitted.await {

@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudevents::Event;
 
-use crate::admission::{Admission, SATURATED_AFTER};
+use crate::admission::{Admission, Admitted, Refusal, SATURATED_AFTER};
 use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
-use crate::status;
 use crate::text::{REASON_BYTES, shorten};
 use crate::validate;
+use crate::{codec, decoded, status};
 
 /// The media type of HTTP structured mode.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -66,7 +66,7 @@ pub(crate) fn router<S: Sink>(sink: Arc<S>, readiness: Readiness, admission: Adm
 
 async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Response {
     let timer = RequestTimer::start("http");
-    let admitted = match app.admission.admit_http(request).await {
+    let admitted = match admit(&app.admission, request).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let response = status::http_refusal(&refusal);
@@ -89,6 +89,27 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
     drop(admitted.ticket);
     timer.finish(&outcome);
     status::http_response(&outcome)
+}
+
+/// Admits a request, reads its body, and reserves what it will decode into.
+async fn admit(admission: &Admission, request: Request) -> Result<Admitted, Refusal> {
+    let mut admitted = admission.admit_http(request).await?;
+    let body = &admitted.body;
+    let decoded = match encoding(&admitted.headers) {
+        Encoding::Structured | Encoding::Batch => decoded::maybe_json(body),
+        Encoding::Binary => {
+            let content_type = admitted.headers.get(header::CONTENT_TYPE);
+            let content_type = content_type.and_then(|v| v.to_str().ok());
+            if content_type.is_some_and(codec::is_json_content_type) {
+                // Sinks parse JSON data.
+                decoded::maybe_json(body)
+            } else {
+                body.len()
+            }
+        }
+    };
+    admitted.ticket.charge_decoded(decoded)?;
+    Ok(admitted)
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -92,6 +92,7 @@ mod admission;
 mod codec;
 pub mod config;
 mod connection;
+mod decoded;
 mod grpc;
 mod http;
 mod logging;

@@ -24,17 +24,19 @@ pub const REQUESTS: &str = "connector_requests_total";
 pub const REQUESTS_REFUSED: &str = "connector_requests_refused_total";
 /// Requests being handled right now (admitted, not yet answered).
 pub const IN_FLIGHT: &str = "connector_requests_in_flight";
-/// Bytes of request bodies held in memory right now.
+/// Bytes of the memory budget in use right now: request bodies and what
+/// they decode into.
 pub const BUFFERED_BYTES: &str = "connector_buffered_bytes";
 /// Time to answer a request, by `transport`.
 pub const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
 /// Connections open right now, by `transport`.
 pub const CONNECTIONS_OPEN: &str = "connector_connections_open";
-/// Connections closed at once because `max_connections` were open, by
-/// `transport`.
+/// Connections closed at once because `max_connections` were open, each
+/// with a request in flight, by `transport`.
 pub const CONNECTIONS_REFUSED: &str = "connector_connections_refused_total";
 /// Connections closed past their time, by `transport` and `reason`
-/// (header_timeout, idle).
+/// (header_timeout, idle, evicted: closed with no request open to make
+/// room for a new connection).
 pub const CONNECTIONS_EXPIRED: &str = "connector_connections_expired_total";
 
 /// Histogram buckets in seconds, from 1 ms to the 5 s a Vanus trigger waits.
@@ -132,7 +134,7 @@ fn export_from_the_start() {
         }
         metrics::gauge!(CONNECTIONS_OPEN, "transport" => transport).set(0.0);
         metrics::counter!(CONNECTIONS_REFUSED, "transport" => transport).absolute(0);
-        for reason in ["header_timeout", "idle"] {
+        for reason in ["header_timeout", "idle", "evicted"] {
             metrics::counter!(CONNECTIONS_EXPIRED, "transport" => transport, "reason" => reason)
                 .absolute(0);
         }

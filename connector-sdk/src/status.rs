@@ -74,7 +74,7 @@ pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Stat
 /// the body is not read), 503 when there is no room, 400 for a broken body.
 pub(crate) fn http_refusal(refusal: &Refusal) -> Response {
     let status = match refusal {
-        Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::TooLarge { .. } | Refusal::TooLargeDecoded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Refusal::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
         Refusal::OverCapacity { .. } | Refusal::OverBudget { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -103,9 +103,10 @@ pub(crate) fn grpc_refusal(refusal: &Refusal) -> tonic::Status {
             tonic::Status::unavailable(reason)
         }
         Refusal::SlowBody { .. } => tonic::Status::deadline_exceeded(reason),
-        Refusal::TooLarge { .. } | Refusal::BrokenBody { .. } | Refusal::Malformed { .. } => {
-            tonic::Status::invalid_argument(reason)
-        }
+        Refusal::TooLarge { .. }
+        | Refusal::TooLargeDecoded { .. }
+        | Refusal::BrokenBody { .. }
+        | Refusal::Malformed { .. } => tonic::Status::invalid_argument(reason),
     }
 }
 

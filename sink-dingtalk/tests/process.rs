@@ -211,7 +211,12 @@ async fn a_drain_that_cuts_requests_off_exits_non_zero() {
 #[tokio::test]
 async fn a_second_signal_exits_at_once_and_non_zero() {
     let (_fake, mut child, port) =
-        sink_with_a_request_in_flight("second-signal.yml", "shutdown_timeout_secs: 60\n").await;
+        // A drain delay keeps /readyz reachable (503) while it drains.
+        sink_with_a_request_in_flight(
+            "second-signal.yml",
+            "shutdown_timeout_secs: 60\ndrain_delay_ms: 30000\n",
+        )
+        .await;
     terminate(child.id());
     // Draining: not ready, still up.
     let draining = tokio::task::spawn_blocking(move || {

@@ -300,26 +300,20 @@ async fn idle_keep_alive_connections_are_closed_http_and_grpc() {
     closed_by_server(&mut silent, BOUND).await;
 }
 
-#[tokio::test]
-async fn connections_past_max_connections_are_closed_at_once() {
-    let _together = MEMORY.read().await;
-    let h = sink_with("max_connections: 4\nheader_read_timeout_ms: 20000\n").await;
-    let addr = h.sink.http_addr();
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(connect(addr).await);
-    }
-    let mut extra = connect(addr).await;
-    assert!(
-        closed_by_server(&mut extra, BOUND).await.is_empty(),
-        "closed without a word"
-    );
-    // gRPC shares the limit.
-    let mut grpc = connect(h.sink.grpc_addr().expect("gRPC on")).await;
-    closed_by_server(&mut grpc, BOUND).await;
+/// A POST whose body never comes: a request in flight until the body
+/// read timeout.
+async fn stalled_post(addr: SocketAddr) -> TcpStream {
+    let mut stream = connect(addr).await;
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .expect("head sent");
+    stream
+}
 
-    drop(held.pop());
-    let served = timeout(BOUND, async {
+/// `GET /healthz` on a new connection, retried until it answers 200.
+async fn healthy_on_a_new_connection(addr: SocketAddr) -> bool {
+    timeout(BOUND, async {
         loop {
             let mut stream = connect(addr).await;
             if stream
@@ -336,8 +330,78 @@ async fn connections_past_max_connections_are_closed_at_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_lock_clients_out() {
+    let _together = MEMORY.read().await;
+    let h =
+        sink_with("max_connections: 4\nheader_read_timeout_ms: 20000\nidle_timeout_ms: 60000\n")
+            .await;
+    let addr = h.sink.http_addr();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect(addr).await);
+    }
+    // Every slot is taken by a connection that sends nothing: a new client
+    // gets in all the same, and the longest-idle connection is closed.
+    assert!(
+        healthy_on_a_new_connection(addr).await,
+        "a new client is served"
+    );
+    let mut closed = 0;
+    for stream in &mut idle {
+        if timeout(Duration::from_millis(200), closed_by_server(stream, BOUND))
+            .await
+            .is_ok()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "an idle connection made room");
+    assert!(
+        h.sink
+            .metric(
+                "connector_connections_expired_total",
+                &[("transport", "http"), ("reason", "evicted")]
+            )
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_with_requests_in_flight_are_closed_at_once() {
+    let _together = MEMORY.read().await;
+    let h = sink_with("max_connections: 4\nbody_read_timeout_ms: 20000\n").await;
+    let addr = h.sink.http_addr();
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        busy.push(stalled_post(addr).await);
+    }
+    // Every connection has a request in flight: nothing to evict.
+    let refused = timeout(BOUND, async {
+        loop {
+            let mut extra = connect(addr).await;
+            if closed_by_server(&mut extra, BOUND).await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
     .await;
-    assert!(served.is_ok(), "a freed slot serves again");
+    assert!(refused.is_ok(), "closed without a word");
+    // gRPC shares the limit.
+    let mut grpc = connect(h.sink.grpc_addr().expect("gRPC on")).await;
+    assert!(closed_by_server(&mut grpc, BOUND).await.is_empty());
+
+    drop(busy.pop());
+    assert!(
+        healthy_on_a_new_connection(addr).await,
+        "a freed slot serves again"
+    );
     assert!(
         h.sink
             .metric(
@@ -347,6 +411,41 @@ async fn connections_past_max_connections_are_closed_at_once() {
             .await
             >= 1.0
     );
+}
+
+#[tokio::test]
+async fn what_would_decode_into_too_much_memory_is_refused_before_decoding() {
+    let _together = MEMORY.read().await;
+    let h = Harness::start().await;
+    // 1 MiB of JSON zeros: half a million values, far more memory decoded
+    // than the 16 MiB budget.
+    let zeros = format!("[{}]", vec!["0"; 500_000].join(","));
+    let event = format!(
+        r#"{{"specversion":"1.0","id":"zeros","source":"e2e","type":"t","datacontenttype":"application/json","data":{zeros}}}"#
+    );
+    let reply = h.post_structured(&event).await;
+    assert_eq!(
+        reply.status,
+        413,
+        "{}",
+        &reply.body[..reply.body.len().min(300)]
+    );
+    assert!(reply.body.contains("once decoded"), "{}", reply.body);
+
+    let proto = CloudEvent {
+        id: "zeros".into(),
+        source: "e2e".into(),
+        spec_version: "1.0".into(),
+        r#type: "t".into(),
+        data: Some(connector_sdk::proto::cloud_event::Data::BinaryData(
+            zeros.into_bytes(),
+        )),
+        ..CloudEvent::default()
+    };
+    let status = h.grpc_send(vec![proto]).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("once decoded"), "{status:?}");
+    assert!(h.fake.accepted().is_empty());
 }
 
 #[tokio::test]
@@ -702,7 +801,7 @@ async fn the_http_layer_says_what_was_wrong() {
 #[tokio::test]
 async fn an_upload_that_cannot_be_admitted_is_refused_before_100_continue() {
     let _together = MEMORY.read().await;
-    let h = sink_with("max_buffered_bytes: 4194304\n").await;
+    let h = sink_with("max_buffered_bytes: 8388608\n").await;
     let addr = h.sink.http_addr();
     let mut stream = connect(addr).await;
     stream
@@ -713,12 +812,16 @@ async fn an_upload_that_cannot_be_admitted_is_refused_before_100_continue() {
     assert_eq!(status, 413, "not 100 Continue: {body}");
     assert!(body.contains("max_body_bytes"), "{body}");
 
-    // The budget is full (one 4 MiB body held): the next is refused at once.
-    let mut holder = connect(addr).await;
-    holder
-        .write_all(b"POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 4194304\r\n\r\n{")
-        .await
-        .expect("sent");
+    // The budget is full (two 4 MiB bodies held): the next is refused at once.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut holder = connect(addr).await;
+        holder
+            .write_all(b"POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 4194304\r\n\r\n{")
+            .await
+            .expect("sent");
+        holders.push(holder);
+    }
     let refused = timeout(BOUND, async {
         loop {
             let mut stream = connect(addr).await;

@@ -11,6 +11,9 @@
 //!   nothing there: with no call open it may stay for `idle_timeout`.
 //! - A request open: no deadline here; the body's read timeout
 //!   (`admission.rs`) and the sink's own deadline bound it.
+//!
+//! A connection with no request open may also be evicted, at once, to make
+//! room for a new one when every connection slot is taken (`mod.rs`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,6 +37,8 @@ pub(crate) enum Expiry {
     HeaderTimeout,
     /// No request came for the idle timeout.
     Idle,
+    /// Closed, with no request open, to make room for a new connection.
+    Evicted,
 }
 
 impl Expiry {
@@ -42,6 +47,7 @@ impl Expiry {
         match self {
             Expiry::HeaderTimeout => "header_timeout",
             Expiry::Idle => "idle",
+            Expiry::Evicted => "evicted",
         }
     }
 }
@@ -73,6 +79,8 @@ struct State {
     since: Instant,
     /// When the first byte of the next HTTP/1 request arrived.
     head_started: Option<Instant>,
+    /// Asked to close to make room for another connection.
+    evicted: bool,
 }
 
 /// Counts one request as open until dropped.
@@ -89,6 +97,7 @@ impl Activity {
                 seen: 0,
                 since: Instant::now(),
                 head_started: None,
+                evicted: false,
             }),
             changed: Notify::new(),
         })
@@ -118,12 +127,35 @@ impl Activity {
         }
     }
 
+    /// Since when this connection has had no request open, if it has none
+    /// and is not already being evicted: the oldest such is evicted first.
+    pub(crate) fn evictable_since(&self) -> Option<Instant> {
+        let state = self.lock();
+        (state.open == 0 && !state.evicted).then_some(state.since)
+    }
+
+    /// Asks the connection to close now, if it still has no request open.
+    /// True when it will.
+    pub(crate) fn evict(&self) -> bool {
+        let mut state = self.lock();
+        if state.open > 0 || state.evicted {
+            return false;
+        }
+        state.evicted = true;
+        drop(state);
+        self.changed.notify_one();
+        true
+    }
+
     /// When the connection must be closed unless something happens first,
     /// and why; `None` while a request is open.
     pub(crate) fn deadline(&self) -> Option<(Instant, Expiry)> {
         let state = self.lock();
         if state.open > 0 {
             return None;
+        }
+        if state.evicted {
+            return Some((state.since, Expiry::Evicted));
         }
         let header = |from: Instant| Some((from + self.timeouts.header, Expiry::HeaderTimeout));
         match (self.protocol, state.seen, state.head_started) {
@@ -233,6 +265,22 @@ mod tests {
         let (waited, why) = waiter.await.expect("waiter");
         assert_eq!(why, Expiry::Idle);
         assert_eq!(waited, Duration::from_secs(100) + TIMEOUTS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_connection_without_an_open_request_is_evicted() {
+        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
+        let open = activity.request_started();
+        assert_eq!(activity.evictable_since(), None);
+        assert!(!activity.evict(), "a request is being handled");
+        drop(open);
+        assert!(activity.evictable_since().is_some());
+        assert!(activity.evict());
+        assert!(!activity.evict(), "once is enough");
+        assert_eq!(
+            expires_after(&activity).await,
+            (Duration::ZERO, Expiry::Evicted)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,6 +2,14 @@
 //! connections (shared by HTTP and gRPC), and the clock that closes a
 //! connection past its time (`activity.rs`).
 //!
+//! When every connection slot is taken, a new connection evicts the one
+//! that has gone longest without a request open (idle, or still sending a
+//! head), and takes its slot; only when every connection has a request in
+//! flight is a new one closed at once. So idle or slow connections, however
+//! many, cannot lock clients out; requests in flight are bounded by
+//! `max_in_flight` (below `max_connections` by default) and their read
+//! timeouts.
+//!
 //! The HTTP port speaks HTTP/1.1, the gRPC port HTTP/2; each connection is
 //! served by hyper with bounded buffers (`max_header_bytes`), and closed
 //! when its headers are too slow (at once) or it has been idle too long
@@ -11,9 +19,11 @@
 mod activity;
 mod http1_io;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -42,11 +52,40 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// socket (out of file descriptors): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The limit on open connections, shared by both servers.
+/// How long a new connection waits for the slot of the one it evicted.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// New connections waiting for an evicted one's slot, at most: past it,
+/// more are closed at once.
+const MAX_WAITING: usize = 64;
+
+/// The limit on open connections, shared by both servers, and who holds
+/// the slots (to evict one when they are all taken).
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
     open: Arc<Semaphore>,
     max: usize,
+    live: Arc<Mutex<Live>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    next: u64,
+    connections: HashMap<u64, Weak<Activity>>,
+}
+
+/// A connection's place in the gate: its slot and its entry among the live.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    live: Arc<Mutex<Live>>,
+    key: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        lock(&self.live).connections.remove(&self.key);
+    }
 }
 
 impl Gate {
@@ -55,12 +94,45 @@ impl Gate {
         Self {
             open: Arc::new(Semaphore::new(max)),
             max,
+            live: Arc::default(),
+            waiting: Arc::default(),
         }
     }
 
-    fn enter(&self) -> Option<OwnedSemaphorePermit> {
+    fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.open).try_acquire_owned().ok()
     }
+
+    /// Registers a connection holding `permit`.
+    fn admit(&self, permit: OwnedSemaphorePermit, activity: &Arc<Activity>) -> Admitted {
+        let mut live = lock(&self.live);
+        let key = live.next;
+        live.next += 1;
+        live.connections.insert(key, Arc::downgrade(activity));
+        Admitted {
+            _permit: permit,
+            live: Arc::clone(&self.live),
+            key,
+        }
+    }
+
+    /// Asks the connection longest without a request open to close. False
+    /// when every connection has a request in flight.
+    fn evict_one(&self) -> bool {
+        let live = lock(&self.live);
+        let oldest = live
+            .connections
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter_map(|activity| Some((activity.evictable_since()?, activity)))
+            .min_by_key(|(since, _)| *since);
+        drop(live);
+        oldest.is_some_and(|(_, activity)| activity.evict())
+    }
+}
+
+fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
+    live.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How each connection of one server is served.
@@ -118,12 +190,27 @@ pub(crate) async fn serve<S, B>(
             () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(permit) = gate.enter() else {
+                    let service = service.clone();
+                    if let Some(permit) = gate.try_enter() {
+                        connections.spawn(connection(stream, permit, gate.clone(), service, settings, stop.clone()));
+                        continue;
+                    }
+                    let waiting = gate.waiting.fetch_add(1, Ordering::AcqRel);
+                    if waiting >= MAX_WAITING || !gate.evict_one() {
+                        gate.waiting.fetch_sub(1, Ordering::AcqRel);
                         metrics::connection_refused(settings.transport);
-                        tracing::debug!(%peer, max_connections = gate.max, "connection refused: max_connections are open");
+                        tracing::debug!(%peer, max_connections = gate.max, "connection refused: max_connections are open, each with a request in flight");
                         continue; // dropping the stream closes it
-                    };
-                    connections.spawn(connection(stream, permit, service.clone(), settings, stop.clone()));
+                    }
+                    let (gate, stop) = (gate.clone(), stop.clone());
+                    connections.spawn(async move {
+                        let permit = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&gate.open).acquire_owned()).await;
+                        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+                        match permit {
+                            Ok(Ok(permit)) => connection(stream, permit, gate, service, settings, stop).await,
+                            _ => metrics::connection_refused(settings.transport),
+                        }
+                    });
                 }
                 Err(err) => {
                     tracing::warn!(%err, transport = settings.transport, "cannot accept a connection; retrying shortly");
@@ -140,7 +227,8 @@ pub(crate) async fn serve<S, B>(
 /// Serves one connection to its end.
 async fn connection<S, B>(
     stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+    gate: Gate,
     service: S,
     settings: Settings,
     stop: Trigger,
@@ -159,6 +247,7 @@ async fn connection<S, B>(
         tracing::debug!(%err, "cannot set TCP_NODELAY");
     }
     let activity = Activity::new(settings.protocol, settings.timeouts);
+    let _admitted = gate.admit(permit, &activity);
     let service = {
         let activity = Arc::clone(&activity);
         let inner = TowerToHyperService::new(service);
@@ -217,7 +306,9 @@ where
         why = activity.expired() => {
             metrics::connection_expired(settings.transport, why.as_str());
             tracing::debug!(transport = settings.transport, reason = why.as_str(), "closing a connection past its time");
-            if why == Expiry::HeaderTimeout {
+            if why == Expiry::HeaderTimeout
+                || (why == Expiry::Evicted && settings.protocol == Protocol::Http1)
+            {
                 return; // dropping it closes the socket now
             }
         }

@@ -13,6 +13,9 @@
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
 //!
+//! `bench attacks` runs only the hostile-client attacks (each on a fresh
+//! sink, about 15 s each) and prints their table; `--only NAME` picks one.
+//!
 //! For profiling, the pieces run alone: `bench blackhole` (prints its webhook
 //! URL), `bench relay --listen ADDR --upstream URL`, and
 //! `bench load --scenario structured --http ADDR [--grpc ADDR] [--pid PID]`
@@ -20,6 +23,7 @@
 //! `BENCHMARKS.md` says how its profiling notes were made.
 
 mod bench {
+    pub mod attack;
     pub mod blackhole;
     pub mod http;
     pub mod load;
@@ -35,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
+use bench::attack::{self, Attack, Attacked};
 use bench::blackhole::Blackhole;
 use bench::load::{self, Measured, Plan, Scenario, Target};
 use bench::procs::{self, SinkSpec};
@@ -68,6 +73,9 @@ struct Args {
     /// Runs per cell, each on a fresh process; the median by events/s is shown.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Leave out the attacks (about two minutes).
+    #[arg(long)]
+    skip_attacks: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +91,12 @@ enum Command {
     },
     /// Run a blackhole DingTalk alone, until killed; prints its webhook URL.
     Blackhole,
+    /// Run the hostile-client attacks only, and print their table.
+    Attacks {
+        /// Only this attack.
+        #[arg(long, value_enum)]
+        only: Option<Attack>,
+    },
     /// Drive one scenario against a running sink or relay, and print the figures.
     Load {
         /// What to send.
@@ -119,6 +133,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|err| format!("relay on {listen}: {err}")),
             Some(Command::Blackhole) => blackhole_alone().await,
+            Some(Command::Attacks { only }) => attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,
                 http,
@@ -170,8 +185,61 @@ async fn load_alone(
     Ok(())
 }
 
+async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> {
+    let sink = match &args.sink {
+        Some(path) => path.clone(),
+        None => beside_this_program("sink-dingtalk")?,
+    };
+    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    let ctx = Context {
+        webhook: blackhole.webhook_url(),
+        blackhole,
+        sink,
+        work: work.clone(),
+    };
+    let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
+    let attacked = attacks(&ctx, &chosen).await?;
+    let _ = std::fs::remove_dir_all(&work);
+    println!("\n{}", report::attack_table(&attacked));
+    Ok(())
+}
+
+/// Runs each attack on a fresh sink.
+async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, String> {
+    let spec = SinkSpec {
+        binary: &ctx.sink,
+        dir: &ctx.work,
+        webhook_url: &ctx.webhook,
+        log_level: "warn",
+    };
+    let mut attacked = Vec::new();
+    for &which in chosen {
+        let row = tokio::time::timeout(CELL_TIMEOUT, attack::run(which, &spec))
+            .await
+            .map_err(|_| format!("the attack {which:?} took over {CELL_TIMEOUT:?}"))??;
+        println!(
+            "  attack {:<18} peak RSS {:>9}  after {:>9}  /healthz {}/{} answered  POSTs {} ok, {} refused, {} unanswered",
+            format!("{which:?}"),
+            report::mib(row.peak_rss_kib),
+            report::mib(row.after_rss_kib),
+            row.health.ok,
+            row.health.asked,
+            row.posts.ok,
+            row.posts.refused,
+            row.posts.unanswered()
+        );
+        attacked.push(row);
+    }
+    Ok(attacked)
+}
+
 /// The full run: baseline, every sink scenario at every level, logging cost,
-/// then the report and the plot.
+/// the attacks, then the report and the plot.
 async fn run_all(args: &Args) -> Result<(), String> {
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -233,6 +301,13 @@ async fn run_all(args: &Args) -> Result<(), String> {
     )
     .await?;
 
+    let attacked = if args.skip_attacks {
+        Vec::new()
+    } else {
+        println!("bench: the hostile-client attacks, each on a fresh sink");
+        attacks(&ctx, &Attack::ALL).await?
+    };
+
     let run = Run {
         machine: Machine::detect(),
         started,
@@ -246,6 +321,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         repeat: args.repeat.max(1),
         cells,
         info_cell: Some(info_cell),
+        attacks: attacked,
     };
     let _ = std::fs::remove_dir_all(&work);
     write_outputs(&run, &out)
