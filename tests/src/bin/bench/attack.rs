@@ -92,11 +92,13 @@ pub enum Attack {
     LargeBodyFlood,
     /// 16 clients sending 4 MiB events whose data is a JSON array of zeros.
     JsonExpansion,
+    /// 16 gRPC clients sending one event with 4 MB of one-letter attributes.
+    AttributeExpansion,
 }
 
 impl Attack {
     /// Every attack.
-    pub const ALL: [Attack; 8] = [
+    pub const ALL: [Attack; 9] = [
         Attack::StalledBodies,
         Attack::PartialHeaders,
         Attack::IdleConnections,
@@ -105,6 +107,7 @@ impl Attack {
         Attack::ManyGrpcStreams,
         Attack::LargeBodyFlood,
         Attack::JsonExpansion,
+        Attack::AttributeExpansion,
     ];
 
     /// What it is, for the report.
@@ -127,6 +130,9 @@ impl Attack {
             Attack::LargeBodyFlood => "50 clients sending 3.9 MB events back to back for 10 s",
             Attack::JsonExpansion => {
                 "16 clients sending 4 MiB events whose data is a JSON array of 2 million zeros, for 10 s"
+            }
+            Attack::AttributeExpansion => {
+                "16 gRPC clients sending one event with 4 MB of tiny attributes (about 300,000), for 10 s"
             }
         }
     }
@@ -154,6 +160,7 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
         Attack::ManyGrpcStreams => held_grpc_streams(grpc, 1, 1_000, 1_000).await,
         Attack::LargeBodyFlood => flood(http, 50, large_text_event()).await,
         Attack::JsonExpansion => flood(http, 16, json_zeros_event()).await,
+        Attack::AttributeExpansion => grpc_flood(grpc, 16, attributes_message()).await,
     };
     tokio::time::sleep(HOLD.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::Relaxed);
@@ -357,14 +364,7 @@ async fn held_grpc_streams(
                 let Ok(mut client) = client.ready().await else {
                     return;
                 };
-                let request = hyper::http::Request::builder()
-                    .method("POST")
-                    .uri("http://sink/vanus.core.cloudevents.CloudEvents/Send")
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .body(())
-                    .unwrap_or_default();
-                let Ok((answer, mut stream)) = client.send_request(request, false) else {
+                let Ok((answer, mut stream)) = client.send_request(grpc_request(), false) else {
                     return;
                 };
                 let _ = stream.send_data(prefix, false);
@@ -412,6 +412,90 @@ async fn flood(addr: SocketAddr, clients: usize, event: Bytes) -> JoinSet<()> {
         });
     }
     set
+}
+
+/// `clients` gRPC calls at a time, each sending `message` (already framed),
+/// one after another on one HTTP/2 connection.
+async fn grpc_flood(addr: SocketAddr, clients: usize, message: Bytes) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return set;
+    };
+    let Ok((client, connection)) = h2::client::handshake(stream).await else {
+        return set;
+    };
+    set.spawn(async move {
+        let _ = connection.await;
+    });
+    for _ in 0..clients {
+        let (client, message) = (client.clone(), message.clone());
+        set.spawn(async move {
+            loop {
+                let Ok(mut ready) = client.clone().ready().await else {
+                    return;
+                };
+                let Ok((answer, mut stream)) = ready.send_request(grpc_request(), false) else {
+                    return;
+                };
+                let _ = stream.send_data(message.clone(), true);
+                if let Ok(answer) = answer.await {
+                    let mut body = answer.into_body();
+                    while let Some(Ok(_)) = body.data().await {}
+                }
+            }
+        });
+    }
+    set
+}
+
+fn grpc_request() -> hyper::http::Request<()> {
+    hyper::http::Request::builder()
+        .method("POST")
+        .uri("http://sink/vanus.core.cloudevents.CloudEvents/Send")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap_or_default()
+}
+
+/// One framed `BatchEvent` of about 4 MB: one event with as many
+/// one-letter-ish boolean attributes as fit.
+fn attributes_message() -> Bytes {
+    use connector_sdk::proto::cloud_event::CloudEventAttributeValue;
+    use connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr;
+    use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+    use prost::Message;
+    let attributes = (0..300_000)
+        .map(|i| {
+            let value = CloudEventAttributeValue {
+                attr: Some(Attr::CeBoolean(true)),
+            };
+            (format!("{i:x}"), value)
+        })
+        .collect();
+    let event = CloudEvent {
+        id: "attributes".into(),
+        source: "bench".into(),
+        spec_version: "1.0".into(),
+        r#type: "attributes".into(),
+        attributes,
+        data: None,
+    };
+    let message = BatchEvent {
+        events: Some(CloudEventBatch {
+            events: vec![event],
+        }),
+        ..BatchEvent::default()
+    }
+    .encode_to_vec();
+    let mut framed = vec![0_u8];
+    framed.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    framed.extend_from_slice(&message);
+    Bytes::from(framed)
 }
 
 /// A text event of 3.9 MB.
