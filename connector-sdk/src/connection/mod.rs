@@ -190,27 +190,11 @@ pub(crate) async fn serve<S, B>(
             () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let service = service.clone();
-                    if let Some(permit) = gate.try_enter() {
-                        connections.spawn(connection(stream, permit, gate.clone(), service, settings, stop.clone()));
-                        continue;
-                    }
-                    let waiting = gate.waiting.fetch_add(1, Ordering::AcqRel);
-                    if waiting >= MAX_WAITING || !gate.evict_one() {
-                        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+                    let new = Connection { stream, gate: gate.clone(), service: service.clone(), settings, stop: stop.clone() };
+                    if !new.start(&mut connections) {
                         metrics::connection_refused(settings.transport);
                         tracing::debug!(%peer, max_connections = gate.max, "connection refused: max_connections are open, each with a request in flight");
-                        continue; // dropping the stream closes it
                     }
-                    let (gate, stop) = (gate.clone(), stop.clone());
-                    connections.spawn(async move {
-                        let permit = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&gate.open).acquire_owned()).await;
-                        gate.waiting.fetch_sub(1, Ordering::AcqRel);
-                        match permit {
-                            Ok(Ok(permit)) => connection(stream, permit, gate, service, settings, stop).await,
-                            _ => metrics::connection_refused(settings.transport),
-                        }
-                    });
                 }
                 Err(err) => {
                     tracing::warn!(%err, transport = settings.transport, "cannot accept a connection; retrying shortly");
@@ -224,15 +208,17 @@ pub(crate) async fn serve<S, B>(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection to its end.
-async fn connection<S, B>(
+/// A connection just accepted, and what serving it takes.
+struct Connection<S> {
     stream: TcpStream,
-    permit: OwnedSemaphorePermit,
     gate: Gate,
     service: S,
     settings: Settings,
     stop: Trigger,
-) where
+}
+
+impl<S, B> Connection<S>
+where
     S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
@@ -241,48 +227,103 @@ async fn connection<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let _open = metrics::OpenConnection::new(settings.transport);
-    // Small answers must leave at once, not wait on Nagle's algorithm.
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%err, "cannot set TCP_NODELAY");
-    }
-    let activity = Activity::new(settings.protocol, settings.timeouts);
-    let _admitted = gate.admit(permit, &activity);
-    let service = {
-        let activity = Arc::clone(&activity);
-        let inner = TowerToHyperService::new(service);
-        service_fn(move |request: Request<Incoming>| {
-            let open = activity.request_started();
-            let answer = hyper::service::Service::call(&inner, request);
-            async move {
-                let answer = answer.await;
-                drop(open);
-                answer
+    /// Starts serving it in a free slot, or in the slot of the connection
+    /// it evicts; false (and it is closed) when there is neither.
+    fn start(self, connections: &mut JoinSet<()>) -> bool {
+        let gate = self.gate.clone();
+        if let Some(permit) = gate.try_enter() {
+            connections.spawn(self.serve(permit));
+            return true;
+        }
+        let waiting = gate.waiting.fetch_add(1, Ordering::AcqRel);
+        if waiting >= MAX_WAITING || !gate.evict_one() {
+            gate.waiting.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        connections.spawn(async move {
+            let permit =
+                tokio::time::timeout(EVICTION_WAIT, Arc::clone(&gate.open).acquire_owned()).await;
+            gate.waiting.fetch_sub(1, Ordering::AcqRel);
+            match permit {
+                Ok(Ok(permit)) => self.serve(permit).await,
+                _ => metrics::connection_refused(self.settings.transport),
             }
-        })
-    };
-    match settings.protocol {
-        Protocol::Http1 => {
-            let io = Http1Io::new(stream, Arc::clone(&activity), settings.max_header_bytes);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(
-                    settings
-                        .max_header_bytes
-                        .max(crate::config::MIN_HEADER_BYTES),
-                )
-                .serve_connection(TokioIo::new(io), service);
-            drive(connection, &activity, &stop, settings).await;
+        });
+        true
+    }
+
+    /// Serves it to its end.
+    async fn serve(self, permit: OwnedSemaphorePermit) {
+        let Self {
+            stream,
+            gate,
+            service,
+            settings,
+            stop,
+        } = self;
+        let _open = metrics::OpenConnection::new(settings.transport);
+        // Small answers must leave at once, not wait on Nagle's algorithm.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
-        Protocol::Http2 => {
-            let max_header_list = u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX);
-            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(settings.max_concurrent_streams)
-                .max_header_list_size(max_header_list)
-                .serve_connection(TokioIo::new(stream), service);
-            drive(connection, &activity, &stop, settings).await;
+        let activity = Activity::new(settings.protocol, settings.timeouts);
+        let _admitted = gate.admit(permit, &activity);
+        let service = count_requests(service, &activity);
+        match settings.protocol {
+            Protocol::Http1 => {
+                let io = Http1Io::new(stream, Arc::clone(&activity), settings.max_header_bytes);
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(
+                        settings
+                            .max_header_bytes
+                            .max(crate::config::MIN_HEADER_BYTES),
+                    )
+                    .serve_connection(TokioIo::new(io), service);
+                drive(connection, &activity, &stop, settings).await;
+            }
+            Protocol::Http2 => {
+                let max_header_list = u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX);
+                let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(settings.max_concurrent_streams)
+                    .max_header_list_size(max_header_list)
+                    .serve_connection(TokioIo::new(stream), service);
+                drive(connection, &activity, &stop, settings).await;
+            }
         }
     }
+}
+
+/// `service` as hyper calls it, counting each request open on the
+/// connection's clock until it is answered.
+fn count_requests<S, B>(
+    service: S,
+    activity: &Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<B>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+> + Clone
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body,
+{
+    let activity = Arc::clone(activity);
+    let inner = TowerToHyperService::new(service);
+    service_fn(move |request: Request<Incoming>| {
+        let open = activity.request_started();
+        let answer = hyper::service::Service::call(&inner, request);
+        async move {
+            let answer = answer.await;
+            drop(open);
+            answer
+        }
+    })
 }
 
 /// Runs a connection until it ends, it is past its time, or the server stops.

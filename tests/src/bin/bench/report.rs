@@ -498,7 +498,7 @@ fn attacks(md: &mut String, run: &Run) {
     let _ = writeln!(
         md,
         "Hostile and broken clients on loopback, each attack against a fresh sink with its \
-         default limits (`max_connections` 1024, `max_in_flight` 1024, `max_buffered_bytes` \
+         default limits (`max_connections` 1024, `max_in_flight` 512, `max_buffered_bytes` \
          16 MiB, `max_body_bytes` 4 MiB, `max_header_bytes` 16 KiB, header / body / idle \
          timeouts 5 s / 10 s / 30 s), held for 12 s at most. Peak RSS is the sink's `VmHWM`; \
          \"after\" is its RSS 1 s after the attackers hung up. Meanwhile a probe asks \
