@@ -9,7 +9,10 @@
 //! (`vanus.core.cloudevents.CloudEvents/Send`, what Vanus triggers push),
 //! turns each [`Outcome`] into the status code a sender acts on, answers
 //! `/healthz`, `/readyz`, `/metrics` and `/status`, and shuts down gracefully
-//! on SIGTERM.
+//! on SIGTERM. It bounds what any client may hold of it ([`Limits`]:
+//! connections, time, request and header sizes, one memory budget for the
+//! bodies and what they decode into), and validates every event by one
+//! rule, whichever way it came, before a sink sees it.
 //!
 //! | Outcome | HTTP | gRPC | A Vanus trigger… |
 //! |---|---|---|---|

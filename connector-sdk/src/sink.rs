@@ -53,7 +53,11 @@ pub trait Sink: Send + Sync + Sized + 'static {
     /// HTTP structured and binary mode carry one event; HTTP batch mode and
     /// gRPC carry many, in the sender's order (possibly none: answer
     /// [`Outcome::Delivered`]). Events are already decoded and valid
-    /// CloudEvents; checking their content is the sink's job. Calls run
+    /// CloudEvents 1.0, by the same rule whichever way they came: non-empty
+    /// `id`, `source` and `type`, and no data where the sender sent
+    /// `"data": null`. Checking their content is the sink's job; values a
+    /// sink quotes back (in reasons, logs) may be of any length:
+    /// [`shorten`](crate::shorten) them. Calls run
     /// concurrently, so shared state needs a lock or an atomic.
     ///
     /// The outcome tells the sender what to do next: [`Outcome::Delivered`]

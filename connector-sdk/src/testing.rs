@@ -117,8 +117,8 @@ impl<S: Sink> TestServer<S> {
     /// loads `S::Config` from `yaml` (with the environment's `CONNECTOR_*`
     /// overrides), validates it and calls [`Sink::initialize`]. The servers
     /// listen on free loopback ports whatever `port` and `grpc_port` say;
-    /// the other runtime keys (`max_body_bytes`, `max_in_flight`, `drain_delay_ms`,
-    /// `shutdown_timeout_secs`) apply.
+    /// every other runtime key (the limits, `drain_delay_ms`,
+    /// `shutdown_timeout_secs`) applies.
     ///
     /// # Panics
     ///
