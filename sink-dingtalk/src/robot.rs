@@ -235,7 +235,7 @@ async fn read_answer(
         if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
             bytes.extend_from_slice(&chunk[..chunk.len().min(QUOTED_BYTES)]);
             return Err(SendError::BadAnswer(format!(
-                "the answer is over {} KiB, where DingTalk answers with a short JSON object; it starts with \"{}\"",
+                "the answer is over {} KiB (DingTalk answers with a short JSON object); it starts with \"{}\"",
                 MAX_ANSWER_BYTES / 1024,
                 shorten_bytes(&bytes, QUOTED_BYTES)
             )));
