@@ -1,7 +1,8 @@
 //! Converts the Vanus protobuf `CloudEvent` into a `cloudevents::Event`.
 //!
-//! Decoding never rejects an event for an extension: every attribute type
-//! converts. The CloudEvents SDK holds only string, boolean and integer
+//! The converted event passes the same validation as one that came over
+//! HTTP (`validate.rs`). Decoding never rejects an event for an extension:
+//! every attribute type converts. The CloudEvents SDK holds only string, boolean and integer
 //! extensions, so bytes become base64, timestamps RFC 3339 and URIs strings.
 
 use base64::Engine;
@@ -13,12 +14,14 @@ use cloudevents::{AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
 use crate::proto::cloud_event::cloud_event_attribute_value::Attr;
 use crate::proto::cloud_event::{CloudEventAttributeValue, Data as ProtoData};
 use crate::proto::{BatchEvent, CloudEvent};
+use crate::text::{QUOTE_BYTES, shorten};
+use crate::validate;
 
 /// Why a protobuf event could not become a CloudEvent.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    /// A required attribute is empty.
-    #[error("event {index}: required attribute `{attribute}` is missing")]
+    /// A required attribute is missing or empty.
+    #[error("event {index}: required attribute `{attribute}` is missing or empty")]
     Missing {
         /// Position in the batch.
         index: usize,
@@ -30,7 +33,7 @@ pub enum DecodeError {
     SpecVersion {
         /// Position in the batch.
         index: usize,
-        /// The version sent.
+        /// The version sent (shortened when long).
         found: String,
     },
     /// An attribute with a fixed meaning has a value of the wrong form.
@@ -38,7 +41,7 @@ pub enum DecodeError {
     Invalid {
         /// Position in the batch.
         index: usize,
-        /// The attribute's name.
+        /// The attribute's name (shortened when long).
         attribute: String,
         /// What is wrong with it.
         reason: String,
@@ -57,24 +60,12 @@ pub fn decode_batch(batch: BatchEvent) -> Result<Vec<Event>, DecodeError> {
         .collect()
 }
 
-/// Decodes one protobuf event; `index` names it in errors.
+/// Decodes one protobuf event and validates it; `index` names it in errors.
 pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeError> {
-    let required = |value: &str, attribute: &'static str| {
-        if value.is_empty() {
-            Err(DecodeError::Missing { index, attribute })
-        } else {
-            Ok(())
-        }
-    };
-    required(&proto.id, "id")?;
-    required(&proto.source, "source")?;
-    required(&proto.r#type, "type")?;
-    if !(proto.spec_version.is_empty() || proto.spec_version == "1.0") {
-        return Err(DecodeError::SpecVersion {
-            index,
-            found: proto.spec_version,
-        });
-    }
+    validate::spec_version(index, &proto.spec_version)?;
+    validate::required(index, "id", &proto.id)?;
+    validate::required(index, "source", &proto.source)?;
+    validate::required(index, "type", &proto.r#type)?;
 
     let mut event = EventBuilderV10::new()
         .id(proto.id)
@@ -92,7 +83,7 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
         let Some(attr) = value.attr else { continue };
         let invalid = |reason: String| DecodeError::Invalid {
             index,
-            attribute: name.clone(),
+            attribute: shorten(&name, QUOTE_BYTES).into_owned(),
             reason,
         };
         match name.as_str() {
@@ -125,6 +116,7 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
     } else if let Some(content_type) = content_type {
         event.set_datacontenttype(Some(content_type));
     }
+    validate::event(index, &mut event)?;
     Ok(event)
 }
 
@@ -156,7 +148,8 @@ fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
     }
 }
 
-fn is_json_content_type(content_type: &str) -> bool {
+/// True for `application/json`, `text/json` and `…+json`, parameters aside.
+pub(crate) fn is_json_content_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }

@@ -107,11 +107,38 @@ pub struct RuntimeConfig {
     pub grpc_port: Option<u16>,
     /// Address to listen on. Default 0.0.0.0 (every interface).
     pub bind: IpAddr,
-    /// Largest accepted HTTP request body, in bytes. Default 4 MiB.
+    /// Largest accepted request body (HTTP) or message (gRPC), in bytes.
+    /// Default 4 MiB.
     pub max_body_bytes: usize,
     /// Requests handled at once, HTTP and gRPC together; more are answered
-    /// 503 at once. Default 1024.
+    /// 503 at once. Default 512.
     pub max_in_flight: usize,
+    /// The memory budget, in bytes, HTTP and gRPC together: request bodies
+    /// and what they decode into. A request is admitted only when its
+    /// declared length still fits (else 503 before its body is read), and
+    /// decoded only when its decoded form fits too. At least twice
+    /// `max_body_bytes`. Default 16 MiB.
+    pub max_buffered_bytes: usize,
+    /// Open connections, HTTP and gRPC together. When all are taken, a new
+    /// one evicts the connection longest without a request open, or is
+    /// closed at once if every one has a request in flight. Default 1024.
+    pub max_connections: usize,
+    /// Largest HTTP/1 request head (request line and headers) and gRPC
+    /// header list, in bytes; larger gets 431. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Time for a request's headers to arrive, in milliseconds, from the
+    /// connection's opening (or the first byte of a later request on it).
+    /// Default 5000.
+    pub header_read_timeout_ms: u64,
+    /// Time for a request's body to arrive once its headers are in, in
+    /// milliseconds; a slower one gets 408. Default 10000.
+    pub body_read_timeout_ms: u64,
+    /// How long a connection may stay open with no request on it, in
+    /// milliseconds (keep-alive), and how long an answer may wait for a
+    /// client that does not read it. Default 30000.
+    pub idle_timeout_ms: u64,
+    /// Concurrent gRPC calls (HTTP/2 streams) on one connection. Default 128.
+    pub grpc_max_concurrent_streams: u32,
     /// How long shutdown waits for in-flight requests, in seconds. Default 10.
     pub shutdown_timeout_secs: u64,
     /// How long `/readyz` answers 503 before the servers stop accepting, in
@@ -132,7 +159,14 @@ impl Default for RuntimeConfig {
             grpc_port: None,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_body_bytes: 4 * 1024 * 1024,
-            max_in_flight: 1024,
+            max_in_flight: 512,
+            max_buffered_bytes: 16 * 1024 * 1024,
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            grpc_max_concurrent_streams: 128,
             shutdown_timeout_secs: 10,
             drain_delay_ms: 0,
             store: StoreConfig::default(),
@@ -186,6 +220,102 @@ impl RuntimeConfig {
     /// The bound on draining in-flight requests at shutdown.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// What a client may hold, and for how long.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_in_flight: self.max_in_flight,
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            grpc_max_concurrent_streams: self.grpc_max_concurrent_streams,
+        }
+    }
+
+    /// Values no server can run with, each with its key.
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut at_least = |key: &str, value: u64, min: u64, why: &str| {
+            if value < min {
+                problems.push(ConfigProblem::new(
+                    key,
+                    format!("must be at least {min}{why}"),
+                ));
+            }
+        };
+        at_least("max_body_bytes", self.max_body_bytes as u64, 1, "");
+        at_least("max_in_flight", self.max_in_flight as u64, 1, "");
+        at_least("max_connections", self.max_connections as u64, 1, "");
+        at_least(
+            "max_header_bytes",
+            self.max_header_bytes as u64,
+            MIN_HEADER_BYTES as u64,
+            " (the smallest request buffer the HTTP server supports)",
+        );
+        at_least("header_read_timeout_ms", self.header_read_timeout_ms, 1, "");
+        at_least("body_read_timeout_ms", self.body_read_timeout_ms, 1, "");
+        at_least("idle_timeout_ms", self.idle_timeout_ms, 1, "");
+        at_least(
+            "grpc_max_concurrent_streams",
+            u64::from(self.grpc_max_concurrent_streams),
+            1,
+            "",
+        );
+        if self.max_buffered_bytes / 2 < self.max_body_bytes {
+            problems.push(ConfigProblem::new(
+                "max_buffered_bytes",
+                format!(
+                    "must be at least twice max_body_bytes ({}): a body counts once as bytes and once decoded, or no request of the largest size could ever be admitted",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        problems
+    }
+}
+
+/// The smallest `max_header_bytes`: hyper's smallest read buffer.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// What one client may hold of the server, and for how long: the limits
+/// that keep a hostile or broken client from taking it down or filling its
+/// memory. [`RuntimeConfig::limits`] reads them from the config keys of
+/// the same names; the defaults are the keys' defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (HTTP) or message (gRPC); larger gets 413 /
+    /// `InvalidArgument`.
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more get 503 / `Unavailable`.
+    pub max_in_flight: usize,
+    /// The memory budget: bytes of request bodies and what they decode
+    /// into; a request that does not fit gets 503 / `Unavailable` before
+    /// its body is read (or decoded).
+    pub max_buffered_bytes: usize,
+    /// Open connections; when all are taken, a new one evicts the one
+    /// longest without a request open, or is closed at once.
+    pub max_connections: usize,
+    /// Largest request head (HTTP/1) or header list (gRPC).
+    pub max_header_bytes: usize,
+    /// Time for a request's headers to arrive.
+    pub header_read_timeout: Duration,
+    /// Time for a request's body to arrive; slower gets 408.
+    pub body_read_timeout: Duration,
+    /// Time a connection may stay open with no request, or an answer may
+    /// wait for a client that does not read it.
+    pub idle_timeout: Duration,
+    /// Concurrent gRPC calls on one connection.
+    pub grpc_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        RuntimeConfig::default().limits()
     }
 }
 
@@ -247,6 +377,9 @@ pub fn load_from_str<C: SinkConfig>(
         .extract::<C>()
         .map_err(|err| problems.extend(figment_problems(err)))
         .ok();
+    if let Some(runtime) = &runtime {
+        problems.extend(runtime.problems());
+    }
     if let Some(sink) = &sink {
         problems.extend(sink.validate());
     }
@@ -374,6 +507,42 @@ mod tests {
                 .map_err(|e| e.to_string())?;
             assert_eq!(loaded.runtime.port, 9000);
             load_from_str::<NoConfig>("", "empty").map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_no_server_can_run_with_are_reported() {
+        figment::Jail::expect_with(|_| {
+            let err = load_from_str::<NoConfig>(
+                "max_connections: 0\nmax_header_bytes: 100\nmax_body_bytes: 2048\nmax_buffered_bytes: 4000\n",
+                "cfg.yml",
+            )
+            .err()
+            .ok_or("expected an error")?;
+            let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                ["max_connections", "max_header_bytes", "max_buffered_bytes"],
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_come_from_their_keys() {
+        figment::Jail::expect_with(|_| {
+            let loaded: Loaded<NoConfig> = load_from_str(
+                "header_read_timeout_ms: 250\nidle_timeout_ms: 1500\ngrpc_max_concurrent_streams: 4\n",
+                "test",
+            )
+            .map_err(|e| e.to_string())?;
+            let limits = loaded.runtime.limits();
+            assert_eq!(limits.header_read_timeout, Duration::from_millis(250));
+            assert_eq!(limits.idle_timeout, Duration::from_millis(1500));
+            assert_eq!(limits.grpc_max_concurrent_streams, 4);
+            assert_eq!(limits.max_body_bytes, Limits::default().max_body_bytes);
             Ok(())
         });
     }

@@ -1,29 +1,34 @@
 //! HTTP ingest: `POST /` takes a CloudEvent in structured, binary or batch
 //! mode. Beside it: `GET /healthz` (alive), `GET /readyz` (taking work; 503
-//! while shutting down or while the store is down), `GET /metrics`
-//! (Prometheus) and `GET /status` (the sink's own view and the store's
-//! health, as JSON).
+//! while shutting down, while admission is saturated, or while the store is
+//! down), `GET /metrics` (Prometheus) and `GET /status` (the sink's own view
+//! and the store's health, as JSON).
 //!
-//! A thin door: decode, hand the events to the dispatch (the delivered-ledger,
-//! then [`Sink::arrived`]), turn the outcome into a response with `status.rs`.
+//! A thin door: admit and read the body (`admission.rs`), decode and
+//! validate (`validate.rs`), hand the events to the dispatch (the
+//! delivered-ledger, then [`Sink::arrived`]), turn the outcome into a
+//! response with `status.rs`. Every answer has a body that
+//! says what happened, unknown paths and methods included.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudevents::Event;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Admitted, Refusal, SATURATED_AFTER};
 use crate::dispatch::Dispatch;
 use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
-use crate::status;
 use crate::store::StoreHealth;
+use crate::text::{REASON_BYTES, shorten};
+use crate::validate;
+use crate::{codec, decoded, status};
 
 /// The media type of HTTP structured mode.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -36,25 +41,26 @@ struct App<S> {
     readiness: Readiness,
     store: StoreStatus,
     admission: Admission,
-    max_body_bytes: usize,
 }
 
-/// The HTTP routes for `sink`. At most `admission`'s bound of requests are
-/// handled at once (503 past it), each body at most `max_body_bytes` (413
-/// past it), read only once the request is admitted.
+/// What the HTTP port serves.
+const ENDPOINTS: &str =
+    "POST / takes CloudEvents; GET /healthz, /readyz, /metrics and /status answer probes";
+
+/// The HTTP routes for the sink behind `dispatch`. A request to `POST /` is
+/// handled only once `admission` admits it (503 past `max_in_flight` or the
+/// memory budget, 413 past `max_body_bytes`, 408 when its body is too slow).
 pub(crate) fn router<S: Sink>(
     dispatch: Arc<Dispatch<S>>,
     readiness: Readiness,
     store: StoreStatus,
     admission: Admission,
-    max_body_bytes: usize,
 ) -> Router {
     let app = Arc::new(App {
         dispatch,
         readiness,
         store,
         admission,
-        max_body_bytes,
     });
     Router::new()
         .route("/", post(ingest::<S>))
@@ -62,6 +68,8 @@ pub(crate) fn router<S: Sink>(
         .route("/readyz", get(ready::<S>))
         .route("/metrics", get(|| async { metrics::render() }))
         .route("/status", get(status_view::<S>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // The body is read in `ingest`, after admission, with its own limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
@@ -69,50 +77,62 @@ pub(crate) fn router<S: Sink>(
 
 async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Response {
     let timer = RequestTimer::start("http");
-    let _permit = match app.admission.admit() {
-        Ok(permit) => permit,
-        Err(outcome) => {
-            timer.finish(&outcome);
-            return status::http_response(&outcome);
-        }
-    };
-    let (parts, body) = request.into_parts();
-    let headers = parts.headers;
-    let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
-        Ok(body) => body,
-        Err(err) => {
-            let is_too_large = std::error::Error::source(&err)
-                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-            let outcome = Outcome::rejected(if is_too_large {
-                format!(
-                    "the request body is over {} bytes (max_body_bytes); send smaller batches",
-                    app.max_body_bytes
-                )
-            } else {
-                format!("cannot read the request body: {err}")
-            });
-            timer.finish(&outcome);
-            let mut response = status::http_response(&outcome);
-            if is_too_large {
-                // A rejection (never retried), with the more precise code.
-                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            }
+    let admitted = match admit(&app.admission, request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let response = status::http_refusal(&refusal);
+            timer.refused(&refusal);
             return response;
         }
     };
-    let encoding = encoding(&headers);
-    let outcome = match decode(encoding, &headers, body) {
+    let headers = &admitted.headers;
+    let encoding = encoding(headers);
+    let outcome = match decode(encoding, headers, admitted.body) {
         Ok(events) => {
             timer.received(encoding.as_str(), events.len());
             app.dispatch.deliver(events).await
         }
         Err(reason) => {
-            tracing::debug!(%reason, "rejected an undecodable HTTP request");
+            tracing::debug!(reason = %shorten(&reason, REASON_BYTES), "rejected an invalid HTTP request");
             Outcome::rejected(reason)
         }
     };
+    drop(admitted.ticket);
     timer.finish(&outcome);
     status::http_response(&outcome)
+}
+
+/// Admits a request, reads its body, and reserves what it will decode into.
+async fn admit(admission: &Admission, request: Request) -> Result<Admitted, Refusal> {
+    let mut admitted = admission.admit_http(request).await?;
+    let body = &admitted.body;
+    let decoded = match encoding(&admitted.headers) {
+        Encoding::Structured | Encoding::Batch => decoded::maybe_json(body),
+        Encoding::Binary => {
+            let content_type = admitted.headers.get(header::CONTENT_TYPE);
+            let content_type = content_type.and_then(|v| v.to_str().ok());
+            if content_type.is_some_and(codec::is_json_content_type) {
+                // Sinks parse JSON data.
+                decoded::maybe_json(body)
+            } else {
+                body.len()
+            }
+        }
+    };
+    admitted.ticket.charge_decoded(decoded)?;
+    Ok(admitted)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let path = shorten(uri.path(), 64);
+    let body = format!("no endpoint at {path}: {ENDPOINTS}\n");
+    (StatusCode::NOT_FOUND, body).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let path = shorten(uri.path(), 64);
+    let body = format!("{method} is not allowed on {path}: {ENDPOINTS}\n");
+    (StatusCode::METHOD_NOT_ALLOWED, body).into_response()
 }
 
 /// The sink's view, with the runtime's `store` beside it.
@@ -138,13 +158,23 @@ async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
     if !app.readiness.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    match app.store.health.problem() {
-        None => "ready\n".into_response(),
-        Some(problem) => (
+    if let Some(problem) = app.store.health.problem() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store is down: {problem}\n"),
+            format!("the store is down: {}\n", shorten(&problem, REASON_BYTES)),
+        )
+            .into_response();
+    }
+    match app.admission.saturated_for() {
+        Some(saturated) if saturated >= SATURATED_AFTER => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "over capacity for {:.1} s: every request slot is taken or the memory budget is full; new requests are refused\n",
+                saturated.as_secs_f64()
+            ),
         )
             .into_response(),
+        _ => "ready\n".into_response(),
     }
 }
 
@@ -190,26 +220,40 @@ fn encoding(headers: &HeaderMap) -> Encoding {
     }
 }
 
-/// Decodes a request into events, or says in one line why it cannot.
+/// Decodes a request into valid events (`validate.rs`), or says in one
+/// line why it cannot. The line quotes at most a short piece of what was
+/// sent.
 pub(crate) fn decode(
     encoding: Encoding,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Vec<Event>, String> {
-    if encoding == Encoding::Batch {
+    let events = if encoding == Encoding::Batch {
         // cloudevents-sdk has no server-side batch mode: a batch is a JSON
         // array of structured-mode events.
         serde_json::from_slice::<Vec<Event>>(&body)
-            .map_err(|err| format!("invalid CloudEvents batch: {err}"))
+            .map_err(|err| format!("invalid CloudEvents batch: {}", one_line(&err.to_string())))?
     } else {
-        cloudevents::binding::http::to_event(headers, Vec::from(body))
-            .map(|event| vec![event])
-            .map_err(|err| format!("invalid CloudEvent: {}", one_line(&err.to_string())))
-    }
+        let event = cloudevents::binding::http::to_event(headers, Vec::from(body))
+            .map_err(|err| format!("invalid CloudEvent: {}", one_line(&err.to_string())))?;
+        vec![event]
+    };
+    validate::events(events).map_err(|err| {
+        let reason = err.to_string();
+        if encoding == Encoding::Batch {
+            reason
+        } else {
+            // One event: "event 0" says nothing.
+            reason.trim_start_matches("event 0: ").to_owned()
+        }
+    })
 }
 
+/// Error text on one line, at most `REASON_BYTES` of it: serde quotes the
+/// offending value whole.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let head = shorten(text, REASON_BYTES);
+    head.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -286,5 +330,54 @@ mod tests {
         }
         let batch = headers(&[("content-type", BATCH_CONTENT_TYPE)]);
         assert!(decode_request(&batch, Bytes::from("{}")).is_err());
+    }
+
+    #[test]
+    fn one_rule_for_both_doors() {
+        let ct = headers(&[("content-type", STRUCTURED_CONTENT_TYPE)]);
+        let reason = decode_request(
+            &ct,
+            Bytes::from(r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#),
+        )
+        .expect_err("0.3 is refused, as over gRPC");
+        assert_eq!(reason, "specversion `0.3` is not supported; send 1.0");
+        let reason = decode_request(
+            &ct,
+            Bytes::from(r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#),
+        )
+        .expect_err("an empty id is refused, as over gRPC");
+        assert_eq!(reason, "required attribute `id` is missing or empty");
+        let batch = headers(&[("content-type", BATCH_CONTENT_TYPE)]);
+        let reason = decode_request(
+            &batch,
+            Bytes::from(r#"[{"specversion":"1.0","id":"1","source":"s","type":"t"},{"specversion":"1.0","id":"2","source":"s","type":""}]"#),
+        )
+        .expect_err("one invalid event refuses the batch");
+        assert_eq!(
+            reason,
+            "event 1: required attribute `type` is missing or empty"
+        );
+    }
+
+    #[test]
+    fn null_data_is_no_data() {
+        let ct = headers(&[("content-type", STRUCTURED_CONTENT_TYPE)]);
+        let events = decode_request(
+            &ct,
+            Bytes::from(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":null}"#),
+        )
+        .expect("valid");
+        assert_eq!(events[0].data(), None);
+    }
+
+    #[test]
+    fn a_reason_quotes_at_most_a_short_piece_of_the_input() {
+        let ct = headers(&[("content-type", STRUCTURED_CONTENT_TYPE)]);
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","time":"{}"}}"#,
+            "9".repeat(1_000_000)
+        );
+        let reason = decode_request(&ct, Bytes::from(body)).expect_err("bad time");
+        assert!(reason.len() <= REASON_BYTES + 64, "{} bytes", reason.len());
     }
 }

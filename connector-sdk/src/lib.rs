@@ -9,7 +9,10 @@
 //! (`vanus.core.cloudevents.CloudEvents/Send`, what Vanus triggers push),
 //! turns each [`Outcome`] into the status code a sender acts on, answers
 //! `/healthz`, `/readyz`, `/metrics` and `/status`, and shuts down gracefully
-//! on SIGTERM.
+//! on SIGTERM. It bounds what any client may hold of it ([`Limits`]:
+//! connections, time, request and header sizes, one memory budget for the
+//! bodies and what they decode into), and validates every event by one
+//! rule, whichever way it came, before a sink sees it.
 //!
 //! | Outcome | HTTP | gRPC | A Vanus trigger… |
 //! |---|---|---|---|
@@ -107,12 +110,16 @@
 mod admission;
 mod codec;
 pub mod config;
+mod connection;
+mod decoded;
 mod dispatch;
 mod grpc;
 mod http;
 mod ledger;
 mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod proptests;
 mod runtime;
 mod shutdown;
 mod sink;
@@ -120,6 +127,8 @@ mod status;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
+mod validate;
 
 /// The Vanus CloudEvents protobuf types and the generated gRPC client and server.
 pub mod proto {
@@ -131,10 +140,11 @@ pub use async_trait::async_trait;
 pub use cloudevents;
 pub use cloudevents::Event;
 pub use codec::{DecodeError, decode_batch, decode_event, encode_event};
-pub use config::{ConfigError, ConfigProblem, NoConfig, RuntimeConfig, SinkConfig};
+pub use config::{ConfigError, ConfigProblem, Limits, NoConfig, RuntimeConfig, SinkConfig};
 pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use logging::init as init_logging;
 pub use runtime::{SINK_SCOPE, ServeOptions, Server, StartError, open_store, run, run_with_config};
 pub use shutdown::signal as shutdown_signal;
 pub use sink::{BoxError, Context, Outcome, Sink, Unavailable};
 pub use store::{Store, StoreError};
+pub use text::{shorten, shorten_bytes};

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::admission::Refusal;
 use crate::ledger::Entry;
 use crate::sink::Outcome;
 
@@ -18,10 +19,26 @@ use crate::sink::Outcome;
 pub const EVENTS_RECEIVED: &str = "connector_events_received_total";
 /// Requests answered, by `transport` and `outcome` class.
 pub const REQUESTS: &str = "connector_requests_total";
-/// Requests being handled right now.
+/// Requests refused before they were handled, by `transport` and `reason`
+/// (too_large, over_capacity, over_budget, slow_body, broken_body,
+/// malformed); also counted in [`REQUESTS`].
+pub const REQUESTS_REFUSED: &str = "connector_requests_refused_total";
+/// Requests being handled right now (admitted, not yet answered).
 pub const IN_FLIGHT: &str = "connector_requests_in_flight";
+/// Bytes of the memory budget in use right now: request bodies and what
+/// they decode into.
+pub const BUFFERED_BYTES: &str = "connector_buffered_bytes";
 /// Time to answer a request, by `transport`.
 pub const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
+/// Connections open right now, by `transport`.
+pub const CONNECTIONS_OPEN: &str = "connector_connections_open";
+/// Connections closed at once because `max_connections` were open, each
+/// with a request in flight, by `transport`.
+pub const CONNECTIONS_REFUSED: &str = "connector_connections_refused_total";
+/// Connections closed past their time, by `transport` and `reason`
+/// (header_timeout, idle, evicted: closed with no request open to make
+/// room for a new connection).
+pub const CONNECTIONS_EXPIRED: &str = "connector_connections_expired_total";
 
 /// Events looked up in the delivered-ledger, by `result`: `fresh` (handed
 /// to the sink), `redelivered` (accepted before; answered without the
@@ -36,6 +53,8 @@ pub const STORE_UP: &str = "connector_store_up";
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+const TRANSPORTS: [&str; 2] = ["http", "grpc"];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -52,6 +71,7 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
                 .map_err(|err| tracing::warn!(%err, "metrics recorder not installed; /metrics will be empty"))
                 .ok()?;
             describe();
+            export_from_the_start();
             Some(recorder)
         })
         .as_ref()
@@ -68,15 +88,34 @@ fn describe() {
         "CloudEvents received, by transport and encoding"
     );
     metrics::describe_counter!(REQUESTS, "Requests answered, by transport and outcome");
+    metrics::describe_counter!(
+        REQUESTS_REFUSED,
+        "Requests refused before they were handled, by transport and reason"
+    );
     metrics::describe_gauge!(IN_FLIGHT, "Requests being handled");
     metrics::describe_counter!(
         LEDGER,
         "Events looked up in the delivered-ledger, by result"
     );
+    metrics::describe_gauge!(STORE_UP, "1 while the store answers, 0 while it is down");
+    metrics::describe_gauge!(
+        BUFFERED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of request bodies held in memory"
+    );
     metrics::describe_histogram!(
         REQUEST_SECONDS,
         metrics::Unit::Seconds,
         "Time to answer a request"
+    );
+    metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open, by transport");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at once because max_connections were open"
+    );
+    metrics::describe_counter!(
+        CONNECTIONS_EXPIRED,
+        "Connections closed past their time, by transport and reason"
     );
 }
 
@@ -96,8 +135,54 @@ pub(crate) fn ledger(entry: &Entry) {
     metrics::counter!(LEDGER, "result" => result).increment(1);
 }
 
-/// Tracks one request: counts it in flight until dropped, then records its
-/// outcome and duration.
+/// Every family with a series at zero, so a scrape before the first
+/// request (or the first refusal) already sees them: a dashboard or an
+/// alert on `rate(...)` needs the series to exist.
+fn export_from_the_start() {
+    for transport in TRANSPORTS {
+        for outcome in ["delivered", "rejected", "throttled", "unavailable"] {
+            metrics::counter!(REQUESTS, "transport" => transport, "outcome" => outcome).absolute(0);
+        }
+        let encodings: &[&'static str] = if transport == "http" {
+            &["structured", "binary", "batch"]
+        } else {
+            &["protobuf"]
+        };
+        for &encoding in encodings {
+            metrics::counter!(EVENTS_RECEIVED, "transport" => transport, "encoding" => encoding)
+                .absolute(0);
+        }
+        for reason in [
+            "too_large",
+            "over_capacity",
+            "over_budget",
+            "slow_body",
+            "broken_body",
+            "malformed",
+        ] {
+            metrics::counter!(REQUESTS_REFUSED, "transport" => transport, "reason" => reason)
+                .absolute(0);
+        }
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => transport).set(0.0);
+        metrics::counter!(CONNECTIONS_REFUSED, "transport" => transport).absolute(0);
+        for reason in ["header_timeout", "idle", "evicted"] {
+            metrics::counter!(CONNECTIONS_EXPIRED, "transport" => transport, "reason" => reason)
+                .absolute(0);
+        }
+        // A histogram appears with its first sample; register its series.
+        let _ = metrics::histogram!(REQUEST_SECONDS, "transport" => transport);
+    }
+    metrics::gauge!(IN_FLIGHT).set(0.0);
+    metrics::gauge!(BUFFERED_BYTES).set(0.0);
+    for result in ["fresh", "redelivered", "busy", "repeated"] {
+        metrics::counter!(LEDGER, "result" => result).absolute(0);
+    }
+}
+
+/// Tracks one request from its arrival: records how it ended and how long
+/// it took. Cheap to clone (the gRPC door hands it from admission to the
+/// handler).
+#[derive(Debug, Clone)]
 pub(crate) struct RequestTimer {
     transport: &'static str,
     started: Instant,
@@ -105,7 +190,6 @@ pub(crate) struct RequestTimer {
 
 impl RequestTimer {
     pub(crate) fn start(transport: &'static str) -> Self {
-        metrics::gauge!(IN_FLIGHT).increment(1.0);
         Self {
             transport,
             started: Instant::now(),
@@ -123,11 +207,48 @@ impl RequestTimer {
         metrics::histogram!(REQUEST_SECONDS, "transport" => self.transport)
             .record(self.started.elapsed().as_secs_f64());
     }
+
+    /// The request was refused before it was handled.
+    pub(crate) fn refused(self, refusal: &Refusal) {
+        metrics::counter!(REQUESTS_REFUSED, "transport" => self.transport, "reason" => refusal.kind())
+            .increment(1);
+        self.finish(&refusal.outcome());
+    }
 }
 
-impl Drop for RequestTimer {
+/// A request was admitted (`+1`) or answered (`-1`).
+pub(crate) fn in_flight(delta: f64) {
+    metrics::gauge!(IN_FLIGHT).increment(delta);
+}
+
+/// Request body bytes were reserved (positive) or given back (negative).
+pub(crate) fn buffered_bytes(delta: f64) {
+    metrics::gauge!(BUFFERED_BYTES).increment(delta);
+}
+
+/// A connection was closed at once: `max_connections` were open.
+pub(crate) fn connection_refused(transport: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED, "transport" => transport).increment(1);
+}
+
+/// A connection was closed past its time.
+pub(crate) fn connection_expired(transport: &'static str, reason: &'static str) {
+    metrics::counter!(CONNECTIONS_EXPIRED, "transport" => transport, "reason" => reason)
+        .increment(1);
+}
+
+/// Counts one open connection until dropped.
+pub(crate) struct OpenConnection(&'static str);
+
+impl OpenConnection {
+    pub(crate) fn new(transport: &'static str) -> Self {
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => transport).increment(1.0);
+        Self(transport)
+    }
+}
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
-        // Also runs when the client hung up and the request was cancelled.
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => self.0).decrement(1.0);
     }
 }

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
-use crate::config::{self, RuntimeConfig};
+use crate::config::{self, Limits, RuntimeConfig};
+use crate::connection::{self, Gate, Protocol, Settings};
 use crate::dispatch::Dispatch;
 use crate::ledger::Ledger;
 use crate::shutdown::{self, Readiness, Trigger};
@@ -32,10 +32,8 @@ pub struct ServeOptions {
     pub http: SocketAddr,
     /// gRPC listen address, or `None` for no gRPC; port 0 picks a free port.
     pub grpc: Option<SocketAddr>,
-    /// Largest accepted HTTP body in bytes; larger gets 413.
-    pub max_body_bytes: usize,
-    /// Requests handled at once, HTTP and gRPC together; more get 503.
-    pub max_in_flight: usize,
+    /// What a client may hold of the servers, and for how long.
+    pub limits: Limits,
     /// How long `/readyz` answers 503 before shutdown stops accepting.
     pub drain_delay: Duration,
     /// How long the delivered-ledger remembers an accepted event.
@@ -43,14 +41,13 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Both servers on free loopback ports: what tests want.
+    /// Both servers on free loopback ports, default limits: what tests want.
     pub fn loopback() -> Self {
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         Self {
             http: any_port,
             grpc: Some(any_port),
-            max_body_bytes: RuntimeConfig::default().max_body_bytes,
-            max_in_flight: RuntimeConfig::default().max_in_flight,
+            limits: Limits::default(),
             drain_delay: Duration::ZERO,
             ledger_ttl: RuntimeConfig::default().ledger_ttl(),
         }
@@ -62,8 +59,7 @@ impl From<&RuntimeConfig> for ServeOptions {
         Self {
             http: config.http_addr(),
             grpc: config.grpc_addr(),
-            max_body_bytes: config.max_body_bytes,
-            max_in_flight: config.max_in_flight,
+            limits: config.limits(),
             drain_delay: Duration::from_millis(config.drain_delay_ms),
             ledger_ttl: config.ledger_ttl(),
         }
@@ -97,8 +93,8 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts serving `sink`, with the runtime's
     /// delivered-ledger kept in `store` (the runtime's own namespace in it:
-    /// hand the sink [`Store::scope`]`("sink")`, as [`run`] does). Returns
-    /// once both servers accept connections.
+    /// hand the sink [`Store::scope`]`(SINK_SCOPE)`, as [`run`] does).
+    /// Returns once both servers accept connections.
     pub async fn start<S: Sink>(
         sink: Arc<S>,
         store: &Store,
@@ -111,11 +107,14 @@ impl Server {
             None => None,
         };
 
+        let limits = &options.limits;
         let readiness = Readiness::default();
         let trigger = Trigger::new();
+        // One connection limit and one admission for both servers.
+        let gate = Gate::new(limits.max_connections);
+        let admission = Admission::new(limits);
         let mut tasks = Vec::with_capacity(2);
 
-        let admission = Admission::new(options.max_in_flight);
         let ledger = Arc::new(Ledger::new(store.scope(LEDGER_SCOPE), options.ledger_ttl));
         let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger)));
         let (health, watch) = StoreHealth::watch(store.clone());
@@ -128,38 +127,24 @@ impl Server {
             readiness.clone(),
             store_status,
             admission.clone(),
-            options.max_body_bytes,
         );
-        let stop = trigger.fired();
-        tasks.push(tokio::spawn(async move {
-            // Small answers must leave at once, not wait on Nagle's algorithm.
-            let http_listener = http_listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "cannot set TCP_NODELAY");
-                }
-            });
-            if let Err(err) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(%err, "HTTP server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(connection::serve(
+            http_listener,
+            router,
+            Settings::new(Protocol::Http1, limits),
+            gate.clone(),
+            trigger.clone(),
+        )));
 
         let grpc_addr = grpc_listener.map(|(listener, addr)| {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let service = grpc::service(dispatch, admission);
-            let stop = trigger.fired();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(incoming, stop)
-                    .await
-                {
-                    tracing::error!(%err, "gRPC server failed");
-                }
-            }));
+            let service = grpc::service(dispatch, admission, limits.max_body_bytes);
+            tasks.push(tokio::spawn(connection::serve(
+                listener,
+                service,
+                Settings::new(Protocol::Http2, limits),
+                gate,
+                trigger.clone(),
+            )));
             addr
         });
 
@@ -233,10 +218,15 @@ async fn bind(
 }
 
 /// Runs the connector process for sink `S`: loads and validates the config
-/// (`$CONNECTOR_CONFIG`), opens the store (`store.path`), initializes the
-/// sink, serves until SIGTERM or SIGINT, drains, calls [`Sink::destroy`],
-/// closes the store and exits 0. Any start-up problem is printed and the
-/// exit code is 1.
+/// (`$CONNECTOR_CONFIG`), opens the store (`store.path`, or `store.redis`),
+/// initializes the sink, serves until SIGTERM or SIGINT, drains, calls
+/// [`Sink::destroy`], closes the store and exits 0. Any start-up problem is
+/// printed and the exit code is 1.
+///
+/// The exit code is also 1 when the drain had to cut requests off (they
+/// did not finish within `shutdown_timeout_secs`), and when a second
+/// SIGTERM or SIGINT arrives during the drain: the process then exits at
+/// once, without waiting and without [`Sink::destroy`].
 ///
 /// ```no_run
 /// # struct MySink;
@@ -286,6 +276,8 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the sink: its `initialize` may describe and register metrics.
+    crate::metrics::install();
     let context = Context::new(store.scope(SINK_SCOPE));
     let sink = match S::initialize(loaded.sink, context).await {
         Ok(sink) => Arc::new(sink),
@@ -307,11 +299,28 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
     };
     tracing::info!(sink = S::name(), store = store.backend_name(), "ready");
     shutdown::signal().await;
-    server.shutdown(loaded.runtime.shutdown_timeout()).await;
-    sink.destroy().await;
-    store.close().await;
-    tracing::info!(sink = S::name(), "stopped");
-    ExitCode::SUCCESS
+    let drain = async {
+        let drained = server.shutdown(loaded.runtime.shutdown_timeout()).await;
+        sink.destroy().await;
+        store.close().await;
+        drained
+    };
+    tokio::select! {
+        drained = drain => {
+            if drained {
+                tracing::info!(sink = S::name(), "stopped");
+                ExitCode::SUCCESS
+            } else {
+                tracing::error!(sink = S::name(), "stopped, but requests in flight were cut off at the shutdown timeout (shutdown_timeout_secs)");
+                ExitCode::FAILURE
+            }
+        }
+        () = shutdown::signal() => {
+            // What the store committed stays; only the work in flight is cut.
+            tracing::error!(sink = S::name(), "second signal during the drain: exiting now, cutting off requests in flight");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Opens the store the configuration names: Redis when `store.redis` is

@@ -55,8 +55,12 @@ pub trait Sink: Send + Sync + Sized + 'static {
     ///
     /// HTTP structured and binary mode carry one event; HTTP batch mode and
     /// gRPC carry many, in the sender's order. Events are already decoded
-    /// and valid CloudEvents; checking their content is the sink's job.
-    /// Calls run concurrently, so shared state needs a lock or an atomic.
+    /// and valid CloudEvents 1.0, by the same rule whichever way they came:
+    /// non-empty `id`, `source` and `type`, and no data where the sender
+    /// sent `"data": null`. Checking their content is the sink's job; values
+    /// a sink quotes back (in reasons, logs) may be of any length:
+    /// [`shorten`](crate::shorten) them. Calls run concurrently, so shared
+    /// state needs a lock or an atomic.
     ///
     /// The runtime hands each event to the sink at most once: it remembers
     /// every event answered [`Outcome::Delivered`] (by `source` and `id`,

@@ -1,11 +1,17 @@
-//! The one place where an [`Outcome`] becomes a status code, for HTTP and for
-//! gRPC. A Vanus trigger retries 429 and 5xx, dead-letters other 4xx, and
-//! retries every gRPC error; the mapping below keeps that promise.
+//! The one place where an [`Outcome`] (or a request refused before it was
+//! handled, a [`Refusal`]) becomes a status code, for HTTP and for gRPC. A
+//! Vanus trigger retries 429 and 5xx, dead-letters other 4xx, and retries
+//! every gRPC error; the mapping below keeps that promise.
+//!
+//! Every answer carries its reason, at most `REASON_BYTES` of it: a reason
+//! quoting a huge value must not become a huge body or gRPC trailer.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::admission::Refusal;
 use crate::sink::{Outcome, Unavailable};
+use crate::text::{REASON_BYTES, shorten};
 
 /// The HTTP status code for an outcome.
 pub fn http_status(outcome: &Outcome) -> StatusCode {
@@ -28,7 +34,8 @@ pub fn http_response(outcome: &Outcome) -> Response {
         // The common answer: a static body, nothing to format.
         return (StatusCode::OK, "delivered\n").into_response();
     }
-    let mut response = (http_status(outcome), format!("{}\n", outcome.reason())).into_response();
+    let reason = shorten(outcome.reason(), REASON_BYTES);
+    let mut response = (http_status(outcome), format!("{reason}\n")).into_response();
     if let Outcome::Throttled { retry_after, .. } = outcome {
         let seconds = retry_after_seconds(*retry_after);
         response
@@ -40,7 +47,7 @@ pub fn http_response(outcome: &Outcome) -> Response {
 
 /// The gRPC answer for an outcome.
 pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Status> {
-    let reason = outcome.reason();
+    let reason = shorten(outcome.reason(), REASON_BYTES).into_owned();
     match outcome {
         Outcome::Delivered => Ok(tonic::Response::new(())),
         Outcome::Rejected { .. } => Err(tonic::Status::invalid_argument(reason)),
@@ -59,6 +66,47 @@ pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Stat
                 tonic::Status::unavailable(reason)
             }
         }),
+    }
+}
+
+/// The HTTP answer to a refused request: 413 for a body that is too large,
+/// 408 for one that was too slow (both close the connection: the rest of
+/// the body is not read), 503 when there is no room, 400 for a broken body.
+pub(crate) fn http_refusal(refusal: &Refusal) -> Response {
+    let status = match refusal {
+        Refusal::TooLarge { .. } | Refusal::TooLargeDecoded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
+        Refusal::OverCapacity { .. } | Refusal::OverBudget { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Refusal::BrokenBody { .. } | Refusal::Malformed { .. } => StatusCode::BAD_REQUEST,
+    };
+    let mut response = (status, format!("{}\n", refusal.reason())).into_response();
+    if matches!(
+        refusal,
+        Refusal::TooLarge { .. } | Refusal::SlowBody { .. } | Refusal::BrokenBody { .. }
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The gRPC answer to a refused call: `Unavailable` when there is no room
+/// (retry later), `DeadlineExceeded` for a message too slow to arrive,
+/// `InvalidArgument` for one that is too large or not one message.
+pub(crate) fn grpc_refusal(refusal: &Refusal) -> tonic::Status {
+    let reason = refusal.reason();
+    match refusal {
+        Refusal::OverCapacity { .. } | Refusal::OverBudget { .. } => {
+            tonic::Status::unavailable(reason)
+        }
+        Refusal::SlowBody { .. } => tonic::Status::deadline_exceeded(reason),
+        Refusal::TooLarge { .. }
+        | Refusal::TooLargeDecoded { .. }
+        | Refusal::BrokenBody { .. }
+        | Refusal::Malformed { .. } => tonic::Status::invalid_argument(reason),
     }
 }
 
@@ -103,6 +151,66 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
         let response = http_response(&Outcome::throttled(Duration::ZERO, "slow"));
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_huge_reason_is_shortened_in_every_answer() {
+        let huge = Outcome::rejected(format!(
+            "xvmsgtype `{}` is not supported",
+            "x".repeat(1_000_000)
+        ));
+        let response = http_response(&huge);
+        let length = http_body::Body::size_hint(response.body()).exact();
+        assert!(
+            length.is_some_and(|n| n <= REASON_BYTES as u64 + 64),
+            "{length:?}"
+        );
+        let status = grpc_result(&huge).expect_err("rejected");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() <= REASON_BYTES + 64);
+        assert!(status.message().ends_with("more bytes)"), "says it was cut");
+    }
+
+    #[test]
+    fn refusals_have_their_codes() {
+        use std::time::Duration;
+        let cases = [
+            (
+                Refusal::TooLarge { limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Refusal::SlowBody {
+                    timeout: Duration::from_secs(1),
+                },
+                StatusCode::REQUEST_TIMEOUT,
+                tonic::Code::DeadlineExceeded,
+            ),
+            (
+                Refusal::OverCapacity { max_in_flight: 1 },
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+            ),
+            (
+                Refusal::OverBudget { budget: 1 },
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+            ),
+            (
+                Refusal::Malformed { reason: "x".into() },
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+            ),
+        ];
+        for (refusal, http, grpc) in cases {
+            assert_eq!(http_refusal(&refusal).status(), http, "{refusal:?}");
+            assert_eq!(grpc_refusal(&refusal).code(), grpc, "{refusal:?}");
+        }
+        let slow = http_refusal(&Refusal::SlowBody {
+            timeout: Duration::from_secs(1),
+        });
+        assert_eq!(slow.headers()[header::CONNECTION], "close");
     }
 
     #[test]

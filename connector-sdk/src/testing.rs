@@ -132,9 +132,9 @@ impl<S: Sink> TestServer<S> {
     /// overrides), validates it, opens the store and calls
     /// [`Sink::initialize`]. The servers listen on free loopback ports
     /// whatever `port` and `grpc_port` say; the store is a fresh temporary
-    /// one unless `store.path` is set; the other runtime keys
-    /// (`max_body_bytes`, `max_in_flight`, `drain_delay_ms`,
-    /// `shutdown_timeout_secs`, `ledger_ttl_secs`) apply.
+    /// one unless `store.path` (or `store.redis`) is set; every other
+    /// runtime key (the limits, `drain_delay_ms`, `shutdown_timeout_secs`,
+    /// `ledger_ttl_secs`) applies.
     ///
     /// # Panics
     ///
@@ -156,6 +156,8 @@ impl<S: Sink> TestServer<S> {
         let loaded = config::load_from_str::<S::Config>(yaml, "the test's YAML")
             .unwrap_or_else(|err| panic!("{err}"));
         let (store, dir) = open_store(&loaded.runtime.store, clock, S::name());
+        // As at start-up: the sink's `initialize` may register metrics.
+        crate::metrics::install();
         let context = Context::new(store.scope(SINK_SCOPE));
         let sink = S::initialize(loaded.sink, context)
             .await

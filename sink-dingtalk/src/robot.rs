@@ -6,6 +6,13 @@
 //! The retry-or-not decision lives here, next to the answer it judges
 //! ([`SendError::next`]), and so does the outcome a sender is told
 //! ([`SendError::outcome`]); the delivery code only follows them.
+//!
+//! The other side is trusted no more than a client: redirects are not
+//! followed (a webhook never redirects; following one would post the
+//! message, token and all, somewhere else), at most `MAX_ANSWER_BYTES` of an
+//! answer are read, and what is quoted from it (`errmsg`, the start of an
+//! answer that is not JSON) is at most `QUOTED_BYTES` of printable UTF-8
+//! before it reaches an answer, a log line or `/status`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,10 +22,17 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use connector_sdk::{Outcome, Unavailable};
+use connector_sdk::{Outcome, Unavailable, shorten, shorten_bytes};
 
 use crate::secret::Secret;
 use crate::webhook::Webhook;
+
+/// The most of DingTalk's answer that is read: its JSON answer is tens of
+/// bytes; anything much larger is not DingTalk.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The most of DingTalk's text (`errmsg`, a non-JSON answer) quoted onwards.
+pub const QUOTED_BYTES: usize = 256;
 
 /// How one send attempt ended, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +63,9 @@ pub enum SendError {
         /// DingTalk's message.
         errmsg: String,
     },
-    /// DingTalk answered with an HTTP error status.
-    #[error("DingTalk answered HTTP {0}")]
+    /// DingTalk answered with an HTTP error status (or a redirect, which
+    /// is not followed).
+    #[error("{}", http_status_message(*.0))]
     HttpStatus(u16),
     /// DingTalk's gateway answered HTTP 429: it throttles this robot.
     #[error("DingTalk's gateway answered HTTP 429 (too many requests)")]
@@ -136,6 +151,16 @@ impl SendError {
             | SendError::Busy { errcode, .. } => Some(*errcode),
             _ => None,
         }
+    }
+}
+
+fn http_status_message(status: u16) -> String {
+    if (300..400).contains(&status) {
+        format!(
+            "DingTalk answered with a redirect (HTTP {status}), which is not followed: a robot's webhook never redirects; check that the webhook url is the robot's address"
+        )
+    } else {
+        format!("DingTalk answered HTTP {status}")
     }
 }
 
@@ -248,18 +273,42 @@ impl Robot {
         if !status.is_success() {
             return Err(SendError::HttpStatus(status.as_u16()));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| transport_error(err, timeout))?;
+        let bytes = read_answer(response, timeout).await?;
         let answer: Answer = serde_json::from_slice(&bytes).map_err(|err| {
             SendError::BadAnswer(format!(
-                "{err}; body starts with {:?}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+                "{err}; it starts with \"{}\"",
+                shorten_bytes(&bytes, QUOTED_BYTES)
             ))
         })?;
-        classify(answer.errcode, answer.errmsg)
+        classify(
+            answer.errcode,
+            shorten(&answer.errmsg, QUOTED_BYTES).into_owned(),
+        )
     }
+}
+
+/// The answer's body, at most `MAX_ANSWER_BYTES` of it.
+async fn read_answer(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, SendError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| transport_error(err, timeout))?
+    {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            bytes.extend_from_slice(&chunk[..chunk.len().min(QUOTED_BYTES)]);
+            return Err(SendError::BadAnswer(format!(
+                "the answer is over {} KiB (DingTalk answers with a short JSON object); it starts with \"{}\"",
+                MAX_ANSWER_BYTES / 1024,
+                shorten_bytes(&bytes, QUOTED_BYTES)
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// A reqwest failure without its URL: the URL carries the access token.
@@ -278,14 +327,16 @@ fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
     SendError::Unreachable(text)
 }
 
-/// The one HTTP client every robot shares: pooled connections, rustls, and
-/// a connect timeout (each request sets its own total timeout).
+/// The one HTTP client every robot shares: pooled connections, rustls, a
+/// connect timeout (each request sets its own total timeout), and no
+/// redirects followed.
 pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     // reqwest is built without a default crypto provider (ring builds far
     // faster than aws-lc); install it once. A second install is a no-op error.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -332,6 +383,17 @@ mod tests {
                 && text.contains("sign not match")
                 && text.contains("signature"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_redirect_is_explained_and_answered_retry_later() {
+        let err = SendError::HttpStatus(302);
+        assert!(err.to_string().contains("redirect"), "{err}");
+        assert_eq!(err.next(), Next::Later, "not followed, not retried at once");
+        assert_eq!(
+            SendError::HttpStatus(502).to_string(),
+            "DingTalk answered HTTP 502"
         );
     }
 

@@ -52,6 +52,7 @@ impl Sink for DingTalkSink {
     async fn initialize(config: DingTalkConfig, context: Context) -> Result<Self, BoxError> {
         telemetry::describe();
         let sink = Self::new(config, context.store().clone()).await?;
+        sink.delivery.export_metrics_from_the_start();
         sink.delivery.start_flushers();
         Ok(sink)
     }

@@ -51,6 +51,44 @@ pub fn describe() {
     metrics::describe_counter!(DIGESTS, "Digests posted, by robot");
 }
 
+/// Every family with its series at zero for the labels known at start
+/// (the configured chat groups and robots), so a scrape before the first
+/// event already sees them.
+pub fn export_from_the_start<'a>(
+    chat_groups: impl IntoIterator<Item = &'a str>,
+    robots: impl IntoIterator<Item = &'a str>,
+) {
+    for group in chat_groups {
+        for outcome in [
+            "delivered",
+            "queued",
+            "rejected",
+            "throttled",
+            "unavailable",
+        ] {
+            metrics::counter!(EVENTS, "outcome" => outcome, "chat_group" => group.to_owned())
+                .absolute(0);
+        }
+        for cause in ["budget", "cooldown", "dingtalk", "outbox_full"] {
+            metrics::counter!(THROTTLED, "chat_group" => group.to_owned(), "cause" => cause)
+                .absolute(0);
+        }
+    }
+    for robot in robots {
+        metrics::gauge!(OUTBOX_QUEUED, "robot" => robot.to_owned()).set(0.0);
+        for result in ["sent", "refused"] {
+            metrics::counter!(OUTBOX_EVENTS, "robot" => robot.to_owned(), "result" => result)
+                .absolute(0);
+        }
+        metrics::counter!(DIGESTS, "robot" => robot.to_owned()).absolute(0);
+    }
+    metrics::counter!(ERRCODES, "errcode" => "0").absolute(0);
+    for result in ["answered", "failed"] {
+        let _ = metrics::histogram!(REQUEST_SECONDS, "result" => result);
+    }
+    let _ = metrics::histogram!(PACING_WAIT_SECONDS);
+}
+
 /// One event's outcome class.
 pub fn outcome(chat_group: Option<&Arc<str>>, class: &'static str) {
     let group = chat_group.map_or(SharedString::const_str("-"), |g| {

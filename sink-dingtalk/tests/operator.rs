@@ -192,3 +192,86 @@ async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
     assert!(!log.contains(SECRET), "the secret leaked into the log");
     assert!(!log.contains("&sign="), "a signature leaked into the log");
 }
+
+#[tokio::test]
+async fn hostile_events_make_short_logs() {
+    let fake = FakeDingTalk::start(vec![RobotSpec::signed(TOKEN, SECRET)])
+        .await
+        .expect("fake starts");
+    let port = free_port();
+    let config = write_config("short-logs.yml", &config_for(&fake, port));
+    let mut child = tokio::process::Command::from(sink_binary("short-logs"))
+        .env("CONNECTOR_CONFIG", &config)
+        .env("LOG_LEVEL", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .expect("ready");
+
+    // A batch of 500 events no robot can take, and one event with a 3 MB id.
+    let batch: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                r#"{{"specversion":"1.0","id":"bad-{i}","source":"test","type":"t","xvmsgtype":"image","data":"x"}}"#
+            )
+        })
+        .collect();
+    let batch = format!("[{}]", batch.join(","));
+    let long_id = "i".repeat(3_000_000);
+    let single = format!(
+        r#"{{"specversion":"1.0","id":"{long_id}","source":"test","type":"t","xvmsgtype":"image","data":"x"}}"#
+    );
+    let answers = tokio::task::spawn_blocking(move || {
+        let batch = request(
+            port,
+            "POST",
+            "/",
+            &[("content-type", connector_sdk::BATCH_CONTENT_TYPE)],
+            &batch,
+        );
+        let single = request(
+            port,
+            "POST",
+            "/",
+            &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
+            &single,
+        );
+        (batch, single)
+    })
+    .await
+    .expect("requests");
+    for answer in [answers.0, answers.1] {
+        let answer = answer.expect("an answer");
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{}",
+            &answer[..200.min(answer.len())]
+        );
+        assert!(
+            answer.len() < 4096,
+            "a short answer: {} bytes",
+            answer.len()
+        );
+    }
+    terminate(child.id().expect("pid"));
+    assert!(child.wait().await.expect("exits").success());
+    let log = log.await.expect("log read");
+
+    let handled = log.lines().filter(|l| l.contains("event handled")).count();
+    assert_eq!(handled, 11, "10 of the batch and the single one:\n{log}");
+    assert!(
+        log.contains("rejected=500") && log.contains("logged at debug"),
+        "one summary line for the rest:\n{log}"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a log line of {longest} bytes");
+}

@@ -1,6 +1,7 @@
 //! The `sink-dingtalk` binary as an operator runs it: bad config exits
 //! non-zero naming every bad key; a good config serves until SIGTERM and
-//! exits 0.
+//! exits 0, or non-zero when a drain had to cut requests off or a second
+//! signal cut it short; `/metrics` has its families before the first event.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use fake_dingtalk::{Failure, FakeDingTalk, RobotSpec};
 
 fn run_to_exit(config: &PathBuf) -> Output {
     sink_binary(&config.file_stem().unwrap_or_default().to_string_lossy())
@@ -114,4 +116,156 @@ fn a_valid_config_serves_until_sigterm_then_exits_zero() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Waits for `child` to exit, at most `within`.
+fn exit_within(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(started.elapsed() < within, "did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn metrics_have_their_families_before_the_first_event() {
+    let port = free_port();
+    let config = write_config(
+        "metrics.yml",
+        "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
+    );
+    let mut child = sink_binary("metrics")
+        .env("CONNECTOR_CONFIG", &config)
+        .env("CONNECTOR_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    wait_ready(port);
+    let metrics = request(port, "GET", "/metrics", &[], "").expect("an answer");
+    terminate(child.id());
+    exit_within(&mut child, Duration::from_secs(20));
+    for family in [
+        "connector_requests_total{",
+        "connector_requests_refused_total{",
+        "connector_connections_open{",
+        "connector_buffered_bytes",
+        "dingtalk_events_total{",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(r#"dingtalk_events_total{outcome="delivered",chat_group="ops"} 0"#)
+            || metrics.contains(r#"dingtalk_events_total{chat_group="ops",outcome="delivered"} 0"#),
+        "{metrics}"
+    );
+}
+
+/// A sink whose one robot answers after `delay`, with `runtime` keys; a
+/// request to it in flight. The fake must outlive the child.
+async fn sink_with_a_request_in_flight(
+    name: &str,
+    runtime: &str,
+) -> (FakeDingTalk, std::process::Child, u16) {
+    let fake = FakeDingTalk::start(vec![RobotSpec::new("slow")])
+        .await
+        .expect("fake starts");
+    fake.fail_next("slow", Failure::Delay(Duration::from_secs(30)), 1);
+    let port = free_port();
+    let config = write_config(
+        name,
+        &format!(
+            "{runtime}bot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\ndelivery:\n  deadline_ms: 4500\n",
+            fake.webhook_url("slow")
+        ),
+    );
+    let child = sink_binary(name)
+        .env("CONNECTOR_CONFIG", &config)
+        .env("CONNECTOR_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .expect("ready");
+    let body = r#"{"specversion":"1.0","id":"slow-1","source":"test","type":"t","data":"slow"}"#;
+    tokio::task::spawn_blocking(move || {
+        request(
+            port,
+            "POST",
+            "/",
+            &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
+            body,
+        )
+    });
+    let started = Instant::now();
+    while fake.requests_for("slow") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the request never reached DingTalk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (fake, child, port)
+}
+
+#[tokio::test]
+async fn a_drain_that_cuts_requests_off_exits_non_zero() {
+    let (_fake, mut child, _) =
+        sink_with_a_request_in_flight("cut-off.yml", "shutdown_timeout_secs: 1\n").await;
+    terminate(child.id());
+    let status =
+        tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(20)))
+            .await
+            .expect("waited");
+    assert!(!status.success(), "cut off, yet {status:?}");
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_and_non_zero() {
+    let (_fake, mut child, port) =
+        // A drain delay keeps /readyz reachable (503) while it drains.
+        sink_with_a_request_in_flight(
+            "second-signal.yml",
+            "shutdown_timeout_secs: 60\ndrain_delay_ms: 30000\n",
+        )
+        .await;
+    terminate(child.id());
+    // Draining: not ready, still up.
+    let draining = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let ready = request(port, "GET", "/readyz", &[], "");
+            if ready
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 503"))
+            {
+                return true;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("probed");
+    assert!(draining, "the first signal starts the drain");
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the drain waits for the request"
+    );
+    terminate(child.id());
+    let status =
+        tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(5)))
+            .await
+            .expect("waited");
+    assert!(!status.success(), "cut short, yet {status:?}");
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Event};
-use connector_sdk::{BoxError, Outcome, Store, Unavailable};
+use connector_sdk::{BoxError, Outcome, Store, Unavailable, shorten};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -44,6 +44,15 @@ use crate::webhook::RobotId;
 
 /// The extension naming the chat group.
 pub const CHAT_GROUP_EXTENSION: &str = "xvchatgroup";
+
+/// How much of an event id or source a reason or a log line quotes: they
+/// come from the sender and may be of any length.
+const ID_BYTES: usize = 128;
+
+/// Events of one request logged at info when they are rejected before
+/// sending; the rest are logged at debug, and counted in one info line, so
+/// a batch of 50,000 invalid events is not 50,000 info lines.
+const REJECTIONS_LOGGED: usize = 10;
 
 /// Every chat group, its robot, and the robots' flushers.
 #[derive(Debug)]
@@ -177,6 +186,15 @@ impl Delivery {
         }
     }
 
+    /// Puts every metric series known at start (the chat groups' and the
+    /// robots') at zero, so a scrape before the first event sees them.
+    pub fn export_metrics_from_the_start(&self) {
+        telemetry::export_from_the_start(
+            self.groups.keys().map(AsRef::as_ref),
+            self.lanes.iter().map(|(lane, _)| lane.name.as_ref()),
+        );
+    }
+
     /// Stops the flushers, letting a POST in progress finish. What is
     /// queued stays in the store for the next start.
     pub async fn stop_flushers(&self) {
@@ -201,6 +219,7 @@ impl Delivery {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // One queue per robot, in arrival order.
         let mut queues: Vec<(Arc<Lane>, Vec<Work>)> = Vec::new();
+        let mut rejected = 0;
         for (index, event) in events.iter().enumerate() {
             match self.prepare(index, event) {
                 Ok((lane, work)) => match queues.iter_mut().find(|(l, _)| Arc::ptr_eq(l, &lane)) {
@@ -208,10 +227,19 @@ impl Delivery {
                     None => queues.push((lane, vec![work])),
                 },
                 Err(Unsendable { group, outcome }) => {
-                    log_unsendable(event, group.as_ref(), &outcome, started);
+                    rejected += 1;
+                    let at_info = rejected <= REJECTIONS_LOGGED;
+                    log_unsendable(event, group.as_ref(), &outcome, started, at_info);
                     outcomes[index] = Some(outcome);
                 }
             }
+        }
+        if rejected > REJECTIONS_LOGGED {
+            tracing::info!(
+                rejected,
+                logged = REJECTIONS_LOGGED,
+                "rejected more events of one request before sending; the others are logged at debug"
+            );
         }
         let handled = join_all(queues.into_iter().map(|(lane, works)| async move {
             let meta: Vec<_> = works
@@ -243,7 +271,8 @@ impl Delivery {
 
     /// Routes and builds one event, or says why it can never be sent.
     fn prepare(&self, index: usize, event: &Event) -> Result<(Arc<Lane>, Work), Unsendable> {
-        let reject = |reason: String| Outcome::rejected(format!("event {}: {reason}", event.id()));
+        let id = shorten(event.id(), ID_BYTES);
+        let reject = |reason: String| Outcome::rejected(format!("event {id}: {reason}"));
         let asked = match event.extension(CHAT_GROUP_EXTENSION) {
             None => None,
             Some(ExtensionValue::String(group)) => Some(Cow::Borrowed(group.as_str())),
@@ -256,7 +285,8 @@ impl Delivery {
             Unsendable {
                 group: None,
                 outcome: reject(format!(
-                    "xvchatgroup `{asked}` is not configured; configured chat groups: {}",
+                    "xvchatgroup `{}` is not configured; configured chat groups: {}",
+                    shorten(asked, ID_BYTES),
                     known.join(", ")
                 )),
             }
@@ -274,8 +304,8 @@ impl Delivery {
                 index,
                 group: Arc::clone(group),
                 message,
-                id: event.id().to_owned(),
-                source: event.source().to_string(),
+                id: id.into_owned(),
+                source: shorten(event.source(), ID_BYTES).into_owned(),
                 time_ms: event.time().map(|t| t.timestamp_millis()),
             },
         ))
@@ -322,8 +352,8 @@ fn log_handled(
     };
     telemetry::outcome(Some(group), class);
     tracing::info!(
-        event_id = %event.id(),
-        source = %event.source(),
+        event_id = %shorten(event.id(), ID_BYTES),
+        source = %shorten(event.source(), ID_BYTES),
         chat_group = %group,
         msgtype = %msgtype,
         outcome = class,
@@ -334,15 +364,21 @@ fn log_handled(
     );
 }
 
-fn log_unsendable(event: &Event, group: Option<&Arc<str>>, outcome: &Outcome, started: Instant) {
+fn log_unsendable(
+    event: &Event,
+    group: Option<&Arc<str>>,
+    outcome: &Outcome,
+    started: Instant,
+    at_info: bool,
+) {
     telemetry::outcome(group, outcome.class());
-    tracing::info!(
-        event_id = %event.id(),
-        source = %event.source(),
-        chat_group = group.map(AsRef::<str>::as_ref),
-        outcome = outcome.class(),
-        latency_ms = started.elapsed().as_millis() as u64,
-        reason = outcome.reason(),
-        "event handled"
-    );
+    let event_id = shorten(event.id(), ID_BYTES);
+    let source = shorten(event.source(), ID_BYTES);
+    let chat_group = group.map(AsRef::<str>::as_ref);
+    let latency_ms = started.elapsed().as_millis() as u64;
+    if at_info {
+        tracing::info!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
+    } else {
+        tracing::debug!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
+    }
 }

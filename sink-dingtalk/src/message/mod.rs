@@ -14,6 +14,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Data, Event};
+use connector_sdk::shorten;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +35,9 @@ pub const MSGTYPE_EXTENSION: &str = "xvmsgtype";
 
 /// DingTalk refuses bodies above this many bytes (errcode 460101).
 pub const MAX_BODY_BYTES: usize = 20_000;
+
+/// How much of an offending value an error quotes.
+const QUOTE_BYTES: usize = 64;
 
 /// The DingTalk message types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +87,9 @@ impl FromStr for MsgType {
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         MsgType::ALL
             .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(name.trim()))
-            .ok_or_else(|| MessageError::UnknownType(name.to_owned()))
+            // Exactly a type's name, any case: " text" is not "text".
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+            .ok_or_else(|| MessageError::UnknownType(shorten(name, QUOTE_BYTES).into_owned()))
     }
 }
 
@@ -364,6 +369,17 @@ mod tests {
         assert_eq!("actioncard".parse::<MsgType>(), Ok(MsgType::ActionCard));
         let err = error_of(&event(Some("image"), "text/plain", "x"));
         assert!(err.contains("`image`") && err.contains("feedCard"), "{err}");
+        assert!(
+            " text".parse::<MsgType>().is_err(),
+            "no spaces around a name"
+        );
+        let huge = "x".repeat(1_000_000);
+        let err = error_of(&event(Some(&huge), "text/plain", "x"));
+        assert!(
+            err.len() < 300,
+            "the name is quoted shortened: {} bytes",
+            err.len()
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
 //!
+//! `bench attacks` runs only the hostile-client attacks (each on a fresh
+//! sink, about 15 s each) and prints their table; `--only NAME` picks one.
+//!
 //! For profiling, the pieces run alone: `bench blackhole` (prints its webhook
 //! URL), `bench templates` (the in-process template costs), `bench relay
 //! --listen ADDR --upstream URL`, and
@@ -21,6 +24,7 @@
 //! `BENCHMARKS.md` says how its profiling notes were made.
 
 mod bench {
+    pub mod attack;
     pub mod blackhole;
     pub mod http;
     pub mod load;
@@ -38,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
+use bench::attack::{self, Attack, Attacked};
 use bench::blackhole::Blackhole;
 use bench::load::{self, Measured, Plan, Scenario, Target};
 use bench::procs::{self, SinkSpec};
@@ -71,6 +76,9 @@ struct Args {
     /// Runs per cell, each on a fresh process; the median by events/s is shown.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Leave out the attacks (about two minutes).
+    #[arg(long)]
+    skip_attacks: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +98,12 @@ enum Command {
     Templates,
     /// Run the storm row alone (outbox appends, 1,000 alerts) and print it.
     Storm,
+    /// Run the hostile-client attacks only, and print their table.
+    Attacks {
+        /// Only this attack.
+        #[arg(long, value_enum)]
+        only: Option<Attack>,
+    },
     /// Drive one scenario against a running sink or relay, and print the figures.
     Load {
         /// What to send.
@@ -128,6 +142,7 @@ fn main() -> ExitCode {
             Some(Command::Blackhole) => blackhole_alone().await,
             Some(Command::Templates) => templates_alone(),
             Some(Command::Storm) => storm_alone(&args).await,
+            Some(Command::Attacks { only }) => attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,
                 http,
@@ -206,8 +221,63 @@ async fn load_alone(
     Ok(())
 }
 
+async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> {
+    let sink = match &args.sink {
+        Some(path) => path.clone(),
+        None => beside_this_program("sink-dingtalk")?,
+    };
+    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    let ctx = Context {
+        webhook: blackhole.webhook_url(),
+        blackhole,
+        sink,
+        work: work.clone(),
+    };
+    let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
+    let attacked = attacks(&ctx, &chosen).await?;
+    let _ = std::fs::remove_dir_all(&work);
+    println!("\n{}", report::attack_table(&attacked));
+    Ok(())
+}
+
+/// Runs each attack on a fresh sink.
+async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, String> {
+    let spec = SinkSpec {
+        binary: &ctx.sink,
+        dir: &ctx.work,
+        webhook_url: &ctx.webhook,
+        log_level: "warn",
+        paced: false,
+        extra_yaml: "",
+    };
+    let mut attacked = Vec::new();
+    for &which in chosen {
+        let row = tokio::time::timeout(CELL_TIMEOUT, attack::run(which, &spec))
+            .await
+            .map_err(|_| format!("the attack {which:?} took over {CELL_TIMEOUT:?}"))??;
+        println!(
+            "  attack {:<18} peak RSS {:>9}  after {:>9}  /healthz {}/{} answered  POSTs {} ok, {} refused, {} unanswered",
+            format!("{which:?}"),
+            report::mib(row.peak_rss_kib),
+            report::mib(row.after_rss_kib),
+            row.health.ok,
+            row.health.asked,
+            row.posts.ok,
+            row.posts.refused,
+            row.posts.unanswered()
+        );
+        attacked.push(row);
+    }
+    Ok(attacked)
+}
+
 /// The full run: baseline, every sink scenario at every level, logging cost,
-/// then the report and the plot.
+/// the attacks, then the report and the plot.
 async fn run_all(args: &Args) -> Result<(), String> {
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -278,6 +348,13 @@ async fn run_all(args: &Args) -> Result<(), String> {
     );
     let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
 
+    let attacked = if args.skip_attacks {
+        Vec::new()
+    } else {
+        println!("bench: the hostile-client attacks, each on a fresh sink");
+        attacks(&ctx, &Attack::ALL).await?
+    };
+
     let run = Run {
         machine: Machine::detect(),
         started,
@@ -293,6 +370,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         info_cell: Some(info_cell),
         templates: Some(templates),
         storm: Some(storm),
+        attacks: attacked,
     };
     let _ = std::fs::remove_dir_all(&work);
     write_outputs(&run, &out)

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::attack::Attacked;
 use super::load::{Measured, Scenario};
 
 /// Everything after this line in `BENCHMARKS.md` is written by hand and kept.
@@ -132,6 +133,8 @@ pub struct Run {
     pub templates: Option<super::templates::Cost>,
     /// The storm row, when measured.
     pub storm: Option<super::storm::Storm>,
+    /// The hostile-client attacks, when run.
+    pub attacks: Vec<Attacked>,
 }
 
 impl Run {
@@ -220,6 +223,7 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
             .map(|c| c.measured.events_per_sec());
         super::storm::markdown(&mut md, storm, relay);
     }
+    attacks(&mut md, run);
     targets(&mut md, run);
     let _ = writeln!(md, "{KEEP_MARKER}");
     if let Some(kept) = kept {
@@ -475,6 +479,13 @@ fn targets(md: &mut String, run: &Run) {
         (!at_128.is_empty()).then(|| at_128.iter().all(|c| c.peak_rss_kib <= 40 * 1024)),
     );
 
+    let worst = run.attacks.iter().map(|a| a.peak_rss_kib).max();
+    row(
+        &format!("peak RSS ≤ {RSS_BOUND_MIB} MiB under every attack, default limits"),
+        worst.map_or_else(String::new, |kib| format!("{} at most", mib(kib))),
+        worst.map(|kib| kib <= RSS_BOUND_MIB * 1024),
+    );
+
     let ready = run.sink_starts().map(|s| s.ready).max();
     row(
         "ready ≤ 100 ms after exec",
@@ -482,6 +493,63 @@ fn targets(md: &mut String, run: &Run) {
         ready.map(|d| d <= Duration::from_millis(100)),
     );
     let _ = writeln!(md);
+}
+
+/// The resident memory the sink stays under, with its default limits,
+/// whatever clients do (the README states it).
+pub const RSS_BOUND_MIB: u64 = 64;
+
+fn attacks(md: &mut String, run: &Run) {
+    if run.attacks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Under attack
+"
+    );
+    let _ = writeln!(
+        md,
+        "Hostile and broken clients on loopback, each attack against a fresh sink with its \
+         default limits (`max_connections` 1024, `max_in_flight` 512, `max_buffered_bytes` \
+         16 MiB, `max_body_bytes` 4 MiB, `max_header_bytes` 16 KiB, header / body / idle \
+         timeouts 5 s / 10 s / 30 s), held for 12 s at most. Peak RSS is the sink's `VmHWM`; \
+         \"after\" is its RSS 1 s after the attackers hung up. Meanwhile a probe asks \
+         `/healthz` and POSTs one small event every 100 ms, each on a fresh connection (2 s \
+         to answer): a POST refused with 503 is the sink telling a sender to retry, which is \
+         what it should do while it is full.\n"
+    );
+    md.push_str(&attack_table(&run.attacks));
+    let _ = writeln!(md);
+}
+
+/// The attack table, on its own (also printed by `bench attacks`).
+pub fn attack_table(attacks: &[Attacked]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| attack | peak RSS | RSS after | `/healthz` answered | `/healthz` p50 / max | small POSTs: 200 / 503 / no answer |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for a in attacks {
+        let latency = match (a.health.p50(), a.health.max()) {
+            (Some(p50), Some(max)) => format!("{} / {}", ms(p50), ms(max)),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} of {} | {} | {} / {} / {} |",
+            a.name,
+            mib(a.peak_rss_kib),
+            mib(a.after_rss_kib),
+            a.health.ok,
+            a.health.asked,
+            latency,
+            a.posts.ok,
+            a.posts.refused,
+            a.posts.unanswered()
+        );
+    }
+    md
 }
 
 fn short(scenario: Scenario) -> &'static str {
