@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gate::GateLog;
 use super::{
-    Backend, Clock, GateState, OpenError, Passage, Pushed, QueueItem, StoreError, SystemClock,
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, SystemClock,
 };
 
 /// key -> (expires at ms, value)
@@ -524,10 +524,28 @@ impl Backend for Embedded {
         .await
     }
 
-    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError> {
+    async fn push(
+        &self,
+        queue: &str,
+        item: Vec<u8>,
+        max_len: u64,
+        once: Option<Once<'_>>,
+    ) -> Result<Pushed, StoreError> {
         let queue = queue.to_owned();
-        self.run(Kind::Durable, move |t, _| t.push(&queue, &item, max_len))
-            .await
+        let once = once.map(|once| (once.key.to_owned(), once.ttl));
+        self.run(Kind::Durable, move |t, now| {
+            if let Some((key, _)) = &once
+                && t.get(key, now)?.is_some()
+            {
+                return Ok(Pushed::Already);
+            }
+            let pushed = t.push(&queue, &item, max_len)?;
+            if let (Pushed::Queued { .. }, Some((key, ttl))) = (pushed, &once) {
+                t.put(key, &[], now.saturating_add(millis(*ttl)))?;
+            }
+            Ok(pushed)
+        })
+        .await
     }
 
     async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
@@ -672,14 +690,14 @@ mod tests {
         let store = open(dir.path());
         for (i, item) in ["a", "b", "c"].iter().enumerate() {
             assert_eq!(
-                store.push("q", item.as_bytes().to_vec(), 3).await,
+                store.push("q", item.as_bytes().to_vec(), 3, None).await,
                 Ok(Pushed::Queued {
                     len: u64::try_from(i + 1).unwrap()
                 })
             );
         }
         assert_eq!(
-            store.push("q", b"d".to_vec(), 3).await,
+            store.push("q", b"d".to_vec(), 3, None).await,
             Ok(Pushed::Full { len: 3 })
         );
         let head = store.peek("q", 2).await.expect("peek");
@@ -698,7 +716,7 @@ mod tests {
         );
         store.pop_through("q", 1).await.expect("pop");
         assert_eq!(store.len("q").await, Ok(1));
-        store.push("q", b"d".to_vec(), 3).await.expect("push");
+        store.push("q", b"d".to_vec(), 3, None).await.expect("push");
         let rest: Vec<_> = store.peek("q", 10).await.expect("peek");
         assert_eq!(
             rest.iter().map(|i| i.seq).collect::<Vec<_>>(),
@@ -714,12 +732,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_push_with_a_once_key_happens_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        let once = Some(Once {
+            key: "queued/e1",
+            ttl: Duration::from_secs(60),
+        });
+        assert_eq!(
+            store.push("q", b"e1".to_vec(), 10, once).await,
+            Ok(Pushed::Queued { len: 1 })
+        );
+        assert_eq!(
+            store.push("q", b"e1".to_vec(), 10, once).await,
+            Ok(Pushed::Already)
+        );
+        assert_eq!(store.len("q").await, Ok(1));
+        // A full queue sets no key: the event can be pushed once there is room.
+        let other = Some(Once {
+            key: "queued/e2",
+            ttl: Duration::from_secs(60),
+        });
+        assert_eq!(
+            store.push("q", b"e2".to_vec(), 1, other).await,
+            Ok(Pushed::Full { len: 1 })
+        );
+        assert_eq!(
+            store.push("q", b"e2".to_vec(), 2, other).await,
+            Ok(Pushed::Queued { len: 2 })
+        );
+    }
+
+    #[tokio::test]
     async fn everything_survives_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
         let window = Duration::from_secs(60);
         {
             let store = open(dir.path());
-            store.push("q", b"kept".to_vec(), 10).await.expect("push");
+            store
+                .push("q", b"kept".to_vec(), 10, None)
+                .await
+                .expect("push");
             store.put("r", b"v".to_vec(), window).await.expect("put");
             assert_eq!(
                 store.pass("g", 2, window).await,
@@ -788,7 +841,7 @@ mod tests {
         let mut pushes = tokio::task::JoinSet::new();
         for i in 0..200_u8 {
             let store = store.clone();
-            pushes.spawn(async move { store.push("q", vec![i], 1_000).await });
+            pushes.spawn(async move { store.push("q", vec![i], 1_000, None).await });
         }
         while let Some(pushed) = pushes.join_next().await {
             assert!(

@@ -100,6 +100,22 @@ pub enum Pushed {
         /// Items in the queue.
         len: u64,
     },
+    /// Not appended: the push's [`Once`] key is set, so this item was
+    /// pushed before.
+    Already,
+}
+
+/// Makes a push happen at most once per key: the key is set together with
+/// the push, atomically, and a later push with the same key is answered
+/// [`Pushed::Already`] (for as long as the key lives). What keeps a
+/// redelivered event from being queued twice, even when the process that
+/// queued it first died before it could answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Once<'a> {
+    /// The key, in the store's namespace like any record's.
+    pub key: &'a str,
+    /// How long it is remembered.
+    pub ttl: Duration,
 }
 
 /// One queued item and its position.
@@ -228,8 +244,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// when another holder does. What makes one process of many do a job.
     async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
 
-    /// Appends `item` to `queue`, durably, unless it holds `max_len` items.
-    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError>;
+    /// Appends `item` to `queue`, durably, unless it holds `max_len` items
+    /// (or, with `once`, unless its key is set; the key is set with the
+    /// push).
+    async fn push(
+        &self,
+        queue: &str,
+        item: Vec<u8>,
+        max_len: u64,
+        once: Option<Once<'_>>,
+    ) -> Result<Pushed, StoreError>;
 
     /// Up to `max_items` items from the head of `queue`, oldest first.
     async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError>;
@@ -354,8 +378,15 @@ impl Store {
         queue: &str,
         item: Vec<u8>,
         max_len: u64,
+        once: Option<Once<'_>>,
     ) -> Result<Pushed, StoreError> {
-        self.backend.push(&self.key(queue), item, max_len).await
+        let once_key = once.map(|once| self.key(once.key));
+        let once = once
+            .zip(once_key.as_deref())
+            .map(|(once, key)| Once { key, ttl: once.ttl });
+        self.backend
+            .push(&self.key(queue), item, max_len, once)
+            .await
     }
 
     /// See [`Backend::peek`].

@@ -22,7 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, GateState, OpenError, Passage, Pushed, QueueItem, StoreError};
+use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError};
 
 const NAME: &str = "redis";
 
@@ -163,12 +163,16 @@ impl Redis {
     }
 }
 
-/// Appends unless full; items are `seq:data`, `seq` from a counter.
+/// Appends unless full (or, with a once key KEYS[3], unless it is set, and
+/// then sets it for ARGV[3] ms); items are `seq:data`, `seq` from a
+/// counter. Answers {1, len} queued, {0, len} full, {2, 0} already.
 const PUSH: &str = r"
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0} end
 local len = redis.call('LLEN', KEYS[1])
 if len >= tonumber(ARGV[1]) then return {0, len} end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('RPUSH', KEYS[1], seq .. ':' .. ARGV[2])
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) end
 return {1, len + 1}
 ";
 
@@ -327,7 +331,13 @@ impl Backend for Redis {
         Ok(taken == 1)
     }
 
-    async fn push(&self, queue: &str, item: Vec<u8>, max_len: u64) -> Result<Pushed, StoreError> {
+    async fn push(
+        &self,
+        queue: &str,
+        item: Vec<u8>,
+        max_len: u64,
+        once: Option<Once<'_>>,
+    ) -> Result<Pushed, StoreError> {
         let mut conn = self.conn();
         let script = Script::new(PUSH);
         let mut invocation = script.key(self.key(&format!("{queue}:items")));
@@ -335,11 +345,15 @@ impl Backend for Redis {
             .key(self.key(&format!("{queue}:seq")))
             .arg(max_len)
             .arg(item);
+        if let Some(once) = once {
+            invocation.key(self.key(once.key)).arg(millis(once.ttl));
+        }
         let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
         let answer = ints(&answer);
         let len = u64::try_from(answer.get(1).copied().unwrap_or(0)).unwrap_or(0);
         Ok(match answer.first() {
             Some(1) => Pushed::Queued { len },
+            Some(2) => Pushed::Already,
             _ => Pushed::Full { len },
         })
     }
@@ -500,16 +514,29 @@ mod tests {
         let items: [&[u8]; 3] = [b"a:b", &[0, 255, b':', 10], b""];
         for (i, item) in items.iter().enumerate() {
             assert_eq!(
-                store.push("q", item.to_vec(), 3).await,
+                store.push("q", item.to_vec(), 3, None).await,
                 Ok(Pushed::Queued {
                     len: u64::try_from(i + 1).unwrap()
                 })
             );
         }
         assert_eq!(
-            store.push("q", b"d".to_vec(), 3).await,
+            store.push("q", b"d".to_vec(), 3, None).await,
             Ok(Pushed::Full { len: 3 })
         );
+        let once = Some(Once {
+            key: "queued/x",
+            ttl: Duration::from_secs(60),
+        });
+        assert_eq!(
+            store.push("p", b"x".to_vec(), 3, once).await,
+            Ok(Pushed::Queued { len: 1 })
+        );
+        assert_eq!(
+            store.push("p", b"x".to_vec(), 3, once).await,
+            Ok(Pushed::Already)
+        );
+        assert_eq!(store.len("p").await, Ok(1));
         let head = store.peek("q", 10).await.expect("peek");
         let data: Vec<&[u8]> = head.iter().map(|i| i.data.as_slice()).collect();
         assert_eq!(data, items);

@@ -252,11 +252,14 @@ impl Lane {
             body: String::from_utf8_lossy(&work.message.body).into_owned(),
             summary: Summary::of(&work.message.body, work.time_ms.unwrap_or(queued_at_ms)),
         };
-        match outbox.push(&entry).await {
+        match outbox.push(&entry, &work.message.msg_uuid).await {
             Ok(Pushed::Queued { len }) => {
                 telemetry::outbox_queued(&self.name, len);
                 Outcome::Delivered
             }
+            // Queued by an earlier delivery of the same event, which did not
+            // get to answer: it is in the outbox, and there once.
+            Ok(Pushed::Already) => Outcome::Delivered,
             Ok(Pushed::Full { len }) => {
                 telemetry::throttled(&work.group, "outbox_full");
                 Outcome::throttled(

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use connector_sdk::store::{Pushed, QueueItem};
+use connector_sdk::store::{Once, Pushed, QueueItem};
 use connector_sdk::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -40,6 +40,10 @@ pub struct Queued {
     /// The entry.
     pub entry: Option<Entry>,
 }
+
+/// How long a queued message is remembered, so a redelivery does not queue
+/// it again: as long as a Vanus trigger redelivers.
+const QUEUED_REMEMBERED: Duration = Duration::from_secs(86_400);
 
 /// How long the flusher's lease on an outbox lasts without renewal: longer
 /// than a POST from it may take, so a live flusher never loses it mid-post.
@@ -95,10 +99,21 @@ impl Outbox {
         Ok(u64::try_from(self.len.load(Ordering::Acquire)).unwrap_or(0))
     }
 
-    /// Appends `entry`, durably, unless the outbox is full.
-    pub async fn push(&self, entry: &Entry) -> Result<Pushed, StoreError> {
+    /// Appends `entry`, durably, unless the outbox is full, or the same
+    /// message (by its `msgUuid`) was queued before: a redelivery of an event
+    /// whose first delivery queued it, even in a process that died before
+    /// it could answer, is [`Pushed::Already`].
+    pub async fn push(&self, entry: &Entry, msg_uuid: &str) -> Result<Pushed, StoreError> {
         let bytes = serde_json::to_vec(entry).unwrap_or_default();
-        let pushed = self.store.push(&self.queue, bytes, self.max_queued).await?;
+        let once_key = format!("queued/{msg_uuid}");
+        let once = Once {
+            key: &once_key,
+            ttl: QUEUED_REMEMBERED,
+        };
+        let pushed = self
+            .store
+            .push(&self.queue, bytes, self.max_queued, Some(once))
+            .await?;
         if let Pushed::Queued { .. } = pushed {
             self.len.fetch_add(1, Ordering::AcqRel);
             self.wake.notify_one();
@@ -175,14 +190,22 @@ mod tests {
             .await
             .expect("opens");
         assert_eq!(
-            outbox.push(&entry("a")).await,
+            outbox.push(&entry("a"), "uuid-a").await,
             Ok(Pushed::Queued { len: 1 })
         );
         assert_eq!(
-            outbox.push(&entry("b")).await,
+            outbox.push(&entry("a"), "uuid-a").await,
+            Ok(Pushed::Already),
+            "a message is queued once"
+        );
+        assert_eq!(
+            outbox.push(&entry("b"), "uuid-b").await,
             Ok(Pushed::Queued { len: 2 })
         );
-        assert_eq!(outbox.push(&entry("c")).await, Ok(Pushed::Full { len: 2 }));
+        assert_eq!(
+            outbox.push(&entry("c"), "uuid-c").await,
+            Ok(Pushed::Full { len: 2 })
+        );
         assert_eq!(outbox.len().await, Ok(2));
 
         let head = outbox.peek(10).await.expect("peek");
