@@ -6,12 +6,12 @@ STORE  ?= target/sink-dingtalk-data
 IMAGE  ?= sink-dingtalk
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo run test bench docker clean
+.PHONY: help build demo demo-replicas run test bench docker clean
 
 help: ## List the targets
 	@echo "Targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "Variables: CONFIG=$(CONFIG) and STORE=$(STORE) (for run), IMAGE=$(IMAGE) (for docker)"
 
 build: ## Build the release sink: target/release/sink-dingtalk
@@ -19,6 +19,9 @@ build: ## Build the release sink: target/release/sink-dingtalk
 
 demo: ## Run the sink against a local fake DingTalk and show what it receives
 	bash scripts/demo.sh
+
+demo-replicas: ## Three replicas sharing Redis, a storm over them, one killed: what DingTalk receives
+	bash scripts/demo-replicas.sh
 
 run: build ## Run the release sink with CONFIG (default config/config.yml), state in STORE
 	CONNECTOR_CONFIG=$(CONFIG) CONNECTOR_STORE__PATH=$(STORE) ./target/release/sink-dingtalk

@@ -112,9 +112,20 @@ pub fn summary(loaded: &Loaded<DingTalkConfig>) -> String {
             .grpc_addr()
             .map_or("off".to_owned(), |addr| format!("port {}", addr.port()))
     )];
+    let store = &loaded.runtime.store;
+    let where_ = match &store.redis {
+        Some(redis) => format!(
+            "Redis at {}, keys under `{}:` (shared by every replica)",
+            redis.masked_url(),
+            redis
+                .key_prefix
+                .as_deref()
+                .unwrap_or(<crate::DingTalkSink as connector_sdk::Sink>::name())
+        ),
+        None => format!("{} (embedded)", store.path.display()),
+    };
     lines.push(format!(
-        "store: {} (the ledger remembers accepted events for {} s)",
-        loaded.runtime.store.path.display(),
+        "store: {where_}; the ledger remembers accepted events for {} s",
         loaded.runtime.ledger_ttl_secs
     ));
     lines.push(if sink.digest.enabled {
