@@ -32,6 +32,7 @@ mod bench {
     pub mod proc_stats;
     pub mod procs;
     pub mod relay;
+    pub mod replicas;
     pub mod report;
     pub mod storm;
     pub mod templates;
@@ -98,6 +99,8 @@ enum Command {
     Templates,
     /// Run the storm row alone (outbox appends, 1,000 alerts) and print it.
     Storm,
+    /// Run the replicas row alone (three sinks and one Redis) and print it.
+    Replicas,
     /// Run the hostile-client attacks only, and print their table.
     Attacks {
         /// Only this attack.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
             Some(Command::Blackhole) => blackhole_alone().await,
             Some(Command::Templates) => templates_alone(),
             Some(Command::Storm) => storm_alone(&args).await,
+            Some(Command::Replicas) => replicas_alone(&args).await,
             Some(Command::Attacks { only }) => attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,
@@ -195,6 +199,25 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     let mut md = String::new();
     bench::storm::markdown(&mut md, &storm?, None);
+    println!("{md}");
+    Ok(())
+}
+
+async fn replicas_alone(args: &Args) -> Result<(), String> {
+    let sink = match &args.sink {
+        Some(path) => path.clone(),
+        None => beside_this_program("sink-dingtalk")?,
+    };
+    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+    let blackhole = Blackhole::start()
+        .await
+        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+    let replicas = bench::replicas::measure(&sink, &work, &blackhole.webhook_url()).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let mut md = String::new();
+    bench::replicas::markdown(&mut md, &replicas?, None);
     println!("{md}");
     Ok(())
 }
@@ -348,6 +371,9 @@ async fn run_all(args: &Args) -> Result<(), String> {
     );
     let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
 
+    println!("bench: replicas: three sinks and one redis-server");
+    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+
     let attacked = if args.skip_attacks {
         Vec::new()
     } else {
@@ -370,6 +396,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         info_cell: Some(info_cell),
         templates: Some(templates),
         storm: Some(storm),
+        replicas: Some(replicas),
         attacks: attacked,
     };
     let _ = std::fs::remove_dir_all(&work);

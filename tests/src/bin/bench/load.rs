@@ -86,6 +86,9 @@ pub struct Plan {
     pub warmup_requests: u64,
     /// Requests measured.
     pub requests: u64,
+    /// The number of the first worker: event ids carry it, so concurrent
+    /// runs against replicas sharing one ledger never repeat an id.
+    pub first_worker: usize,
 }
 
 impl Plan {
@@ -98,6 +101,7 @@ impl Plan {
             concurrency,
             warmup_requests: warmup_events.div_ceil(per_request).max(workers),
             requests: events.div_ceil(per_request).max(4 * workers),
+            first_worker: 0,
         }
     }
 }
@@ -241,7 +245,7 @@ pub async fn run(scenario: Scenario, target: Target, plan: Plan) -> Result<Measu
     let go = Arc::new(Barrier::new(plan.concurrency + 1));
 
     let mut workers = Vec::with_capacity(plan.concurrency);
-    for worker in 0..plan.concurrency {
+    for worker in plan.first_worker..plan.first_worker + plan.concurrency {
         let mut sender = match &channel {
             Some(channel) => Sender::Grpc(CloudEventsClient::new(channel.clone())),
             None => Sender::Http(Connection::new(target.http)),

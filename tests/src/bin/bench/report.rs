@@ -133,6 +133,8 @@ pub struct Run {
     pub templates: Option<super::templates::Cost>,
     /// The storm row, when measured.
     pub storm: Option<super::storm::Storm>,
+    /// The replicas row, when measured.
+    pub replicas: Option<super::replicas::Replicas>,
     /// The hostile-client attacks, when run.
     pub attacks: Vec<Attacked>,
 }
@@ -222,6 +224,12 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
             .cell(Scenario::Baseline, super::storm::IN_FLIGHT)
             .map(|c| c.measured.events_per_sec());
         super::storm::markdown(&mut md, storm, relay);
+    }
+    if let Some(replicas) = &run.replicas {
+        let embedded = run
+            .cell(Scenario::Structured, super::replicas::IN_FLIGHT)
+            .map(|c| &c.measured);
+        super::replicas::markdown(&mut md, replicas, embedded);
     }
     attacks(&mut md, run);
     targets(&mut md, run);
