@@ -10,6 +10,7 @@ use cloudevents::{AttributesReader, Event};
 use crate::ledger::{Entry, Identity, Ledger};
 use crate::metrics;
 use crate::sink::{Outcome, Sink, Unavailable};
+use crate::text::shorten;
 
 /// The sink behind its ledger.
 pub(crate) struct Dispatch<S> {
@@ -26,8 +27,25 @@ impl<S: Sink> Dispatch<S> {
         &self.sink
     }
 
-    /// Delivers a batch and answers for all of it.
-    pub(crate) async fn deliver(&self, events: Vec<Event>) -> Outcome {
+    /// Delivers a batch and answers for all of it. The work runs as a task
+    /// of its own: if the sender hangs up (or its deadline cancels the
+    /// call) after the sink posted an event, the ledger still records it,
+    /// so the redelivery that follows is answered without a second post.
+    pub(crate) async fn deliver(self: &Arc<Self>, events: Vec<Event>) -> Outcome {
+        let this = Arc::clone(self);
+        match tokio::spawn(async move { this.deliver_here(events).await }).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(%err, "handling a request failed");
+                Outcome::unavailable(
+                    Unavailable::ServiceUnavailable,
+                    "handling the request failed; retry later",
+                )
+            }
+        }
+    }
+
+    async fn deliver_here(&self, events: Vec<Event>) -> Outcome {
         if events.is_empty() {
             return Outcome::Delivered;
         }
@@ -55,7 +73,7 @@ impl<S: Sink> Dispatch<S> {
                     fresh.push(event);
                 }
                 Entry::Done => {
-                    tracing::debug!(event_id = %event.id(), source = %event.source(), "redelivered event already accepted; not handed to the sink");
+                    tracing::debug!(event_id = %shorten(event.id(), 128), source = %shorten(event.source().as_str(), 128), "redelivered event already accepted; not handed to the sink");
                     outcomes[index] = Some(Outcome::Delivered);
                 }
                 Entry::Busy => {
@@ -63,8 +81,8 @@ impl<S: Sink> Dispatch<S> {
                         Unavailable::ServiceUnavailable,
                         format!(
                             "event {} from {} is being handled by another request; retry later",
-                            event.id(),
-                            event.source()
+                            shorten(event.id(), 128),
+                            shorten(event.source().as_str(), 128)
                         ),
                     ));
                 }

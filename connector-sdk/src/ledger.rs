@@ -9,10 +9,15 @@
 //! While a request handles an event the event is *claimed*: a concurrent
 //! redelivery of it (a trigger that gave up waiting and sent again) is
 //! answered "retry later" instead of being handed to the sink a second
-//! time. A claim lapses on its own after [`CLAIM_TTL`], so one left behind
-//! by a crash blocks nothing for long.
+//! time. With a store other processes share, a claim is a record there that
+//! lapses on its own after [`CLAIM_TTL`], so one left behind by a crash
+//! blocks nothing for long; with a store only this process opens, claims
+//! are kept in memory (nothing else could see them), and cost no write.
+//! Either way, an event accepted whose record is still being written is
+//! known here as accepted, so a redelivery in that moment is answered 200.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudevents::{AttributesReader, Event};
@@ -60,11 +65,23 @@ impl Identity {
     }
 }
 
+/// What this process knows of an event before the store does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    /// Claimed by a request of this process (a store only it opens).
+    Handling,
+    /// Accepted; its record is being written.
+    Accepted,
+}
+
 /// The ledger over its part of the store.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     store: Store,
     ttl: Duration,
+    /// Claims, when the store is this process's alone, and accepted events
+    /// whose records are not written yet.
+    local: Arc<Mutex<HashMap<Identity, Local>>>,
     /// Records written after the answer went out; waited for at shutdown.
     settling: TaskTracker,
 }
@@ -74,8 +91,13 @@ impl Ledger {
         Self {
             store,
             ttl,
+            local: Arc::default(),
             settling: TaskTracker::new(),
         }
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Identity, Local>> {
+        lock(&self.local)
     }
 
     /// Looks up every event of a batch and claims the fresh ones.
@@ -113,7 +135,7 @@ impl Ledger {
                 .map(|(identity, _)| identity)
                 .collect();
             for identity in claimed {
-                let _ = self.store.remove(&identity.0).await;
+                self.release(identity).await;
             }
             return Err(err);
         }
@@ -124,6 +146,27 @@ impl Ledger {
     }
 
     async fn claim_one(&self, identity: &Identity) -> Result<Entry, StoreError> {
+        let known = |local: Option<&Local>| match local {
+            Some(Local::Handling) => Some(Entry::Busy),
+            Some(Local::Accepted) => Some(Entry::Done),
+            None => None,
+        };
+        if let Some(entry) = known(self.local().get(identity)) {
+            return Ok(entry);
+        }
+        if !self.store.is_shared() {
+            if self.store.get(&identity.0).await?.as_deref() == Some(DONE) {
+                return Ok(Entry::Done);
+            }
+            // Checked again under the lock: another request may have
+            // claimed it while the store was read.
+            let mut local = self.local();
+            if let Some(entry) = known(local.get(identity)) {
+                return Ok(entry);
+            }
+            local.insert(identity.clone(), Local::Handling);
+            return Ok(Entry::Fresh);
+        }
         let existing = self
             .store
             .create(&identity.0, CLAIMED.to_vec(), CLAIM_TTL)
@@ -135,6 +178,16 @@ impl Ledger {
         })
     }
 
+    /// Drops a claim without recording anything.
+    async fn release(&self, identity: &Identity) {
+        if !self.store.is_shared() {
+            self.local().remove(identity);
+        } else if let Err(err) = self.store.remove(&identity.0).await {
+            // It lapses by itself after CLAIM_TTL.
+            tracing::debug!(%err, ledger_key = %identity.0, "cannot release a claim");
+        }
+    }
+
     /// Remembers the events the sink accepted and releases the claims of
     /// the others. With `wait`, returns once the records are durable (the
     /// sender was told to retry, so the redelivery must find them);
@@ -142,28 +195,48 @@ impl Ledger {
     /// 200 and will not send them again, so they ride on the store's next
     /// durable commit instead of paying an fsync each.
     pub(crate) async fn settle(&self, settled: Vec<(Identity, bool)>, wait: bool) {
-        if settled.is_empty() {
+        let mut accepted = Vec::with_capacity(settled.len());
+        for (identity, was_accepted) in settled {
+            if was_accepted {
+                accepted.push(identity);
+            } else {
+                self.release(&identity).await;
+            }
+        }
+        if accepted.is_empty() {
             return;
         }
+        {
+            let mut local = self.local();
+            for identity in &accepted {
+                local.insert(identity.clone(), Local::Accepted);
+            }
+        }
         let store = self.store.clone();
+        let local = Arc::clone(&self.local);
         let ttl = self.ttl;
         let write = async move {
-            let writes = settled.into_iter().map(|(identity, accepted)| {
+            let writes = accepted.iter().map(|identity| {
                 let store = store.clone();
                 async move {
-                    let result = match (accepted, wait) {
-                        (true, true) => store.put(&identity.0, DONE.to_vec(), ttl).await,
-                        (true, false) => store.put_lazily(&identity.0, DONE.to_vec(), ttl).await,
-                        (false, _) => store.remove(&identity.0).await,
+                    let result = if wait {
+                        store.put(&identity.0, DONE.to_vec(), ttl).await
+                    } else {
+                        store.put_lazily(&identity.0, DONE.to_vec(), ttl).await
                     };
                     if let Err(err) = result {
                         // The claim lapses by itself; a redelivery of an
                         // accepted event may then reach the sink again.
-                        tracing::error!(%err, ledger_key = %identity.0, accepted, "cannot record an event in the delivered-ledger");
+                        tracing::error!(%err, ledger_key = %identity.0, "cannot record an event in the delivered-ledger");
                     }
                 }
             });
             futures_util::future::join_all(writes).await;
+            // Only now: until the record is readable, memory answers for it.
+            let mut local = lock(&local);
+            for identity in &accepted {
+                local.remove(identity);
+            }
         };
         if wait {
             write.await;
@@ -177,6 +250,12 @@ impl Ledger {
         self.settling.close();
         self.settling.wait().await;
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -248,6 +327,19 @@ mod tests {
             ledger.claim(&ids).await,
             Ok(vec![Entry::Fresh, Entry::Fresh, Entry::SameAs(0)])
         );
+    }
+
+    #[tokio::test]
+    async fn an_accepted_event_is_done_while_its_record_is_being_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = ledger(dir.path());
+        let ids = [Identity::of(&event("s", "1"))];
+        ledger.claim(&ids).await.expect("claims");
+        ledger.settle(vec![(ids[0].clone(), true)], false).await;
+        // No flush: the record is on its way, the redelivery is here now.
+        assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+        ledger.flush().await;
+        assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
     }
 
     #[tokio::test]

@@ -750,6 +750,35 @@ mod tests {
         assert_eq!(server.sink().ids(), ["1", "1"]);
     }
 
+    /// Forgets to report outcomes: answers one for the first event only.
+    struct Forgetful(Mutex<usize>);
+
+    #[async_trait::async_trait]
+    impl Sink for Forgetful {
+        type Config = NoConfig;
+        fn name() -> &'static str {
+            "forgetful"
+        }
+        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
+            Ok(Self(Mutex::default()))
+        }
+        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+            *self.0.lock().expect("lock") += events.len();
+            vec![Outcome::Delivered]
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_the_sink_never_gave_is_not_a_delivery() {
+        let server = TestServer::start(Forgetful(Mutex::default())).await;
+        let batch = [event("a").build(), event("b").build()];
+        let reply = server.send_grpc(&batch).await;
+        assert_eq!(reply.status, 503, "fail closed: {reply:?}");
+        // The sender retries; only the event without an outcome comes back.
+        assert_eq!(server.send_grpc(&batch).await.status, 200);
+        assert_eq!(*server.sink().0.lock().expect("lock"), 3);
+    }
+
     #[tokio::test]
     async fn outcomes_come_back_as_the_status_a_sender_acts_on() {
         let cases = [

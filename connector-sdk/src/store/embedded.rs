@@ -1,9 +1,11 @@
 //! The embedded backend: one redb database file in `store.path`.
 //!
-//! One thread owns the database and applies operations in the order they
-//! arrive. It takes every operation waiting in its queue at once and applies
+//! One thread writes the database and applies writes in the order they
+//! arrive. It takes every write waiting in its queue at once and applies
 //! them in one transaction (group commit), so a burst of concurrent requests
-//! shares one fsync instead of paying one each. An operation is answered
+//! shares one fsync instead of paying one each. Reads do not queue behind
+//! writes: each runs on its own read transaction (redb's readers never wait
+//! for the writer) and sees every committed write. An operation is answered
 //! only after its transaction committed: with an fsync for durable writes
 //! (puts, pushes, gate passes), without one for claims (`create`), which
 //! may vanish with a crash, as a claim should, and for lazy puts, which the
@@ -18,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Table, TableDefinition, WriteTransaction,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,9 +47,17 @@ pub const FILE_NAME: &str = "connector.redb";
 const CACHE_BYTES: usize = 8 << 20;
 /// Operations applied in one transaction at most.
 const MAX_BATCH: usize = 512;
+/// How long a batch of lazy writes only waits for more before it commits:
+/// nobody waits on them (the ledger writes its records after the answer
+/// left), so a few milliseconds turn many small commits into one.
+const LAZY_LINGER: Duration = Duration::from_millis(2);
 /// Expired or excess records removed per write transaction at most, so
 /// purging never stalls the requests waiting behind it.
 const PURGE_PER_BATCH: usize = 256;
+/// Records that expire sooner than this are never evicted to make room.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(600);
+/// The longest an operation waits for the writer before it is an error.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Operations waiting for the writer at most; senders wait past it.
 const QUEUE_BOUND: usize = 4096;
 
@@ -60,12 +70,26 @@ pub struct Embedded {
     /// `None` once closed.
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// For reads; `None` once closed, so the file is released.
+    reader: Mutex<Option<Reader>>,
 }
 
-/// What an operation does to the database.
+/// What a read needs.
+#[derive(Clone)]
+struct Reader {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+/// How durable a write must be when it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Read,
     /// A write that may be lost with a crash until a durable one follows.
     Lazy,
     Durable,
@@ -138,6 +162,11 @@ impl Embedded {
             ))
         })?;
         let (ops, queue) = mpsc::channel(QUEUE_BOUND);
+        let db = Arc::new(db);
+        let reader = Reader {
+            db: Arc::clone(&db),
+            clock: Arc::clone(&clock),
+        };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || write_loop(&db, queue, max_records, clock.as_ref()))
@@ -146,6 +175,7 @@ impl Embedded {
             path,
             ops: Mutex::new(Some(ops)),
             writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
         })
     }
 
@@ -168,6 +198,17 @@ impl Embedded {
         &self.path
     }
 
+    /// Runs `f` on a read transaction of its own, now. (A short, bounded
+    /// piece of work: a few B-tree lookups, mostly from redb's cache.)
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction, u64) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let reader = lock(&self.reader).clone().ok_or(StoreError::Closed)?;
+        let txn = reader.db.begin_read().map_err(unavailable)?;
+        f(&txn, reader.clock.now_ms()).map_err(unavailable)
+    }
+
     /// Runs `f` in the writer's next transaction and answers with its value
     /// once that transaction is done.
     async fn run<T: Send + 'static>(
@@ -187,10 +228,20 @@ impl Embedded {
             (failed, finish)
         });
         let ops = lock(&self.ops).clone().ok_or(StoreError::Closed)?;
-        ops.send(Op { kind, apply })
+        let queued_and_done = async {
+            ops.send(Op { kind, apply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answered.await.map_err(|_| StoreError::Closed)?
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, queued_and_done)
             .await
-            .map_err(|_| StoreError::Closed)?;
-        answered.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| {
+                unavailable(format!(
+                    "{} did not commit within {WRITE_TIMEOUT:?}; is the disk stalled?",
+                    self.path.display()
+                ))
+            })?
     }
 }
 
@@ -227,13 +278,22 @@ fn millis(duration: Duration) -> u64 {
 fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64, clock: &dyn Clock) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+        drain(&mut queue, &mut batch);
+        if batch.iter().all(|op| op.kind == Kind::Lazy) {
+            std::thread::sleep(LAZY_LINGER);
+            drain(&mut queue, &mut batch);
         }
-        apply_batch(db, batch, max_records, clock.now_ms());
+        let now = clock.now_ms();
+        // A panic in one batch must not end the writer: its callers are
+        // answered (their channels close), the next batch goes on.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply_batch(db, batch, max_records, now);
+        }));
+        if applied.is_err() {
+            tracing::error!(
+                "the store's writer failed on a batch; its operations were not applied"
+            );
+        }
     }
     // Closed: a durable commit makes the lazy writes before it durable too.
     let flushed: Result<(), redb::Error> = db
@@ -245,8 +305,17 @@ fn write_loop(db: &Database, mut queue: mpsc::Receiver<Op>, max_records: u64, cl
     }
 }
 
+/// Adds what is waiting in `queue` to `batch`, up to [`MAX_BATCH`].
+fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) {
-    let writes = batch.iter().any(|op| op.kind != Kind::Read);
     let durable = batch.iter().any(|op| op.kind == Kind::Durable);
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
@@ -263,14 +332,13 @@ fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) {
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, failure) = run_ops(&txn, batch, now, writes, max_records);
+    let (finishes, failure) = run_ops(&txn, batch, now, max_records);
     let result = match failure {
         Some(reason) => {
             let _ = txn.abort();
             Err(unavailable(reason))
         }
-        None if writes => txn.commit().map_err(unavailable),
-        None => txn.abort().map_err(unavailable),
+        None => txn.commit().map_err(unavailable),
     };
     for finish in finishes {
         finish(result.clone());
@@ -282,7 +350,6 @@ fn run_ops(
     txn: &WriteTransaction,
     batch: Vec<Op>,
     now: u64,
-    writes: bool,
     max_records: u64,
 ) -> (Vec<Finish>, Option<String>) {
     let mut tables = match Tables::open(txn) {
@@ -303,10 +370,59 @@ fn run_ops(
         failure = failure.or(failed);
         finishes.push(finish);
     }
-    if writes && failure.is_none() {
+    if failure.is_none() {
         failure = tables.purge(now, max_records).err().map(|e| e.to_string());
     }
     (finishes, failure)
+}
+
+/// The value under `key` in `records`, unless absent or expired at `now`.
+fn record(
+    records: &impl ReadableTable<&'static str, (u64, &'static [u8])>,
+    key: &str,
+    now: u64,
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    Ok(records.get(key)?.and_then(|guard| {
+        let (expires, value) = guard.value();
+        (expires > now).then(|| value.to_vec())
+    }))
+}
+
+/// A queue's (head seq, next seq).
+fn bounds(
+    queues: &impl ReadableTable<&'static str, (u64, u64)>,
+    queue: &str,
+) -> Result<(u64, u64), redb::Error> {
+    Ok(queues.get(queue)?.map_or((0, 0), |guard| guard.value()))
+}
+
+/// Up to `max_items` items of `queue` from its head.
+fn head_items(
+    items: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    queue: &str,
+    (head, next): (u64, u64),
+    max_items: usize,
+) -> Result<Vec<QueueItem>, redb::Error> {
+    let mut found = Vec::new();
+    for entry in items.range((queue, head)..(queue, next))?.take(max_items) {
+        let (key, value) = entry?;
+        found.push(QueueItem {
+            seq: key.value().1,
+            data: value.value().to_vec(),
+        });
+    }
+    Ok(found)
+}
+
+/// A gate's log (empty when it has none).
+fn gate_log(
+    gates: &impl ReadableTable<&'static str, &'static [u8]>,
+    gate: &str,
+) -> Result<GateLog, redb::Error> {
+    Ok(gates
+        .get(gate)?
+        .map(|guard| GateLog::decode(guard.value()))
+        .unwrap_or_default())
 }
 
 /// The tables, open in one write transaction.
@@ -348,11 +464,7 @@ impl<'txn> Tables<'txn> {
     }
 
     fn get(&mut self, key: &str, now: u64) -> Result<Option<Vec<u8>>, redb::Error> {
-        let t = self.tables()?;
-        Ok(t.records.get(key)?.and_then(|guard| {
-            let (expires, value) = guard.value();
-            (expires > now).then(|| value.to_vec())
-        }))
+        record(&self.tables()?.records, key, now)
     }
 
     fn put(&mut self, key: &str, value: &[u8], expires: u64) -> Result<(), redb::Error> {
@@ -378,8 +490,7 @@ impl<'txn> Tables<'txn> {
     }
 
     fn queue_bounds(&mut self, queue: &str) -> Result<(u64, u64), redb::Error> {
-        let t = self.tables()?;
-        Ok(t.queues.get(queue)?.map_or((0, 0), |guard| guard.value()))
+        bounds(&self.tables()?.queues, queue)
     }
 
     fn push(&mut self, queue: &str, item: &[u8], max_len: u64) -> Result<Pushed, redb::Error> {
@@ -392,20 +503,6 @@ impl<'txn> Tables<'txn> {
         t.items.insert((queue, next), item)?;
         t.queues.insert(queue, (head, next + 1))?;
         Ok(Pushed::Queued { len: len + 1 })
-    }
-
-    fn peek(&mut self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, redb::Error> {
-        let (head, next) = self.queue_bounds(queue)?;
-        let t = self.tables()?;
-        let mut items = Vec::new();
-        for entry in t.items.range((queue, head)..(queue, next))?.take(max_items) {
-            let (key, value) = entry?;
-            items.push(QueueItem {
-                seq: key.value().1,
-                data: value.value().to_vec(),
-            });
-        }
-        Ok(items)
     }
 
     fn pop_through(&mut self, queue: &str, seq: u64) -> Result<(), redb::Error> {
@@ -436,19 +533,37 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Removes expired records, then the ones closest to expiry while there
-    /// are more than `max_records`; a bounded amount per transaction.
+    /// Removes expired records; then, while there are more than
+    /// `max_records`, the long-lived ones closest to expiry (the oldest of
+    /// the ledger's). Short-lived records (claims, leases) are never
+    /// evicted: they guard work in progress, and go by themselves soon. A
+    /// bounded amount per transaction.
     fn purge(&mut self, now: u64, max_records: u64) -> Result<(), redb::Error> {
         let t = self.tables()?;
-        let excess = t.records.len()?.saturating_sub(max_records);
         let mut doomed: Vec<(u64, String)> = Vec::new();
-        for entry in t.expiry.iter()?.take(PURGE_PER_BATCH) {
+        for entry in t
+            .expiry
+            .range(..(now.saturating_add(1), ""))?
+            .take(PURGE_PER_BATCH)
+        {
             let (key, _) = entry?;
             let (expires, name) = key.value();
-            let must_evict = u64::try_from(doomed.len()).unwrap_or(u64::MAX) < excess;
-            if expires > now && !must_evict {
-                break;
-            }
+            doomed.push((expires, name.to_owned()));
+        }
+        let excess = t
+            .records
+            .len()?
+            .saturating_sub(max_records)
+            .saturating_sub(u64::try_from(doomed.len()).unwrap_or(0));
+        let long_lived = now.saturating_add(millis(EVICTABLE_AFTER));
+        let room = PURGE_PER_BATCH.saturating_sub(doomed.len());
+        for entry in t
+            .expiry
+            .range((long_lived, "")..)?
+            .take(usize::try_from(excess).unwrap_or(usize::MAX).min(room))
+        {
+            let (key, _) = entry?;
+            let (expires, name) = key.value();
             doomed.push((expires, name.to_owned()));
         }
         for (expires, key) in doomed {
@@ -470,8 +585,7 @@ impl Backend for Embedded {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_owned();
-        self.run(Kind::Read, move |t, now| t.get(&key, now)).await
+        self.read(|txn, now| record(&txn.open_table(RECORDS)?, key, now))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
@@ -549,9 +663,10 @@ impl Backend for Embedded {
     }
 
     async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
-        let queue = queue.to_owned();
-        self.run(Kind::Read, move |t, _| t.peek(&queue, max_items))
-            .await
+        self.read(|txn, _| {
+            let bounds = bounds(&txn.open_table(QUEUES)?, queue)?;
+            head_items(&txn.open_table(ITEMS)?, queue, bounds, max_items)
+        })
     }
 
     async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
@@ -561,12 +676,10 @@ impl Backend for Embedded {
     }
 
     async fn len(&self, queue: &str) -> Result<u64, StoreError> {
-        let queue = queue.to_owned();
-        self.run(Kind::Read, move |t, _| {
-            let (head, next) = t.queue_bounds(&queue)?;
+        self.read(|txn, _| {
+            let (head, next) = bounds(&txn.open_table(QUEUES)?, queue)?;
             Ok(next - head)
         })
-        .await
     }
 
     async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
@@ -591,21 +704,20 @@ impl Backend for Embedded {
     }
 
     async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
-        let gate = gate.to_owned();
-        self.run(Kind::Read, move |t, now| {
-            Ok(t.gate(&gate)?.state(now, window))
-        })
-        .await
+        self.read(|txn, now| Ok(gate_log(&txn.open_table(GATES)?, gate)?.state(now, window)))
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        self.run(Kind::Read, |t, _| t.tables().map(drop)).await
+        // The writer too: a store whose writer is gone takes no event.
+        self.read(|_, _| Ok(()))?;
+        self.run(Kind::Lazy, |t, _| t.tables().map(drop)).await
     }
 
     async fn close(&self) {
-        // Without senders the writer finishes what is queued, then stops
-        // and releases the file.
+        // Without senders the writer finishes what is queued, then stops;
+        // without readers either, the file is released.
         lock(&self.ops).take();
+        lock(&self.reader).take();
         let writer = lock(&self.writer).take();
         if let Some(writer) = writer {
             let joined = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -835,7 +947,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_operations_share_transactions_and_all_land() {
+    async fn concurrent_pushes_all_land_in_the_queue() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path());
         let mut pushes = tokio::task::JoinSet::new();
@@ -857,12 +969,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::new(Arc::new(Embedded::open(dir.path(), 3).expect("opens")));
         for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            let ttl = Duration::from_secs(100 + u64::try_from(i).unwrap());
+            let ttl = EVICTABLE_AFTER + Duration::from_secs(100 + u64::try_from(i).unwrap());
             store.put(key, b"v".to_vec(), ttl).await.expect("put");
         }
         assert_eq!(store.get("a").await, Ok(None), "evicted");
         assert_eq!(store.get("b").await, Ok(None), "evicted");
         assert_eq!(store.get("e").await, Ok(Some(b"v".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn records_about_to_expire_are_never_evicted() {
+        // A claim or a "queued once" mark evicted early would let an event
+        // through twice; they are short-lived, so they bound themselves.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 2).expect("opens")));
+        for key in ["a", "b", "c", "d"] {
+            store
+                .put(key, b"v".to_vec(), Duration::from_secs(30))
+                .await
+                .expect("put");
+        }
+        for key in ["a", "b", "c", "d"] {
+            assert_eq!(store.get(key).await, Ok(Some(b"v".to_vec())), "{key}");
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ impl GateLog {
             return Passage::Held(Duration::from_millis(self.hold_until - now));
         }
         let limit = limit as usize;
+        if limit == 0 {
+            // Nothing ever passes: wait a whole window, and ask again.
+            return Passage::Wait(window);
+        }
         if self.sends.len() < limit {
             // A clock that stepped back keeps the log sorted all the same.
             let at = self.sends.partition_point(|&t| t <= now);
@@ -124,6 +128,13 @@ mod tests {
         );
         // The first send leaves the window exactly a window later.
         assert_eq!(log.pass(61_000, 3, MINUTE), Passage::Open { used: 3 });
+    }
+
+    #[test]
+    fn a_limit_of_zero_lets_nothing_through_without_failing() {
+        let mut log = GateLog::default();
+        assert_eq!(log.pass(0, 0, MINUTE), Passage::Wait(MINUTE));
+        assert!(log.sends.is_empty());
     }
 
     #[test]

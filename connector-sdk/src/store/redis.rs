@@ -19,12 +19,28 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError};
 
 const NAME: &str = "redis";
+
+/// Each script once, with its hash, so a call sends `EVALSHA` (the
+/// connection loads it again after a Redis restart).
+mod scripts {
+    use std::sync::LazyLock;
+
+    use redis::Script;
+
+    pub(super) static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(super::LEASE));
+    pub(super) static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(super::PUSH));
+    pub(super) static POP_THROUGH: LazyLock<Script> =
+        LazyLock::new(|| Script::new(super::POP_THROUGH));
+    pub(super) static PASS: LazyLock<Script> = LazyLock::new(|| Script::new(super::PASS));
+    pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(super::HOLD));
+    pub(super) static STATE: LazyLock<Script> = LazyLock::new(|| Script::new(super::STATE));
+}
 
 /// `store.redis`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +51,9 @@ pub struct RedisConfig {
     /// Prefix of every key (default: the sink's name), so several connectors
     /// can share one Redis.
     pub key_prefix: Option<String>,
-    /// The longest a call may take, in milliseconds. Default 1000.
+    /// The longest a call may take, in milliseconds. Default 500: a request
+    /// makes a few calls around the sink's own time (the ledger's claim and
+    /// record), and must be answered within the sender's 5 s.
     pub timeout_ms: u64,
 }
 
@@ -44,7 +62,7 @@ impl Default for RedisConfig {
         Self {
             url: String::new(),
             key_prefix: None,
-            timeout_ms: 1_000,
+            timeout_ms: 500,
         }
     }
 }
@@ -176,14 +194,15 @@ if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) end
 return {1, len + 1}
 ";
 
-/// Pops head items while their `seq` is at most ARGV[1].
+/// Pops head items while their `seq` is at most ARGV[1]; an item that is
+/// not `seq:data` (`peek` skips it too) goes with them.
 const POP_THROUGH: &str = r"
 local popped = 0
 while true do
   local head = redis.call('LINDEX', KEYS[1], 0)
   if not head then break end
   local seq = tonumber(string.match(head, '^(%d+):'))
-  if (not seq) or seq > tonumber(ARGV[1]) then break end
+  if seq and seq > tonumber(ARGV[1]) then break end
   redis.call('LPOP', KEYS[1])
   popped = popped + 1
 end
@@ -202,6 +221,7 @@ local held = redis.call('PTTL', KEYS[2])
 if held > 0 then return {2, held} end
 local used = redis.call('ZCARD', KEYS[1])
 local limit = tonumber(ARGV[1])
+if limit < 1 then return {3, window} end
 if used < limit then
   local n = redis.call('INCR', KEYS[3])
   redis.call('ZADD', KEYS[1], now, now .. ':' .. n)
@@ -324,7 +344,7 @@ impl Backend for Redis {
 
     async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(LEASE);
+        let script = &*scripts::LEASE;
         let mut invocation = script.key(self.key(key));
         invocation.arg(holder).arg(millis(ttl));
         let taken: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
@@ -339,7 +359,7 @@ impl Backend for Redis {
         once: Option<Once<'_>>,
     ) -> Result<Pushed, StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(PUSH);
+        let script = &*scripts::PUSH;
         let mut invocation = script.key(self.key(&format!("{queue}:items")));
         invocation
             .key(self.key(&format!("{queue}:seq")))
@@ -382,7 +402,7 @@ impl Backend for Redis {
 
     async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(POP_THROUGH);
+        let script = &*scripts::POP_THROUGH;
         let mut invocation = script.key(self.key(&format!("{queue}:items")));
         invocation.arg(seq);
         let _popped: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
@@ -397,7 +417,7 @@ impl Backend for Redis {
 
     async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(PASS);
+        let script = &*scripts::PASS;
         let mut invocation = script.key(self.key(&format!("{gate}:log")));
         invocation
             .key(self.key(&format!("{gate}:hold")))
@@ -419,7 +439,7 @@ impl Backend for Redis {
 
     async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(HOLD);
+        let script = &*scripts::HOLD;
         let mut invocation = script.key(self.key(&format!("{gate}:hold")));
         invocation.arg(millis(duration));
         let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
@@ -428,7 +448,7 @@ impl Backend for Redis {
 
     async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
         let mut conn = self.conn();
-        let script = Script::new(STATE);
+        let script = &*scripts::STATE;
         let mut invocation = script.key(self.key(&format!("{gate}:log")));
         invocation
             .key(self.key(&format!("{gate}:hold")))

@@ -27,7 +27,7 @@ impl StoreHealth {
         let health = Self::default();
         let watched = health.clone();
         let task = tokio::spawn(async move {
-            crate::metrics::store_up(true);
+            // The gauge appears with the first probe's answer, not before.
             loop {
                 let problem = match tokio::time::timeout(PROBE_TIMEOUT, store.health()).await {
                     Ok(Ok(())) => None,
