@@ -143,6 +143,29 @@ impl SendError {
         }
     }
 
+    /// True when DingTalk refused *this message* for good (its content, its
+    /// size, its shape, a keyword it lacks), false when the refusal is about
+    /// the robot (its token, secret, IP allow-list, an errcode we do not
+    /// know): fixing the robot's settings makes the same message go. A
+    /// message already answered 200 and queued is dropped only in the first
+    /// case; in the second it waits for the operator.
+    pub fn blames_the_message(&self) -> bool {
+        match self {
+            SendError::Refused {
+                errcode, errmsg, ..
+            } => match errcode {
+                430_101..=430_104 | 460_101 | 40_035 | 400_105 => true,
+                // 310000 is also the answer to a missing keyword.
+                310_000 => {
+                    let errmsg = errmsg.to_lowercase();
+                    errmsg.contains("keyword") || errmsg.contains("关键词")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// DingTalk's errcode, when it gave one.
     pub fn errcode(&self) -> Option<i64> {
         match self {
@@ -170,6 +193,28 @@ struct Answer {
     errcode: i64,
     #[serde(default)]
     errmsg: String,
+}
+
+/// True for the errcodes this sink knows by name (see [`classify`]): only
+/// those become metric labels, so a robot answering made-up codes cannot
+/// grow the metrics without bound.
+pub fn is_known_errcode(errcode: i64) -> bool {
+    matches!(
+        errcode,
+        0 | -1
+            | 130_101
+            | 410_100
+            | 310_000
+            | 300_001
+            | 300_005
+            | 400_101
+            | 400_102
+            | 400_105
+            | 400_106
+            | 400_013
+            | 40_035
+            | 430_101..=430_104 | 460_101
+    )
 }
 
 /// Turns DingTalk's `errcode` into a verdict.
@@ -371,6 +416,38 @@ mod tests {
             assert!(matches!(err, SendError::Refused { .. }), "{code}");
             assert_eq!(err.next(), Next::GiveUp, "{code} is permanent");
             assert_eq!(err.errcode(), Some(code));
+        }
+    }
+
+    #[test]
+    fn a_refusal_blames_the_message_or_the_robot() {
+        for (code, errmsg, the_message) in [
+            (430_102, "含有不安全的外链", true),
+            (460_101, "message too long", true),
+            (40_035, "缺少参数 json", true),
+            (310_000, "keywords not in content", true),
+            (310_000, "关键词不匹配", true),
+            (310_000, "sign not match", false),
+            (310_000, "ip 1.2.3.4 not in whitelist", false),
+            (300_001, "token is not exist", false),
+            (400_102, "robot stopped", false),
+            (999_999, "something new", false),
+        ] {
+            let err = classify(code, errmsg.into()).expect_err("refused");
+            assert_eq!(err.blames_the_message(), the_message, "{code} {errmsg}");
+        }
+        assert!(!SendError::HttpStatus(500).blames_the_message());
+    }
+
+    #[test]
+    fn only_documented_errcodes_are_known() {
+        for code in [
+            0, -1, 130101, 410100, 310000, 300001, 400102, 430103, 460101,
+        ] {
+            assert!(is_known_errcode(code), "{code}");
+        }
+        for code in [1, 999_999, 430_105, i64::MIN] {
+            assert!(!is_known_errcode(code), "{code}");
         }
     }
 

@@ -133,7 +133,10 @@ pub fn request(elapsed: Duration, errcode: Option<i64>) {
         // Success is by far the most common answer: no formatting for it.
         let code = match code {
             0 => SharedString::const_str("0"),
-            other => SharedString::from_owned(other.to_string()),
+            known if crate::robot::is_known_errcode(known) => {
+                SharedString::from_owned(known.to_string())
+            }
+            _ => SharedString::const_str("other"),
         };
         metrics::counter!(ERRCODES, "errcode" => code).increment(1);
     }

@@ -1,16 +1,21 @@
 //! A robot's send budget, kept in a gate of the connector's store so it
 //! holds across restarts (and, with a shared store, across replicas): never
 //! more than `per_minute` posts in any window, part of it kept for digests,
-//! and a hold while DingTalk throttles the robot.
+//! and a hold while DingTalk throttles the robot. The hold is also kept in
+//! memory: a store that cannot record it does not let this process post
+//! into DingTalk's block.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use connector_sdk::store::{GateState, Passage};
 use connector_sdk::{Store, StoreError};
+use tokio::time::Instant;
 
-/// DingTalk's minute plus a margin: network jitter can make two sends
-/// exactly a minute apart arrive a little less than a minute apart.
-pub const WINDOW: Duration = Duration::from_secs(61);
+/// DingTalk's minute, plus the longest a POST may take to arrive (a send is
+/// recorded when it starts, and the first of a window may be slow to land
+/// while a later one is quick), plus a second for the network's jitter.
+pub const WINDOW: Duration = Duration::from_secs(66);
 
 /// One robot's budget.
 #[derive(Debug)]
@@ -22,6 +27,8 @@ pub struct Budget {
     reserved: u32,
     /// False for a stand-in without DingTalk's limit: only holds apply.
     paced: bool,
+    /// The hold as this process knows it.
+    local_hold: Mutex<Option<Instant>>,
 }
 
 impl Budget {
@@ -33,7 +40,35 @@ impl Budget {
             per_minute,
             reserved: reserved.min(per_minute.saturating_sub(1)),
             paced,
+            local_hold: Mutex::new(None),
         }
+    }
+
+    /// Takes up a hold a previous run recorded in the store.
+    pub async fn restore(&self) -> Result<(), StoreError> {
+        if let Some(held) = self.store.gate_state(&self.gate, WINDOW).await?.held_for {
+            self.hold_locally(held);
+        }
+        Ok(())
+    }
+
+    fn hold_locally(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut hold = self
+            .local_hold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *hold = Some(hold.map_or(until, |held| held.max(until)));
+    }
+
+    /// What is left of the hold this process knows of.
+    fn local_hold(&self) -> Option<Duration> {
+        let hold = *self
+            .local_hold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        hold.map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
     }
 
     /// The robot's messages a minute.
@@ -58,8 +93,16 @@ impl Budget {
     }
 
     async fn pass(&self, limit: u32) -> Result<Passage, StoreError> {
+        if let Some(held) = self.local_hold() {
+            return Ok(Passage::Held(held));
+        }
         if self.paced {
             return self.store.pass(&self.gate, limit, WINDOW).await;
+        }
+        // No budget: only a hold stops a post, and without other processes
+        // sharing the store, this process knows every hold.
+        if !self.store.is_shared() {
+            return Ok(Passage::Open { used: 0 });
         }
         Ok(match self.state().await?.held_for {
             Some(held) => Passage::Held(held),
@@ -67,14 +110,18 @@ impl Budget {
         })
     }
 
-    /// Holds every post to the robot for `duration`.
+    /// Holds every post to the robot for `duration`: in this process at
+    /// once, and for every process sharing the store once it is recorded.
     pub async fn hold(&self, duration: Duration) -> Result<(), StoreError> {
+        self.hold_locally(duration);
         self.store.hold(&self.gate, duration).await
     }
 
     /// The window and hold as they are now.
     pub async fn state(&self) -> Result<GateState, StoreError> {
-        self.store.gate_state(&self.gate, WINDOW).await
+        let mut state = self.store.gate_state(&self.gate, WINDOW).await?;
+        state.held_for = state.held_for.max(self.local_hold());
+        Ok(state)
     }
 }
 
@@ -127,6 +174,9 @@ mod tests {
         // 17 used, 3 left, the oldest leaves in 60 s: one every 20 s.
         let pause = flusher_pause(&state(17, 60), Some(Duration::from_secs(1)), 20, true);
         assert_eq!(pause, Duration::from_secs(19));
+        // The last one: the whole wait until the oldest leaves.
+        let pause = flusher_pause(&state(19, 30), Some(Duration::ZERO), 20, true);
+        assert_eq!(pause, Duration::from_secs(30));
     }
 
     #[test]

@@ -20,20 +20,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::flusher_pause;
 use super::lane::Lane;
-use super::outbox::{Outbox, Queued};
+use super::outbox::{LEASE_TTL, Outbox, Queued};
 use crate::message::digest::{self, Summary};
 use crate::robot::{Next, SendError};
 use crate::telemetry;
 
-/// Queued events looked at for one digest at most.
-const MAX_PER_DIGEST: usize = 500;
+/// Queued events looked at for one digest at most (one rarely holds more
+/// than about 200).
+const MAX_PER_DIGEST: usize = 200;
 /// The time one POST from the outbox may take.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pacing is looked at again at least this often, so a growing backlog
 /// changes the plan.
 const RECHECK: Duration = Duration::from_secs(1);
-/// The longest wait between attempts after failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest wait between attempts after failures: shorter than the
+/// lease ([`LEASE_TTL`]), so a flusher waiting out a failure keeps it.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const _: () = assert!(MAX_BACKOFF.as_secs() < LEASE_TTL.as_secs());
+const _: () = assert!(FLUSH_TIMEOUT.as_secs() < LEASE_TTL.as_secs());
 
 /// What the flusher does next.
 #[derive(Debug)]
@@ -63,6 +67,8 @@ pub async fn run(lane: Arc<Lane>, holder: String, stop: CancellationToken) {
         last_post: None,
         split: 0,
         failures: 0,
+        pending_pop: None,
+        no_digests: false,
     };
     loop {
         let step = match outbox.lease(&holder).await {
@@ -118,6 +124,13 @@ struct Flusher<'a> {
     split: usize,
     /// Failed attempts in a row, for the backoff.
     failures: u32,
+    /// A post DingTalk accepted whose entries are still to be removed (the
+    /// store failed): removed before anything else is sent, or they would
+    /// be sent again.
+    pending_pop: Option<(u64, usize)>,
+    /// DingTalk refused a digest of this robot for good (a keyword robot
+    /// whose keyword a digest lacks, say): single messages from now on.
+    no_digests: bool,
 }
 
 /// What one post carries.
@@ -131,6 +144,14 @@ struct Post {
 
 impl Flusher<'_> {
     async fn step(&mut self) -> Result<Step, StoreError> {
+        if let Some((through, count)) = self.pending_pop {
+            self.outbox.pop_through(through, count).await?;
+            self.pending_pop = None;
+        }
+        let state = self.lane.budget.state().await?;
+        if let Some(held) = state.held_for {
+            return Ok(Step::Sleep(held));
+        }
         let head = self.outbox.peek(MAX_PER_DIGEST).await?;
         let Some(first) = head.first() else {
             return Ok(Step::Idle);
@@ -138,10 +159,6 @@ impl Flusher<'_> {
         if first.entry.is_none() {
             self.drop_unreadable(first.seq).await?;
             return Ok(Step::Again);
-        }
-        let state = self.lane.budget.state().await?;
-        if let Some(held) = state.held_for {
-            return Ok(Step::Sleep(held));
         }
         let post = self.plan(&head);
         let backlog_fits = post.count == head.len() && head.len() < MAX_PER_DIGEST;
@@ -169,7 +186,7 @@ impl Flusher<'_> {
             count: 1,
             through: head[0].seq,
         };
-        if self.split > 0 || entries.len() == 1 {
+        if self.split > 0 || self.no_digests || entries.len() == 1 {
             return single;
         }
         let summaries: Vec<Summary> = entries.iter().map(|e| e.summary.clone()).collect();
@@ -194,7 +211,11 @@ impl Flusher<'_> {
         self.lane.stats.remember(&result);
         self.last_post = Some(Instant::now());
         let Err(err) = result else {
+            // Shown: whatever happens next, these entries must not be sent
+            // again.
+            self.pending_pop = Some((post.through, post.count));
             self.outbox.pop_through(post.through, post.count).await?;
+            self.pending_pop = None;
             self.lane.stats.flushed(post.count);
             telemetry::flushed(&self.lane.name, post.count);
             self.split = self.split.saturating_sub(1);
@@ -204,9 +225,17 @@ impl Flusher<'_> {
         };
         Ok(match err.next() {
             Next::GiveUp if post.count > 1 => {
-                tracing::warn!(robot = %self.lane.name, events = post.count, %err, "DingTalk refused a digest; sending its events one by one");
+                tracing::warn!(robot = %self.lane.name, events = post.count, %err, "DingTalk refused a digest; sending its events, and from now on every queued event, one by one");
                 self.split = post.count;
+                self.no_digests = true;
                 Step::Again
+            }
+            Next::GiveUp if !err.blames_the_message() => {
+                // The robot refuses everything (its token, secret, IP
+                // allow-list): what is queued was answered 200 and waits
+                // for the operator, never dropped.
+                tracing::error!(robot = %self.lane.name, queued_events = head.len(), %err, "DingTalk refuses this robot's messages; its outbox waits until the robot's settings are fixed");
+                self.failed()
             }
             Next::GiveUp => {
                 let entry = head[0].entry.as_ref();
@@ -247,7 +276,7 @@ impl Flusher<'_> {
         self.outbox.pop_through(seq, 1).await
     }
 
-    /// Backs off: 1 s, 2 s, 4 s... up to a minute.
+    /// Backs off: 1 s, 2 s, 4 s... up to [`MAX_BACKOFF`].
     fn failed(&mut self) -> Step {
         self.failures = self.failures.saturating_add(1);
         let wait = Duration::from_secs(1 << self.failures.min(7).saturating_sub(1));

@@ -37,6 +37,9 @@ pub struct Work {
     pub source: String,
     /// The event's `time`, in milliseconds since the epoch.
     pub time_ms: Option<i64>,
+    /// The event's full identity (`source`, `id`) in its chat group: the
+    /// outbox queues it once under this key, whatever its content.
+    pub queue_key: String,
 }
 
 /// What became of one event.
@@ -252,7 +255,7 @@ impl Lane {
             body: String::from_utf8_lossy(&work.message.body).into_owned(),
             summary: Summary::of(&work.message.body, work.time_ms.unwrap_or(queued_at_ms)),
         };
-        match outbox.push(&entry, &work.message.msg_uuid).await {
+        match outbox.push(&entry, &work.queue_key).await {
             Ok(Pushed::Queued { len }) => {
                 telemetry::outbox_queued(&self.name, len);
                 Outcome::Delivered

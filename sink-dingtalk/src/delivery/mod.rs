@@ -128,6 +128,10 @@ impl Delivery {
                         reserved,
                         webhook.paced,
                     );
+                    if !store.is_shared() {
+                        // A hold from before a restart still holds.
+                        budget.restore().await?;
+                    }
                     by_robot.insert(url.robot().clone(), lanes.len());
                     let lane = Lane {
                         name: Arc::clone(&group),
@@ -201,13 +205,16 @@ impl Delivery {
         self.stop.cancel();
         let flushers =
             std::mem::take(&mut *self.flushers.lock().unwrap_or_else(PoisonError::into_inner));
+        let aborts: Vec<_> = flushers.iter().map(JoinHandle::abort_handle).collect();
         let bound = flusher::FLUSH_TIMEOUT + Duration::from_secs(1);
         if tokio::time::timeout(bound, join_all(flushers))
             .await
             .is_err()
         {
+            // Stopped here, so none posts after the store has closed.
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
             tracing::warn!(
-                "a flusher did not stop in time; its last post may be sent again after a restart"
+                "a flusher did not stop in time and was cut off; its last post may be sent again after a restart"
             );
         }
     }
@@ -307,6 +314,7 @@ impl Delivery {
                 id: id.into_owned(),
                 source: shorten(event.source(), ID_BYTES).into_owned(),
                 time_ms: event.time().map(|t| t.timestamp_millis()),
+                queue_key: message::msg_uuid(&event.source().to_string(), event.id(), group, b""),
             },
         ))
     }

@@ -100,12 +100,15 @@ impl Outbox {
     }
 
     /// Appends `entry`, durably, unless the outbox is full, or the same
-    /// message (by its `msgUuid`) was queued before: a redelivery of an event
-    /// whose first delivery queued it, even in a process that died before
-    /// it could answer, is [`Pushed::Already`].
-    pub async fn push(&self, entry: &Entry, msg_uuid: &str) -> Result<Pushed, StoreError> {
-        let bytes = serde_json::to_vec(entry).unwrap_or_default();
-        let once_key = format!("queued/{msg_uuid}");
+    /// event (by `queue_key`, its identity in its chat group) was queued
+    /// before: a redelivery of an event whose first delivery queued it, even
+    /// in a process that died before it could answer, is [`Pushed::Already`].
+    pub async fn push(&self, entry: &Entry, queue_key: &str) -> Result<Pushed, StoreError> {
+        let bytes = serde_json::to_vec(entry).map_err(|err| StoreError::Unavailable {
+            backend: "outbox",
+            reason: format!("could not encode the entry: {err}"),
+        })?;
+        let once_key = format!("queued/{queue_key}");
         let once = Once {
             key: &once_key,
             ttl: QUEUED_REMEMBERED,
