@@ -412,8 +412,51 @@ pub fn load_from_str<C: SinkConfig>(
 
 fn figment_problems(err: figment::Error) -> Vec<ConfigProblem> {
     err.into_iter()
-        .map(|e| ConfigProblem::new(e.path.join("."), e.kind.to_string()))
+        .map(|e| ConfigProblem::new(e.path.join("."), describe(&e.kind)))
         .collect()
+}
+
+/// figment's own wording, less the value found: a secret written where a
+/// number belongs must not reach the log. The key's path says where to look.
+fn describe(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(found, expected) => {
+            format!(
+                "invalid type: found {}, expected {expected}",
+                type_of(found)
+            )
+        }
+        Kind::InvalidValue(found, expected) => {
+            format!(
+                "invalid value: found {}, expected {expected}",
+                type_of(found)
+            )
+        }
+        Kind::Unsupported(found) => format!("unsupported type {}", type_of(found)),
+        Kind::UnsupportedKey(found, expected) => {
+            format!(
+                "unsupported key type {}, expected {expected}",
+                type_of(found)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn type_of(found: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match found {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a map",
+        _ => "another type",
+    }
 }
 
 /// figment's YAML format over `serde_norway`, a maintained YAML crate
@@ -496,6 +539,20 @@ mod tests {
             );
             let text = err.to_string();
             assert!(text.contains("cfg.yml") && text.contains("port:"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_repeated() {
+        figment::Jail::expect_with(|_| {
+            let err = load_from_str::<Demo>("greeting: hi\ntimes: SEC-not-a-number\n", "cfg.yml")
+                .err()
+                .ok_or("expected an error")?;
+            let text = err.to_string();
+            assert!(text.contains("times:"), "{text}");
+            assert!(text.contains("found a string, expected u32"), "{text}");
+            assert!(!text.contains("SEC-not-a-number"), "{text}");
             Ok(())
         });
     }
