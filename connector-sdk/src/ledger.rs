@@ -60,8 +60,7 @@ impl Identity {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
-        let digest = hasher.finalize();
-        Identity(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        Identity(hex::encode(&hasher.finalize()[..16]))
     }
 }
 
@@ -277,6 +276,22 @@ mod tests {
     fn ledger(dir: &std::path::Path) -> Ledger {
         let store = Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")));
         Ledger::new(store, Duration::from_secs(3_600))
+    }
+
+    #[test]
+    fn identity_is_32_lowercase_hex_digits_of_sha256() {
+        // Stores written by earlier versions hold these keys: the format is fixed.
+        let identity = Identity::of(&event("s", "1"));
+        let mut hasher = Sha256::new();
+        hasher.update(1_u64.to_be_bytes());
+        hasher.update(b"s");
+        hasher.update(1_u64.to_be_bytes());
+        hasher.update(b"1");
+        let expected: String = hasher.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(identity.0, expected);
     }
 
     #[test]
