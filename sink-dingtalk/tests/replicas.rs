@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use connector_sdk::testing::RedisServer;
-use fake_dingtalk::{FakeDingTalk, RobotSpec};
+use fake_dingtalk::{FakeDingTalk, RobotSpec, most_in_any_minute};
 
 const TOKEN: &str = "replicas-token";
 const ALERTS: usize = 150;
@@ -156,19 +156,7 @@ async fn a_storm_over_three_replicas_one_killed_shows_every_alert_within_the_bud
     );
     assert_eq!(fake.throttled_for(TOKEN), 0, "DingTalk throttled nothing");
     let accepted = fake.accepted_for(TOKEN);
-    let mut times: Vec<_> = accepted.iter().map(|a| a.at).collect();
-    times.sort();
-    let most = (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| {
-                    t.duration_since(times[i]).unwrap_or_default() < Duration::from_secs(60)
-                })
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let most = most_in_any_minute(&accepted);
     assert!(most <= 20, "{most} posts within 60 s");
     println!(
         "{ALERTS} alerts over 3 replicas, one killed: all shown after {:.1} s in {} posts; {} retried after the kill, {} shown twice",

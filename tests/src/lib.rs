@@ -27,6 +27,6 @@ mod state;
 
 pub use model::{
     Accepted, DEFAULT_BLOCK_FOR, DEFAULT_PER_MINUTE, Event, Failure, MAX_BODY_BYTES, RobotSpec,
-    errcode,
+    errcode, most_in_any_minute,
 };
 pub use server::FakeDingTalk;

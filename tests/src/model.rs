@@ -138,6 +138,24 @@ pub struct Accepted {
     pub at: SystemTime,
 }
 
+/// The most messages accepted within any 60 s (by the fake's clock): what
+/// DingTalk's limit of 20 a minute is checked against.
+pub fn most_in_any_minute(accepted: &[Accepted]) -> usize {
+    let mut times: Vec<SystemTime> = accepted.iter().map(|a| a.at).collect();
+    times.sort();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| {
+                    t.duration_since(times[i]).unwrap_or_default() < Duration::from_secs(60)
+                })
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Something the fake did, reported to [`crate::FakeDingTalk::on_event`]
 /// listeners as it happens.
 #[derive(Clone, Debug)]
@@ -194,5 +212,22 @@ mod tests {
     fn debug_hides_secret() {
         let s = format!("{:?}", RobotSpec::signed("t", "SECsupersecret"));
         assert!(!s.contains("SECsupersecret"), "{s}");
+    }
+
+    #[test]
+    fn most_in_any_minute_slides_over_the_posts() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |secs: u64| Accepted {
+            token: "t".into(),
+            msgtype: "text".into(),
+            body: Value::Null,
+            at: start + Duration::from_secs(secs),
+        };
+        assert_eq!(most_in_any_minute(&[]), 0);
+        // 0, 30, 59 are in one minute; 59, 61, 90, 118 in another: 4.
+        let posts = [at(90), at(0), at(30), at(59), at(61), at(118), at(200)];
+        assert_eq!(most_in_any_minute(&posts), 4);
+        // A window is [t, t + 60 s): posts 60 s apart are never in one.
+        assert_eq!(most_in_any_minute(&[at(0), at(60)]), 1);
     }
 }

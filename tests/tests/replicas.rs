@@ -12,7 +12,7 @@ use common::*;
 use connector_sdk::proto::CloudEvent;
 use connector_sdk::proto::cloud_event::Data;
 use connector_sdk::testing::{RedisServer, TestServer};
-use fake_dingtalk::{Failure, FakeDingTalk};
+use fake_dingtalk::{Failure, FakeDingTalk, most_in_any_minute};
 use serde_json::json;
 use sink_dingtalk::DingTalkSink;
 

@@ -13,7 +13,7 @@ use common::*;
 use connector_sdk::proto::CloudEvent;
 use connector_sdk::proto::cloud_event::Data;
 use connector_sdk::store::ShiftedClock;
-use fake_dingtalk::{Failure, RobotSpec};
+use fake_dingtalk::{Failure, RobotSpec, most_in_any_minute};
 use futures_util::future::join_all;
 use serde_json::json;
 use tokio::time::Instant;

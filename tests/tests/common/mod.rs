@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
 use connector_sdk::store::ShiftedClock;
@@ -206,21 +206,4 @@ pub fn times_shown(accepted: &[Accepted], marker: &str) -> usize {
         .iter()
         .map(|a| a.body.to_string().matches(marker).count())
         .sum()
-}
-
-/// The most messages accepted within any 60 s (by the fake's clock).
-pub fn most_in_any_minute(accepted: &[Accepted]) -> usize {
-    let mut times: Vec<SystemTime> = accepted.iter().map(|a| a.at).collect();
-    times.sort();
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| {
-                    t.duration_since(times[i]).unwrap_or_default() < Duration::from_secs(60)
-                })
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }

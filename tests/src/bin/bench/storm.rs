@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec};
+use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec, most_in_any_minute};
 
 use hyper::body::Bytes;
 
@@ -113,7 +113,7 @@ pub async fn measure(binary: &Path, work: &Path, blackhole_url: &str) -> Result<
                     .is_some_and(|t| t.contains(" events, "))
             })
             .count(),
-        most_in_a_minute: most_in_a_minute(&accepted),
+        most_in_a_minute: most_in_any_minute(&accepted),
         throttled: fake.throttled_for("storm"),
         refused,
     })
@@ -162,22 +162,6 @@ async fn send_alerts(http: SocketAddr) -> usize {
         let _ = worker.await;
     }
     refused.load(Ordering::Relaxed)
-}
-
-fn most_in_a_minute(accepted: &[Accepted]) -> usize {
-    let mut times: Vec<_> = accepted.iter().map(|a| a.at).collect();
-    times.sort();
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| {
-                    t.duration_since(times[i]).unwrap_or_default() < Duration::from_secs(60)
-                })
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// The storm section of BENCHMARKS.md.
