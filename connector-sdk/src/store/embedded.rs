@@ -738,141 +738,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_expire_and_create_keeps_the_first_value() {
+    async fn keeps_the_store_contract() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let minute = Duration::from_secs(60);
-        assert_eq!(store.create("a", b"1".to_vec(), minute).await, Ok(None));
-        assert_eq!(
-            store.create("a", b"2".to_vec(), minute).await,
-            Ok(Some(b"1".to_vec()))
-        );
-        store.put("a", b"3".to_vec(), minute).await.expect("put");
-        assert_eq!(store.get("a").await, Ok(Some(b"3".to_vec())));
-        store.remove("a").await.expect("remove");
-        assert_eq!(store.get("a").await, Ok(None));
-
-        store
-            .put("short", b"x".to_vec(), Duration::from_millis(1))
-            .await
-            .expect("put");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(store.get("short").await, Ok(None), "expired");
-        assert_eq!(
-            store.create("short", b"y".to_vec(), minute).await,
-            Ok(None),
-            "an expired record can be created again"
-        );
+        crate::store::contract::check_all(&open(dir.path())).await;
     }
 
     #[tokio::test]
-    async fn a_lease_is_one_holders_until_it_expires() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let ttl = Duration::from_millis(50);
-        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
-        assert_eq!(store.lease("l", "b", ttl).await, Ok(false));
-        assert_eq!(store.lease("l", "a", ttl).await, Ok(true), "renewed");
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(store.lease("l", "b", ttl).await, Ok(true), "taken over");
-    }
-
-    #[tokio::test]
-    async fn namespaces_do_not_collide() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let minute = Duration::from_secs(60);
-        store
-            .scope("a")
-            .put("k", b"a".to_vec(), minute)
-            .await
-            .expect("put");
-        store
-            .scope("b")
-            .put("k", b"b".to_vec(), minute)
-            .await
-            .expect("put");
-        assert_eq!(store.scope("a").get("k").await, Ok(Some(b"a".to_vec())));
-        assert_eq!(store.get("k").await, Ok(None));
-    }
-
-    #[tokio::test]
-    async fn queues_are_ordered_bounded_and_popped_from_the_head() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        for (i, item) in ["a", "b", "c"].iter().enumerate() {
-            assert_eq!(
-                store.push("q", item.as_bytes().to_vec(), 3, None).await,
-                Ok(Pushed::Queued {
-                    len: u64::try_from(i + 1).unwrap()
-                })
-            );
-        }
-        assert_eq!(
-            store.push("q", b"d".to_vec(), 3, None).await,
-            Ok(Pushed::Full { len: 3 })
-        );
-        let head = store.peek("q", 2).await.expect("peek");
-        assert_eq!(
-            head,
-            [
-                QueueItem {
-                    seq: 0,
-                    data: b"a".to_vec()
-                },
-                QueueItem {
-                    seq: 1,
-                    data: b"b".to_vec()
-                }
-            ]
-        );
-        store.pop_through("q", 1).await.expect("pop");
-        assert_eq!(store.len("q").await, Ok(1));
-        store.push("q", b"d".to_vec(), 3, None).await.expect("push");
-        let rest: Vec<_> = store.peek("q", 10).await.expect("peek");
-        assert_eq!(
-            rest.iter().map(|i| i.seq).collect::<Vec<_>>(),
-            [2, 3],
-            "sequence numbers are never reused"
-        );
-        store
-            .pop_through("q", 0)
-            .await
-            .expect("popping the past does nothing");
-        assert_eq!(store.len("q").await, Ok(2));
-        assert_eq!(store.len("other").await, Ok(0));
-    }
-
-    #[tokio::test]
-    async fn a_push_with_a_once_key_happens_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let once = Some(Once {
-            key: "queued/e1",
-            ttl: Duration::from_secs(60),
-        });
-        assert_eq!(
-            store.push("q", b"e1".to_vec(), 10, once).await,
-            Ok(Pushed::Queued { len: 1 })
-        );
-        assert_eq!(
-            store.push("q", b"e1".to_vec(), 10, once).await,
-            Ok(Pushed::Already)
-        );
-        assert_eq!(store.len("q").await, Ok(1));
-        // A full queue sets no key: the event can be pushed once there is room.
-        let other = Some(Once {
-            key: "queued/e2",
-            ttl: Duration::from_secs(60),
-        });
-        assert_eq!(
-            store.push("q", b"e2".to_vec(), 1, other).await,
-            Ok(Pushed::Full { len: 1 })
-        );
-        assert_eq!(
-            store.push("q", b"e2".to_vec(), 2, other).await,
-            Ok(Pushed::Queued { len: 2 })
-        );
+    async fn keeps_the_store_contract_in_memory() {
+        let store = Store::new(Arc::new(Embedded::in_memory().expect("opens")));
+        crate::store::contract::check_all(&store).await;
     }
 
     #[tokio::test]
@@ -901,32 +775,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gates_pass_wait_and_hold() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let window = Duration::from_secs(60);
-        assert_eq!(
-            store.pass("g", 1, window).await,
-            Ok(Passage::Open { used: 1 })
-        );
-        assert!(matches!(
-            store.pass("g", 1, window).await,
-            Ok(Passage::Wait(wait)) if wait > Duration::from_secs(59)
-        ));
-        store
-            .hold("g", Duration::from_secs(600))
-            .await
-            .expect("hold");
-        assert!(matches!(
-            store.pass("g", 5, window).await,
-            Ok(Passage::Held(wait)) if wait > Duration::from_secs(599)
-        ));
-        let state = store.gate_state("g", window).await.expect("state");
-        assert_eq!(state.used, 1);
-        assert!(state.held_for.is_some());
-    }
-
-    #[tokio::test]
     async fn gates_and_expiries_follow_the_clock_they_are_given() {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Arc::new(ShiftedClock::default());
@@ -944,24 +792,6 @@ mod tests {
             Ok(Passage::Open { used: 1 })
         );
         assert_eq!(store.get("r").await, Ok(None), "expired a minute later");
-    }
-
-    #[tokio::test]
-    async fn concurrent_pushes_all_land_in_the_queue() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        let mut pushes = tokio::task::JoinSet::new();
-        for i in 0..200_u8 {
-            let store = store.clone();
-            pushes.spawn(async move { store.push("q", vec![i], 1_000, None).await });
-        }
-        while let Some(pushed) = pushes.join_next().await {
-            assert!(
-                matches!(pushed, Ok(Ok(Pushed::Queued { .. }))),
-                "{pushed:?}"
-            );
-        }
-        assert_eq!(store.len("q").await, Ok(200));
     }
 
     #[tokio::test]

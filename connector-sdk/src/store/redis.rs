@@ -496,73 +496,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_expire_create_keeps_the_first_and_leases_have_one_holder() {
+    async fn keeps_the_store_contract() {
         let server = RedisServer::start();
-        let store = store(&server, "t");
-        let minute = Duration::from_secs(60);
-        assert_eq!(store.create("a", b"1".to_vec(), minute).await, Ok(None));
-        assert_eq!(
-            store.create("a", b"2".to_vec(), minute).await,
-            Ok(Some(b"1".to_vec()))
-        );
-        store
-            .put_lazily("a", b"3".to_vec(), minute)
-            .await
-            .expect("put");
-        assert_eq!(store.get("a").await, Ok(Some(b"3".to_vec())));
-        store.remove("a").await.expect("remove");
-        assert_eq!(store.get("a").await, Ok(None));
-        store
-            .put("short", b"x".to_vec(), Duration::from_millis(20))
-            .await
-            .expect("put");
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(store.get("short").await, Ok(None), "expired");
-
-        let ttl = Duration::from_millis(100);
-        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
-        assert_eq!(store.lease("l", "b", ttl).await, Ok(false));
-        assert_eq!(store.lease("l", "a", ttl).await, Ok(true));
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(store.lease("l", "b", ttl).await, Ok(true), "taken over");
-    }
-
-    #[tokio::test]
-    async fn queues_keep_binary_items_in_order_bounded() {
-        let server = RedisServer::start();
-        let store = store(&server, "t");
-        let items: [&[u8]; 3] = [b"a:b", &[0, 255, b':', 10], b""];
-        for (i, item) in items.iter().enumerate() {
-            assert_eq!(
-                store.push("q", item.to_vec(), 3, None).await,
-                Ok(Pushed::Queued {
-                    len: u64::try_from(i + 1).unwrap()
-                })
-            );
-        }
-        assert_eq!(
-            store.push("q", b"d".to_vec(), 3, None).await,
-            Ok(Pushed::Full { len: 3 })
-        );
-        let once = Some(Once {
-            key: "queued/x",
-            ttl: Duration::from_secs(60),
-        });
-        assert_eq!(
-            store.push("p", b"x".to_vec(), 3, once).await,
-            Ok(Pushed::Queued { len: 1 })
-        );
-        assert_eq!(
-            store.push("p", b"x".to_vec(), 3, once).await,
-            Ok(Pushed::Already)
-        );
-        assert_eq!(store.len("p").await, Ok(1));
-        let head = store.peek("q", 10).await.expect("peek");
-        let data: Vec<&[u8]> = head.iter().map(|i| i.data.as_slice()).collect();
-        assert_eq!(data, items);
-        store.pop_through("q", head[1].seq).await.expect("pop");
-        assert_eq!(store.len("q").await, Ok(1));
-        assert_eq!(store.peek("q", 10).await.expect("peek")[0].seq, head[2].seq);
+        crate::store::contract::check_all(&store(&server, "t")).await;
     }
 
     #[tokio::test]
