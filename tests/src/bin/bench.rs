@@ -185,18 +185,9 @@ fn templates_alone() -> Result<(), String> {
 }
 
 async fn storm_alone(args: &Args) -> Result<(), String> {
-    let sink = match &args.sink {
-        Some(path) => path.clone(),
-        None => beside_this_program("sink-dingtalk")?,
-    };
-    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)
-        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
-    let blackhole = Blackhole::start()
-        .await
-        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
-    let storm = bench::storm::measure(&sink, &work, &blackhole.webhook_url()).await;
-    let _ = std::fs::remove_dir_all(&work);
+    let ctx = Context::prepare(args).await?;
+    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
+    ctx.clean_up();
     let mut md = String::new();
     bench::storm::markdown(&mut md, &storm?, None);
     println!("{md}");
@@ -204,18 +195,9 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
 }
 
 async fn replicas_alone(args: &Args) -> Result<(), String> {
-    let sink = match &args.sink {
-        Some(path) => path.clone(),
-        None => beside_this_program("sink-dingtalk")?,
-    };
-    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)
-        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
-    let blackhole = Blackhole::start()
-        .await
-        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
-    let replicas = bench::replicas::measure(&sink, &work, &blackhole.webhook_url()).await;
-    let _ = std::fs::remove_dir_all(&work);
+    let ctx = Context::prepare(args).await?;
+    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
+    ctx.clean_up();
     let mut md = String::new();
     bench::replicas::markdown(&mut md, &replicas?, None);
     println!("{md}");
@@ -245,25 +227,11 @@ async fn load_alone(
 }
 
 async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> {
-    let sink = match &args.sink {
-        Some(path) => path.clone(),
-        None => beside_this_program("sink-dingtalk")?,
-    };
-    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)
-        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
-    let blackhole = Blackhole::start()
-        .await
-        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
-    let ctx = Context {
-        webhook: blackhole.webhook_url(),
-        blackhole,
-        sink,
-        work: work.clone(),
-    };
+    let ctx = Context::prepare(args).await?;
     let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
-    let attacked = attacks(&ctx, &chosen).await?;
-    let _ = std::fs::remove_dir_all(&work);
+    let attacked = attacks(&ctx, &chosen).await;
+    ctx.clean_up();
+    let attacked = attacked?;
     println!("\n{}", report::attack_table(&attacked));
     Ok(())
 }
@@ -304,10 +272,8 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
 async fn run_all(args: &Args) -> Result<(), String> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let sink = match &args.sink {
-        Some(path) => path.clone(),
-        None => beside_this_program("sink-dingtalk")?,
-    };
+    let ctx = Context::prepare(args).await?;
+    let sink = ctx.sink.clone();
     let binary_size = std::fs::metadata(&sink)
         .map_err(|err| {
             format!(
@@ -317,13 +283,6 @@ async fn run_all(args: &Args) -> Result<(), String> {
         })?
         .len();
     let out = args.out.clone().unwrap_or_else(repo_root);
-    let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)
-        .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
-
-    let blackhole = Blackhole::start()
-        .await
-        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
     println!(
         "bench: about {} measured events per run, {} runs per cell, levels {:?}, sink {}",
         args.events,
@@ -331,12 +290,6 @@ async fn run_all(args: &Args) -> Result<(), String> {
         args.levels,
         sink.display()
     );
-    let ctx = Context {
-        webhook: blackhole.webhook_url(),
-        blackhole,
-        sink: sink.clone(),
-        work: work.clone(),
-    };
 
     let mut cells = Vec::new();
     for &level in &args.levels {
@@ -399,7 +352,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         replicas: Some(replicas),
         attacks: attacked,
     };
-    let _ = std::fs::remove_dir_all(&work);
+    ctx.clean_up();
     write_outputs(&run, &out)
 }
 
@@ -409,6 +362,34 @@ struct Context {
     webhook: String,
     sink: PathBuf,
     work: PathBuf,
+}
+
+impl Context {
+    /// The sink binary (`--sink`, else beside this program), a fresh work
+    /// directory, and a blackhole DingTalk.
+    async fn prepare(args: &Args) -> Result<Self, String> {
+        let sink = match &args.sink {
+            Some(path) => path.clone(),
+            None => beside_this_program("sink-dingtalk")?,
+        };
+        let work = std::env::temp_dir().join(format!("dingtalk-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&work)
+            .map_err(|err| format!("cannot create {}: {err}", work.display()))?;
+        let blackhole = Blackhole::start()
+            .await
+            .map_err(|err| format!("cannot start the blackhole: {err}"))?;
+        Ok(Self {
+            webhook: blackhole.webhook_url(),
+            blackhole,
+            sink,
+            work,
+        })
+    }
+
+    /// Removes the work directory.
+    fn clean_up(&self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
 }
 
 /// The process a cell measures.
