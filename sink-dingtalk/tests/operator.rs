@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -34,6 +35,33 @@ async fn run(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Starts the sink on `config` (its HTTP port `port`) with its log at
+/// `level` collected: the log is the task's output once the sink exits.
+async fn start_logging(
+    store: &str,
+    config: &Path,
+    level: &str,
+    port: u16,
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
+    let mut child = tokio::process::Command::from(sink_binary(store))
+        .env("CONNECTOR_CONFIG", config)
+        .env("LOG_LEVEL", level)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .expect("ready");
+    (child, log)
 }
 
 #[tokio::test]
@@ -132,22 +160,7 @@ async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
         "logs.yml",
         &format!("{}delivery:\n  deadline_ms: 800\n", config_for(&fake, port)),
     );
-    let mut child = tokio::process::Command::from(sink_binary("logs"))
-        .env("CONNECTOR_CONFIG", &config)
-        .env("LOG_LEVEL", "trace")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    tokio::task::spawn_blocking(move || wait_ready(port))
-        .await
-        .expect("ready");
+    let (mut child, log) = start_logging("logs", &config, "trace", port).await;
 
     fake.fail_next(TOKEN, Failure::Http(500), 2);
     fake.fail_next(TOKEN, Failure::ErrCode(310000, "sign not match".into()), 1);
@@ -200,22 +213,7 @@ async fn hostile_events_make_short_logs() {
         .expect("fake starts");
     let port = free_port();
     let config = write_config("short-logs.yml", &config_for(&fake, port));
-    let mut child = tokio::process::Command::from(sink_binary("short-logs"))
-        .env("CONNECTOR_CONFIG", &config)
-        .env("LOG_LEVEL", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    tokio::task::spawn_blocking(move || wait_ready(port))
-        .await
-        .expect("ready");
+    let (mut child, log) = start_logging("short-logs", &config, "info", port).await;
 
     // A batch of 500 events no robot can take, and one event with a 3 MB id.
     let batch: Vec<String> = (0..500)
