@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,28 +94,23 @@ fn a_valid_config_serves_until_sigterm_then_exits_zero() {
         "good.yml",
         "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
     );
-    let mut child = sink_binary("sigterm")
-        .env("CONNECTOR_CONFIG", &config)
+    let mut child = spawn_quiet("sigterm", &config, port);
+    wait_ready(port);
+
+    terminate(child.id());
+    let status = exit_within(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// Starts the sink on `config`, HTTP on `port`, its output discarded.
+fn spawn_quiet(store: &str, config: &Path, port: u16) -> std::process::Child {
+    sink_binary(store)
+        .env("CONNECTOR_CONFIG", config)
         .env("CONNECTOR_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("binary starts");
-    wait_ready(port);
-
-    terminate(child.id());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status:?}");
+        .expect("binary starts")
 }
 
 /// Waits for `child` to exit, at most `within`.
@@ -137,13 +132,7 @@ fn metrics_have_their_families_before_the_first_event() {
         "metrics.yml",
         "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
     );
-    let mut child = sink_binary("metrics")
-        .env("CONNECTOR_CONFIG", &config)
-        .env("CONNECTOR_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let mut child = spawn_quiet("metrics", &config, port);
     wait_ready(port);
     let metrics = request(port, "GET", "/metrics", &[], "").expect("an answer");
     terminate(child.id());
@@ -185,13 +174,7 @@ async fn sink_with_a_request_in_flight(
             fake.webhook_url("slow")
         ),
     );
-    let child = sink_binary(name)
-        .env("CONNECTOR_CONFIG", &config)
-        .env("CONNECTOR_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let child = spawn_quiet(name, &config, port);
     tokio::task::spawn_blocking(move || wait_ready(port))
         .await
         .expect("ready");
