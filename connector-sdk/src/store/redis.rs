@@ -68,17 +68,28 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
-    /// The URL without its password: safe to print.
+    /// The URL without its password: safe to print. A password can be in
+    /// the user info (`redis://:pw@host`) or, for a Unix socket, in the
+    /// query (`redis+unix:///run/redis.sock?pass=pw`).
     pub fn masked_url(&self) -> String {
-        match url::Url::parse(&self.url) {
-            Ok(mut url) => {
-                if url.password().is_some() {
-                    let _ = url.set_password(Some("***"));
-                }
-                url.to_string()
-            }
-            Err(_) => "(not a URL)".to_owned(),
+        let Ok(mut url) = url::Url::parse(&self.url) else {
+            return "(not a URL)".to_owned();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
         }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(name, value)| {
+                    let secret = matches!(name.as_ref(), "pass" | "password");
+                    let value = if secret { "***".into() } else { value };
+                    (name.into_owned(), value.into_owned())
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 
@@ -571,6 +582,14 @@ mod tests {
         };
         assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(config.masked_url(), "redis://:***@10.0.0.1:6379/2");
+        let socket = RedisConfig {
+            url: "redis+unix:///run/redis.sock?db=1&pass=hunter2".into(),
+            ..RedisConfig::default()
+        };
+        assert_eq!(
+            socket.masked_url(),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
         let bad = RedisConfig {
             url: "http://:hunter2@x".into(),
             ..RedisConfig::default()
