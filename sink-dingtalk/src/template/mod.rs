@@ -23,17 +23,17 @@ use connector_sdk::cloudevents::{AttributesReader, Event};
 use crate::message::{self, Message, MessageError};
 
 mod config;
-pub mod filters;
+mod filters;
 mod matching;
 pub mod model;
-pub mod rule;
+mod rule;
 
 pub use config::{DEFAULT_TIMEZONE, MatchRule, TemplateRule, Undefined};
 use matching::Subject;
-pub use rule::{CompiledRule, FUEL, MAX_OUTPUT_BYTES, RECURSION_LIMIT};
+pub use rule::CompiledRule;
 
 /// The extension naming the template an event wants.
-pub const TEMPLATE_EXTENSION: &str = "xvtemplate";
+pub(crate) const TEMPLATE_EXTENSION: &str = "xvtemplate";
 
 /// Why an event cannot become a message. Every one is permanent: a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,11 +117,6 @@ impl Templates {
         } else {
             Err(problems)
         }
-    }
-
-    /// The compiled rules, in config order.
-    pub fn rules(&self) -> &[CompiledRule] {
-        &self.rules
     }
 
     /// The rule for `event` going to `chat_group`, or `None` when the

@@ -44,14 +44,19 @@ pub struct CompiledRule {
     /// The message type it makes.
     pub msgtype: MsgType,
     env: Environment<'static>,
-    message: Node,
+    message: Vec<(String, Node)>,
 }
 
 /// The shape of `message`, with a template where each string was.
 #[derive(Debug)]
 enum Node {
-    /// A string: its template's name in the engine, which is its key path.
-    Template(String),
+    /// A string: its template's name in the engine, which is its key path
+    /// (`templates.0.message.text`), and the field it fills
+    /// (`message.text`), for errors.
+    Template {
+        name: String,
+        field: String,
+    },
     /// A number, boolean or null: kept as it is.
     Literal(Json),
     Object(Vec<(String, Node)>),
@@ -151,11 +156,20 @@ impl CompiledRule {
     /// Renders the message's fields for an event whose model is `model`.
     pub fn render(&self, model: &minijinja::Value) -> Result<Map<String, Json>, RenderFailure> {
         let mut budget = MAX_OUTPUT_BYTES;
-        match self.render_node(&self.message, model, &mut budget)? {
-            Json::Object(fields) => Ok(fields),
-            // `message` is a map, checked at start-up.
-            _ => Ok(Map::new()),
+        self.render_fields(&self.message, model, &mut budget)
+    }
+
+    fn render_fields(
+        &self,
+        fields: &[(String, Node)],
+        model: &minijinja::Value,
+        budget: &mut usize,
+    ) -> Result<Map<String, Json>, RenderFailure> {
+        let mut map = Map::with_capacity(fields.len());
+        for (key, node) in fields {
+            map.insert(key.clone(), self.render_node(node, model, budget)?);
         }
+        Ok(map)
     }
 
     fn render_node(
@@ -165,15 +179,11 @@ impl CompiledRule {
         budget: &mut usize,
     ) -> Result<Json, RenderFailure> {
         Ok(match node {
-            Node::Template(name) => Json::String(self.render_one(name, model, budget)?),
-            Node::Literal(value) => value.clone(),
-            Node::Object(fields) => {
-                let mut map = Map::with_capacity(fields.len());
-                for (key, node) in fields {
-                    map.insert(key.clone(), self.render_node(node, model, budget)?);
-                }
-                Json::Object(map)
+            Node::Template { name, field } => {
+                Json::String(self.render_one(name, field, model, budget)?)
             }
+            Node::Literal(value) => value.clone(),
+            Node::Object(fields) => Json::Object(self.render_fields(fields, model, budget)?),
             Node::Array(items) => Json::Array(
                 items
                     .iter()
@@ -186,15 +196,12 @@ impl CompiledRule {
     fn render_one(
         &self,
         name: &str,
+        field: &str,
         model: &minijinja::Value,
         budget: &mut usize,
     ) -> Result<String, RenderFailure> {
-        let field = name
-            .strip_prefix(&format!("templates.{}.", self.index))
-            .unwrap_or(name)
-            .to_owned();
         let failure = |line, reason| RenderFailure {
-            field: field.clone(),
+            field: field.to_owned(),
             line,
             reason,
         };
@@ -251,18 +258,16 @@ fn compile_object(
     object: &Map<String, Json>,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
-) -> Node {
-    Node::Object(
-        object
-            .iter()
-            .map(|(key, value)| {
-                (
-                    key.clone(),
-                    compile_value(env, value, &format!("{path}.{key}"), problems),
-                )
-            })
-            .collect(),
-    )
+) -> Vec<(String, Node)> {
+    object
+        .iter()
+        .map(|(key, value)| {
+            (
+                key.clone(),
+                compile_value(env, value, &format!("{path}.{key}"), problems),
+            )
+        })
+        .collect()
 }
 
 fn compile_value(
@@ -280,9 +285,13 @@ fn compile_value(
                     .unwrap_or_default();
                 problems.push(ConfigProblem::new(path, format!("{line}{}", explain(&err))));
             }
-            Node::Template(path.to_owned())
+            Node::Template {
+                name: path.to_owned(),
+                // `templates.N.` off the front.
+                field: path.splitn(3, '.').nth(2).unwrap_or(path).to_owned(),
+            }
         }
-        Json::Object(object) => compile_object(env, object, path, problems),
+        Json::Object(object) => Node::Object(compile_object(env, object, path, problems)),
         Json::Array(items) => Node::Array(
             items
                 .iter()
