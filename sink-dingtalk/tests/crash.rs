@@ -22,12 +22,6 @@ fn start(config: &std::path::Path, store: &std::path::Path) -> Child {
         .expect("binary starts")
 }
 
-fn alert(i: usize) -> String {
-    format!(
-        r#"{{"specversion":"1.0","id":"crash-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[alert {i:04}] disk full"}}"#
-    )
-}
-
 /// POSTs alerts `range` from one thread each; the ids answered 200.
 fn storm(port: u16, range: std::ops::Range<usize>) -> Vec<std::thread::JoinHandle<Option<usize>>> {
     range
@@ -48,18 +42,11 @@ fn storm(port: u16, range: std::ops::Range<usize>) -> Vec<std::thread::JoinHandl
 
 /// The alerts of `answered` the group has not seen yet.
 fn unseen(fake: &FakeDingTalk, answered: &[usize]) -> Vec<usize> {
-    let shown: Vec<String> = fake
-        .accepted_for(TOKEN)
-        .iter()
-        .map(|a| a.body.to_string())
-        .collect();
+    let shown = times_shown(fake, TOKEN, 50);
     answered
         .iter()
         .copied()
-        .filter(|i| {
-            let marker = format!("[alert {i:04}]");
-            !shown.iter().any(|body| body.contains(&marker))
-        })
+        .filter(|i| shown[*i] == 0)
         .collect()
 }
 

@@ -22,19 +22,16 @@ fn config_for(fake: &FakeDingTalk, port: u16) -> String {
     )
 }
 
-async fn run(args: &[&str]) -> (bool, String, String) {
-    let output =
-        tokio::process::Command::from(sink_binary(&format!("operator-{}", args.join("-").len())))
-            .args(args)
-            .env("LOG_LEVEL", "warn")
-            .output()
-            .await
-            .expect("binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// Runs the binary with `args` and a fresh store named `store`, without
+/// blocking the runtime the fake DingTalk answers on.
+async fn run(store: &str, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::from(sink_binary(store))
+        .args(args)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .await
+        .expect("binary runs");
+    said(&output)
 }
 
 /// Starts the sink on `config` (its HTTP port `port`) with its log at
@@ -72,7 +69,11 @@ async fn check_config_summarizes_a_good_file_and_lists_problems_in_a_bad_one() {
             "bot:\n  default: dev\n  webhooks:\n    - {{ chat_group: ops, url: 'https://oapi.dingtalk.com/robot/send?access_token={TOKEN}', signature: {SECRET} }}\n    - {{ chat_group: dev, url: 'https://oapi.dingtalk.com/robot/send?access_token=other' }}\n"
         ),
     );
-    let (ok, stdout, _) = run(&["--check-config", good.to_str().expect("utf-8 path")]).await;
+    let (ok, stdout, _) = run(
+        "check-good",
+        &["--check-config", good.to_str().expect("utf-8 path")],
+    )
+    .await;
     assert!(ok, "{stdout}");
     assert!(
         stdout.contains("is valid") && stdout.contains("default chat group: dev"),
@@ -91,7 +92,11 @@ async fn check_config_summarizes_a_good_file_and_lists_problems_in_a_bad_one() {
         "check-bad.yml",
         "bot:\n  default: x\n  webhooks:\n    - { chat_group: a, url: 'nope' }\n",
     );
-    let (ok, _, stderr) = run(&["--check-config", bad.to_str().expect("utf-8 path")]).await;
+    let (ok, _, stderr) = run(
+        "check-bad",
+        &["--check-config", bad.to_str().expect("utf-8 path")],
+    )
+    .await;
     assert!(!ok);
     assert!(
         stderr.contains("bot.webhooks.0.url") && stderr.contains("bot.default"),
@@ -107,14 +112,17 @@ async fn send_posts_one_message_and_prints_dingtalks_answer() {
     let config = write_config("send.yml", &config_for(&fake, 0));
     let config = config.to_str().expect("utf-8 path");
 
-    let (ok, stdout, stderr) = run(&[
-        "send",
-        "--group",
-        "ops",
-        "--config",
-        config,
-        "hello from the CLI",
-    ])
+    let (ok, stdout, stderr) = run(
+        "send-ok",
+        &[
+            "send",
+            "--group",
+            "ops",
+            "--config",
+            config,
+            "hello from the CLI",
+        ],
+    )
     .await;
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("delivered to chat group ops"), "{stdout}");
@@ -122,14 +130,17 @@ async fn send_posts_one_message_and_prints_dingtalks_answer() {
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0].body["text"]["content"], "hello from the CLI");
 
-    let (ok, stdout, _) = run(&[
-        "send",
-        "--type",
-        "markdown",
-        "--config",
-        config,
-        r#"{"title":"t","text":"**bold**"}"#,
-    ])
+    let (ok, stdout, _) = run(
+        "send-markdown",
+        &[
+            "send",
+            "--type",
+            "markdown",
+            "--config",
+            config,
+            r#"{"title":"t","text":"**bold**"}"#,
+        ],
+    )
     .await;
     assert!(ok, "{stdout}");
     assert_eq!(
@@ -142,7 +153,7 @@ async fn send_posts_one_message_and_prints_dingtalks_answer() {
         Failure::ErrCode(310000, "keywords not in content".into()),
         1,
     );
-    let (ok, stdout, _) = run(&["send", "--config", config, "no keyword"]).await;
+    let (ok, stdout, _) = run("send-keyword", &["send", "--config", config, "no keyword"]).await;
     assert!(!ok);
     assert!(
         stdout.contains("310000") && stdout.contains("keywords not in content"),

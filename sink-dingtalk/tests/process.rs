@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -100,29 +100,6 @@ fn a_valid_config_serves_until_sigterm_then_exits_zero() {
     terminate(child.id());
     let status = exit_within(&mut child, Duration::from_secs(20));
     assert!(status.success(), "exit status {status:?}");
-}
-
-/// Starts the sink on `config`, HTTP on `port`, its output discarded.
-fn spawn_quiet(store: &str, config: &Path, port: u16) -> std::process::Child {
-    sink_binary(store)
-        .env("CONNECTOR_CONFIG", config)
-        .env("CONNECTOR_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts")
-}
-
-/// Waits for `child` to exit, at most `within`.
-fn exit_within(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(started.elapsed() < within, "did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,22 +17,6 @@ use fake_dingtalk::{FakeDingTalk, RobotSpec, most_in_any_minute};
 
 const TOKEN: &str = "replicas-token";
 const ALERTS: usize = 150;
-
-fn alert(i: usize) -> String {
-    format!(
-        r#"{{"specversion":"1.0","id":"storm-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[alert {i:04}] disk full"}}"#
-    )
-}
-
-fn start(name: &str, config: &std::path::Path, port: u16) -> Child {
-    sink_binary(name)
-        .env("CONNECTOR_CONFIG", config)
-        .env("CONNECTOR_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts")
-}
 
 /// One alert, sent as a trigger behind a load balancer would: to its
 /// replica, and on any failure again to the next one, after a trigger's
@@ -75,7 +59,7 @@ async fn a_storm_over_three_replicas_one_killed_shows_every_alert_within_the_bud
     let mut sinks: Vec<Child> = ports
         .iter()
         .enumerate()
-        .map(|(n, port)| start(&format!("replica-{n}"), &config, *port))
+        .map(|(n, port)| spawn_quiet(&format!("replica-{n}"), &config, *port))
         .collect();
     for &port in &ports {
         tokio::task::spawn_blocking(move || wait_ready(port))
@@ -115,32 +99,17 @@ async fn a_storm_over_three_replicas_one_killed_shows_every_alert_within_the_bud
         .flat_map(|w| w.join().expect("worker"))
         .collect();
 
-    let wanted: Vec<String> = (0..ALERTS).map(|i| format!("[alert {i:04}]")).collect();
     let mut shown = Vec::new();
     while started.elapsed() < Duration::from_secs(120) {
-        let accepted = fake.accepted_for(TOKEN);
-        shown = wanted
-            .iter()
-            .map(|m| {
-                accepted
-                    .iter()
-                    .filter(|a| a.body.to_string().contains(m))
-                    .count()
-            })
-            .collect();
+        shown = times_shown(&fake, TOKEN, ALERTS);
         if shown.iter().all(|n| *n > 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for (n, port) in ports.iter().enumerate() {
-        if n != 1 {
-            terminate(sinks[n].id());
-            let _ = port;
-        }
-    }
     for (n, sink) in sinks.iter_mut().enumerate() {
         if n != 1 {
+            terminate(sink.id());
             sink.wait().expect("exits");
         }
     }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use fake_dingtalk::{FakeDingTalk, RobotSpec};
@@ -26,16 +26,9 @@ fn sample(name: &str) -> PathBuf {
         .join(format!("../config/templates/samples/{name}.json"))
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let output = sink_binary(&format!("cli-{}", args.join("-").len()))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// Runs the binary with `args` and a fresh store named `store`.
+fn run(store: &str, args: &[&str]) -> (bool, String, String) {
+    said(&sink_binary(store).args(args).output().expect("binary runs"))
 }
 
 #[tokio::test]
@@ -53,7 +46,10 @@ async fn render_prints_group_type_and_exact_body_and_sends_nothing() {
     );
     let config = config.to_str().expect("utf-8 path");
     let event = sample("alertmanager");
-    let (ok, stdout, stderr) = run(&["render", "--config", config, event.to_str().expect("path")]);
+    let (ok, stdout, stderr) = run(
+        "render-alertmanager",
+        &["render", "--config", config, event.to_str().expect("path")],
+    );
     assert!(ok, "{stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
@@ -81,7 +77,10 @@ async fn render_prints_group_type_and_exact_body_and_sends_nothing() {
         "render-event.json",
         r#"{"specversion":"1.0","id":"r1","source":"s","type":"quickstart","xvchatgroup":"nowhere","data":"hi"}"#,
     );
-    let (ok, stdout, _) = run(&["render", "--config", config, plain.to_str().expect("path")]);
+    let (ok, stdout, _) = run(
+        "render-plain",
+        &["render", "--config", config, plain.to_str().expect("path")],
+    );
     assert!(!ok);
     assert!(
         stdout.contains("answers 400")
@@ -105,12 +104,15 @@ fn render_without_a_matching_rule_shows_the_plain_message() {
         "render-plain.json",
         r#"{"specversion":"1.0","id":"p1","source":"s","type":"quickstart","xvmsgtype":"markdown","datacontenttype":"application/json","data":{"title":"t","text":"**hi**"}}"#,
     );
-    let (ok, stdout, stderr) = run(&[
-        "render",
-        "--config",
-        config.to_str().expect("path"),
-        event.to_str().expect("path"),
-    ]);
+    let (ok, stdout, stderr) = run(
+        "render-plain-data",
+        &[
+            "render",
+            "--config",
+            config.to_str().expect("path"),
+            event.to_str().expect("path"),
+        ],
+    );
     assert!(ok, "{stdout}{stderr}");
     assert!(
         stdout.contains("template: none (the event's data is the message)"),
@@ -155,7 +157,10 @@ fn a_broken_template_stops_start_up_naming_its_key_and_line() {
         "{stderr}"
     );
 
-    let (ok, _, stderr) = run(&["--check-config", config.to_str().expect("path")]);
+    let (ok, _, stderr) = run(
+        "check-broken",
+        &["--check-config", config.to_str().expect("path")],
+    );
     assert!(!ok);
     assert!(
         stderr.contains("templates.0.message.text: line 3: syntax error"),
@@ -172,7 +177,10 @@ fn check_config_lists_the_templates_and_warns_of_unknown_keys() {
             ready_rules("github.yml")
         ),
     );
-    let (ok, stdout, stderr) = run(&["--check-config", config.to_str().expect("path")]);
+    let (ok, stdout, stderr) = run(
+        "check-templates",
+        &["--check-config", config.to_str().expect("path")],
+    );
     assert!(ok, "{stdout}{stderr}");
     assert!(
         stdout.contains("templates (times in Asia/Shanghai):"),
@@ -208,11 +216,7 @@ fn an_unknown_key_is_a_warning_at_start_up_not_a_stop() {
         .expect("binary starts");
     wait_ready(port);
     terminate(child.id());
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exit_within(&mut child, Duration::from_secs(20));
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(
         log.contains("unknown config key, ignored")

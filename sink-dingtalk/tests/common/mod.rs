@@ -5,8 +5,11 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use fake_dingtalk::FakeDingTalk;
 
 /// The binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_sink-dingtalk");
@@ -39,6 +42,68 @@ pub fn sink_binary(store: &str) -> std::process::Command {
     let mut command = std::process::Command::new(BINARY);
     command.env(STORE_ENV, store_dir(store));
     command
+}
+
+/// Starts the sink on `config`, HTTP on `port`, with a fresh store named
+/// `store`, its output discarded.
+pub fn spawn_quiet(store: &str, config: &Path, port: u16) -> Child {
+    sink_binary(store)
+        .env("CONNECTOR_CONFIG", config)
+        .env("CONNECTOR_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts")
+}
+
+/// Waits for `child` to exit, at most `within`.
+pub fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(started.elapsed() < within, "did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a command-line run said: success, stdout, stderr.
+pub fn said(output: &Output) -> (bool, String, String) {
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Alert `i` as a structured-mode CloudEvent; its text carries [`marker`].
+pub fn alert(i: usize) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"alert-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"{} disk full"}}"#,
+        marker(i)
+    )
+}
+
+/// The text that shows alert `i` in the group, unique even as a substring.
+pub fn marker(i: usize) -> String {
+    format!("[alert {i:04}]")
+}
+
+/// How many of the messages DingTalk accepted for `token` show each of the
+/// alerts `0..alerts`.
+pub fn times_shown(fake: &FakeDingTalk, token: &str, alerts: usize) -> Vec<usize> {
+    let bodies: Vec<String> = fake
+        .accepted_for(token)
+        .iter()
+        .map(|a| a.body.to_string())
+        .collect();
+    (0..alerts)
+        .map(|i| {
+            let marker = marker(i);
+            bodies.iter().filter(|body| body.contains(&marker)).count()
+        })
+        .collect()
 }
 
 /// A port nothing listens on right now.
