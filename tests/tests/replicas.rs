@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use connector_sdk::proto::CloudEvent;
-use connector_sdk::proto::cloud_event::Data;
 use connector_sdk::testing::{RedisServer, TestServer};
 use fake_dingtalk::{Failure, FakeDingTalk, most_in_any_minute};
-use serde_json::json;
 use sink_dingtalk::DingTalkSink;
 
 /// A fake DingTalk and two replicas of the sink sharing `redis`.
@@ -37,36 +35,6 @@ async fn replicas(redis: &RedisServer, extra: &str) -> Replicas {
     Replicas { fake, one, two }
 }
 
-fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
-}
-
-fn grpc_alert(i: usize) -> CloudEvent {
-    CloudEvent {
-        id: format!("replica-alert-{i}"),
-        source: "prometheus".into(),
-        spec_version: "1.0".into(),
-        r#type: "alert".into(),
-        attributes: Default::default(),
-        data: Some(Data::TextData(format!("{} cpu high", marker(i)))),
-    }
-}
-
-fn alert(i: usize) -> String {
-    structured(
-        &format!("alert-{i}"),
-        &[],
-        "text/plain",
-        json!(format!("{} disk full", marker(i))),
-    )
-}
-
-async fn post(server: &TestServer<DingTalkSink>, body: &str) -> Reply {
-    server
-        .post_raw(connector_sdk::STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
-        .await
-}
-
 #[tokio::test]
 async fn a_batch_half_delivered_by_one_replica_and_redelivered_to_another_posts_nothing_twice() {
     let redis = RedisServer::start();
@@ -75,30 +43,14 @@ async fn a_batch_half_delivered_by_one_replica_and_redelivered_to_another_posts_
     // Replica one delivers six, then DingTalk fails past its deadline.
     r.fake.fail_next(TOKEN_1, Failure::Delay(Duration::ZERO), 6);
     r.fake.fail_next(TOKEN_1, Failure::Http(500), 5);
-    let first = r
-        .one
-        .send_grpc_raw(connector_sdk::proto::BatchEvent {
-            events: Some(connector_sdk::proto::CloudEventBatch {
-                events: batch.clone(),
-            }),
-            ..Default::default()
-        })
-        .await;
+    let first = grpc_send(&r.one, batch.clone()).await;
     assert!(first.is_err(), "the first attempt fails part-way");
     assert_eq!(r.fake.accepted_for(TOKEN_1).len(), 6);
 
     // The trigger redelivers the whole batch, this time to replica two.
     let mut delivered = false;
     for _ in 0..5 {
-        let answer = r
-            .two
-            .send_grpc_raw(connector_sdk::proto::BatchEvent {
-                events: Some(connector_sdk::proto::CloudEventBatch {
-                    events: batch.clone(),
-                }),
-                ..Default::default()
-            })
-            .await;
+        let answer = grpc_send(&r.two, batch.clone()).await;
         if answer.is_ok() {
             delivered = true;
             break;
@@ -135,10 +87,14 @@ async fn too_fast_heard_by_one_replica_holds_the_robot_on_every_replica() {
         Failure::ErrCode(410_100, "send too fast".into()),
         1,
     );
-    assert_eq!(post(&r.one, &alert(1)).await.status, 200, "queued");
+    assert_eq!(
+        post_structured(&r.one, &alert(1)).await.status,
+        200,
+        "queued"
+    );
     // Replica two queues behind the hold: it does not post.
     for i in 2..5 {
-        assert_eq!(post(&r.two, &alert(i)).await.status, 200);
+        assert_eq!(post_structured(&r.two, &alert(i)).await.status, 200);
     }
     assert_eq!(
         r.fake.requests_for(TOKEN_1),
@@ -176,12 +132,12 @@ async fn a_redis_outage_is_503_and_delivery_resumes_by_itself_when_it_is_back() 
     let r = replicas(&redis, "digest:\n  linger_ms: 5000\n").await;
     // 16 go out; 4 wait in the outbox (the flusher lingers).
     for i in 0..20 {
-        assert_eq!(post(&r.one, &alert(i)).await.status, 200);
+        assert_eq!(post_structured(&r.one, &alert(i)).await.status, 200);
     }
     assert_eq!(r.fake.accepted_for(TOKEN_1).len(), 16);
 
     redis.stop();
-    let answer = post(&r.two, &alert(20)).await;
+    let answer = post_structured(&r.two, &alert(20)).await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.body.contains("retry later"), "{answer:?}");
     let mut not_ready = false;
@@ -200,13 +156,13 @@ async fn a_redis_outage_is_503_and_delivery_resumes_by_itself_when_it_is_back() 
     assert_eq!(status["store"]["healthy"], false, "{status}");
 
     redis.restart();
-    let mut answer = post(&r.two, &alert(20)).await;
+    let mut answer = post_structured(&r.two, &alert(20)).await;
     for _ in 0..50 {
         if answer.status == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        answer = post(&r.two, &alert(20)).await;
+        answer = post_structured(&r.two, &alert(20)).await;
     }
     assert_eq!(answer.status, 200, "taking events again: {answer:?}");
     let wanted: Vec<String> = (0..21).map(marker).collect();

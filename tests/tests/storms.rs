@@ -11,41 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use connector_sdk::proto::CloudEvent;
-use connector_sdk::proto::cloud_event::Data;
 use connector_sdk::store::ShiftedClock;
 use fake_dingtalk::{Failure, RobotSpec, most_in_any_minute};
 use futures_util::future::join_all;
 use serde_json::json;
 use tokio::time::Instant;
-
-/// The marker an alert's text carries, unique even as a substring.
-fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
-}
-
-fn alert(i: usize) -> String {
-    structured(
-        &format!("alert-{i}"),
-        &[("xvchatgroup", "bot1")],
-        "text/plain",
-        json!(format!("{} disk full on host-{}", marker(i), i % 7)),
-    )
-}
-
-fn grpc_alert(i: usize) -> CloudEvent {
-    CloudEvent {
-        id: format!("grpc-alert-{i}"),
-        source: "prometheus".into(),
-        spec_version: "1.0".into(),
-        r#type: "alert".into(),
-        attributes: Default::default(),
-        data: Some(Data::TextData(format!("{} cpu high", marker(i)))),
-    }
-}
-
-fn markers(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(marker).collect()
-}
 
 #[tokio::test]
 async fn a_batch_redelivered_whole_by_a_trigger_is_shown_once() {

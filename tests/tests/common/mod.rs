@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use connector_sdk::proto::cloud_event::Data;
 use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
 use connector_sdk::store::ShiftedClock;
 pub use connector_sdk::testing::Reply;
 use connector_sdk::testing::TestServer;
 use connector_sdk::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sink_dingtalk::DingTalkSink;
 
 /// The signed robot of chat group `bot1`.
@@ -29,6 +30,58 @@ pub struct Harness {
     pub fake: FakeDingTalk,
     /// The sink, served; also a client for its probes, metrics and status.
     pub sink: TestServer<DingTalkSink>,
+}
+
+/// POSTs a structured-mode CloudEvent to `sink` (JSON text, as curl would).
+pub async fn post_structured(sink: &TestServer<DingTalkSink>, body: &str) -> Reply {
+    sink.post_raw(STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
+        .await
+}
+
+/// Sends a gRPC `Send` to `sink` as a Vanus trigger does.
+pub async fn grpc_send(
+    sink: &TestServer<DingTalkSink>,
+    events: Vec<CloudEvent>,
+) -> Result<(), tonic::Status> {
+    let batch = BatchEvent {
+        eventbus_name: String::new(),
+        eventbus_id: 7,
+        events: Some(CloudEventBatch { events }),
+    };
+    sink.send_grpc_raw(batch).await
+}
+
+/// The text that shows alert `i` in the group, unique even as a substring.
+pub fn marker(i: usize) -> String {
+    format!("[alert {i:04}]")
+}
+
+/// The markers of the alerts in `range`.
+pub fn markers(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(marker).collect()
+}
+
+/// Alert `i` for chat group `bot1`, structured mode, as Alertmanager's
+/// text would come.
+pub fn alert(i: usize) -> String {
+    structured(
+        &format!("alert-{i}"),
+        &[("xvchatgroup", "bot1")],
+        "text/plain",
+        json!(format!("{} disk full on host-{}", marker(i), i % 7)),
+    )
+}
+
+/// Alert `i` as a gRPC CloudEvent, as a Vanus trigger pushes it.
+pub fn grpc_alert(i: usize) -> CloudEvent {
+    CloudEvent {
+        id: format!("grpc-alert-{i}"),
+        source: "prometheus".into(),
+        spec_version: "1.0".into(),
+        r#type: "alert".into(),
+        attributes: Default::default(),
+        data: Some(Data::TextData(format!("{} cpu high", marker(i)))),
+    }
 }
 
 /// Two chat groups, `bot1` (signed, the default) and `bot2` (unsigned).
@@ -78,9 +131,7 @@ impl Harness {
 
     /// POSTs a structured-mode CloudEvent (JSON text, as curl would).
     pub async fn post_structured(&self, body: &str) -> Reply {
-        self.sink
-            .post_raw(STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
-            .await
+        post_structured(&self.sink, body).await
     }
 
     /// POSTs a batch-mode request.
@@ -92,12 +143,7 @@ impl Harness {
 
     /// Sends a gRPC `Send` as a Vanus trigger does.
     pub async fn grpc_send(&self, events: Vec<CloudEvent>) -> Result<(), tonic::Status> {
-        let batch = BatchEvent {
-            eventbus_name: String::new(),
-            eventbus_id: 7,
-            events: Some(CloudEventBatch { events }),
-        };
-        self.sink.send_grpc_raw(batch).await
+        grpc_send(&self.sink, events).await
     }
 
     /// A fake and a sink whose rate-limit clocks are `clock`: moving it on
