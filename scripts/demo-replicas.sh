@@ -15,25 +15,11 @@ REDIS_PORT=31379
 SINK_PORTS=(31180 31181 31182)
 ALERTS=60
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-for tool in cargo curl redis-server; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "demo-replicas: $tool is required (redis-server: apt-get install -y redis-server)" >&2
-        exit 1
-    }
-done
-for port in "$FAKE_PORT" "$REDIS_PORT" "${SINK_PORTS[@]}"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "demo-replicas: port $port is already in use; stop whatever listens there and retry" >&2
-        exit 1
-    fi
-done
-
-echo "==> Building sink-dingtalk and fake-dingtalk (release)"
-cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+require_tools demo-replicas "redis-server: apt-get install -y redis-server" cargo curl redis-server
+require_free_ports demo-replicas "$FAKE_PORT" "$REDIS_PORT" "${SINK_PORTS[@]}"
+build_release
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sink-dingtalk-replicas.XXXXXX")
 PIDS=()

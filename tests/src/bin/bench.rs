@@ -8,7 +8,8 @@
 //! figure means.
 //!
 //! ```text
-//! cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+//! cargo build --release -p sink-dingtalk      # alone: see below
+//! cargo build --release -p dingtalk-tests --bins
 //! target/release/bench                     # the full run (about a minute)
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
@@ -22,6 +23,11 @@
 //! `bench load --scenario structured --http ADDR [--grpc ADDR] [--pid PID]`
 //! against a sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
 //! `BENCHMARKS.md` says how its profiling notes were made.
+//!
+//! The two builds are separate cargo calls on purpose: built together, cargo
+//! unifies features and compiles connector-sdk with `testing` (which the tests
+//! need) into `target/release/sink-dingtalk`, a binary different from the one
+//! `make build` and the Dockerfile produce.
 
 mod bench {
     pub mod attack;
