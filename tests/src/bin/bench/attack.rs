@@ -265,6 +265,30 @@ async fn hold(mut stream: TcpStream) {
     while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
 }
 
+/// Sends `parts` and then holds the connection (never shutting down its
+/// write side) until the server closes it. The server may stop reading
+/// before the last part, so the answer is read while writing. Both halves
+/// live in this one future: aborting its task closes the socket.
+async fn send_and_hold(mut stream: TcpStream, parts: [Bytes; 2]) {
+    let (mut read, mut write) = stream.split();
+    let send = async {
+        for part in parts {
+            if write.write_all(&part).await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let drain = async {
+        let mut chunk = [0_u8; 1024];
+        while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = send => {}
+        () = drain => {}
+    }
+}
+
 async fn stalled_bodies(addr: SocketAddr) -> JoinSet<()> {
     connections(addr, 1_000, |mut stream| async move {
         let head = b"POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{";
@@ -313,22 +337,10 @@ async fn held_bodies(addr: SocketAddr) -> JoinSet<()> {
     let body = Bytes::from(vec![b'x'; length - 1]);
     connections(addr, 250, move |stream| {
         let body = body.clone();
-        async move {
-            let (mut read, mut write) = stream.into_split();
-            let head = format!(
-                "POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {length}\r\n\r\n"
-            );
-            let sender = tokio::spawn(async move {
-                if write.write_all(head.as_bytes()).await.is_ok() {
-                    let _ = write.write_all(&body).await;
-                }
-                std::future::pending::<()>().await;
-                drop(write);
-            });
-            let mut chunk = [0_u8; 1024];
-            while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
-            sender.abort();
-        }
+        let head = Bytes::from(format!(
+            "POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {length}\r\n\r\n"
+        ));
+        send_and_hold(stream, [head, body])
     })
     .await
 }
@@ -386,28 +398,17 @@ async fn flood(addr: SocketAddr, clients: usize, event: Bytes) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for _ in 0..clients {
         let event = event.clone();
+        let head = Bytes::from(format!(
+            "POST / HTTP/1.1\r\nHost: sink\r\nConnection: close\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n",
+            event.len()
+        ));
         set.spawn(async move {
             loop {
                 let Ok(stream) = TcpStream::connect(addr).await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let (mut read, mut write) = stream.into_split();
-                let head = format!(
-                    "POST / HTTP/1.1\r\nHost: sink\r\nConnection: close\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n",
-                    event.len()
-                );
-                let event = event.clone();
-                let sender = tokio::spawn(async move {
-                    if write.write_all(head.as_bytes()).await.is_ok() {
-                        let _ = write.write_all(&event).await;
-                    }
-                    std::future::pending::<()>().await;
-                    drop(write);
-                });
-                let mut chunk = [0_u8; 1024];
-                while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
-                sender.abort();
+                send_and_hold(stream, [head.clone(), event.clone()]).await;
             }
         });
     }
@@ -519,4 +520,36 @@ fn json_zeros_event() -> Bytes {
     }
     event.push_str(tail);
     Bytes::from(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Ending an attack aborts its tasks, and that must close their sockets:
+    /// the sink's memory "after the attackers hung up" is read next.
+    #[tokio::test]
+    async fn aborting_a_sending_attacker_closes_its_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let attackers = connections(addr, 1, |stream| {
+            send_and_hold(
+                stream,
+                [Bytes::from_static(b"head"), Bytes::from_static(b"body")],
+            )
+        })
+        .await;
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut sent = [0_u8; 8];
+        server.read_exact(&mut sent).await.unwrap();
+        assert_eq!(&sent, b"headbody");
+
+        drop(attackers);
+        let mut more = [0_u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), server.read(&mut more))
+            .await
+            .expect("the attacker's socket stays open after its task was aborted");
+        assert_eq!(read.unwrap(), 0, "end of stream");
+    }
 }
