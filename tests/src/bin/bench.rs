@@ -192,7 +192,7 @@ fn templates_alone() -> Result<(), String> {
 
 async fn storm_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
-    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
+    let storm = storm(&ctx).await;
     ctx.clean_up();
     let mut md = String::new();
     bench::storm::markdown(&mut md, &storm?, None);
@@ -202,7 +202,7 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
 
 async fn replicas_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
-    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
+    let replicas = replicas(&ctx).await;
     ctx.clean_up();
     let mut md = String::new();
     bench::replicas::markdown(&mut md, &replicas?, None);
@@ -254,9 +254,8 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
     };
     let mut attacked = Vec::new();
     for &which in chosen {
-        let row = tokio::time::timeout(CELL_TIMEOUT, attack::run(which, &spec))
-            .await
-            .map_err(|_| format!("the attack {which:?} took over {CELL_TIMEOUT:?}"))??;
+        let what = format!("the attack {which:?}");
+        let row = within(CELL_TIMEOUT, &what, attack::run(which, &spec)).await?;
         println!(
             "  attack {:<18} peak RSS {:>9}  after {:>9}  /healthz {}/{} answered  POSTs {} ok, {} refused, {} unanswered",
             format!("{which:?}"),
@@ -271,6 +270,30 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
         attacked.push(row);
     }
     Ok(attacked)
+}
+
+/// The storm row, bounded in time.
+async fn storm(ctx: &Context) -> Result<bench::storm::Storm, String> {
+    let row = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(bench::storm::TIMEOUT, "the storm row", row).await
+}
+
+/// The replicas row, bounded in time.
+async fn replicas(ctx: &Context) -> Result<bench::replicas::Replicas, String> {
+    let row = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(bench::replicas::TIMEOUT, "the replicas row", row).await
+}
+
+/// `future`'s result, or an error naming `what` once `limit` has passed
+/// (the future is dropped then: the processes it started are killed).
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| format!("{what} took over {limit:?}"))?
 }
 
 /// The full run: baseline, every sink scenario at every level, logging cost,
@@ -328,10 +351,10 @@ async fn run_all(args: &Args) -> Result<(), String> {
         "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
         bench::storm::ALERTS
     );
-    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+    let storm = storm(&ctx).await?;
 
     println!("bench: replicas: three sinks and one redis-server");
-    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+    let replicas = replicas(&ctx).await?;
 
     let attacked = if args.skip_attacks {
         Vec::new()

@@ -4,11 +4,11 @@
 //!
 //! Each attack is bounded in connections and time (`HOLD` at most). While it
 //! holds, a probe asks `/healthz` and POSTs one small event every 100 ms,
-//! each on a fresh connection, to see whether the service still answers.
+//! each on a fresh connection, to see whether the service still answers;
+//! the probes stop by themselves when the hold is over, even if the attack
+//! is cancelled.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -146,11 +146,10 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
         .target
         .grpc
         .ok_or("the sink was started without gRPC")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let health = tokio::spawn(probe(http, Probe::Health, Arc::clone(&stop)));
-    let posts = tokio::spawn(probe(http, Probe::Post, Arc::clone(&stop)));
-
     let started = Instant::now();
+    let health = tokio::spawn(probe(http, Probe::Health, started + HOLD));
+    let posts = tokio::spawn(probe(http, Probe::Post, started + HOLD));
+
     let attackers = match attack {
         Attack::StalledBodies => stalled_bodies(http).await,
         Attack::PartialHeaders => partial_headers(http).await,
@@ -163,7 +162,6 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
         Attack::AttributeExpansion => grpc_flood(grpc, 16, attributes_message()).await,
     };
     tokio::time::sleep(HOLD.saturating_sub(started.elapsed())).await;
-    stop.store(true, Ordering::Relaxed);
     drop(attackers); // aborts every attacking task: their sockets close
     let health = health.await.map_err(|err| err.to_string())?;
     let posts = posts.await.map_err(|err| err.to_string())?;
@@ -189,11 +187,11 @@ enum Probe {
     Post,
 }
 
-/// Asks every 100 ms until stopped, each time on a fresh connection.
-async fn probe(addr: SocketAddr, probe: Probe, stop: Arc<AtomicBool>) -> Probed {
+/// Asks every 100 ms until `deadline`, each time on a fresh connection.
+async fn probe(addr: SocketAddr, probe: Probe, deadline: Instant) -> Probed {
     let mut probed = Probed::default();
     let mut seq = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while Instant::now() < deadline {
         seq += 1;
         let request = match probe {
             Probe::Health => {
@@ -551,5 +549,24 @@ mod tests {
             .await
             .expect("the attacker's socket stays open after its task was aborted");
         assert_eq!(read.unwrap(), 0, "end of stream");
+    }
+
+    /// A probe stops at its deadline by itself, even against a server that
+    /// never answers (an attack cancelled by the bench's cell timeout must
+    /// not leave its probes running).
+    #[tokio::test]
+    async fn a_probe_stops_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let probed = tokio::time::timeout(
+            Duration::from_secs(10),
+            probe(addr, Probe::Health, deadline),
+        )
+        .await
+        .expect("the probe stopped by itself");
+        assert!(probed.asked >= 1);
+        assert_eq!(probed.unanswered(), probed.asked);
+        drop(listener);
     }
 }

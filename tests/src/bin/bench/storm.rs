@@ -10,7 +10,8 @@
 //!   is visible in the group, how many posts that took, and how many
 //!   DingTalk refused (it must be none).
 //!
-//! Bounded: fixed counts, and a deadline on the wait for visibility.
+//! Bounded: fixed counts, a deadline on the wait for visibility, and
+//! [`TIMEOUT`] on the whole row (the caller's).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +33,9 @@ pub const ALERTS: usize = 1_000;
 pub const IN_FLIGHT: usize = 16;
 /// The longest wait for the last alert to show.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(240);
+/// The longest the whole row may take: that wait, and a minute for the
+/// outbox run and the start-ups.
+pub const TIMEOUT: Duration = Duration::from_secs(VISIBLE_WITHIN.as_secs() + 60);
 /// The outbox run: an outbox that never fills, a flusher that waits.
 const OUTBOX_YAML: &str = "digest:\n  max_queued: 1000000\n  linger_ms: 60000\n";
 
