@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 FAKE_ADDR=127.0.0.1:9000
-SINK=http://localhost:31080
+SINK=http://127.0.0.1:31080
 CONFIG=config/demo.yml
 
 # shellcheck source=scripts/common.sh
