@@ -193,7 +193,7 @@ fn templates_alone() -> Result<(), String> {
 async fn storm_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
     let storm = storm(&ctx).await;
-    ctx.clean_up();
+    drop(ctx);
     let mut md = String::new();
     bench::storm::markdown(&mut md, &storm?, None);
     println!("{md}");
@@ -203,7 +203,7 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
 async fn replicas_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
     let replicas = replicas(&ctx).await;
-    ctx.clean_up();
+    drop(ctx);
     let mut md = String::new();
     bench::replicas::markdown(&mut md, &replicas?, None);
     println!("{md}");
@@ -236,7 +236,7 @@ async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> 
     let ctx = Context::prepare(args).await?;
     let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
     let attacked = attacks(&ctx, &chosen).await;
-    ctx.clean_up();
+    drop(ctx);
     let attacked = attacked?;
     println!("\n{}", report::attack_table(&attacked));
     Ok(())
@@ -381,7 +381,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         replicas: Some(replicas),
         attacks: attacked,
     };
-    ctx.clean_up();
+    drop(ctx);
     write_outputs(&run, &out)
 }
 
@@ -414,9 +414,11 @@ impl Context {
             work,
         })
     }
+}
 
-    /// Removes the work directory.
-    fn clean_up(&self) {
+impl Drop for Context {
+    /// Removes the work directory, on every way out (an early `?` included).
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }

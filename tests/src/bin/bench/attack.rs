@@ -32,7 +32,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Attacked {
     /// What the attack is.
-    pub name: &'static str,
+    pub name: String,
     /// The highest resident memory of the sink, in KiB (`VmHWM`).
     pub peak_rss_kib: u64,
     /// Its resident memory once the attack is over, in KiB.
@@ -111,8 +111,9 @@ impl Attack {
     ];
 
     /// What it is, for the report.
-    pub fn describe(self) -> &'static str {
-        match self {
+    pub fn describe(self) -> String {
+        let hold = HOLD.as_secs();
+        let what = match self {
             Attack::StalledBodies => {
                 "1,000 POSTs declaring `Content-Length: 1000`, one byte sent, then nothing"
             }
@@ -127,13 +128,19 @@ impl Attack {
                 "2 gRPC connections × 50 streams, each holding a partial 4 MB message"
             }
             Attack::ManyGrpcStreams => "1,000 gRPC streams opened on one connection, none finished",
-            Attack::LargeBodyFlood => "50 clients sending 3.9 MB events back to back for 10 s",
+            Attack::LargeBodyFlood => "50 clients sending 3.9 MB events back to back",
             Attack::JsonExpansion => {
-                "16 clients sending 4 MiB events whose data is a JSON array of 2 million zeros, for 10 s"
+                "16 clients sending 4 MiB events whose data is a JSON array of 2 million zeros"
             }
             Attack::AttributeExpansion => {
-                "16 gRPC clients sending one event with 4 MB of tiny attributes (about 300,000), for 10 s"
+                "16 gRPC clients sending one event with 4 MB of tiny attributes (about 300,000)"
             }
+        };
+        match self {
+            Attack::LargeBodyFlood | Attack::JsonExpansion | Attack::AttributeExpansion => {
+                format!("{what}, for {hold} s")
+            }
+            _ => what.to_owned(),
         }
     }
 }
