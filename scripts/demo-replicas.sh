@@ -15,25 +15,11 @@ REDIS_PORT=31379
 SINK_PORTS=(31180 31181 31182)
 ALERTS=60
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-for tool in cargo curl redis-server; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "demo-replicas: $tool is required (redis-server: apt-get install -y redis-server)" >&2
-        exit 1
-    }
-done
-for port in "$FAKE_PORT" "$REDIS_PORT" "${SINK_PORTS[@]}"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "demo-replicas: port $port is already in use; stop whatever listens there and retry" >&2
-        exit 1
-    fi
-done
-
-echo "==> Building sink-dingtalk and fake-dingtalk (release)"
-cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+require_tools demo-replicas "redis-server: apt-get install -y redis-server" cargo curl redis-server
+require_free_ports demo-replicas "$FAKE_PORT" "$REDIS_PORT" "${SINK_PORTS[@]}"
+build_release
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sink-dingtalk-replicas.XXXXXX")
 PIDS=()
@@ -51,12 +37,22 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_for() { # wait_for PORT WHAT
+wait_for() { # wait_for PORT WHAT: up to ~10 s for PORT to accept a connection
     for _ in $(seq 1 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
     echo "demo-replicas: $2 did not start" >&2
+    exit 1
+}
+
+wait_ready() { # wait_ready PORT: up to ~10 s for the sink on PORT to answer /readyz 200
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "demo-replicas: the sink on port $1 did not get ready; its log:" >&2
+    cat "$WORK/sink-$1.log" >&2 || true
     exit 1
 }
 
@@ -71,6 +67,7 @@ PIDS+=($!)
 wait_for "$FAKE_PORT" "the fake DingTalk"
 
 cat >"$WORK/config.yml" <<YAML
+bind: 127.0.0.1
 store:
   redis:
     url: "redis://127.0.0.1:$REDIS_PORT/0"
@@ -88,10 +85,7 @@ for port in "${SINK_PORTS[@]}"; do
     PIDS+=($!)
 done
 for port in "${SINK_PORTS[@]}"; do
-    for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/readyz" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_ready "$port"
 done
 echo "==> Three replicas on ports ${SINK_PORTS[*]}, sharing the robot's budget through Redis"
 

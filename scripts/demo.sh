@@ -9,28 +9,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 FAKE_ADDR=127.0.0.1:9000
-SINK=http://localhost:31080
+SINK=http://127.0.0.1:31080
 CONFIG=config/demo.yml
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-for tool in cargo curl; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "demo: $tool is required" >&2; exit 1; }
-done
-
-# A port that already accepts connections belongs to something else: the demo
-# would talk to the wrong process.
-for port in 9000 31080 31081; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "demo: port $port is already in use; stop whatever listens there and retry" >&2
-        exit 1
-    fi
-done
-
-echo "==> Building sink-dingtalk and fake-dingtalk (release)"
-cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+require_tools demo "" cargo curl
+require_free_ports demo 9000 31080 31081
+build_release
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sink-dingtalk-demo.XXXXXX")
 FAKE_PID=""

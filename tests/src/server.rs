@@ -273,6 +273,14 @@ impl FakeDingTalk {
             .collect()
     }
 
+    /// When each request naming `token` arrived (the fake's wall clock), in
+    /// arrival order, whatever the answer: accepted or refused, every POST
+    /// counts toward DingTalk's per-minute limit. Feed it to
+    /// [`crate::most_in_any_minute`].
+    pub fn posted_at(&self, token: &str) -> Vec<SystemTime> {
+        self.shared.state().posted_at(token)
+    }
+
     /// Requests naming `token` answered errcode 410100.
     pub fn throttled_for(&self, token: &str) -> usize {
         self.shared.state().throttled_for(token)
@@ -394,7 +402,8 @@ async fn send(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    let mut failure = shared.state().begin(token, &body);
+    let arrived = shared.wall();
+    let mut failure = shared.state().begin(token, &body, arrived);
     while let Some(Failure::Delay(delay) | Failure::After(delay, _)) = &failure {
         tracing::debug!(token, ?delay, "injected delay");
         tokio::time::sleep(*delay).await;
@@ -628,6 +637,12 @@ mod tests {
         assert_eq!(fake.duplicates_for("r"), 1);
         assert_eq!(fake.throttled_for("r"), 2);
         assert_eq!(fake.requests_for("r"), 6);
+        // Every POST counts toward the limit, the refused ones too: the
+        // accepted alone could never show more than it allows.
+        let posted = fake.posted_at("r");
+        assert_eq!(posted.len(), 6);
+        assert!(posted.is_sorted(), "{posted:?}");
+        assert_eq!(crate::most_in_any_minute(&posted), 6);
     }
 
     #[tokio::test]

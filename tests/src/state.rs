@@ -57,13 +57,22 @@ struct Robot {
     seen_uuids: HashSet<String>,
 }
 
+/// One request naming a token, as it arrived.
+#[derive(Debug)]
+struct Post {
+    /// The fake's wall-clock time of arrival.
+    at: SystemTime,
+    body: Vec<u8>,
+}
+
 /// Everything the fake remembers.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     robots: HashMap<String, Robot>,
     accepted: Vec<Accepted>,
-    /// Every request's body, by token: their count is the request count.
-    bodies: HashMap<String, Vec<Vec<u8>>>,
+    /// Every request, by token, whatever its answer: their count is the
+    /// request count.
+    posts: HashMap<String, Vec<Post>>,
     duplicates: HashMap<String, usize>,
     rejections: Vec<(String, i64, String)>,
     failures: HashMap<String, VecDeque<(Failure, usize)>>,
@@ -90,13 +99,13 @@ impl State {
         Ok(state)
     }
 
-    /// Counts a request naming `token` and takes the next injected failure
-    /// queued for it, if any.
-    pub fn begin(&mut self, token: &str, body: &[u8]) -> Option<Failure> {
-        self.bodies
-            .entry(token.to_owned())
-            .or_default()
-            .push(body.to_vec());
+    /// Records a request naming `token`, arrived at wall-clock time `wall`,
+    /// and takes the next injected failure queued for it, if any.
+    pub fn begin(&mut self, token: &str, body: &[u8], wall: SystemTime) -> Option<Failure> {
+        self.posts.entry(token.to_owned()).or_default().push(Post {
+            at: wall,
+            body: body.to_vec(),
+        });
         let queue = self.failures.get_mut(token)?;
         let (failure, left) = queue.front_mut()?;
         let failure = failure.clone();
@@ -270,13 +279,23 @@ impl State {
 
     /// Requests that named `token`.
     pub fn requests_for(&self, token: &str) -> usize {
-        self.bodies.get(token).map_or(0, Vec::len)
+        self.posts.get(token).map_or(0, Vec::len)
     }
 
     /// The body of every request naming `token`, in arrival order, whatever
     /// the answer (injected failures included).
     pub fn bodies_for(&self, token: &str) -> Vec<Vec<u8>> {
-        self.bodies.get(token).cloned().unwrap_or_default()
+        self.posts_for(token).map(|p| p.body.clone()).collect()
+    }
+
+    /// When each request naming `token` arrived, in arrival order, whatever
+    /// the answer (injected failures included).
+    pub fn posted_at(&self, token: &str) -> Vec<SystemTime> {
+        self.posts_for(token).map(|p| p.at).collect()
+    }
+
+    fn posts_for(&self, token: &str) -> impl Iterator<Item = &Post> {
+        self.posts.get(token).into_iter().flatten()
     }
 
     /// Requests naming `token` answered 410100.
@@ -525,14 +544,20 @@ mod tests {
         let mut st = State::new(vec![RobotSpec::new("a")]).unwrap();
         st.fail_next("a", Failure::Http(503), 2);
         st.fail_next("a", Failure::ErrCode(-1, "busy".into()), 1);
-        assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
-        assert!(st.begin("b", b"{}").is_none());
-        assert!(matches!(st.begin("a", b"{}"), Some(Failure::Http(503))));
-        let f = st.begin("a", b"{}");
+        assert!(matches!(
+            st.begin("a", b"{}", SystemTime::now()),
+            Some(Failure::Http(503))
+        ));
+        assert!(st.begin("b", b"{}", SystemTime::now()).is_none());
+        assert!(matches!(
+            st.begin("a", b"{}", SystemTime::now()),
+            Some(Failure::Http(503))
+        ));
+        let f = st.begin("a", b"{}", SystemTime::now());
         let (reply, event) = st.answer(&text("a", HELLO), f, Instant::now(), SystemTime::now());
         assert_eq!(code(&reply), -1);
         assert!(matches!(event, Some(Event::Rejected { errcode: -1, .. })));
-        assert!(st.begin("a", b"{}").is_none());
+        assert!(st.begin("a", b"{}", SystemTime::now()).is_none());
         assert_eq!(st.requests_for("a"), 4);
         assert_eq!(st.requests_for("b"), 1);
         assert_eq!(st.rejections().len(), 1);

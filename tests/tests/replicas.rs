@@ -176,6 +176,6 @@ async fn a_redis_outage_is_503_and_delivery_resumes_by_itself_when_it_is_back() 
         0,
         "no post beyond the budget"
     );
-    assert!(most_in_any_minute(&r.fake.accepted_for(TOKEN_1)) <= 20);
+    assert!(most_in_any_minute(&r.fake.posted_at(TOKEN_1)) <= 20);
     assert_eq!(r.one.get("/readyz").await.status, 200);
 }

@@ -8,7 +8,8 @@
 //! figure means.
 //!
 //! ```text
-//! cargo build --release -p sink-dingtalk -p dingtalk-tests --bins
+//! cargo build --release -p sink-dingtalk      # alone: see below
+//! cargo build --release -p dingtalk-tests --bins
 //! target/release/bench                     # the full run (about a minute)
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
@@ -22,6 +23,11 @@
 //! `bench load --scenario structured --http ADDR [--grpc ADDR] [--pid PID]`
 //! against a sink started by hand (under `perf`, `heaptrack`, `valgrind`...).
 //! `BENCHMARKS.md` says how its profiling notes were made.
+//!
+//! The two builds are separate cargo calls on purpose: built together, cargo
+//! unifies features and compiles connector-sdk with `testing` (which the tests
+//! need) into `target/release/sink-dingtalk`, a binary different from the one
+//! `make build` and the Dockerfile produce.
 
 mod bench {
     pub mod attack;
@@ -186,8 +192,8 @@ fn templates_alone() -> Result<(), String> {
 
 async fn storm_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
-    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
-    ctx.clean_up();
+    let storm = storm(&ctx).await;
+    drop(ctx);
     let mut md = String::new();
     bench::storm::markdown(&mut md, &storm?, None);
     println!("{md}");
@@ -196,8 +202,8 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
 
 async fn replicas_alone(args: &Args) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
-    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await;
-    ctx.clean_up();
+    let replicas = replicas(&ctx).await;
+    drop(ctx);
     let mut md = String::new();
     bench::replicas::markdown(&mut md, &replicas?, None);
     println!("{md}");
@@ -230,7 +236,7 @@ async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> 
     let ctx = Context::prepare(args).await?;
     let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
     let attacked = attacks(&ctx, &chosen).await;
-    ctx.clean_up();
+    drop(ctx);
     let attacked = attacked?;
     println!("\n{}", report::attack_table(&attacked));
     Ok(())
@@ -248,9 +254,8 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
     };
     let mut attacked = Vec::new();
     for &which in chosen {
-        let row = tokio::time::timeout(CELL_TIMEOUT, attack::run(which, &spec))
-            .await
-            .map_err(|_| format!("the attack {which:?} took over {CELL_TIMEOUT:?}"))??;
+        let what = format!("the attack {which:?}");
+        let row = within(CELL_TIMEOUT, &what, attack::run(which, &spec)).await?;
         println!(
             "  attack {:<18} peak RSS {:>9}  after {:>9}  /healthz {}/{} answered  POSTs {} ok, {} refused, {} unanswered",
             format!("{which:?}"),
@@ -265,6 +270,30 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
         attacked.push(row);
     }
     Ok(attacked)
+}
+
+/// The storm row, bounded in time.
+async fn storm(ctx: &Context) -> Result<bench::storm::Storm, String> {
+    let row = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(bench::storm::TIMEOUT, "the storm row", row).await
+}
+
+/// The replicas row, bounded in time.
+async fn replicas(ctx: &Context) -> Result<bench::replicas::Replicas, String> {
+    let row = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(bench::replicas::TIMEOUT, "the replicas row", row).await
+}
+
+/// `future`'s result, or an error naming `what` once `limit` has passed
+/// (the future is dropped then: the processes it started are killed).
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| format!("{what} took over {limit:?}"))?
 }
 
 /// The full run: baseline, every sink scenario at every level, logging cost,
@@ -322,10 +351,10 @@ async fn run_all(args: &Args) -> Result<(), String> {
         "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
         bench::storm::ALERTS
     );
-    let storm = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+    let storm = storm(&ctx).await?;
 
     println!("bench: replicas: three sinks and one redis-server");
-    let replicas = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook).await?;
+    let replicas = replicas(&ctx).await?;
 
     let attacked = if args.skip_attacks {
         Vec::new()
@@ -352,7 +381,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         replicas: Some(replicas),
         attacks: attacked,
     };
-    ctx.clean_up();
+    drop(ctx);
     write_outputs(&run, &out)
 }
 
@@ -385,9 +414,11 @@ impl Context {
             work,
         })
     }
+}
 
-    /// Removes the work directory.
-    fn clean_up(&self) {
+impl Drop for Context {
+    /// Removes the work directory, on every way out (an early `?` included).
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }

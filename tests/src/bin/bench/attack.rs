@@ -4,11 +4,11 @@
 //!
 //! Each attack is bounded in connections and time (`HOLD` at most). While it
 //! holds, a probe asks `/healthz` and POSTs one small event every 100 ms,
-//! each on a fresh connection, to see whether the service still answers.
+//! each on a fresh connection, to see whether the service still answers;
+//! the probes stop by themselves when the hold is over, even if the attack
+//! is cancelled.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -32,7 +32,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Attacked {
     /// What the attack is.
-    pub name: &'static str,
+    pub name: String,
     /// The highest resident memory of the sink, in KiB (`VmHWM`).
     pub peak_rss_kib: u64,
     /// Its resident memory once the attack is over, in KiB.
@@ -111,8 +111,9 @@ impl Attack {
     ];
 
     /// What it is, for the report.
-    pub fn describe(self) -> &'static str {
-        match self {
+    pub fn describe(self) -> String {
+        let hold = HOLD.as_secs();
+        let what = match self {
             Attack::StalledBodies => {
                 "1,000 POSTs declaring `Content-Length: 1000`, one byte sent, then nothing"
             }
@@ -127,13 +128,19 @@ impl Attack {
                 "2 gRPC connections × 50 streams, each holding a partial 4 MB message"
             }
             Attack::ManyGrpcStreams => "1,000 gRPC streams opened on one connection, none finished",
-            Attack::LargeBodyFlood => "50 clients sending 3.9 MB events back to back for 10 s",
+            Attack::LargeBodyFlood => "50 clients sending 3.9 MB events back to back",
             Attack::JsonExpansion => {
-                "16 clients sending 4 MiB events whose data is a JSON array of 2 million zeros, for 10 s"
+                "16 clients sending 4 MiB events whose data is a JSON array of 2 million zeros"
             }
             Attack::AttributeExpansion => {
-                "16 gRPC clients sending one event with 4 MB of tiny attributes (about 300,000), for 10 s"
+                "16 gRPC clients sending one event with 4 MB of tiny attributes (about 300,000)"
             }
+        };
+        match self {
+            Attack::LargeBodyFlood | Attack::JsonExpansion | Attack::AttributeExpansion => {
+                format!("{what}, for {hold} s")
+            }
+            _ => what.to_owned(),
         }
     }
 }
@@ -146,11 +153,10 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
         .target
         .grpc
         .ok_or("the sink was started without gRPC")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let health = tokio::spawn(probe(http, Probe::Health, Arc::clone(&stop)));
-    let posts = tokio::spawn(probe(http, Probe::Post, Arc::clone(&stop)));
-
     let started = Instant::now();
+    let health = tokio::spawn(probe(http, Probe::Health, started + HOLD));
+    let posts = tokio::spawn(probe(http, Probe::Post, started + HOLD));
+
     let attackers = match attack {
         Attack::StalledBodies => stalled_bodies(http).await,
         Attack::PartialHeaders => partial_headers(http).await,
@@ -163,7 +169,6 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
         Attack::AttributeExpansion => grpc_flood(grpc, 16, attributes_message()).await,
     };
     tokio::time::sleep(HOLD.saturating_sub(started.elapsed())).await;
-    stop.store(true, Ordering::Relaxed);
     drop(attackers); // aborts every attacking task: their sockets close
     let health = health.await.map_err(|err| err.to_string())?;
     let posts = posts.await.map_err(|err| err.to_string())?;
@@ -189,11 +194,11 @@ enum Probe {
     Post,
 }
 
-/// Asks every 100 ms until stopped, each time on a fresh connection.
-async fn probe(addr: SocketAddr, probe: Probe, stop: Arc<AtomicBool>) -> Probed {
+/// Asks every 100 ms until `deadline`, each time on a fresh connection.
+async fn probe(addr: SocketAddr, probe: Probe, deadline: Instant) -> Probed {
     let mut probed = Probed::default();
     let mut seq = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while Instant::now() < deadline {
         seq += 1;
         let request = match probe {
             Probe::Health => {
@@ -265,6 +270,30 @@ async fn hold(mut stream: TcpStream) {
     while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
 }
 
+/// Sends `parts` and then holds the connection (never shutting down its
+/// write side) until the server closes it. The server may stop reading
+/// before the last part, so the answer is read while writing. Both halves
+/// live in this one future: aborting its task closes the socket.
+async fn send_and_hold(mut stream: TcpStream, parts: [Bytes; 2]) {
+    let (mut read, mut write) = stream.split();
+    let send = async {
+        for part in parts {
+            if write.write_all(&part).await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let drain = async {
+        let mut chunk = [0_u8; 1024];
+        while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = send => {}
+        () = drain => {}
+    }
+}
+
 async fn stalled_bodies(addr: SocketAddr) -> JoinSet<()> {
     connections(addr, 1_000, |mut stream| async move {
         let head = b"POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{";
@@ -313,22 +342,10 @@ async fn held_bodies(addr: SocketAddr) -> JoinSet<()> {
     let body = Bytes::from(vec![b'x'; length - 1]);
     connections(addr, 250, move |stream| {
         let body = body.clone();
-        async move {
-            let (mut read, mut write) = stream.into_split();
-            let head = format!(
-                "POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {length}\r\n\r\n"
-            );
-            let sender = tokio::spawn(async move {
-                if write.write_all(head.as_bytes()).await.is_ok() {
-                    let _ = write.write_all(&body).await;
-                }
-                std::future::pending::<()>().await;
-                drop(write);
-            });
-            let mut chunk = [0_u8; 1024];
-            while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
-            sender.abort();
-        }
+        let head = Bytes::from(format!(
+            "POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {length}\r\n\r\n"
+        ));
+        send_and_hold(stream, [head, body])
     })
     .await
 }
@@ -386,28 +403,17 @@ async fn flood(addr: SocketAddr, clients: usize, event: Bytes) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for _ in 0..clients {
         let event = event.clone();
+        let head = Bytes::from(format!(
+            "POST / HTTP/1.1\r\nHost: sink\r\nConnection: close\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n",
+            event.len()
+        ));
         set.spawn(async move {
             loop {
                 let Ok(stream) = TcpStream::connect(addr).await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let (mut read, mut write) = stream.into_split();
-                let head = format!(
-                    "POST / HTTP/1.1\r\nHost: sink\r\nConnection: close\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n",
-                    event.len()
-                );
-                let event = event.clone();
-                let sender = tokio::spawn(async move {
-                    if write.write_all(head.as_bytes()).await.is_ok() {
-                        let _ = write.write_all(&event).await;
-                    }
-                    std::future::pending::<()>().await;
-                    drop(write);
-                });
-                let mut chunk = [0_u8; 1024];
-                while matches!(read.read(&mut chunk).await, Ok(n) if n > 0) {}
-                sender.abort();
+                send_and_hold(stream, [head.clone(), event.clone()]).await;
             }
         });
     }
@@ -519,4 +525,55 @@ fn json_zeros_event() -> Bytes {
     }
     event.push_str(tail);
     Bytes::from(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Ending an attack aborts its tasks, and that must close their sockets:
+    /// the sink's memory "after the attackers hung up" is read next.
+    #[tokio::test]
+    async fn aborting_a_sending_attacker_closes_its_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let attackers = connections(addr, 1, |stream| {
+            send_and_hold(
+                stream,
+                [Bytes::from_static(b"head"), Bytes::from_static(b"body")],
+            )
+        })
+        .await;
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut sent = [0_u8; 8];
+        server.read_exact(&mut sent).await.unwrap();
+        assert_eq!(&sent, b"headbody");
+
+        drop(attackers);
+        let mut more = [0_u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), server.read(&mut more))
+            .await
+            .expect("the attacker's socket stays open after its task was aborted");
+        assert_eq!(read.unwrap(), 0, "end of stream");
+    }
+
+    /// A probe stops at its deadline by itself, even against a server that
+    /// never answers (an attack cancelled by the bench's cell timeout must
+    /// not leave its probes running).
+    #[tokio::test]
+    async fn a_probe_stops_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let probed = tokio::time::timeout(
+            Duration::from_secs(10),
+            probe(addr, Probe::Health, deadline),
+        )
+        .await
+        .expect("the probe stopped by itself");
+        assert!(probed.asked >= 1);
+        assert_eq!(probed.unanswered(), probed.asked);
+        drop(listener);
+    }
 }

@@ -20,6 +20,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// A response body.
 pub type Body = Full<Bytes>;
 
+/// The longest one request may take, answer read: past the sink's own
+/// longest wait on a client (its 30 s idle timeout), so only a hung server
+/// hits it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+
 /// Serves `handler` on every connection `listener` accepts, forever.
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where
@@ -91,14 +96,15 @@ impl Connection {
         }
     }
 
-    /// Sends `request`, reads the whole answer, and returns its status.
+    /// Sends `request`, reads the whole answer, and returns its status; an
+    /// error past [`REQUEST_TIMEOUT`] (the connection is then dropped).
     pub async fn send(&mut self, mut request: Request<Body>) -> Result<StatusCode, String> {
         request.headers_mut().insert(HOST, self.host.clone());
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
             _ => self.sender.insert(connect(self.addr).await?),
         };
-        let result = async {
+        let exchange = async {
             sender.ready().await.map_err(|err| err.to_string())?;
             let response = sender
                 .send_request(request)
@@ -111,8 +117,10 @@ impl Connection {
                 .await
                 .map_err(|err| err.to_string())?;
             Ok(status)
-        }
-        .await;
+        };
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
         if result.is_err() {
             self.sender = None;
         }
@@ -121,8 +129,9 @@ impl Connection {
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Body>, String> {
-    let stream = TcpStream::connect(addr)
+    let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
         .await
+        .map_err(|_| format!("cannot connect to {addr} within {REQUEST_TIMEOUT:?}"))?
         .map_err(|err| format!("cannot connect to {addr}: {err}"))?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -7,7 +7,8 @@
 //! embedded store (the scenario tables' cell, same run). Redis's own count
 //! of commands gives the round trips per event.
 //!
-//! Bounded: fixed counts, one run each.
+//! Bounded: fixed counts, one run each, and [`TIMEOUT`] on the whole row
+//! (the caller's).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -22,6 +23,8 @@ use super::procs::{self, SinkSpec};
 pub const IN_FLIGHT: usize = 16;
 /// Measured events per run.
 const EVENTS: u64 = 20_000;
+/// The longest the whole row may take (it takes about 10 s).
+pub const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the replicas row measured.
 #[derive(Debug, Clone)]
