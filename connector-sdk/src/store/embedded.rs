@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gate::GateLog;
 use super::{
-    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, SystemClock,
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
+    SystemClock, millis,
 };
 
 /// key -> (expires at ms, value)
@@ -267,10 +268,6 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(GATES)?;
     txn.commit()?;
     Ok(())
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The writer thread: batches, applies, commits, answers; until every

@@ -22,7 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError};
+use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, millis};
 
 const NAME: &str = "redis";
 
@@ -278,11 +278,8 @@ end
 return 0
 ";
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
+// Durations go to Redis as whole milliseconds, at least 1: it refuses an
+// expiry of 0 (`.max(1)` at each `millis` call).
 
 fn int(value: &Value) -> i64 {
     match value {
@@ -322,7 +319,7 @@ impl Backend for Redis {
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        self.call(conn.pset_ex(self.key(key), value, millis(ttl)))
+        self.call(conn.pset_ex(self.key(key), value, millis(ttl).max(1)))
             .await
     }
 
@@ -344,7 +341,7 @@ impl Backend for Redis {
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(millis(ttl));
+            .arg(millis(ttl).max(1));
         self.call(cmd.query_async(&mut conn)).await
     }
 
@@ -357,7 +354,7 @@ impl Backend for Redis {
         let mut conn = self.conn();
         let script = &*scripts::LEASE;
         let mut invocation = script.key(self.key(key));
-        invocation.arg(holder).arg(millis(ttl));
+        invocation.arg(holder).arg(millis(ttl).max(1));
         let taken: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
         Ok(taken == 1)
     }
@@ -377,7 +374,9 @@ impl Backend for Redis {
             .arg(max_len)
             .arg(item);
         if let Some(once) = once {
-            invocation.key(self.key(once.key)).arg(millis(once.ttl));
+            invocation
+                .key(self.key(once.key))
+                .arg(millis(once.ttl).max(1));
         }
         let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
         let answer = ints(&answer);
@@ -434,7 +433,7 @@ impl Backend for Redis {
             .key(self.key(&format!("{gate}:hold")))
             .key(self.key(&format!("{gate}:n")))
             .arg(limit)
-            .arg(millis(window));
+            .arg(millis(window).max(1));
         let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
         let answer = ints(&answer);
         let value = answer.get(1).copied().unwrap_or(0);
@@ -452,7 +451,7 @@ impl Backend for Redis {
         let mut conn = self.conn();
         let script = &*scripts::HOLD;
         let mut invocation = script.key(self.key(&format!("{gate}:hold")));
-        invocation.arg(millis(duration));
+        invocation.arg(millis(duration).max(1));
         let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -463,7 +462,7 @@ impl Backend for Redis {
         let mut invocation = script.key(self.key(&format!("{gate}:log")));
         invocation
             .key(self.key(&format!("{gate}:hold")))
-            .arg(millis(window));
+            .arg(millis(window).max(1));
         let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
         let answer = ints(&answer);
         Ok(GateState {
