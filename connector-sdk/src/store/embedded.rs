@@ -273,10 +273,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        backend: NAME,
-        reason: err.to_string(),
-    }
+    StoreError::unavailable(NAME, err)
 }
 
 fn create_tables(db: &Database) -> Result<(), redb::Error> {

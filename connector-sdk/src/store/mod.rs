@@ -78,6 +78,16 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// [`StoreError::Unavailable`]: `backend` failed, for `reason`.
+    pub fn unavailable(backend: &'static str, reason: impl fmt::Display) -> Self {
+        StoreError::Unavailable {
+            backend,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// The store could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {reason}")]

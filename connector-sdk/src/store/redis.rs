@@ -172,18 +172,18 @@ impl Redis {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!("{} ({err})", self.shown),
-            }),
-            Err(_) => Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!(
+            Ok(Err(err)) => Err(StoreError::unavailable(
+                NAME,
+                format!("{} ({err})", self.shown),
+            )),
+            Err(_) => Err(StoreError::unavailable(
+                NAME,
+                format!(
                     "{} did not answer within {} ms (store.redis.timeout_ms)",
                     self.shown,
                     self.timeout.as_millis()
                 ),
-            }),
+            )),
         }
     }
 
@@ -478,10 +478,10 @@ impl Backend for Redis {
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!("{} answered PING with {pong:?}", self.shown),
-            })
+            Err(StoreError::unavailable(
+                NAME,
+                format!("{} answered PING with {pong:?}", self.shown),
+            ))
         }
     }
 
