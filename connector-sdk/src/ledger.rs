@@ -29,7 +29,7 @@ use crate::store::{Store, StoreError};
 /// How long a claim holds without being settled: far longer than a request
 /// may take (a sink answers within the sender's 5 s), short enough that one
 /// a crash left behind lapses before a trigger's fourth retry.
-pub const CLAIM_TTL: Duration = Duration::from_secs(30);
+pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 const DONE: &[u8] = b"done";
 const CLAIMED: &[u8] = b"claimed";

@@ -43,7 +43,7 @@ const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queues")
 const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates");
 
 /// The database file inside `store.path`.
-pub const FILE_NAME: &str = "connector.redb";
+pub(crate) const FILE_NAME: &str = "connector.redb";
 /// redb's page cache: the database is small, and memory is budgeted.
 const CACHE_BYTES: usize = 8 << 20;
 /// Operations applied in one transaction at most.
@@ -197,11 +197,6 @@ impl Embedded {
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| problem(format!("cannot create an in-memory store: {err}")))?;
         Self::serve(db, path, u64::MAX, Arc::new(SystemClock))
-    }
-
-    /// The directory holding the database.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on a read transaction of its own, now. (A short, bounded

@@ -51,17 +51,17 @@ impl GateLog {
 
     /// The gate at `now`, over the `window` ending then.
     pub fn state(&self, now: u64, window: Duration) -> GateState {
-        let in_window: Vec<u64> = self
+        // The log is sorted: the sends still in the window are its tail.
+        let window = millis(window);
+        let left = self
             .sends
-            .iter()
-            .copied()
-            .filter(|&t| t.saturating_add(millis(window)) > now)
-            .collect();
+            .partition_point(|&t| t.saturating_add(window) <= now);
+        let in_window = &self.sends[left..];
         GateState {
             used: u32::try_from(in_window.len()).unwrap_or(u32::MAX),
-            next_free_in: in_window.first().map(|&t| {
-                Duration::from_millis(t.saturating_add(millis(window)).saturating_sub(now))
-            }),
+            next_free_in: in_window
+                .first()
+                .map(|&t| Duration::from_millis(t.saturating_add(window).saturating_sub(now))),
             held_for: (self.hold_until > now).then(|| Duration::from_millis(self.hold_until - now)),
         }
     }
