@@ -44,6 +44,14 @@ impl Sink for JsonlSink {
         let mut file = self.file.lock().await;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in &events {
+            // Before the gate: an event that cannot be written spends no budget.
+            let mut line = match serde_json::to_vec(event) {
+                Ok(line) => line,
+                Err(err) => {
+                    outcomes.push(Outcome::rejected(format!("cannot write as JSON: {err}")));
+                    continue;
+                }
+            };
             if let Some(limit) = self.per_minute {
                 // The gate survives restarts: a restart does not reset the budget.
                 match self
@@ -65,7 +73,6 @@ impl Sink for JsonlSink {
                     }
                 }
             }
-            let mut line = serde_json::to_vec(event).unwrap_or_default();
             line.push(b'\n');
             // tokio writes in the background: answer only once the flush is done.
             outcomes.push(match file.write_all(&line).await.and(file.flush().await) {

@@ -29,7 +29,7 @@ use crate::store::{Store, StoreError};
 /// How long a claim holds without being settled: far longer than a request
 /// may take (a sink answers within the sender's 5 s), short enough that one
 /// a crash left behind lapses before a trigger's fourth retry.
-pub const CLAIM_TTL: Duration = Duration::from_secs(30);
+pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 const DONE: &[u8] = b"done";
 const CLAIMED: &[u8] = b"claimed";
@@ -127,15 +127,13 @@ impl Ledger {
         }
         if let Some(err) = failure {
             // Release what this call did claim: nothing is handed on.
-            let claimed: Vec<&Identity> = identities
+            // Concurrently: each is a round trip to a shared store.
+            let releases = identities
                 .iter()
                 .zip(&entries)
                 .filter(|(_, entry)| **entry == Some(Entry::Fresh))
-                .map(|(identity, _)| identity)
-                .collect();
-            for identity in claimed {
-                self.release(identity).await;
-            }
+                .map(|(identity, _)| self.release(identity));
+            futures_util::future::join_all(releases).await;
             return Err(err);
         }
         Ok(entries
@@ -195,13 +193,17 @@ impl Ledger {
     /// durable commit instead of paying an fsync each.
     pub(crate) async fn settle(&self, settled: Vec<(Identity, bool)>, wait: bool) {
         let mut accepted = Vec::with_capacity(settled.len());
+        let mut refused = Vec::new();
         for (identity, was_accepted) in settled {
             if was_accepted {
                 accepted.push(identity);
             } else {
-                self.release(&identity).await;
+                refused.push(identity);
             }
         }
+        // Concurrently: each is a round trip to a shared store, and the
+        // answer waits for them.
+        futures_util::future::join_all(refused.iter().map(|identity| self.release(identity))).await;
         if accepted.is_empty() {
             return;
         }
@@ -279,19 +281,14 @@ mod tests {
     }
 
     #[test]
-    fn identity_is_32_lowercase_hex_digits_of_sha256() {
-        // Stores written by earlier versions hold these keys: the format is fixed.
-        let identity = Identity::of(&event("s", "1"));
-        let mut hasher = Sha256::new();
-        hasher.update(1_u64.to_be_bytes());
-        hasher.update(b"s");
-        hasher.update(1_u64.to_be_bytes());
-        hasher.update(b"1");
-        let expected: String = hasher.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(identity.0, expected);
+    fn identity_keys_never_change() {
+        // Stores written by earlier versions hold these keys: the format is
+        // fixed (the first 16 bytes of SHA-256 over the length-prefixed
+        // source and id, in lowercase hex).
+        assert_eq!(
+            Identity::of(&event("https://example.com/alerts", "event-42")).0,
+            "91dafa6bf6e08f5170fcb3965ff30097"
+        );
     }
 
     #[test]
@@ -355,6 +352,137 @@ mod tests {
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
         ledger.flush().await;
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+    }
+
+    /// A shared store whose `remove` returns only once `removers` of them
+    /// are in flight together, and whose `create` fails for one key: shows
+    /// the ledger releases claims concurrently (serially, it would hang).
+    #[derive(Debug)]
+    struct TogetherRemoves {
+        removers: tokio::sync::Barrier,
+        failing_key: String,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::store::Backend for TogetherRemoves {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn is_shared(&self) -> bool {
+            true
+        }
+        async fn create(
+            &self,
+            key: &str,
+            _: Vec<u8>,
+            _: Duration,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            if key == self.failing_key {
+                return Err(StoreError::Closed);
+            }
+            Ok(None)
+        }
+        async fn remove(&self, _: &str) -> Result<(), StoreError> {
+            self.removers.wait().await;
+            Ok(())
+        }
+        // Not used by claims and releases.
+        async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn put(&self, _: &str, _: Vec<u8>, _: Duration) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn put_lazily(&self, _: &str, _: Vec<u8>, _: Duration) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn lease(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn push(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: u64,
+            _: Option<crate::store::Once<'_>>,
+        ) -> Result<crate::store::Pushed, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn peek(
+            &self,
+            _: &str,
+            _: usize,
+        ) -> Result<Vec<crate::store::QueueItem>, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn pop_through(&self, _: &str, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn len(&self, _: &str) -> Result<u64, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn pass(
+            &self,
+            _: &str,
+            _: u32,
+            _: Duration,
+        ) -> Result<crate::store::Passage, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn hold(&self, _: &str, _: Duration) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn gate_state(
+            &self,
+            _: &str,
+            _: Duration,
+        ) -> Result<crate::store::GateState, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn close(&self) {}
+    }
+
+    fn together_removes(removers: usize, failing: &Identity) -> Ledger {
+        let backend = TogetherRemoves {
+            removers: tokio::sync::Barrier::new(removers),
+            failing_key: failing.0.clone(),
+        };
+        Ledger::new(Store::new(Arc::new(backend)), Duration::from_secs(3_600))
+    }
+
+    #[tokio::test]
+    async fn refused_events_release_their_claims_together() {
+        let ids = [
+            Identity::of(&event("s", "1")),
+            Identity::of(&event("s", "2")),
+        ];
+        let ledger = together_removes(2, &Identity::of(&event("s", "none")));
+        assert_eq!(
+            ledger.claim(&ids).await,
+            Ok(vec![Entry::Fresh, Entry::Fresh])
+        );
+        let refused = ids.iter().map(|id| (id.clone(), false)).collect();
+        tokio::time::timeout(Duration::from_secs(5), ledger.settle(refused, true))
+            .await
+            .expect("both releases in flight at once, not one after the other");
+    }
+
+    #[tokio::test]
+    async fn a_failed_claim_releases_the_others_together() {
+        let failing = Identity::of(&event("s", "3"));
+        let ids = [
+            Identity::of(&event("s", "1")),
+            Identity::of(&event("s", "2")),
+            failing.clone(),
+        ];
+        let ledger = together_removes(2, &failing);
+        let claimed = tokio::time::timeout(Duration::from_secs(5), ledger.claim(&ids))
+            .await
+            .expect("both releases in flight at once, not one after the other");
+        assert_eq!(claimed, Err(StoreError::Closed));
     }
 
     #[tokio::test]

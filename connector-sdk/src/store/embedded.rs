@@ -7,9 +7,9 @@
 //! writes: each runs on its own read transaction (redb's readers never wait
 //! for the writer) and sees every committed write. An operation is answered
 //! only after its transaction committed: with an fsync for durable writes
-//! (puts, pushes, gate passes), without one for claims (`create`), which
-//! may vanish with a crash, as a claim should, and for lazy puts, which the
-//! next durable commit carries along.
+//! (puts, pushes, gate passes), without one for claims (`create`) and
+//! leases, which may vanish with a crash, as a claim should, and for lazy
+//! puts, which the next durable commit carries along.
 //!
 //! Times are wall-clock milliseconds, so expiries and send logs mean the
 //! same after a restart.
@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gate::GateLog;
 use super::{
-    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, SystemClock,
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
+    SystemClock, millis,
 };
 
 /// key -> (expires at ms, value)
@@ -42,12 +43,12 @@ const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queues")
 const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates");
 
 /// The database file inside `store.path`.
-pub const FILE_NAME: &str = "connector.redb";
+pub(crate) const FILE_NAME: &str = "connector.redb";
 /// redb's page cache: the database is small, and memory is budgeted.
 const CACHE_BYTES: usize = 8 << 20;
 /// Operations applied in one transaction at most.
 const MAX_BATCH: usize = 512;
-/// How long a batch of lazy writes only waits for more before it commits:
+/// How long a batch of lazy puts only waits for more before it commits:
 /// nobody waits on them (the ledger writes its records after the answer
 /// left), so a few milliseconds turn many small commits into one.
 const LAZY_LINGER: Duration = Duration::from_millis(2);
@@ -90,9 +91,14 @@ impl std::fmt::Debug for Reader {
 /// How durable a write must be when it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A write that may be lost with a crash until a durable one follows.
-    Lazy,
+    /// Committed with an fsync.
     Durable,
+    /// Committed without one: may be lost with a crash until a durable
+    /// write follows (claims, leases). Its caller waits for it.
+    Volatile,
+    /// [`Kind::Volatile`], and nobody waits for it ([`Backend::put_lazily`]):
+    /// a batch of only these lingers for more.
+    Lazy,
 }
 
 /// Applies one operation inside the batch's transaction, and returns how
@@ -193,11 +199,6 @@ impl Embedded {
         Self::serve(db, path, u64::MAX, Arc::new(SystemClock))
     }
 
-    /// The directory holding the database.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Runs `f` on a read transaction of its own, now. (A short, bounded
     /// piece of work: a few B-tree lookups, mostly from redb's cache.)
     fn read<T>(
@@ -207,6 +208,21 @@ impl Embedded {
         let reader = lock(&self.reader).clone().ok_or(StoreError::Closed)?;
         let txn = reader.db.begin_read().map_err(unavailable)?;
         f(&txn, reader.clock.now_ms()).map_err(unavailable)
+    }
+
+    /// Sets `key` in a write of `kind`.
+    async fn put_as(
+        &self,
+        kind: Kind,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(kind, move |t, now| {
+            t.put(&key, &value, now.saturating_add(millis(ttl)))
+        })
+        .await
     }
 
     /// Runs `f` in the writer's next transaction and answers with its value
@@ -252,10 +268,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        backend: NAME,
-        reason: err.to_string(),
-    }
+    StoreError::unavailable(NAME, err)
 }
 
 fn create_tables(db: &Database) -> Result<(), redb::Error> {
@@ -267,10 +280,6 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(GATES)?;
     txn.commit()?;
     Ok(())
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The writer thread: batches, applies, commits, answers; until every
@@ -589,19 +598,11 @@ impl Backend for Embedded {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.run(Kind::Durable, move |t, now| {
-            t.put(&key, &value, now.saturating_add(millis(ttl)))
-        })
-        .await
+        self.put_as(Kind::Durable, key, value, ttl).await
     }
 
     async fn put_lazily(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.run(Kind::Lazy, move |t, now| {
-            t.put(&key, &value, now.saturating_add(millis(ttl)))
-        })
-        .await
+        self.put_as(Kind::Lazy, key, value, ttl).await
     }
 
     async fn create(
@@ -611,7 +612,7 @@ impl Backend for Embedded {
         ttl: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
-        self.run(Kind::Lazy, move |t, now| {
+        self.run(Kind::Volatile, move |t, now| {
             if let Some(existing) = t.get(&key, now)? {
                 return Ok(Some(existing));
             }
@@ -628,7 +629,7 @@ impl Backend for Embedded {
 
     async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (key, holder) = (key.to_owned(), holder.as_bytes().to_vec());
-        self.run(Kind::Lazy, move |t, now| match t.get(&key, now)? {
+        self.run(Kind::Volatile, move |t, now| match t.get(&key, now)? {
             Some(current) if current != holder => Ok(false),
             _ => {
                 t.put(&key, &holder, now.saturating_add(millis(ttl)))?;
@@ -710,7 +711,7 @@ impl Backend for Embedded {
     async fn health(&self) -> Result<(), StoreError> {
         // The writer too: a store whose writer is gone takes no event.
         self.read(|_, _| Ok(()))?;
-        self.run(Kind::Lazy, |t, _| t.tables().map(drop)).await
+        self.run(Kind::Volatile, |t, _| t.tables().map(drop)).await
     }
 
     async fn close(&self) {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{GateState, Passage};
+use super::{GateState, Passage, millis};
 
 /// One gate's recent sends and hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,37 +39,37 @@ impl GateLog {
         }
         // The window must shed sends until one fewer than `limit` remain:
         // the send at `len - limit` is the last of those to leave.
-        let frees_at = self.sends[self.sends.len() - limit] + window_ms(window);
+        let frees_at = self.sends[self.sends.len() - limit].saturating_add(millis(window));
         Passage::Wait(Duration::from_millis(frees_at.saturating_sub(now).max(1)))
     }
 
     /// Holds the gate for `duration` from `now`, unless held longer already.
     pub fn hold(&mut self, now: u64, duration: Duration) {
-        let until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let until = now.saturating_add(millis(duration));
         self.hold_until = self.hold_until.max(until);
     }
 
     /// The gate at `now`, over the `window` ending then.
     pub fn state(&self, now: u64, window: Duration) -> GateState {
-        let in_window: Vec<u64> = self
+        // The log is sorted: the sends still in the window are its tail.
+        let window = millis(window);
+        let left = self
             .sends
-            .iter()
-            .copied()
-            .filter(|&t| t + window_ms(window) > now)
-            .collect();
+            .partition_point(|&t| t.saturating_add(window) <= now);
+        let in_window = &self.sends[left..];
         GateState {
             used: u32::try_from(in_window.len()).unwrap_or(u32::MAX),
             next_free_in: in_window
                 .first()
-                .map(|&t| Duration::from_millis((t + window_ms(window)).saturating_sub(now))),
+                .map(|&t| Duration::from_millis(t.saturating_add(window).saturating_sub(now))),
             held_for: (self.hold_until > now).then(|| Duration::from_millis(self.hold_until - now)),
         }
     }
 
     /// Drops the sends that left the window, and an expired hold.
     fn forget(&mut self, now: u64, window: Duration) {
-        let window = window_ms(window);
-        self.sends.retain(|&t| t + window > now);
+        let window = millis(window);
+        self.sends.retain(|&t| t.saturating_add(window) > now);
         if self.hold_until <= now {
             self.hold_until = 0;
         }
@@ -94,10 +94,6 @@ impl GateLog {
             sends: words.collect(),
         }
     }
-}
-
-fn window_ms(window: Duration) -> u64 {
-    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -175,6 +171,17 @@ mod tests {
         log.pass(10_000, 5, MINUTE);
         log.pass(5_000, 5, MINUTE);
         assert_eq!(log.sends, [5_000, 10_000]);
+    }
+
+    #[test]
+    fn the_longest_window_saturates_instead_of_overflowing() {
+        // `Backend::pass` is public: any Duration may arrive.
+        let mut log = GateLog::default();
+        assert_eq!(log.pass(1_000, 1, Duration::MAX), Passage::Open { used: 1 });
+        let forever = Duration::from_millis(u64::MAX - 2_000);
+        assert_eq!(log.pass(2_000, 1, Duration::MAX), Passage::Wait(forever));
+        let state = log.state(2_000, Duration::MAX);
+        assert_eq!((state.used, state.next_free_in), (1, Some(forever)));
     }
 
     #[test]

@@ -78,6 +78,16 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// [`StoreError::Unavailable`]: `backend` failed, for `reason`.
+    pub fn unavailable(backend: &'static str, reason: impl fmt::Display) -> Self {
+        StoreError::Unavailable {
+            backend,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// The store could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {reason}")]
@@ -170,7 +180,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(millis)
             .unwrap_or(0)
     }
 }
@@ -185,8 +195,7 @@ pub struct ShiftedClock {
 impl ShiftedClock {
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.offset_ms.fetch_add(by, Ordering::AcqRel);
+        self.offset_ms.fetch_add(millis(by), Ordering::AcqRel);
     }
 
     /// How far ahead of the wall clock it is.
@@ -201,6 +210,12 @@ impl Clock for ShiftedClock {
             .now_ms()
             .saturating_add(self.offset_ms.load(Ordering::Acquire))
     }
+}
+
+/// `duration` in whole milliseconds, saturating at `u64::MAX`: how every
+/// backend writes times and expiries.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A storage engine behind [`Store`]. Keys arrive fully namespaced.

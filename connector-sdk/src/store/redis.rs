@@ -18,11 +18,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError};
+use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, millis};
+
+// Durations go to Redis as whole milliseconds, at least 1: it refuses an
+// expiry of 0 (`.max(1)` at each `millis` call).
 
 const NAME: &str = "redis";
 
@@ -172,23 +175,34 @@ impl Redis {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!("{} ({err})", self.shown),
-            }),
-            Err(_) => Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!(
+            Ok(Err(err)) => Err(StoreError::unavailable(
+                NAME,
+                format!("{} ({err})", self.shown),
+            )),
+            Err(_) => Err(StoreError::unavailable(
+                NAME,
+                format!(
                     "{} did not answer within {} ms (store.redis.timeout_ms)",
                     self.shown,
                     self.timeout.as_millis()
                 ),
-            }),
+            )),
         }
     }
 
     fn conn(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+
+    /// A reply of the right shape that no script of this connector gives.
+    fn strange(&self, call: &str, reply: impl fmt::Debug) -> StoreError {
+        StoreError::unavailable(
+            NAME,
+            format!(
+                "{} answered {call} with {reply:?}, which no script of this connector returns; check that store.redis.url is a Redis server",
+                self.shown
+            ),
+        )
     }
 }
 
@@ -278,26 +292,6 @@ end
 return 0
 ";
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-fn int(value: &Value) -> i64 {
-    match value {
-        Value::Int(n) => *n,
-        _ => 0,
-    }
-}
-
-fn ints(value: &Value) -> Vec<i64> {
-    match value {
-        Value::Array(items) => items.iter().map(int).collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn positive_ms(ms: i64) -> Option<Duration> {
     u64::try_from(ms)
         .ok()
@@ -322,7 +316,7 @@ impl Backend for Redis {
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        self.call(conn.pset_ex(self.key(key), value, millis(ttl)))
+        self.call(conn.pset_ex(self.key(key), value, millis(ttl).max(1)))
             .await
     }
 
@@ -344,7 +338,7 @@ impl Backend for Redis {
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(millis(ttl));
+            .arg(millis(ttl).max(1));
         self.call(cmd.query_async(&mut conn)).await
     }
 
@@ -357,7 +351,7 @@ impl Backend for Redis {
         let mut conn = self.conn();
         let script = &*scripts::LEASE;
         let mut invocation = script.key(self.key(key));
-        invocation.arg(holder).arg(millis(ttl));
+        invocation.arg(holder).arg(millis(ttl).max(1));
         let taken: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
         Ok(taken == 1)
     }
@@ -377,16 +371,17 @@ impl Backend for Redis {
             .arg(max_len)
             .arg(item);
         if let Some(once) = once {
-            invocation.key(self.key(once.key)).arg(millis(once.ttl));
+            invocation
+                .key(self.key(once.key))
+                .arg(millis(once.ttl).max(1));
         }
-        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
-        let answer = ints(&answer);
-        let len = u64::try_from(answer.get(1).copied().unwrap_or(0)).unwrap_or(0);
-        Ok(match answer.first() {
-            Some(1) => Pushed::Queued { len },
-            Some(2) => Pushed::Already,
-            _ => Pushed::Full { len },
-        })
+        let (code, len): (i64, u64) = self.call(invocation.invoke_async(&mut conn)).await?;
+        match code {
+            0 => Ok(Pushed::Full { len }),
+            1 => Ok(Pushed::Queued { len }),
+            2 => Ok(Pushed::Already),
+            _ => Err(self.strange("a push", (code, len))),
+        }
     }
 
     async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
@@ -434,25 +429,24 @@ impl Backend for Redis {
             .key(self.key(&format!("{gate}:hold")))
             .key(self.key(&format!("{gate}:n")))
             .arg(limit)
-            .arg(millis(window));
-        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
-        let answer = ints(&answer);
-        let value = answer.get(1).copied().unwrap_or(0);
+            .arg(millis(window).max(1));
+        let (code, value): (i64, i64) = self.call(invocation.invoke_async(&mut conn)).await?;
         let wait = positive_ms(value).unwrap_or(Duration::from_millis(1));
-        Ok(match answer.first() {
-            Some(1) => Passage::Open {
+        match code {
+            1 => Ok(Passage::Open {
                 used: u32::try_from(value).unwrap_or(u32::MAX),
-            },
-            Some(2) => Passage::Held(wait),
-            _ => Passage::Wait(wait),
-        })
+            }),
+            2 => Ok(Passage::Held(wait)),
+            3 => Ok(Passage::Wait(wait)),
+            _ => Err(self.strange("a gate pass", (code, value))),
+        }
     }
 
     async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let script = &*scripts::HOLD;
         let mut invocation = script.key(self.key(&format!("{gate}:hold")));
-        invocation.arg(millis(duration));
+        invocation.arg(millis(duration).max(1));
         let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -463,13 +457,13 @@ impl Backend for Redis {
         let mut invocation = script.key(self.key(&format!("{gate}:log")));
         invocation
             .key(self.key(&format!("{gate}:hold")))
-            .arg(millis(window));
-        let answer: Value = self.call(invocation.invoke_async(&mut conn)).await?;
-        let answer = ints(&answer);
+            .arg(millis(window).max(1));
+        let (used, next_free, held): (u32, i64, i64) =
+            self.call(invocation.invoke_async(&mut conn)).await?;
         Ok(GateState {
-            used: u32::try_from(answer.first().copied().unwrap_or(0)).unwrap_or(0),
-            next_free_in: answer.get(1).copied().and_then(positive_ms),
-            held_for: answer.get(2).copied().and_then(positive_ms),
+            used,
+            next_free_in: positive_ms(next_free),
+            held_for: positive_ms(held),
         })
     }
 
@@ -479,10 +473,10 @@ impl Backend for Redis {
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StoreError::Unavailable {
-                backend: NAME,
-                reason: format!("{} answered PING with {pong:?}", self.shown),
-            })
+            Err(StoreError::unavailable(
+                NAME,
+                format!("{} answered PING with {pong:?}", self.shown),
+            ))
         }
     }
 
@@ -554,12 +548,13 @@ mod tests {
         let store = store(&server, "t");
         store.health().await.expect("up");
         server.stop();
-        let started = std::time::Instant::now();
-        let err = store
-            .pass("g", 1, Duration::from_secs(60))
-            .await
-            .expect_err("down");
-        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        let err = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.pass("g", 1, Duration::from_secs(60)),
+        )
+        .await
+        .expect("an error in time, not a hang")
+        .expect_err("down");
         assert!(err.to_string().contains("redis"), "{err}");
         assert!(store.health().await.is_err());
         server.restart();
@@ -572,6 +567,93 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(healthy, "reconnected by itself");
+    }
+
+    /// A server speaking just enough of Redis's protocol to answer every
+    /// script call with `reply` (and any other command `+OK`); its URL.
+    async fn answering_scripts_with(reply: &'static str) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+        async fn number(
+            socket: &mut BufReader<tokio::net::TcpStream>,
+            kind: char,
+        ) -> Option<usize> {
+            let mut line = String::new();
+            socket.read_line(&mut line).await.ok()?;
+            line.trim_end().strip_prefix(kind)?.parse().ok()
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let url = format!("redis://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut socket = BufReader::new(socket);
+                    // A command: `*<args>`, then each as `$<len>` and its bytes.
+                    while let Some(args) = number(&mut socket, '*').await {
+                        let mut name = Vec::new();
+                        for at in 0..args {
+                            let Some(len) = number(&mut socket, '$').await else {
+                                return;
+                            };
+                            let mut arg = vec![0; len + 2];
+                            if socket.read_exact(&mut arg).await.is_err() {
+                                return;
+                            }
+                            if at == 0 {
+                                name = arg[..len].to_ascii_uppercase();
+                            }
+                        }
+                        let answer = if name.starts_with(b"EVAL") {
+                            reply
+                        } else {
+                            "+OK\r\n"
+                        };
+                        if socket.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_reply_no_script_gives_is_an_error_not_a_default() {
+        let connect = |url: String| {
+            let config = RedisConfig {
+                url,
+                ..RedisConfig::default()
+            };
+            Store::new(Arc::new(Redis::connect(&config, "t").expect("connects")))
+        };
+        let window = Duration::from_secs(60);
+        let not_a_pair = connect(answering_scripts_with(":5\r\n").await);
+        let passed = not_a_pair.pass("g", 1, window).await;
+        assert!(
+            matches!(passed, Err(StoreError::Unavailable { .. })),
+            "{passed:?}"
+        );
+        let unknown_code = connect(answering_scripts_with("*2\r\n:7\r\n:1\r\n").await);
+        let pushed = unknown_code.push("q", b"x".to_vec(), 10, None).await;
+        assert!(
+            matches!(pushed, Err(StoreError::Unavailable { .. })),
+            "{pushed:?}"
+        );
+        let passed = unknown_code.pass("g", 1, window).await;
+        assert!(
+            matches!(passed, Err(StoreError::Unavailable { .. })),
+            "{passed:?}"
+        );
+        let too_short = connect(answering_scripts_with("*2\r\n:1\r\n:2\r\n").await);
+        let state = too_short.gate_state("g", window).await;
+        assert!(
+            matches!(state, Err(StoreError::Unavailable { .. })),
+            "{state:?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Store;
 
 /// How often the store is probed.
-pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// The longest a probe may take before it counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
