@@ -64,6 +64,8 @@ const LEASE_RETRY: Duration = Duration::from_secs(1);
 /// start, or for another replica.
 pub async fn run(lane: Arc<Lane>, holder: String, stop: CancellationToken) {
     let Some(outbox) = &lane.outbox else { return };
+    // What a previous run left queued shows from the start.
+    outbox.publish_len().await;
     let mut flusher = Flusher {
         lane: &lane,
         outbox,
@@ -213,11 +215,11 @@ impl Flusher<'_> {
         let Err(err) = result else {
             // Shown: whatever happens next, these entries must not be sent
             // again.
+            self.lane.stats.flushed(post.count);
+            telemetry::flushed(&self.lane.name, post.count);
             self.pending_pop = Some((post.through, post.count));
             self.outbox.pop_through(post.through, post.count).await?;
             self.pending_pop = None;
-            self.lane.stats.flushed(post.count);
-            telemetry::flushed(&self.lane.name, post.count);
             self.failures = 0;
             tracing::info!(robot = %self.lane.name, events = post.count, "sent from the outbox");
             return Ok(Step::Again);
