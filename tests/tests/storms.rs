@@ -402,3 +402,30 @@ async fn a_digest_refused_for_a_robot_level_reason_does_not_end_digests() {
     assert_eq!(carrying.len(), 1, "one digest: {carrying:?}");
     assert_eq!(carrying[0].msgtype, "markdown");
 }
+
+#[tokio::test]
+async fn an_answer_echoing_the_request_never_passes_the_token_on() {
+    let h = Harness::start().await;
+    // A proxy in the way that quotes the request it refused.
+    h.fake.fail_next(
+        TOKEN_1,
+        Failure::ErrCode(
+            999_999,
+            format!("cannot route /robot/send?access_token={TOKEN_1}&timestamp=1&sign=abc%3D"),
+        ),
+        1,
+    );
+    let answer = h.post_structured(&alert(1)).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(
+        answer
+            .body
+            .contains("access_token=***&timestamp=1&sign=***"),
+        "{answer:?}"
+    );
+    let status = h.sink.get("/status").await.body;
+    for shown in [&answer.body, &status] {
+        assert!(!shown.contains(TOKEN_1), "{shown}");
+        assert!(!shown.contains("abc%3D"), "{shown}");
+    }
+}
