@@ -40,6 +40,10 @@ pub const DINGTALK_PER_MINUTE: u32 = 20;
 /// trigger's 5 s timeout, with room for the network.
 pub const MAX_DEADLINE_MS: u64 = 4_500;
 
+/// The longest `delivery.cooldown_secs`: a day, ample for DingTalk's
+/// 10-minute block.
+pub const MAX_COOLDOWN_SECS: u64 = 86_400;
+
 /// The whole sink configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DingTalkConfig {
@@ -319,6 +323,15 @@ impl SinkConfig for DingTalkConfig {
                 ),
             ));
         }
+        if delivery.cooldown_secs > MAX_COOLDOWN_SECS {
+            problems.push(ConfigProblem::new(
+                "delivery.cooldown_secs",
+                format!(
+                    "is {}; it must be at most {MAX_COOLDOWN_SECS} (a day): DingTalk blocks a throttled robot for 10 minutes",
+                    delivery.cooldown_secs
+                ),
+            ));
+        }
         if delivery.connect_timeout_ms == 0 {
             problems.push(ConfigProblem::new(
                 "delivery.connect_timeout_ms",
@@ -393,6 +406,7 @@ bot:
       per_minute: 25
 delivery:
   deadline_ms: 5000
+  cooldown_secs: 18446744073709551615
 "#,
         );
         assert_eq!(
@@ -404,6 +418,7 @@ delivery:
                 "bot.webhooks.1.url",
                 "bot.default",
                 "delivery.deadline_ms",
+                "delivery.cooldown_secs",
             ]
         );
     }

@@ -12,7 +12,9 @@
 //! message, token and all, somewhere else), at most `MAX_ANSWER_BYTES` of an
 //! answer are read, and what is quoted from it (`errmsg`, the start of an
 //! answer that is not JSON) is at most `QUOTED_BYTES` of printable UTF-8
-//! before it reaches an answer, a log line or `/status`.
+//! before it reaches an answer, a log line or `/status`, with the request's
+//! secrets masked: a proxy that echoes the request's URL must not pass on
+//! the access token or the signature.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +24,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use connector_sdk::{Outcome, Unavailable, shorten, shorten_bytes};
+use connector_sdk::{Outcome, Unavailable, shorten};
 
 use crate::secret::Secret;
 use crate::webhook::Webhook;
@@ -291,15 +293,20 @@ impl Robot {
                 "application/json; charset=utf-8",
             )
             .body(body);
+        let mut signature = None;
         if let Some(secret) = &self.secret {
             // DingTalk rejects a timestamp more than an hour off: a fresh one per request.
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis())
                 .unwrap_or_default();
-            let signature = sign(secret, timestamp);
-            request = request.query(&[("timestamp", timestamp.to_string()), ("sign", signature)]);
+            let signed = signature.insert(sign(secret, timestamp));
+            request = request.query(&[
+                ("timestamp", timestamp.to_string().as_str()),
+                ("sign", signed.as_str()),
+            ]);
         }
+        let quote = |text: &[u8]| self.quote(text, signature.as_deref());
 
         let response = request
             .send()
@@ -318,25 +325,74 @@ impl Robot {
         if !status.is_success() {
             return Err(SendError::HttpStatus(status.as_u16()));
         }
-        let bytes = read_answer(response, timeout).await?;
+        let (bytes, whole) = read_answer(response, timeout).await?;
+        if !whole {
+            return Err(SendError::BadAnswer(format!(
+                "the answer is over {} KiB (DingTalk answers with a short JSON object); it starts with \"{}\"",
+                MAX_ANSWER_BYTES / 1024,
+                quote(&bytes)
+            )));
+        }
         let answer: Answer = serde_json::from_slice(&bytes).map_err(|err| {
-            SendError::BadAnswer(format!(
-                "{err}; it starts with \"{}\"",
-                shorten_bytes(&bytes, QUOTED_BYTES)
-            ))
+            SendError::BadAnswer(format!("{err}; it starts with \"{}\"", quote(&bytes)))
         })?;
-        classify(
-            answer.errcode,
-            shorten(&answer.errmsg, QUOTED_BYTES).into_owned(),
-        )
+        if answer.errcode == 0 {
+            return Ok(());
+        }
+        classify(answer.errcode, quote(answer.errmsg.as_bytes()))
+    }
+
+    /// Text from the answer, ready to quote: the request's secrets (the
+    /// access token, a password, the signature, as sent and encoded) and
+    /// any `access_token=` or `sign=` value masked, then shortened to
+    /// [`QUOTED_BYTES`] of printable text.
+    fn quote(&self, text: &[u8], signature: Option<&str>) -> String {
+        let mut secrets = self.webhook.secrets();
+        if let Some(signature) = signature {
+            secrets.push(url::form_urlencoded::byte_serialize(signature.as_bytes()).collect());
+            secrets.push(signature.to_owned());
+        }
+        // The longest first: one may contain another.
+        secrets.sort_unstable_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let mut text = String::from_utf8_lossy(text).into_owned();
+        for secret in &secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        for key in ["access_token=", "sign="] {
+            text = mask_values(&text, key);
+        }
+        shorten(&text, QUOTED_BYTES).into_owned()
     }
 }
 
-/// The answer's body, at most `MAX_ANSWER_BYTES` of it.
+/// `text` with the value after each `key` (up to `&`, a quote, a bracket or
+/// a blank) replaced by `***`.
+fn mask_values(text: &str, key: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(key) {
+        let (before, after) = rest.split_at(at + key.len());
+        masked.push_str(before);
+        let end = after
+            .find(|c: char| matches!(c, '&' | '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .unwrap_or(after.len());
+        if end > 0 {
+            masked.push_str("***");
+        }
+        rest = &after[end..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
+/// The answer's body, and whether it is whole: past `MAX_ANSWER_BYTES`,
+/// reading stops.
 async fn read_answer(
     mut response: reqwest::Response,
     timeout: Duration,
-) -> Result<Vec<u8>, SendError> {
+) -> Result<(Vec<u8>, bool), SendError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -345,15 +401,11 @@ async fn read_answer(
     {
         if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
             bytes.extend_from_slice(&chunk[..chunk.len().min(QUOTED_BYTES)]);
-            return Err(SendError::BadAnswer(format!(
-                "the answer is over {} KiB (DingTalk answers with a short JSON object); it starts with \"{}\"",
-                MAX_ANSWER_BYTES / 1024,
-                shorten_bytes(&bytes, QUOTED_BYTES)
-            )));
+            return Ok((bytes, false));
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes)
+    Ok((bytes, true))
 }
 
 /// A reqwest failure without its URL: the URL carries the access token.
@@ -449,6 +501,29 @@ mod tests {
         for code in [1, 999_999, 430_105, i64::MIN] {
             assert!(!is_known_errcode(code), "{code}");
         }
+    }
+
+    #[test]
+    fn quoted_answers_never_carry_the_requests_secrets() {
+        let webhook =
+            Webhook::parse("https://u:pw-secret@h.test/robot/send?access_token=topsecret")
+                .expect("parses");
+        let client = http_client(Duration::from_secs(1)).expect("client");
+        let robot = Robot::new(webhook, None, client);
+        // A proxy echoing the request, the signature encoded and not.
+        let echo = b"<h1>bad gateway</h1> POST /robot/send?access_token=topsecret&timestamp=1&sign=ab%2Bc%2Fd%3D for ab+c/d= (pw-secret, topsecret)";
+        let quoted = robot.quote(echo, Some("ab+c/d="));
+        assert_eq!(
+            quoted,
+            "<h1>bad gateway</h1> POST /robot/send?access_token=***&timestamp=1&sign=*** for *** (***, ***)"
+        );
+        // Values after the keys are masked even when they are not the ones
+        // sent (a proxy re-encoding them, say).
+        let quoted = robot.quote(b"access_token=other sign=xyz design", None);
+        assert_eq!(quoted, "access_token=*** sign=*** design");
+        // Long text is still cut, after masking.
+        let long = format!("{}topsecret", "x".repeat(QUOTED_BYTES - 4));
+        assert!(!robot.quote(long.as_bytes(), None).contains("tops"));
     }
 
     #[test]

@@ -74,8 +74,8 @@ pub fn export_from_the_start<'a>(
                 .absolute(0);
         }
     }
+    // The outbox gauge is set by each outbox from its length.
     for robot in robots {
-        metrics::gauge!(OUTBOX_QUEUED, "robot" => robot.to_owned()).set(0.0);
         for result in ["sent", "refused"] {
             metrics::counter!(OUTBOX_EVENTS, "robot" => robot.to_owned(), "result" => result)
                 .absolute(0);
@@ -97,7 +97,7 @@ pub fn outcome(chat_group: Option<&Arc<str>>, class: &'static str) {
     metrics::counter!(EVENTS, "outcome" => class, "chat_group" => group).increment(1);
 }
 
-/// An event joined a robot's outbox, which now holds `len`.
+/// A robot's outbox holds `len` events.
 pub fn outbox_queued(robot: &Arc<str>, len: u64) {
     metrics::gauge!(OUTBOX_QUEUED, "robot" => SharedString::from(Arc::clone(robot)))
         .set(len as f64);
@@ -109,16 +109,14 @@ pub fn flushed(robot: &Arc<str>, events: usize) {
     metrics::counter!(OUTBOX_EVENTS, "robot" => robot.clone(), "result" => "sent")
         .increment(events as u64);
     if events > 1 {
-        metrics::counter!(DIGESTS, "robot" => robot.clone()).increment(1);
+        metrics::counter!(DIGESTS, "robot" => robot).increment(1);
     }
-    metrics::gauge!(OUTBOX_QUEUED, "robot" => robot).decrement(events as f64);
 }
 
 /// A queued event DingTalk refused for good.
 pub fn outbox_refused(robot: &Arc<str>) {
     let robot = SharedString::from(Arc::clone(robot));
-    metrics::counter!(OUTBOX_EVENTS, "robot" => robot.clone(), "result" => "refused").increment(1);
-    metrics::gauge!(OUTBOX_QUEUED, "robot" => robot).decrement(1.0);
+    metrics::counter!(OUTBOX_EVENTS, "robot" => robot, "result" => "refused").increment(1);
 }
 
 /// One POST to DingTalk and its errcode, if it answered with one.

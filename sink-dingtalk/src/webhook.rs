@@ -87,6 +87,26 @@ impl Webhook {
         &self.url
     }
 
+    /// The secrets in the URL (the access token, a password), as written in
+    /// it and decoded: what a quoted answer must never repeat.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        let raw_token = self
+            .url
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("access_token="));
+        let token = self
+            .url
+            .query_pairs()
+            .filter(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned());
+        let mut secrets: Vec<String> = raw_token.map(str::to_owned).chain(token).collect();
+        secrets.extend(self.url.password().map(str::to_owned));
+        secrets.retain(|secret| !secret.is_empty());
+        secrets
+    }
+
     /// The URL with every query value masked: safe to log and to show.
     pub fn masked(&self) -> String {
         let mut masked = self.url.clone();
@@ -192,6 +212,13 @@ mod tests {
             webhook.masked(),
             "https://oapi.dingtalk.com/robot/send?access_token=***"
         );
+    }
+
+    #[test]
+    fn the_secrets_are_the_token_and_the_password_as_written_and_decoded() {
+        let webhook = Webhook::parse("https://u:pw@h.test/robot/send?x=1&access_token=dead%2Bbeef")
+            .expect("parses");
+        assert_eq!(webhook.secrets(), ["dead%2Bbeef", "dead+beef", "pw"]);
     }
 
     #[test]

@@ -338,3 +338,68 @@ async fn a_slow_dingtalk_never_makes_an_answer_late() {
         "no POST once time ran out"
     );
 }
+
+#[tokio::test]
+async fn a_digest_refused_for_a_robot_level_reason_does_not_end_digests() {
+    let h = Harness::with(two_robots(), |fake| {
+        format!("{}digest:\n  linger_ms: 200\n", two_groups(fake))
+    })
+    .await;
+    // 16 go on their own; the flusher's first digest is then refused for a
+    // reason about the robot (its signature), not about the digest.
+    for i in 0..16 {
+        assert_eq!(h.post_structured(&alert(i)).await.status, 200);
+    }
+    h.fake.fail_next(
+        TOKEN_1,
+        Failure::ErrCode(310_000, "sign not match".into()),
+        1,
+    );
+    for i in 16..26 {
+        assert_eq!(h.post_structured(&alert(i)).await.status, 200);
+    }
+    let queued = markers(16..26);
+    assert_eq!(
+        h.wait_visible(TOKEN_1, &queued, Duration::from_secs(30))
+            .await,
+        10
+    );
+    assert_eq!(h.fake.rejections().len(), 1, "{:?}", h.fake.rejections());
+    // Once the robot answers again, the backlog still goes out as a digest,
+    // not one message at a time.
+    let carrying: Vec<_> = h
+        .fake
+        .accepted_for(TOKEN_1)
+        .into_iter()
+        .filter(|a| queued.iter().any(|m| a.body.to_string().contains(m)))
+        .collect();
+    assert_eq!(carrying.len(), 1, "one digest: {carrying:?}");
+    assert_eq!(carrying[0].msgtype, "markdown");
+}
+
+#[tokio::test]
+async fn an_answer_echoing_the_request_never_passes_the_token_on() {
+    let h = Harness::start().await;
+    // A proxy in the way that quotes the request it refused.
+    h.fake.fail_next(
+        TOKEN_1,
+        Failure::ErrCode(
+            999_999,
+            format!("cannot route /robot/send?access_token={TOKEN_1}&timestamp=1&sign=abc%3D"),
+        ),
+        1,
+    );
+    let answer = h.post_structured(&alert(1)).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(
+        answer
+            .body
+            .contains("access_token=***&timestamp=1&sign=***"),
+        "{answer:?}"
+    );
+    let status = h.sink.get("/status").await.body;
+    for shown in [&answer.body, &status] {
+        assert!(!shown.contains(TOKEN_1), "{shown}");
+        assert!(!shown.contains("abc%3D"), "{shown}");
+    }
+}

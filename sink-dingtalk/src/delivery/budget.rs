@@ -17,6 +17,11 @@ use tokio::time::Instant;
 /// while a later one is quick), plus a second for the network's jitter.
 pub const WINDOW: Duration = Duration::from_secs(66);
 
+/// The longest hold this process keeps: longer ones (from a store written
+/// by another configuration) end here; `delivery.cooldown_secs` is at most
+/// a day.
+const LONGEST_HOLD: Duration = Duration::from_secs(366 * 86_400);
+
 /// One robot's budget.
 #[derive(Debug)]
 pub struct Budget {
@@ -53,7 +58,12 @@ impl Budget {
     }
 
     fn hold_locally(&self, duration: Duration) {
-        let until = Instant::now() + duration;
+        // A hold read from the store may be of any length: never past what
+        // the clock can count (an overflow would panic).
+        let now = Instant::now();
+        let until = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + LONGEST_HOLD);
         let mut hold = self
             .local_hold
             .lock()
@@ -152,6 +162,21 @@ pub fn flusher_pause(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connector_sdk::store::Embedded;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_hold_of_any_length_holds_without_overflowing_the_clock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
+        let budget = Budget::new(store, "robot", 20, 4, true);
+        budget.hold_locally(Duration::MAX);
+        assert!(
+            budget
+                .local_hold()
+                .is_some_and(|left| left > Duration::from_secs(86_400))
+        );
+    }
 
     fn state(used: u32, next_free_secs: u64) -> GateState {
         GateState {

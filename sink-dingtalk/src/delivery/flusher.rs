@@ -64,11 +64,12 @@ const LEASE_RETRY: Duration = Duration::from_secs(1);
 /// start, or for another replica.
 pub async fn run(lane: Arc<Lane>, holder: String, stop: CancellationToken) {
     let Some(outbox) = &lane.outbox else { return };
+    // What a previous run left queued shows from the start.
+    outbox.publish_len().await;
     let mut flusher = Flusher {
         lane: &lane,
         outbox,
         last_post: None,
-        split: 0,
         failures: 0,
         pending_pop: None,
         no_digests: false,
@@ -123,8 +124,6 @@ struct Flusher<'a> {
     lane: &'a Lane,
     outbox: &'a Outbox,
     last_post: Option<Instant>,
-    /// Head entries to send one by one: a digest of them was refused.
-    split: usize,
     /// Failed attempts in a row, for the backoff.
     failures: u32,
     /// A post DingTalk accepted whose entries are still to be removed (the
@@ -189,7 +188,7 @@ impl Flusher<'_> {
             count: 1,
             through: head[0].seq,
         };
-        if self.split > 0 || self.no_digests || entries.len() == 1 {
+        if self.no_digests || entries.len() == 1 {
             return single;
         }
         let summaries: Vec<Summary> = entries.iter().map(|e| e.summary.clone()).collect();
@@ -216,29 +215,28 @@ impl Flusher<'_> {
         let Err(err) = result else {
             // Shown: whatever happens next, these entries must not be sent
             // again.
+            self.lane.stats.flushed(post.count);
+            telemetry::flushed(&self.lane.name, post.count);
             self.pending_pop = Some((post.through, post.count));
             self.outbox.pop_through(post.through, post.count).await?;
             self.pending_pop = None;
-            self.lane.stats.flushed(post.count);
-            telemetry::flushed(&self.lane.name, post.count);
-            self.split = self.split.saturating_sub(1);
             self.failures = 0;
             tracing::info!(robot = %self.lane.name, events = post.count, "sent from the outbox");
             return Ok(Step::Again);
         };
         Ok(match err.next() {
-            Next::GiveUp if post.count > 1 => {
-                tracing::warn!(robot = %self.lane.name, events = post.count, %err, "DingTalk refused a digest; sending its events, and from now on every queued event, one by one");
-                self.split = post.count;
-                self.no_digests = true;
-                Step::Again
-            }
             Next::GiveUp if !err.blames_the_message() => {
                 // The robot refuses everything (its token, secret, IP
-                // allow-list): what is queued was answered 200 and waits
-                // for the operator, never dropped.
+                // allow-list), a digest as any other: what is queued was
+                // answered 200 and waits for the operator, never dropped,
+                // and digests go on once the robot is fixed.
                 tracing::error!(robot = %self.lane.name, queued_events = head.len(), %err, "DingTalk refuses this robot's messages; its outbox waits until the robot's settings are fixed");
                 self.failed()
+            }
+            Next::GiveUp if post.count > 1 => {
+                tracing::warn!(robot = %self.lane.name, events = post.count, %err, "DingTalk refused a digest; sending its events, and from now on every queued event, one by one");
+                self.no_digests = true;
+                Step::Again
             }
             Next::GiveUp => {
                 let entry = head[0].entry.as_ref();
@@ -254,7 +252,6 @@ impl Flusher<'_> {
                 self.lane.stats.refused(event_id, &err.to_string());
                 telemetry::outbox_refused(&self.lane.name);
                 self.outbox.pop_through(post.through, 1).await?;
-                self.split = self.split.saturating_sub(1);
                 Step::Again
             }
             Next::HoldRobot(asked) => {

@@ -256,10 +256,7 @@ impl Lane {
             summary: Summary::of(&work.message.body, work.time_ms.unwrap_or(queued_at_ms)),
         };
         match outbox.push(&entry, &work.queue_key).await {
-            Ok(Pushed::Queued { len }) => {
-                telemetry::outbox_queued(&self.name, len);
-                Outcome::Delivered
-            }
+            Ok(Pushed::Queued { .. }) => Outcome::Delivered,
             // Queued by an earlier delivery of the same event, which did not
             // get to answer: it is in the outbox, and there once.
             Ok(Pushed::Already) => Outcome::Delivered,

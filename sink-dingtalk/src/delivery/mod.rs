@@ -117,7 +117,15 @@ impl Delivery {
                     }
                     let key = url.robot().key();
                     let outbox = if config.digest.enabled {
-                        Some(Outbox::open(store.clone(), &key, config.digest.max_queued).await?)
+                        Some(
+                            Outbox::open(
+                                store.clone(),
+                                &key,
+                                config.digest.max_queued,
+                                Arc::clone(&group),
+                            )
+                            .await?,
+                        )
                     } else {
                         None
                     };
@@ -191,12 +199,18 @@ impl Delivery {
     }
 
     /// Puts every metric series known at start (the chat groups' and the
-    /// robots') at zero, so a scrape before the first event sees them.
+    /// robots') at zero, so a scrape before the first event sees them. An
+    /// outbox's gauge is its length, set by its flusher as it starts.
     pub fn export_metrics_from_the_start(&self) {
         telemetry::export_from_the_start(
             self.groups.keys().map(AsRef::as_ref),
             self.lanes.iter().map(|(lane, _)| lane.name.as_ref()),
         );
+        for (lane, _) in &self.lanes {
+            if lane.outbox.is_none() {
+                telemetry::outbox_queued(&lane.name, 0);
+            }
+        }
     }
 
     /// Stops the flushers, letting a POST in progress finish. What is

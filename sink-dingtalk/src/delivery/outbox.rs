@@ -2,6 +2,7 @@
 //! used up or it was held, kept durably in the connector's store in arrival
 //! order until the flusher has sent them, alone or in digests.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::message::digest::Summary;
+use crate::telemetry;
 
 /// One queued message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,8 @@ pub struct Outbox {
     queue: String,
     lease: String,
     max_queued: u64,
+    /// The robot's name in metrics.
+    robot: Arc<str>,
     /// The queue's length as this process counts it: exact when only this
     /// process writes the store; a shared store is asked instead.
     len: AtomicI64,
@@ -64,9 +68,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The outbox of the robot whose store key is `robot_key`, with what a
-    /// previous run left in it.
-    pub async fn open(store: Store, robot_key: &str, max_queued: u64) -> Result<Self, StoreError> {
+    /// The outbox of the robot whose store key is `robot_key` (named
+    /// `robot` in metrics), with what a previous run left in it.
+    pub async fn open(
+        store: Store,
+        robot_key: &str,
+        max_queued: u64,
+        robot: Arc<str>,
+    ) -> Result<Self, StoreError> {
         let queue = format!("outbox/{robot_key}");
         // A shared store is asked each time: its length is not read here, so
         // a replica starts while Redis is down (and is not ready until it is
@@ -81,6 +90,7 @@ impl Outbox {
             lease: format!("flusher/{robot_key}"),
             queue,
             max_queued,
+            robot,
             len: AtomicI64::new(i64::try_from(len).unwrap_or(i64::MAX)),
             wake: Notify::new(),
         })
@@ -117,9 +127,14 @@ impl Outbox {
             .store
             .push(&self.queue, bytes, self.max_queued, Some(once))
             .await?;
-        if let Pushed::Queued { .. } = pushed {
-            self.len.fetch_add(1, Ordering::AcqRel);
-            self.wake.notify_one();
+        match pushed {
+            Pushed::Queued { len } => {
+                self.len.fetch_add(1, Ordering::AcqRel);
+                telemetry::outbox_queued(&self.robot, len);
+                self.wake.notify_one();
+            }
+            Pushed::Full { len } => telemetry::outbox_queued(&self.robot, len),
+            Pushed::Already => {}
         }
         Ok(pushed)
     }
@@ -141,7 +156,21 @@ impl Outbox {
         self.store.pop_through(&self.queue, seq).await?;
         self.len
             .fetch_sub(i64::try_from(count).unwrap_or(i64::MAX), Ordering::AcqRel);
+        self.publish_len().await;
         Ok(())
+    }
+
+    /// Sets the robot's `dingtalk_outbox_queued` to the outbox's length, as
+    /// [`Outbox::len`] knows it (the store's, when shared); left as it was
+    /// when the store does not answer. Always a length read, never a
+    /// running sum, so it cannot drift.
+    pub async fn publish_len(&self) {
+        match self.len().await {
+            Ok(len) => telemetry::outbox_queued(&self.robot, len),
+            Err(err) => {
+                tracing::debug!(robot = %self.robot, %err, "the outbox's length is unknown; its gauge is left as it was");
+            }
+        }
     }
 
     /// Resolves when this process queued something since the last call;
@@ -171,7 +200,8 @@ impl Outbox {
 mod tests {
     use super::*;
     use connector_sdk::store::Embedded;
-    use std::sync::Arc;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
 
     fn entry(id: &str) -> Entry {
         Entry {
@@ -189,7 +219,7 @@ mod tests {
     async fn entries_come_back_in_order_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
-        let outbox = Outbox::open(store.clone(), "robot", 2)
+        let outbox = Outbox::open(store.clone(), "robot", 2, Arc::from("ops"))
             .await
             .expect("opens");
         assert_eq!(
@@ -219,9 +249,119 @@ mod tests {
         assert_eq!(ids, ["a", "b"]);
         outbox.pop_through(head[0].seq, 1).await.expect("pop");
 
-        let reopened = Outbox::open(store, "robot", 2).await.expect("opens");
+        let reopened = Outbox::open(store, "robot", 2, Arc::from("ops"))
+            .await
+            .expect("opens");
         assert_eq!(reopened.len().await, Ok(1));
         let left = reopened.peek(10).await.expect("peek");
         assert_eq!(left[0].entry, Some(entry("b")));
+    }
+
+    /// The latest value of each robot's outbox gauge.
+    #[derive(Clone, Default)]
+    struct Gauges(Arc<Mutex<HashMap<String, f64>>>);
+
+    struct RobotGauge(String, Gauges);
+
+    impl Gauges {
+        fn get(&self, robot: &str) -> Option<f64> {
+            self.0.lock().expect("gauges").get(robot).copied()
+        }
+        fn change(&self, robot: &str, change: impl FnOnce(&mut f64)) {
+            change(
+                self.0
+                    .lock()
+                    .expect("gauges")
+                    .entry(robot.to_owned())
+                    .or_default(),
+            );
+        }
+    }
+
+    impl metrics::GaugeFn for RobotGauge {
+        fn increment(&self, value: f64) {
+            self.1.change(&self.0, |v| *v += value);
+        }
+        fn decrement(&self, value: f64) {
+            self.1.change(&self.0, |v| *v -= value);
+        }
+        fn set(&self, value: f64) {
+            self.1.change(&self.0, |v| *v = value);
+        }
+    }
+
+    impl metrics::Recorder for Gauges {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            assert_eq!(key.name(), telemetry::OUTBOX_QUEUED);
+            let robot = key
+                .labels()
+                .find(|l| l.key() == "robot")
+                .expect("robot label");
+            metrics::Gauge::from_arc(Arc::new(RobotGauge(robot.value().to_owned(), self.clone())))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queued_gauge_is_the_outbox_length_across_a_restart() {
+        let gauges = Gauges::default();
+        // The test's runtime runs on this thread only.
+        let _recorder = metrics::set_default_local_recorder(&gauges);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
+        let outbox = Outbox::open(store.clone(), "robot", 10, Arc::from("gauge"))
+            .await
+            .expect("opens");
+        for id in ["a", "b", "c"] {
+            outbox.push(&entry(id), id).await.expect("pushed");
+        }
+        assert_eq!(gauges.get("gauge"), Some(3.0));
+
+        // A restart with three queued: the new process starts from them.
+        gauges.change("gauge", |v| *v = 0.0);
+        let reopened = Outbox::open(store, "robot", 10, Arc::from("gauge"))
+            .await
+            .expect("opens");
+        reopened.publish_len().await;
+        assert_eq!(gauges.get("gauge"), Some(3.0));
+        let head = reopened.peek(10).await.expect("peek");
+        reopened.pop_through(head[1].seq, 2).await.expect("pop");
+        assert_eq!(gauges.get("gauge"), Some(1.0));
+        reopened.pop_through(head[2].seq, 1).await.expect("pop");
+        assert_eq!(gauges.get("gauge"), Some(0.0));
     }
 }

@@ -31,4 +31,9 @@ pub enum MessageError {
         "the message body is {0} bytes and cannot be shortened to DingTalk's limit of {MAX_BODY_BYTES}; send fewer or shorter items"
     )]
     TooLarge(usize),
+    /// More mentions than any body within DingTalk's limit can hold.
+    #[error(
+        "the message mentions {0} mobiles and user ids, more than fit in DingTalk's body limit of {MAX_BODY_BYTES} bytes; mention fewer"
+    )]
+    TooManyMentions(usize),
 }
