@@ -30,7 +30,7 @@ impl RobotId {
     /// A short hash of the identity: the robot's name in the store.
     pub fn key(&self) -> String {
         let digest = Sha256::digest(self.identity.as_bytes());
-        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..12])
     }
 }
 
