@@ -3,9 +3,11 @@
 //! the ledger remembers what the sink accepted, and the per-event outcomes
 //! fold into the one answer the sender acts on.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use cloudevents::{AttributesReader, Event};
+use futures_util::FutureExt;
 
 use crate::ledger::{Entry, Identity, Ledger};
 use crate::metrics;
@@ -94,15 +96,8 @@ impl<S: Sink> Dispatch<S> {
         let answered = if fresh.is_empty() {
             Vec::new()
         } else {
-            self.sink.arrived(fresh).await
+            self.hand_over(fresh).await
         };
-        if answered.len() != handed {
-            tracing::error!(
-                handed,
-                answered = answered.len(),
-                "the sink reported a different number of outcomes than events; the missing ones count as not delivered"
-            );
-        }
         let mut answered = answered.into_iter();
         let mut settled = Vec::with_capacity(handed);
         for index in fresh_at {
@@ -134,5 +129,31 @@ impl<S: Sink> Dispatch<S> {
         // was accepted before the sender acts on the answer.
         self.ledger.settle(settled, answer.is_retryable()).await;
         answer
+    }
+
+    /// The sink's outcomes for `events`, in order. A panic in the sink gives
+    /// none: the caller settles them as not delivered, so their claims are
+    /// released and the redelivery reaches the sink again (otherwise every
+    /// redelivery would be answered "busy" until a restart).
+    async fn hand_over(&self, events: Vec<Event>) -> Vec<Outcome> {
+        let handed = events.len();
+        let Ok(answered) = AssertUnwindSafe(self.sink.arrived(events))
+            .catch_unwind()
+            .await
+        else {
+            tracing::error!(
+                handed,
+                "the sink panicked while handling events; they count as not delivered"
+            );
+            return Vec::new();
+        };
+        if answered.len() != handed {
+            tracing::error!(
+                handed,
+                answered = answered.len(),
+                "the sink reported a different number of outcomes than events; the missing ones count as not delivered"
+            );
+        }
+        answered
     }
 }

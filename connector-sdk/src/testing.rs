@@ -779,6 +779,42 @@ mod tests {
         assert_eq!(*server.sink().0.lock().expect("lock"), 3);
     }
 
+    /// Panics on its first batch; delivers every later one.
+    struct PanicsOnce(Mutex<Vec<Event>>);
+
+    #[async_trait::async_trait]
+    impl Sink for PanicsOnce {
+        type Config = NoConfig;
+        fn name() -> &'static str {
+            "panics-once"
+        }
+        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
+            Ok(Self(Mutex::default()))
+        }
+        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+            let count = events.len();
+            let first = {
+                let mut arrived = self.0.lock().expect("lock");
+                arrived.extend(events);
+                arrived.len() == count
+            };
+            assert!(!first, "the test sink panics on its first batch");
+            Outcome::Delivered.for_each(count)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_panicked_gets_the_redelivery() {
+        let server = TestServer::start(PanicsOnce(Mutex::default())).await;
+        let one = event("1").build();
+        let reply = server.send_structured(&one).await;
+        assert_eq!(reply.status, 503, "not delivered: {reply:?}");
+        // Its claim was released: the sink answers, not "being handled".
+        let reply = server.send_structured(&one).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(server.sink().0.lock().expect("lock").len(), 2);
+    }
+
     #[tokio::test]
     async fn outcomes_come_back_as_the_status_a_sender_acts_on() {
         let cases = [
