@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use cloudevents::{AttributesReader, Event};
 use futures_util::FutureExt;
+use tokio_util::task::TaskTracker;
 
 use crate::ledger::{Entry, Identity, Ledger};
 use crate::metrics;
@@ -18,11 +19,18 @@ use crate::text::shorten;
 pub(crate) struct Dispatch<S> {
     sink: Arc<S>,
     ledger: Arc<Ledger>,
+    /// The delivery tasks, which outlive a sender that hung up: shutdown
+    /// waits for them before the sink and the store go away.
+    deliveries: TaskTracker,
 }
 
 impl<S: Sink> Dispatch<S> {
-    pub(crate) fn new(sink: Arc<S>, ledger: Arc<Ledger>) -> Self {
-        Self { sink, ledger }
+    pub(crate) fn new(sink: Arc<S>, ledger: Arc<Ledger>, deliveries: TaskTracker) -> Self {
+        Self {
+            sink,
+            ledger,
+            deliveries,
+        }
     }
 
     pub(crate) fn sink(&self) -> &S {
@@ -35,7 +43,10 @@ impl<S: Sink> Dispatch<S> {
     /// so the redelivery that follows is answered without a second post.
     pub(crate) async fn deliver(self: &Arc<Self>, events: Vec<Event>) -> Outcome {
         let this = Arc::clone(self);
-        match tokio::spawn(async move { this.deliver_here(events).await }).await {
+        let delivery = self
+            .deliveries
+            .spawn(async move { this.deliver_here(events).await });
+        match delivery.await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(%err, "handling a request failed");

@@ -815,6 +815,60 @@ mod tests {
         assert_eq!(server.sink().0.lock().expect("lock").len(), 2);
     }
 
+    /// Takes a while over each batch, and says when it starts and ends.
+    #[derive(Default)]
+    struct Slow {
+        started: tokio::sync::Notify,
+        finished: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Slow {
+        type Config = NoConfig;
+        fn name() -> &'static str {
+            "slow"
+        }
+        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
+            Ok(Self::default())
+        }
+        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+            self.started.notify_one();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.finished
+                .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+            Outcome::Delivered.for_each(events.len())
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_a_delivery_whose_sender_hung_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let yaml = format!("store:\n  path: {}\n", dir.path().display());
+        let server = TestServer::<Slow>::from_yaml(&yaml).await;
+        let one = event("1").build();
+        tokio::select! {
+            reply = server.send_grpc(std::slice::from_ref(&one)) => panic!("answered before the sink was done: {reply:?}"),
+            () = server.sink().started.notified() => {}
+        }
+        // The call is cancelled; the sink goes on posting the event.
+        assert!(server.shutdown().await);
+        let finished = server
+            .sink()
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(finished, 1, "the sink finished before the store closed");
+
+        // Its acceptance was recorded: the redelivery does not reach the sink.
+        let restarted = TestServer::<Slow>::from_yaml(&yaml).await;
+        assert_eq!(restarted.send_grpc(&[one]).await.status, 200);
+        let finished = restarted
+            .sink()
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(finished, 0, "answered from the ledger");
+        assert!(restarted.shutdown().await);
+    }
+
     #[tokio::test]
     async fn outcomes_come_back_as_the_status_a_sender_acts_on() {
         let cases = [
