@@ -66,11 +66,13 @@ impl<S: Sink> Dispatch<S> {
         let entries = match self.ledger.claim(&identities).await {
             Ok(entries) => entries,
             Err(err) => {
-                // The store's watch says so once, at error; this is every request.
+                // The store's watch says so once, at error; this is every
+                // request. The detail (a Redis host, say) stays in the log
+                // and /status: any client reads the answer.
                 tracing::debug!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");
                 return Outcome::unavailable(
                     Unavailable::ServiceUnavailable,
-                    format!("the delivered-ledger is unavailable ({err}); retry later"),
+                    "the connector's store is unavailable; retry later",
                 );
             }
         };

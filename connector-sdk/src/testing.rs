@@ -870,6 +870,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_store_failure_is_retry_later_without_its_detail() {
+        let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
+        // A closed store fails every operation, as one out of reach does.
+        server.store().close().await;
+        let reply = server.send_structured(&event("1").build()).await;
+        let store_error = crate::store::StoreError::Closed.to_string();
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(!reply.body.contains(&store_error), "{reply:?}");
+        assert_eq!(
+            reply.body,
+            "the connector's store is unavailable; retry later\n"
+        );
+        assert!(server.sink().ids().is_empty());
+    }
+
+    #[tokio::test]
     async fn outcomes_come_back_as_the_status_a_sender_acts_on() {
         let cases = [
             (Outcome::rejected("bad"), 400, 400, None),
