@@ -135,6 +135,40 @@ fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
     live.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a server's connections serve: a service of HTTP requests that
+/// never fails, cloned for each connection, with answers hyper can write.
+/// Every service that fits is one (the HTTP router, gRPC's [`Admit`]).
+///
+/// [`Admit`]: crate::grpc::Admit
+pub(crate) trait Served:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<<Self as Served>::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The body of its answers.
+    type Body: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> Served for S
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Body = B;
+}
+
 /// How each connection of one server is served.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -168,21 +202,13 @@ impl Settings {
 /// `stop` fires; then stops accepting, lets every connection finish its
 /// requests, and returns. Dropping (aborting) the returned future closes
 /// every connection at once.
-pub(crate) async fn serve<S, B>(
+pub(crate) async fn serve<S: Served>(
     listener: TcpListener,
     service: S,
     settings: Settings,
     gate: Gate,
     stop: Trigger,
-) where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let mut connections = JoinSet::new();
     let mut stopped = pin!(stop.fired());
     loop {
@@ -217,16 +243,7 @@ struct Connection<S> {
     stop: Trigger,
 }
 
-impl<S, B> Connection<S>
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl<S: Served> Connection<S> {
     /// Starts serving it in a free slot, or in the slot of the connection
     /// it evicts; false (and it is closed) when there is neither.
     fn start(self, connections: &mut JoinSet<()>) -> bool {
@@ -296,23 +313,15 @@ where
 
 /// `service` as hyper calls it, counting each request open on the
 /// connection's clock until it is answered.
-fn count_requests<S, B>(
+fn count_requests<S: Served>(
     service: S,
     activity: &Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<B>,
+    Response = Response<S::Body>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-> + Clone
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body,
-{
+    Future = impl Future<Output = Result<Response<S::Body>, Infallible>> + Send + 'static,
+> + Clone {
     let activity = Arc::clone(activity);
     let inner = TowerToHyperService::new(service);
     service_fn(move |request: Request<Incoming>| {
