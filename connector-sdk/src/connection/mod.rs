@@ -52,7 +52,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// socket (out of file descriptors): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a new connection waits for the slot of the one it evicted.
+/// How long a new connection waits for the slot of the one it evicted
+/// (closed at once: only as long as its task takes to notice).
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// New connections waiting for an evicted one's slot, at most: past it,
@@ -356,9 +357,11 @@ where
         why = activity.expired() => {
             metrics::connection_expired(settings.transport, why.as_str());
             tracing::debug!(transport = settings.transport, reason = why.as_str(), "closing a connection past its time");
-            if why == Expiry::HeaderTimeout
-                || (why == Expiry::Evicted && settings.protocol == Protocol::Http1)
-            {
+            // Evicted: it has no request open, and its slot is awaited by
+            // a new connection that waits only EVICTION_WAIT, no longer
+            // than a graceful close may take (a client that does not answer
+            // GOAWAY's ping holds it for CLOSE_GRACE).
+            if matches!(why, Expiry::HeaderTimeout | Expiry::Evicted) {
                 return; // dropping it closes the socket now
             }
         }
@@ -373,5 +376,41 @@ fn log_end<E: std::fmt::Display>(result: Result<(), E>) {
     if let Err(err) = result {
         // Clients hang up and send garbage; that is theirs to know.
         tracing::debug!(%err, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_http2_connection_is_closed_without_waiting_for_its_client() {
+        let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
+        // A client that opens HTTP/2 (preface, empty SETTINGS) and then
+        // never answers: a graceful close would wait on its ping ack.
+        client_io
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .expect("written");
+        let settings = Settings::new(Protocol::Http2, &Limits::default());
+        let activity = Activity::new(Protocol::Http2, settings.timeouts);
+        let answer = service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        });
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(server_io), answer);
+        assert!(activity.evict(), "no request open");
+        let started = Instant::now();
+        drive(connection, &activity, &Trigger::new(), settings).await;
+        // Paused clock: time moves only when something waits on it.
+        assert!(
+            started.elapsed() < EVICTION_WAIT,
+            "closed at once, so the newcomer gets its slot: {:?}",
+            started.elapsed()
+        );
     }
 }
