@@ -19,7 +19,7 @@ use crate::dispatch::Dispatch;
 use crate::ledger::Ledger;
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::{Context, Sink};
-use crate::store::{Embedded, Redis, Store, StoreHealth};
+use crate::store::{Clock, Embedded, Redis, Store, StoreConfig, StoreHealth, SystemClock};
 use crate::{grpc, http, logging};
 
 /// The store namespace of the runtime's delivered-ledger.
@@ -352,12 +352,22 @@ pub fn open_store(
     config: &RuntimeConfig,
     default_prefix: &str,
 ) -> Result<Store, crate::store::OpenError> {
-    if let Some(redis) = &config.store.redis {
+    open_store_with_clock(&config.store, default_prefix, Arc::new(SystemClock))
+}
+
+/// [`open_store`] from the `store` section, with the embedded database
+/// reading the time from `clock` (Redis follows its own `TIME`).
+pub(crate) fn open_store_with_clock(
+    config: &StoreConfig,
+    default_prefix: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<Store, crate::store::OpenError> {
+    if let Some(redis) = &config.redis {
         let backend = Redis::connect(redis, default_prefix)?;
         tracing::info!(url = %redis.masked_url(), "store: Redis, shared by every replica");
         return Ok(Store::new(Arc::new(backend)));
     }
-    let embedded = Embedded::open(&config.store.path, config.store.max_records)?;
-    tracing::info!(path = %config.store.path.display(), "store: embedded");
+    let embedded = Embedded::open_with_clock(&config.path, config.max_records, clock)?;
+    tracing::info!(path = %config.path.display(), "store: embedded");
     Ok(Store::new(Arc::new(embedded)))
 }
