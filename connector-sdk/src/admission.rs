@@ -685,8 +685,8 @@ mod tests {
         assert_eq!(admission.buffered(), 150);
     }
 
-    #[test]
-    fn saturation_starts_when_the_last_slot_goes_and_ends_when_one_returns() {
+    #[tokio::test(start_paused = true)]
+    async fn saturation_starts_when_the_last_slot_goes_and_ends_when_one_returns() {
         let admission = Admission::new(&limits(1, 100, 100));
         assert_eq!(admission.saturated_for(), None);
         let only = admission.admit(None).expect("admitted");
