@@ -34,7 +34,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
 use crate::metrics;
-use crate::sink::{Outcome, Unavailable};
 
 /// How long admission must stay saturated before `/readyz` says so: a
 /// burst that fills every slot for a few milliseconds is not a reason to
@@ -64,18 +63,17 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    /// The outcome it stands for: its class (for metrics) and its reason.
-    pub(crate) fn outcome(&self) -> Outcome {
-        let reason = self.reason();
+    /// The class of the outcome it stands for, as [`crate::Outcome::class`] names
+    /// it for metrics: no room is `unavailable` (retry later), the rest is
+    /// `rejected`.
+    pub(crate) fn class(&self) -> &'static str {
         match self {
-            Refusal::OverCapacity { .. } | Refusal::OverBudget { .. } => {
-                Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
-            }
+            Refusal::OverCapacity { .. } | Refusal::OverBudget { .. } => "unavailable",
             Refusal::TooLarge { .. }
             | Refusal::TooLargeDecoded { .. }
             | Refusal::SlowBody { .. }
             | Refusal::BrokenBody { .. }
-            | Refusal::Malformed { .. } => Outcome::rejected(reason),
+            | Refusal::Malformed { .. } => "rejected",
         }
     }
 
@@ -493,19 +491,45 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_counted_as_the_class_of_its_answer() {
+        let refusals = [
+            Refusal::TooLarge { limit: 1 },
+            Refusal::TooLargeDecoded {
+                estimate: 2,
+                budget: 1,
+            },
+            Refusal::OverCapacity { max_in_flight: 1 },
+            Refusal::OverBudget { budget: 1 },
+            Refusal::SlowBody {
+                timeout: Duration::from_secs(1),
+            },
+            Refusal::BrokenBody { reason: "x".into() },
+            Refusal::Malformed { reason: "x".into() },
+        ];
+        for refusal in refusals {
+            let status = crate::status::http_refusal(&refusal).status();
+            let retry_later = status == axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            let expected = if retry_later {
+                "unavailable"
+            } else {
+                "rejected"
+            };
+            assert_eq!(refusal.class(), expected, "{refusal:?}: {status}");
+        }
+    }
+
+    #[test]
     fn admits_up_to_the_bound_then_refuses_until_a_slot_returns() {
         let admission = Admission::new(&limits(2, 100, 1000));
         let first = admission.admit(None).expect("first");
         let _second = admission.admit(None).expect("second");
         let refused = admission.admit(None).expect_err("third is over capacity");
         assert_eq!(refused, Refusal::OverCapacity { max_in_flight: 2 });
-        assert!(matches!(
-            refused.outcome(),
-            Outcome::Unavailable {
-                kind: Unavailable::ServiceUnavailable,
-                ..
-            }
-        ));
+        assert_eq!(refused.class(), "unavailable");
+        assert_eq!(
+            crate::status::http_refusal(&refused).status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
         drop(first);
         assert!(admission.admit(None).is_ok());
     }
@@ -661,8 +685,8 @@ mod tests {
         assert_eq!(admission.buffered(), 150);
     }
 
-    #[test]
-    fn saturation_starts_when_the_last_slot_goes_and_ends_when_one_returns() {
+    #[tokio::test(start_paused = true)]
+    async fn saturation_starts_when_the_last_slot_goes_and_ends_when_one_returns() {
         let admission = Admission::new(&limits(1, 100, 100));
         assert_eq!(admission.saturated_for(), None);
         let only = admission.admit(None).expect("admitted");

@@ -124,18 +124,22 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
 /// JSON (or says nothing) and it parses, so sinks see one shape whichever
 /// transport carried the event.
 fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
-    let is_json = content_type.as_deref().is_none_or(is_json_content_type);
+    // Parsed only where the content type allows JSON: most payloads are not.
+    let says_json = content_type.as_deref().is_some_and(is_json_content_type);
+    let says_nothing = content_type.is_none();
     let data = match data {
-        ProtoData::BinaryData(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(json) if is_json => Data::Json(json),
-            _ => Data::Binary(bytes),
-        },
-        ProtoData::TextData(text) => match serde_json::from_str(&text) {
-            Ok(json) if content_type.as_deref().is_some_and(is_json_content_type) => {
-                Data::Json(json)
+        ProtoData::BinaryData(bytes) if says_json || says_nothing => {
+            match serde_json::from_slice(&bytes) {
+                Ok(json) => Data::Json(json),
+                Err(_) => Data::Binary(bytes),
             }
-            _ => Data::String(text),
+        }
+        ProtoData::BinaryData(bytes) => Data::Binary(bytes),
+        ProtoData::TextData(text) if says_json => match serde_json::from_str(&text) {
+            Ok(json) => Data::Json(json),
+            Err(_) => Data::String(text),
         },
+        ProtoData::TextData(text) => Data::String(text),
         ProtoData::ProtoData(any) => Data::Binary(any.value),
     };
     match content_type {

@@ -188,7 +188,8 @@ impl RuntimeConfig {
             .map(|port| SocketAddr::new(self.bind, port))
     }
 
-    /// Problems with the runtime's own keys, each with its path.
+    /// Problems with the runtime's own keys, each with its path: the
+    /// ledger and the store first, then values no server can run with.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if self.ledger_ttl_secs == 0 {
@@ -209,37 +210,8 @@ impl RuntimeConfig {
                 "must name a directory the connector can write",
             ));
         }
-        problems
-    }
 
-    /// How long the ledger remembers an accepted event.
-    pub fn ledger_ttl(&self) -> Duration {
-        Duration::from_secs(self.ledger_ttl_secs)
-    }
-
-    /// The bound on draining in-flight requests at shutdown.
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_secs)
-    }
-
-    /// What a client may hold, and for how long.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_body_bytes: self.max_body_bytes,
-            max_in_flight: self.max_in_flight,
-            max_buffered_bytes: self.max_buffered_bytes,
-            max_connections: self.max_connections,
-            max_header_bytes: self.max_header_bytes,
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
-            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            grpc_max_concurrent_streams: self.grpc_max_concurrent_streams,
-        }
-    }
-
-    /// Values no server can run with, each with its key.
-    fn problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
+        // Values no server can run with.
         let mut at_least = |key: &str, value: u64, min: u64, why: &str| {
             if value < min {
                 problems.push(ConfigProblem::new(
@@ -276,6 +248,31 @@ impl RuntimeConfig {
             ));
         }
         problems
+    }
+
+    /// How long the ledger remembers an accepted event.
+    pub fn ledger_ttl(&self) -> Duration {
+        Duration::from_secs(self.ledger_ttl_secs)
+    }
+
+    /// The bound on draining in-flight requests at shutdown.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// What a client may hold, and for how long.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_in_flight: self.max_in_flight,
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            grpc_max_concurrent_streams: self.grpc_max_concurrent_streams,
+        }
     }
 }
 
@@ -377,9 +374,6 @@ pub fn load_from_str<C: SinkConfig>(
         .extract::<C>()
         .map_err(|err| problems.extend(figment_problems(err)))
         .ok();
-    if let Some(runtime) = &runtime {
-        problems.extend(runtime.problems());
-    }
     if let Some(sink) = &sink {
         problems.extend(sink.validate());
     }

@@ -3,9 +3,12 @@
 //! the ledger remembers what the sink accepted, and the per-event outcomes
 //! fold into the one answer the sender acts on.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use cloudevents::{AttributesReader, Event};
+use futures_util::FutureExt;
+use tokio_util::task::TaskTracker;
 
 use crate::ledger::{Entry, Identity, Ledger};
 use crate::metrics;
@@ -16,11 +19,18 @@ use crate::text::shorten;
 pub(crate) struct Dispatch<S> {
     sink: Arc<S>,
     ledger: Arc<Ledger>,
+    /// The delivery tasks, which outlive a sender that hung up: shutdown
+    /// waits for them before the sink and the store go away.
+    deliveries: TaskTracker,
 }
 
 impl<S: Sink> Dispatch<S> {
-    pub(crate) fn new(sink: Arc<S>, ledger: Arc<Ledger>) -> Self {
-        Self { sink, ledger }
+    pub(crate) fn new(sink: Arc<S>, ledger: Arc<Ledger>, deliveries: TaskTracker) -> Self {
+        Self {
+            sink,
+            ledger,
+            deliveries,
+        }
     }
 
     pub(crate) fn sink(&self) -> &S {
@@ -33,7 +43,10 @@ impl<S: Sink> Dispatch<S> {
     /// so the redelivery that follows is answered without a second post.
     pub(crate) async fn deliver(self: &Arc<Self>, events: Vec<Event>) -> Outcome {
         let this = Arc::clone(self);
-        match tokio::spawn(async move { this.deliver_here(events).await }).await {
+        let delivery = self
+            .deliveries
+            .spawn(async move { this.deliver_here(events).await });
+        match delivery.await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(%err, "handling a request failed");
@@ -53,11 +66,13 @@ impl<S: Sink> Dispatch<S> {
         let entries = match self.ledger.claim(&identities).await {
             Ok(entries) => entries,
             Err(err) => {
-                // The store's watch says so once, at error; this is every request.
+                // The store's watch says so once, at error; this is every
+                // request. The detail (a Redis host, say) stays in the log
+                // and /status: any client reads the answer.
                 tracing::debug!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");
                 return Outcome::unavailable(
                     Unavailable::ServiceUnavailable,
-                    format!("the delivered-ledger is unavailable ({err}); retry later"),
+                    "the connector's store is unavailable; retry later",
                 );
             }
         };
@@ -94,15 +109,8 @@ impl<S: Sink> Dispatch<S> {
         let answered = if fresh.is_empty() {
             Vec::new()
         } else {
-            self.sink.arrived(fresh).await
+            self.hand_over(fresh).await
         };
-        if answered.len() != handed {
-            tracing::error!(
-                handed,
-                answered = answered.len(),
-                "the sink reported a different number of outcomes than events; the missing ones count as not delivered"
-            );
-        }
         let mut answered = answered.into_iter();
         let mut settled = Vec::with_capacity(handed);
         for index in fresh_at {
@@ -134,5 +142,31 @@ impl<S: Sink> Dispatch<S> {
         // was accepted before the sender acts on the answer.
         self.ledger.settle(settled, answer.is_retryable()).await;
         answer
+    }
+
+    /// The sink's outcomes for `events`, in order. A panic in the sink gives
+    /// none: the caller settles them as not delivered, so their claims are
+    /// released and the redelivery reaches the sink again (otherwise every
+    /// redelivery would be answered "busy" until a restart).
+    async fn hand_over(&self, events: Vec<Event>) -> Vec<Outcome> {
+        let handed = events.len();
+        let Ok(answered) = AssertUnwindSafe(self.sink.arrived(events))
+            .catch_unwind()
+            .await
+        else {
+            tracing::error!(
+                handed,
+                "the sink panicked while handling events; they count as not delivered"
+            );
+            return Vec::new();
+        };
+        if answered.len() != handed {
+            tracing::error!(
+                handed,
+                answered = answered.len(),
+                "the sink reported a different number of outcomes than events; the missing ones count as not delivered"
+            );
+        }
+        answered
     }
 }

@@ -57,12 +57,13 @@ pub(crate) fn service<S: Sink>(
 impl<S: Sink> CloudEvents for GrpcIngest<S> {
     async fn send(
         &self,
-        request: tonic::Request<BatchEvent>,
+        mut request: tonic::Request<BatchEvent>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
+        // `Admit` started it when the call arrived (taken, not cloned); a
+        // call that did not come through `Admit` is timed from here.
         let timer = request
-            .extensions()
-            .get::<RequestTimer>()
-            .cloned()
+            .extensions_mut()
+            .remove::<RequestTimer>()
             .unwrap_or_else(|| RequestTimer::start("grpc"));
         let outcome = match codec::decode_batch(request.into_inner()) {
             Ok(events) => {

@@ -77,7 +77,7 @@ pub(crate) fn router<S: Sink>(
 
 async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Response {
     let timer = RequestTimer::start("http");
-    let admitted = match admit(&app.admission, request).await {
+    let (admitted, encoding) = match admit(&app.admission, request).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let response = status::http_refusal(&refusal);
@@ -85,9 +85,7 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
             return response;
         }
     };
-    let headers = &admitted.headers;
-    let encoding = encoding(headers);
-    let outcome = match decode(encoding, headers, admitted.body) {
+    let outcome = match decode(encoding, &admitted.headers, admitted.body) {
         Ok(events) => {
             timer.received(encoding.as_str(), events.len());
             app.dispatch.deliver(events).await
@@ -103,10 +101,11 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
 }
 
 /// Admits a request, reads its body, and reserves what it will decode into.
-async fn admit(admission: &Admission, request: Request) -> Result<Admitted, Refusal> {
+async fn admit(admission: &Admission, request: Request) -> Result<(Admitted, Encoding), Refusal> {
     let mut admitted = admission.admit_http(request).await?;
     let body = &admitted.body;
-    let decoded = match encoding(&admitted.headers) {
+    let encoding = encoding(&admitted.headers);
+    let decoded = match encoding {
         Encoding::Structured | Encoding::Batch => decoded::maybe_json(body),
         Encoding::Binary => {
             let content_type = admitted.headers.get(header::CONTENT_TYPE);
@@ -120,7 +119,7 @@ async fn admit(admission: &Admission, request: Request) -> Result<Admitted, Refu
         }
     };
     admitted.ticket.charge_decoded(decoded)?;
-    Ok(admitted)
+    Ok((admitted, encoding))
 }
 
 async fn not_found(uri: Uri) -> Response {

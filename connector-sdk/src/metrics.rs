@@ -202,8 +202,12 @@ impl RequestTimer {
     }
 
     pub(crate) fn finish(self, outcome: &Outcome) {
-        metrics::counter!(REQUESTS, "transport" => self.transport, "outcome" => outcome.class())
-            .increment(1);
+        self.finish_as(outcome.class());
+    }
+
+    /// Counts the request as answered with an outcome of `class`.
+    fn finish_as(self, class: &'static str) {
+        metrics::counter!(REQUESTS, "transport" => self.transport, "outcome" => class).increment(1);
         metrics::histogram!(REQUEST_SECONDS, "transport" => self.transport)
             .record(self.started.elapsed().as_secs_f64());
     }
@@ -212,7 +216,7 @@ impl RequestTimer {
     pub(crate) fn refused(self, refusal: &Refusal) {
         metrics::counter!(REQUESTS_REFUSED, "transport" => self.transport, "reason" => refusal.kind())
             .increment(1);
-        self.finish(&refusal.outcome());
+        self.finish_as(refusal.class());
     }
 }
 

@@ -2,7 +2,9 @@
 //! first: HTTP structured, binary and batch mode, and the protobuf codec.
 //!
 //! - Arbitrary bytes, and arbitrary (often invalid) events, never panic a
-//!   decoder: they decode or are refused with a reason.
+//!   decoder: they decode or are refused with a reason. Nor do they panic
+//!   the estimate of what a gRPC message decodes into (`decoded::batch`),
+//!   which reads the bytes before prost does.
 //! - A valid event encoded for a door and decoded by it is the same event.
 
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use crate::http::{self, BATCH_CONTENT_TYPE, Encoding, STRUCTURED_CONTENT_TYPE};
 use crate::proto::cloud_event::cloud_event_attribute_value::Attr;
 use crate::proto::cloud_event::{CloudEventAttributeValue, Data as ProtoData};
 use crate::proto::{BatchEvent, CloudEvent, CloudEventBatch};
-use crate::{decode_batch, decode_event, encode_event};
+use crate::{decode_batch, decode_event, decoded, encode_event};
 
 /// Attribute names an extension must not take.
 const RESERVED: &[&str] = &[
@@ -185,7 +187,30 @@ fn any_json_event() -> impl Strategy<Value = serde_json::Value> {
     hash_map(name, value, 0..8).prop_map(|map| serde_json::Value::Object(map.into_iter().collect()))
 }
 
+/// `bytes` as the length-delimited protobuf field `field`.
+fn wrapped(field: u32, bytes: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut message = Vec::with_capacity(bytes.len() + 8);
+    encode_key(field, WireType::LengthDelimited, &mut message);
+    encode_varint(bytes.len() as u64, &mut message);
+    message.extend_from_slice(bytes);
+    message
+}
+
 proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoded_size_estimate(
+        bytes in vec(any::<u8>(), 0..512),
+        nested in any::<bool>(),
+    ) {
+        // Nested in BatchEvent.events (2) and CloudEventBatch.events (1),
+        // the bytes reach the walker of one event, and of its data.
+        let message = if nested { wrapped(2, &wrapped(1, &bytes)) } else { bytes };
+        if let Some(cost) = decoded::batch(&message) {
+            prop_assert!(cost >= message.len(), "{cost} < {}", message.len());
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_an_http_decoder(
         body in vec(any::<u8>(), 0..512),

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::{self, Limits, RuntimeConfig};
@@ -17,7 +19,7 @@ use crate::dispatch::Dispatch;
 use crate::ledger::Ledger;
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::{Context, Sink};
-use crate::store::{Embedded, Redis, Store, StoreHealth};
+use crate::store::{Clock, Embedded, Redis, Store, StoreConfig, StoreHealth, SystemClock};
 use crate::{grpc, http, logging};
 
 /// The store namespace of the runtime's delivered-ledger.
@@ -85,6 +87,8 @@ pub struct Server {
     trigger: Trigger,
     drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
+    /// The dispatch's delivery tasks (see [`Dispatch`]).
+    deliveries: TaskTracker,
     ledger: Arc<Ledger>,
     /// The store's health probe.
     watch: tokio::task::AbortHandle,
@@ -116,7 +120,8 @@ impl Server {
         let mut tasks = Vec::with_capacity(2);
 
         let ledger = Arc::new(Ledger::new(store.scope(LEDGER_SCOPE), options.ledger_ttl));
-        let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger)));
+        let deliveries = TaskTracker::new();
+        let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger), deliveries.clone()));
         let (health, watch) = StoreHealth::watch(store.clone());
         let store_status = http::StoreStatus {
             backend: store.backend_name(),
@@ -157,6 +162,7 @@ impl Server {
             trigger,
             drain_delay: options.drain_delay,
             tasks,
+            deliveries,
             ledger,
             watch: watch.abort_handle(),
         })
@@ -173,14 +179,16 @@ impl Server {
     }
 
     /// Turns `/readyz` to 503, keeps serving for the drain delay, then stops
-    /// accepting and waits up to `grace` for in-flight requests to finish.
-    /// Returns false when some had to be cut off.
+    /// accepting and waits up to `grace` for in-flight requests to finish,
+    /// and for the deliveries of senders that hung up (the sink is still
+    /// posting them). Returns false when some had to be cut off.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.readiness.set(false);
         tokio::time::sleep(self.drain_delay).await;
         self.trigger.fire();
+        let deadline = Instant::now() + grace;
         let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
-        let drained = tokio::time::timeout(grace, futures_join(self.tasks))
+        let drained = tokio::time::timeout_at(deadline, futures_join(self.tasks))
             .await
             .is_ok();
         if !drained {
@@ -190,9 +198,23 @@ impl Server {
             );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
+        // A delivery settles its events in the ledger when the sink is done:
+        // the sink and the store must outlive it, or an event posted now is
+        // posted again after the restart.
+        self.deliveries.close();
+        let delivered = tokio::time::timeout_at(deadline, self.deliveries.wait())
+            .await
+            .is_ok();
+        if !delivered {
+            tracing::warn!(
+                ?grace,
+                deliveries = self.deliveries.len(),
+                "deliveries to the sink did not finish in time; their events may be delivered again after a restart"
+            );
+        }
         self.ledger.flush().await;
         self.watch.abort();
-        drained
+        drained && delivered
     }
 }
 
@@ -330,12 +352,22 @@ pub fn open_store(
     config: &RuntimeConfig,
     default_prefix: &str,
 ) -> Result<Store, crate::store::OpenError> {
-    if let Some(redis) = &config.store.redis {
+    open_store_with_clock(&config.store, default_prefix, Arc::new(SystemClock))
+}
+
+/// [`open_store`] from the `store` section, with the embedded database
+/// reading the time from `clock` (Redis follows its own `TIME`).
+pub(crate) fn open_store_with_clock(
+    config: &StoreConfig,
+    default_prefix: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<Store, crate::store::OpenError> {
+    if let Some(redis) = &config.redis {
         let backend = Redis::connect(redis, default_prefix)?;
         tracing::info!(url = %redis.masked_url(), "store: Redis, shared by every replica");
         return Ok(Store::new(Arc::new(backend)));
     }
-    let embedded = Embedded::open(&config.store.path, config.store.max_records)?;
-    tracing::info!(path = %config.store.path.display(), "store: embedded");
+    let embedded = Embedded::open_with_clock(&config.path, config.max_records, clock)?;
+    tracing::info!(path = %config.path.display(), "store: embedded");
     Ok(Store::new(Arc::new(embedded)))
 }

@@ -84,7 +84,10 @@ pub trait Sink: Send + Sync + Sized + 'static {
     async fn destroy(&self) {}
 
     /// A view of the sink's state for humans, served as JSON on
-    /// `GET /status` (404 when `None`, the default). Must hold no secret.
+    /// `GET /status` with the runtime's `store` health beside it: an object
+    /// gets a `store` key, any other value is served under `sink`, and
+    /// `None` (the default) leaves `{"store": ...}` alone. Must hold no
+    /// secret.
     async fn status(&self) -> Option<serde_json::Value> {
         None
     }

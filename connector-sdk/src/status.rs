@@ -47,12 +47,13 @@ pub fn http_response(outcome: &Outcome) -> Response {
 
 /// The gRPC answer for an outcome.
 pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Status> {
-    let reason = shorten(outcome.reason(), REASON_BYTES).into_owned();
+    // Only a failure carries a reason: success allocates nothing.
+    let reason = || shorten(outcome.reason(), REASON_BYTES).into_owned();
     match outcome {
         Outcome::Delivered => Ok(tonic::Response::new(())),
-        Outcome::Rejected { .. } => Err(tonic::Status::invalid_argument(reason)),
+        Outcome::Rejected { .. } => Err(tonic::Status::invalid_argument(reason())),
         Outcome::Throttled { retry_after, .. } => {
-            let mut status = tonic::Status::resource_exhausted(reason);
+            let mut status = tonic::Status::resource_exhausted(reason());
             // gRPC has no standard Retry-After; expose it as metadata too.
             status.metadata_mut().insert(
                 "retry-after",
@@ -61,9 +62,9 @@ pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Stat
             Err(status)
         }
         Outcome::Unavailable { kind, .. } => Err(match kind {
-            Unavailable::GatewayTimeout => tonic::Status::deadline_exceeded(reason),
+            Unavailable::GatewayTimeout => tonic::Status::deadline_exceeded(reason()),
             Unavailable::BadGateway | Unavailable::ServiceUnavailable => {
-                tonic::Status::unavailable(reason)
+                tonic::Status::unavailable(reason())
             }
         }),
     }

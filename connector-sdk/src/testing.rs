@@ -60,7 +60,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{self, RuntimeConfig};
 use crate::proto::cloud_events_client::CloudEventsClient;
 use crate::proto::{BatchEvent, CloudEventBatch};
-use crate::store::{Clock, Embedded, Redis, Store, StoreConfig, SystemClock};
+use crate::store::{Clock, Store, StoreConfig, SystemClock};
 use crate::{
     BATCH_CONTENT_TYPE, Context, SINK_SCOPE, STRUCTURED_CONTENT_TYPE, ServeOptions, Server, Sink,
     encode_event,
@@ -538,29 +538,25 @@ fn redis_answers_ping(port: u16) -> bool {
         && &answer == b"+PONG\r\n"
 }
 
-/// The store `config` names, or a fresh temporary one when it names the
-/// default path (which a test must never touch).
-/// With `store.redis` set, that Redis (whose own `TIME` the gates follow,
-/// whatever `clock` says).
+/// The store `config` names (as the runtime opens it), or a fresh
+/// temporary one when it names the default path (which a test must never
+/// touch). With `store.redis` set, that Redis (whose own `TIME` the gates
+/// follow, whatever `clock` says).
 fn open_store(
     config: &StoreConfig,
     clock: Arc<dyn Clock>,
     prefix: &str,
 ) -> (Store, Option<tempfile::TempDir>) {
-    if let Some(redis) = &config.redis {
-        let backend = Redis::connect(redis, prefix).unwrap_or_else(|err| panic!("{err}"));
-        return (Store::new(Arc::new(backend)), None);
+    let mut config = config.clone();
+    let dir = (config.redis.is_none() && config.path == StoreConfig::default().path).then(|| {
+        tempfile::tempdir().unwrap_or_else(|err| panic!("cannot create a temporary store: {err}"))
+    });
+    if let Some(dir) = &dir {
+        config.path = dir.path().to_owned();
     }
-    let (path, dir) = if config.path == StoreConfig::default().path {
-        let dir = tempfile::tempdir()
-            .unwrap_or_else(|err| panic!("cannot create a temporary store: {err}"));
-        (dir.path().to_owned(), Some(dir))
-    } else {
-        (config.path.clone(), None)
-    };
-    let embedded = Embedded::open_with_clock(&path, config.max_records, clock)
+    let store = crate::runtime::open_store_with_clock(&config, prefix, clock)
         .unwrap_or_else(|err| panic!("{err}"));
-    (Store::new(Arc::new(embedded)), dir)
+    (store, dir)
 }
 
 fn grpc_reply(status: &tonic::Status) -> Reply {
@@ -645,9 +641,10 @@ mod tests {
     use crate::{BoxError, NoConfig, Outcome, Unavailable};
     use cloudevents::AttributesReader;
 
-    /// Keeps what arrives and answers with a fixed outcome.
+    /// Keeps what arrives and answers with what `answer` makes of the
+    /// number of events.
     struct Recorder {
-        answer: Outcome,
+        answer: Box<dyn Fn(usize) -> Vec<Outcome> + Send + Sync>,
         arrived: Mutex<Vec<Event>>,
     }
 
@@ -663,14 +660,19 @@ mod tests {
         async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
             let count = events.len();
             self.arrived.lock().expect("lock").extend(events);
-            self.answer.clone().for_each(count)
+            (self.answer)(count)
         }
     }
 
     impl Recorder {
+        /// Answers `answer` for every event.
         fn answering(answer: Outcome) -> Self {
+            Self::answering_with(move |count| answer.clone().for_each(count))
+        }
+
+        fn answering_with(answer: impl Fn(usize) -> Vec<Outcome> + Send + Sync + 'static) -> Self {
             Self {
-                answer,
+                answer: Box::new(answer),
                 arrived: Mutex::default(),
             }
         }
@@ -750,33 +752,105 @@ mod tests {
         assert_eq!(server.sink().ids(), ["1", "1"]);
     }
 
-    /// Forgets to report outcomes: answers one for the first event only.
-    struct Forgetful(Mutex<usize>);
-
-    #[async_trait::async_trait]
-    impl Sink for Forgetful {
-        type Config = NoConfig;
-        fn name() -> &'static str {
-            "forgetful"
-        }
-        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
-            Ok(Self(Mutex::default()))
-        }
-        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
-            *self.0.lock().expect("lock") += events.len();
-            vec![Outcome::Delivered]
-        }
-    }
-
     #[tokio::test]
     async fn an_outcome_the_sink_never_gave_is_not_a_delivery() {
-        let server = TestServer::start(Forgetful(Mutex::default())).await;
+        // Forgets to report outcomes: answers one for the first event only.
+        let forgetful = Recorder::answering_with(|_| vec![Outcome::Delivered]);
+        let server = TestServer::start(forgetful).await;
         let batch = [event("a").build(), event("b").build()];
         let reply = server.send_grpc(&batch).await;
         assert_eq!(reply.status, 503, "fail closed: {reply:?}");
         // The sender retries; only the event without an outcome comes back.
         assert_eq!(server.send_grpc(&batch).await.status, 200);
-        assert_eq!(*server.sink().0.lock().expect("lock"), 3);
+        assert_eq!(server.sink().ids(), ["a", "b", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_panicked_gets_the_redelivery() {
+        let panicked = std::sync::atomic::AtomicBool::new(false);
+        let panics_once = Recorder::answering_with(move |count| {
+            let first = !panicked.swap(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(!first, "the test sink panics on its first batch");
+            Outcome::Delivered.for_each(count)
+        });
+        let server = TestServer::start(panics_once).await;
+        let one = event("1").build();
+        let reply = server.send_structured(&one).await;
+        assert_eq!(reply.status, 503, "not delivered: {reply:?}");
+        // Its claim was released: the sink answers, not "being handled".
+        let reply = server.send_structured(&one).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(server.sink().ids(), ["1", "1"]);
+    }
+
+    /// Takes a while over each batch, and says when it starts and ends.
+    #[derive(Default)]
+    struct Slow {
+        started: tokio::sync::Notify,
+        finished: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Slow {
+        type Config = NoConfig;
+        fn name() -> &'static str {
+            "slow"
+        }
+        async fn initialize(_: NoConfig, _: Context) -> Result<Self, BoxError> {
+            Ok(Self::default())
+        }
+        async fn arrived(&self, events: Vec<Event>) -> Vec<Outcome> {
+            self.started.notify_one();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.finished
+                .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+            Outcome::Delivered.for_each(events.len())
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_a_delivery_whose_sender_hung_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let yaml = format!("store:\n  path: {}\n", dir.path().display());
+        let server = TestServer::<Slow>::from_yaml(&yaml).await;
+        let one = event("1").build();
+        tokio::select! {
+            reply = server.send_grpc(std::slice::from_ref(&one)) => panic!("answered before the sink was done: {reply:?}"),
+            () = server.sink().started.notified() => {}
+        }
+        // The call is cancelled; the sink goes on posting the event.
+        assert!(server.shutdown().await);
+        let finished = server
+            .sink()
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(finished, 1, "the sink finished before the store closed");
+
+        // Its acceptance was recorded: the redelivery does not reach the sink.
+        let restarted = TestServer::<Slow>::from_yaml(&yaml).await;
+        assert_eq!(restarted.send_grpc(&[one]).await.status, 200);
+        let finished = restarted
+            .sink()
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(finished, 0, "answered from the ledger");
+        assert!(restarted.shutdown().await);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_retry_later_without_its_detail() {
+        let server = TestServer::start(Recorder::answering(Outcome::Delivered)).await;
+        // A closed store fails every operation, as one out of reach does.
+        server.store().close().await;
+        let reply = server.send_structured(&event("1").build()).await;
+        let store_error = crate::store::StoreError::Closed.to_string();
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(!reply.body.contains(&store_error), "{reply:?}");
+        assert_eq!(
+            reply.body,
+            "the connector's store is unavailable; retry later\n"
+        );
+        assert!(server.sink().ids().is_empty());
     }
 
     #[tokio::test]

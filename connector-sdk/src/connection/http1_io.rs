@@ -111,6 +111,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Http1Io<IO> {
 /// `None` for anything else.
 fn explain(written: &[u8], max_header_bytes: usize) -> Option<Vec<u8>> {
     const EMPTY: &str = "content-length: 0\r\n";
+    // Most writes are bodies or heads of answers already good: only a
+    // buffer that begins with a status line is worth reading as text.
+    if !written.starts_with(b"HTTP/1.") {
+        return None;
+    }
     let head = std::str::from_utf8(written).ok()?;
     let status_line = head
         .strip_prefix("HTTP/1.1 ")

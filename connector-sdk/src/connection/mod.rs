@@ -52,7 +52,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// socket (out of file descriptors): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a new connection waits for the slot of the one it evicted.
+/// How long a new connection waits for the slot of the one it evicted
+/// (closed at once: only as long as its task takes to notice).
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// New connections waiting for an evicted one's slot, at most: past it,
@@ -135,6 +136,40 @@ fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
     live.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a server's connections serve: a service of HTTP requests that
+/// never fails, cloned for each connection, with answers hyper can write.
+/// Every service that fits is one (the HTTP router, gRPC's [`Admit`]).
+///
+/// [`Admit`]: crate::grpc::Admit
+pub(crate) trait Served:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<<Self as Served>::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The body of its answers.
+    type Body: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> Served for S
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Body = B;
+}
+
 /// How each connection of one server is served.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -168,21 +203,13 @@ impl Settings {
 /// `stop` fires; then stops accepting, lets every connection finish its
 /// requests, and returns. Dropping (aborting) the returned future closes
 /// every connection at once.
-pub(crate) async fn serve<S, B>(
+pub(crate) async fn serve<S: Served>(
     listener: TcpListener,
     service: S,
     settings: Settings,
     gate: Gate,
     stop: Trigger,
-) where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let mut connections = JoinSet::new();
     let mut stopped = pin!(stop.fired());
     loop {
@@ -217,16 +244,7 @@ struct Connection<S> {
     stop: Trigger,
 }
 
-impl<S, B> Connection<S>
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl<S: Served> Connection<S> {
     /// Starts serving it in a free slot, or in the slot of the connection
     /// it evicts; false (and it is closed) when there is neither.
     fn start(self, connections: &mut JoinSet<()>) -> bool {
@@ -296,23 +314,15 @@ where
 
 /// `service` as hyper calls it, counting each request open on the
 /// connection's clock until it is answered.
-fn count_requests<S, B>(
+fn count_requests<S: Served>(
     service: S,
     activity: &Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<B>,
+    Response = Response<S::Body>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-> + Clone
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body,
-{
+    Future = impl Future<Output = Result<Response<S::Body>, Infallible>> + Send + 'static,
+> + Clone {
     let activity = Arc::clone(activity);
     let inner = TowerToHyperService::new(service);
     service_fn(move |request: Request<Incoming>| {
@@ -347,9 +357,11 @@ where
         why = activity.expired() => {
             metrics::connection_expired(settings.transport, why.as_str());
             tracing::debug!(transport = settings.transport, reason = why.as_str(), "closing a connection past its time");
-            if why == Expiry::HeaderTimeout
-                || (why == Expiry::Evicted && settings.protocol == Protocol::Http1)
-            {
+            // Evicted: it has no request open, and its slot is awaited by
+            // a new connection that waits only EVICTION_WAIT, no longer
+            // than a graceful close may take (a client that does not answer
+            // GOAWAY's ping holds it for CLOSE_GRACE).
+            if matches!(why, Expiry::HeaderTimeout | Expiry::Evicted) {
                 return; // dropping it closes the socket now
             }
         }
@@ -364,5 +376,41 @@ fn log_end<E: std::fmt::Display>(result: Result<(), E>) {
     if let Err(err) = result {
         // Clients hang up and send garbage; that is theirs to know.
         tracing::debug!(%err, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_http2_connection_is_closed_without_waiting_for_its_client() {
+        let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
+        // A client that opens HTTP/2 (preface, empty SETTINGS) and then
+        // never answers: a graceful close would wait on its ping ack.
+        client_io
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .expect("written");
+        let settings = Settings::new(Protocol::Http2, &Limits::default());
+        let activity = Activity::new(Protocol::Http2, settings.timeouts);
+        let answer = service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        });
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(server_io), answer);
+        assert!(activity.evict(), "no request open");
+        let started = Instant::now();
+        drive(connection, &activity, &Trigger::new(), settings).await;
+        // Paused clock: time moves only when something waits on it.
+        assert!(
+            started.elapsed() < EVICTION_WAIT,
+            "closed at once, so the newcomer gets its slot: {:?}",
+            started.elapsed()
+        );
     }
 }
