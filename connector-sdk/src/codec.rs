@@ -153,9 +153,17 @@ fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
 }
 
 /// True for `application/json`, `text/json` and `…+json`, parameters aside.
-pub(crate) fn is_json_content_type(content_type: &str) -> bool {
+/// True when a `datacontenttype` says the data is JSON: `application/json`,
+/// `text/json` or any `+json` type, parameters ignored, in any case (media
+/// types are case-insensitive).
+pub fn is_json_content_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let suffix = essence.len().saturating_sub("+json".len());
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || essence
+            .get(suffix..)
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json"))
 }
 
 fn attr_to_extension(attr: Attr) -> ExtensionValue {
@@ -242,6 +250,22 @@ pub fn encode_event(event: &Event) -> CloudEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types_in_any_case_with_parameters() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "text/json",
+            "application/cloudevents+json",
+            "application/vnd.api+JSON",
+        ] {
+            assert!(is_json_content_type(json), "{json}");
+        }
+        for not_json in ["text/plain", "application/jsonl", "json", "", "+jso"] {
+            assert!(!is_json_content_type(not_json), "{not_json}");
+        }
+    }
     use crate::proto::CloudEventBatch;
     use cloudevents::AttributesReader;
     use std::collections::HashMap;

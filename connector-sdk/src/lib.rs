@@ -139,7 +139,7 @@ pub mod proto {
 pub use async_trait::async_trait;
 pub use cloudevents;
 pub use cloudevents::Event;
-pub use codec::{DecodeError, decode_batch, decode_event, encode_event};
+pub use codec::{DecodeError, decode_batch, decode_event, encode_event, is_json_content_type};
 pub use config::{ConfigError, ConfigProblem, Limits, NoConfig, RuntimeConfig, SinkConfig};
 pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use logging::init as init_logging;

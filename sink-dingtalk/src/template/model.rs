@@ -69,7 +69,9 @@ impl Serialize for Model<'_> {
 /// The data as JSON when it is JSON (by its content type, or when there is
 /// none, by parsing), else as text.
 fn data_of(event: &Event) -> Option<Cow<'_, Json>> {
-    let json_expected = event.datacontenttype().is_none_or(is_json_content_type);
+    let json_expected = event
+        .datacontenttype()
+        .is_none_or(connector_sdk::is_json_content_type);
     let text = match event.data()? {
         Data::Json(json) => return Some(Cow::Borrowed(json)),
         Data::String(text) => Cow::Borrowed(text.as_str()),
@@ -79,18 +81,6 @@ fn data_of(event: &Event) -> Option<Cow<'_, Json>> {
         return Some(Cow::Owned(json));
     }
     Some(Cow::Owned(Json::String(text.into_owned())))
-}
-
-/// `application/json`, `text/json`, `application/cloudevents+json`...,
-/// parameters such as `; charset=utf-8` aside.
-fn is_json_content_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence.ends_with("/json") || essence.ends_with("+json")
 }
 
 #[cfg(test)]
