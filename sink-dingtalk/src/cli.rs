@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::delivery;
 use clap::{Parser, Subcommand};
-use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use connector_sdk::config::{self, Loaded};
 use connector_sdk::store::{Embedded, OpenError};
@@ -250,26 +250,16 @@ pub fn rendered(config: &DingTalkConfig, event: &Event) -> Result<String, String
 /// The chat group the sink sends `event` to: `xvchatgroup`, else the
 /// default; it must be configured.
 fn chat_group_of(config: &DingTalkConfig, event: &Event) -> Result<String, String> {
-    let asked = match event.extension(CHAT_GROUP_EXTENSION) {
-        None => config.default_group().unwrap_or_default().to_owned(),
-        Some(ExtensionValue::String(group)) => group.clone(),
-        Some(other) => other.to_string(),
-    };
-    let configured: Vec<&str> = config
-        .bot
-        .webhooks
-        .iter()
-        .map(|w| w.chat_group.as_str())
-        .collect();
-    if configured.contains(&asked.as_str()) {
-        Ok(asked)
+    let asked = delivery::asked_group(event);
+    let asked = asked
+        .as_deref()
+        .unwrap_or(config.default_group().unwrap_or_default());
+    let mut configured = config.bot.webhooks.iter().map(|w| w.chat_group.as_str());
+    if configured.any(|group| group == asked) {
+        Ok(asked.to_owned())
     } else {
-        let mut known = configured;
-        known.sort_unstable();
-        Err(format!(
-            "xvchatgroup `{asked}` is not configured; configured chat groups: {}",
-            known.join(", ")
-        ))
+        let configured = config.bot.webhooks.iter().map(|w| w.chat_group.as_str());
+        Err(delivery::not_configured(asked, configured))
     }
 }
 

@@ -294,23 +294,11 @@ impl Delivery {
     fn prepare(&self, index: usize, event: &Event) -> Result<(Arc<Lane>, Work), Unsendable> {
         let id = shorten(event.id(), ID_BYTES);
         let reject = |reason: String| Outcome::rejected(format!("event {id}: {reason}"));
-        let asked = match event.extension(CHAT_GROUP_EXTENSION) {
-            None => None,
-            Some(ExtensionValue::String(group)) => Some(Cow::Borrowed(group.as_str())),
-            Some(other) => Some(Cow::Owned(other.to_string())),
-        };
+        let asked = asked_group(event);
         let asked = asked.as_deref().unwrap_or(&self.default_group);
-        let (group, lane) = self.groups.get_key_value(asked).ok_or_else(|| {
-            let mut known: Vec<_> = self.groups.keys().map(AsRef::as_ref).collect();
-            known.sort_unstable();
-            Unsendable {
-                group: None,
-                outcome: reject(format!(
-                    "xvchatgroup `{}` is not configured; configured chat groups: {}",
-                    shorten(asked, ID_BYTES),
-                    known.join(", ")
-                )),
-            }
+        let (group, lane) = self.groups.get_key_value(asked).ok_or_else(|| Unsendable {
+            group: None,
+            outcome: reject(not_configured(asked, self.groups.keys().map(AsRef::as_ref))),
         })?;
         let message = self
             .templates
@@ -350,6 +338,25 @@ impl Delivery {
 }
 
 /// This machine's name (a pod's name in Kubernetes), for the flusher's lease.
+/// The chat group `event` names in `xvchatgroup`, if any.
+pub fn asked_group(event: &Event) -> Option<Cow<'_, str>> {
+    match event.extension(CHAT_GROUP_EXTENSION)? {
+        ExtensionValue::String(group) => Some(Cow::Borrowed(group.as_str())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// Why an event asking for chat group `asked` cannot be sent.
+pub fn not_configured<'a>(asked: &str, configured: impl Iterator<Item = &'a str>) -> String {
+    let mut known: Vec<&str> = configured.collect();
+    known.sort_unstable();
+    format!(
+        "xvchatgroup `{}` is not configured; configured chat groups: {}",
+        shorten(asked, ID_BYTES),
+        known.join(", ")
+    )
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
