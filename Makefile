@@ -26,9 +26,11 @@ demo-replicas: ## Three replicas sharing Redis, a storm over them, one killed: w
 run: build ## Run the release sink with CONFIG (default config/config.yml), state in STORE
 	CONNECTOR_CONFIG=$(CONFIG) CONNECTOR_STORE__PATH=$(STORE) ./target/release/sink-dingtalk
 
-test: ## cargo fmt --check, clippy -D warnings, then every test
+test: ## Install what the tests need (redis-server), fmt --check, clippy and rustdoc -D warnings, every test
+	bash scripts/test-deps.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 	$(CARGO) test --workspace
 
 # Two cargo calls: built together, feature unification would compile

@@ -64,7 +64,8 @@ const QUEUE_BOUND: usize = 4096;
 
 const NAME: &str = "embedded";
 
-/// The embedded store. See the [module documentation](self).
+/// The embedded store: one redb database in `store.path`, written by one
+/// thread that group-commits, read on read transactions that never wait.
 #[derive(Debug)]
 pub struct Embedded {
     path: PathBuf,

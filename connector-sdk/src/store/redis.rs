@@ -106,7 +106,8 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// The Redis backend. See the [module documentation](self).
+/// The Redis backend: state shared by every replica, each decision one Lua
+/// script timed by Redis's own clock, every call under a timeout.
 pub struct Redis {
     connection: ConnectionManager,
     prefix: String,

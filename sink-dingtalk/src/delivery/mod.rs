@@ -1,5 +1,5 @@
 //! Delivery: each event of a request routed to its chat group's robot and
-//! built into a message, then handed to that robot's [`Lane`]. Robots are
+//! built into a message, then handed to that robot's `Lane`. Robots are
 //! served concurrently; one robot's events keep their order. Every event
 //! gets an outcome, and one never filled in counts as not delivered.
 //!

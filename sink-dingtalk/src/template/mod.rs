@@ -11,9 +11,9 @@
 //! ([`message::build`]).
 //!
 //! Every template compiles at start-up; rendering is bounded in steps,
-//! depth and output (see [`rule`]), so a runaway template costs one 400, in
+//! depth and output (see `rule.rs`), so a runaway template costs one 400, in
 //! milliseconds. A template sees the event's model ([`model`]) and may use
-//! the engine's filters and ours ([`filters`]).
+//! the engine's filters and ours (`filters.rs`).
 
 use chrono_tz::Tz;
 use connector_sdk::ConfigProblem;
