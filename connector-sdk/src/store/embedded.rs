@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::gate::GateLog;
 use super::{
     Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
-    SystemClock, millis,
+    SystemClock, Window, millis,
 };
 
 /// key -> (expires at ms, value)
@@ -684,13 +684,24 @@ impl Backend for Embedded {
         })
     }
 
-    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
+    async fn pass(&self, gate: &str, windows: &[Window]) -> Result<Passage, StoreError> {
         let gate = gate.to_owned();
+        let windows = windows.to_vec();
         self.run(Kind::Durable, move |t, now| {
             let mut log = t.gate(&gate)?;
-            let passage = log.pass(now, limit, window);
+            let passage = log.pass(now, &windows);
             t.save_gate(&gate, &log)?;
             Ok(passage)
+        })
+        .await
+    }
+
+    async fn refund(&self, gate: &str) -> Result<(), StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, _| {
+            let mut log = t.gate(&gate)?;
+            log.refund();
+            t.save_gate(&gate, &log)
         })
         .await
     }
