@@ -30,10 +30,14 @@ use serde::{Deserialize, Serialize};
 pub mod contract;
 mod embedded;
 mod gate;
+#[cfg(feature = "testing")]
+mod memory;
 mod redis;
 mod watch;
 
 pub use embedded::Embedded;
+#[cfg(feature = "testing")]
+pub use memory::{Memory, TokioClock};
 pub use redis::{Redis, RedisConfig};
 pub use watch::StoreHealth;
 
