@@ -62,7 +62,12 @@ impl Budget {
 
     /// Takes up a hold a previous run recorded in the store.
     pub(crate) async fn restore(&self) -> Result<(), StoreError> {
-        if let Some(held) = self.store.gate_state(&self.gate, self.main().per).await?.held_for {
+        if let Some(held) = self
+            .store
+            .gate_state(&self.gate, self.main().per)
+            .await?
+            .held_for
+        {
             self.hold_locally(held);
         }
         Ok(())

@@ -86,7 +86,9 @@ impl<D: Destination> Pool<D> {
             let Some(timeout) = deadline.attempt_timeout() else {
                 return match &self.outbox {
                     Some(_) => self.enqueue(work).await,
-                    None => Receipt::with_code(out_of_time(work, self.settings.names.deadline), code),
+                    None => {
+                        Receipt::with_code(out_of_time(work, self.settings.names.deadline), code)
+                    }
                 };
             };
             let endpoint = match self.pick(For::Event).await {

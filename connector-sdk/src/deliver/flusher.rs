@@ -78,7 +78,11 @@ pub(crate) async fn run<D: Destination>(
         pending_pop: None,
         no_digests: false,
     };
-    let linger = pool.settings.outbox.as_ref().map_or(Duration::ZERO, |o| o.linger);
+    let linger = pool
+        .settings
+        .outbox
+        .as_ref()
+        .map_or(Duration::ZERO, |o| o.linger);
     loop {
         let step = match outbox.lease(&holder).await {
             Ok(true) => flusher.step().await,

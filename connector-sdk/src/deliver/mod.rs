@@ -21,7 +21,7 @@
 //!   spacing its sends so a storm's budget lasts, merging digests;
 //! - one **backoff**, `/status` ([`Delivery::status`]) and metrics with
 //!   the same names for every sink ([`metrics`]);
-//! - **shutdown** through the sink's [`Context`](crate::Context): the
+//! - **shutdown** through the sink's [`Context`]: the
 //!   flushers stop when its shutdown token is cancelled, and the runtime
 //!   waits for them before `destroy`.
 //!
@@ -40,7 +40,7 @@
 //! #     fn windows(&self) -> &[Window] { &self.windows }
 //! #     async fn send(&self, _: &Body, _: Duration) -> Answer { Answer::from(Verdict::Delivered) }
 //! # }
-//! # async fn example(context: Context, bot: Bot) -> Result<(), connector_sdk::StoreError> {
+//! # async fn example(context: Context, bot: Bot) -> Result<(), connector_sdk::deliver::StartError> {
 //! let delivery = Delivery::new(
 //!     context.store().clone(),
 //!     Settings::default(),
@@ -443,7 +443,9 @@ impl<D: Destination> Delivery<D> {
 
     /// The routed target named `target`, shared (cheap to clone).
     pub fn target(&self, target: &str) -> Option<Arc<str>> {
-        self.targets.get_key_value(target).map(|(name, _)| Arc::clone(name))
+        self.targets
+            .get_key_value(target)
+            .map(|(name, _)| Arc::clone(name))
     }
 
     /// Every routed target's name.
@@ -455,10 +457,14 @@ impl<D: Destination> Delivery<D> {
     /// order. Pools are served concurrently; one pool's parcels in order.
     /// A parcel for a target not routed is answered "not handled" (route
     /// first, with [`Delivery::serves`]).
-    pub async fn deliver(&self, parcels: Vec<Parcel<D::Payload>>, deadline: Deadline) -> Vec<Receipt> {
+    pub async fn deliver(
+        &self,
+        parcels: Vec<Parcel<D::Payload>>,
+        deadline: Deadline,
+    ) -> Vec<Receipt> {
         let count = parcels.len();
         // One queue per pool, in arrival order.
-        let mut queues: Vec<(Arc<Pool<D>>, Vec<(usize, Work<D::Payload>)>)> = Vec::new();
+        let mut queues: Vec<PoolQueue<D>> = Vec::new();
         let mut receipts: Vec<Option<Receipt>> = vec![None; count];
         for (index, parcel) in parcels.into_iter().enumerate() {
             let Some(pool) = self.targets.get(&parcel.target) else {
@@ -497,8 +503,12 @@ impl<D: Destination> Delivery<D> {
 
     /// Every destination and outbox as they are now, for `/status`.
     pub async fn status(&self) -> Status {
-        let destinations =
-            join_all(self.endpoints.iter().map(|endpoint| status::destination(endpoint))).await;
+        let destinations = join_all(
+            self.endpoints
+                .iter()
+                .map(|endpoint| status::destination(endpoint)),
+        )
+        .await;
         let outboxes = join_all(
             self.pools
                 .iter()
@@ -512,6 +522,12 @@ impl<D: Destination> Delivery<D> {
         }
     }
 }
+
+/// One pool's parcels of a request, each with its index in the request.
+type PoolQueue<D> = (
+    Arc<Pool<D>>,
+    Vec<(usize, Work<<D as Destination>::Payload>)>,
+);
 
 /// An outbox's store key: its destination's key when it has one (so what a
 /// robot queued before pools existed is found), else a hash of its
@@ -531,7 +547,7 @@ fn pool_key(keys: &[&str]) -> String {
 }
 
 /// Milliseconds since the epoch, now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

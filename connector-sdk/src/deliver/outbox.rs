@@ -98,7 +98,6 @@ impl<P: Serialize + DeserializeOwned> Outbox<P> {
         })
     }
 
-
     /// How many it may hold.
     pub(crate) fn max_queued(&self) -> u64 {
         self.max_queued
@@ -116,7 +115,11 @@ impl<P: Serialize + DeserializeOwned> Outbox<P> {
     /// event (by `queue_key`, its identity in its target) was queued before:
     /// a redelivery of an event whose first delivery queued it, even in a
     /// process that died before it could answer, is [`Pushed::Already`].
-    pub(crate) async fn push(&self, entry: &Entry<P>, queue_key: &str) -> Result<Pushed, StoreError> {
+    pub(crate) async fn push(
+        &self,
+        entry: &Entry<P>,
+        queue_key: &str,
+    ) -> Result<Pushed, StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|err| StoreError::Unavailable {
             backend: "outbox",
             reason: format!("could not encode the entry: {err}"),
@@ -230,7 +233,10 @@ mod tests {
         // fields beside the entry's.
         let old = br#"{"event_id":"e1","source":"s","chat_group":"ops","msgtype":"text","queued_at_ms":7,"body":"hi","summary":{"headline":"hi","at_ms":7}}"#;
         let entry: Entry<Text> = serde_json::from_slice(old).expect("decodes");
-        assert_eq!((entry.target.as_str(), entry.payload.body.as_str()), ("ops", "hi"));
+        assert_eq!(
+            (entry.target.as_str(), entry.payload.body.as_str()),
+            ("ops", "hi")
+        );
     }
 
     #[tokio::test]
@@ -337,7 +343,11 @@ mod tests {
         ) -> ::metrics::Counter {
             ::metrics::Counter::noop()
         }
-        fn register_gauge(&self, key: &::metrics::Key, _: &::metrics::Metadata<'_>) -> ::metrics::Gauge {
+        fn register_gauge(
+            &self,
+            key: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Gauge {
             assert_eq!(key.name(), metrics::OUTBOX_QUEUED);
             let robot = key
                 .labels()

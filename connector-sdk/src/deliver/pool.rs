@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use super::Settings;
 use super::destination::Destination;
 use super::endpoint::Endpoint;
-use super::Settings;
 use super::outbox::Outbox;
 use crate::store::{GateState, Passage, StoreError, Window};
 

@@ -91,7 +91,10 @@ pub(super) async fn destination<D: Destination>(endpoint: &Endpoint<D>) -> Desti
     let last = endpoint.last_answer();
     DestinationStatus {
         key: endpoint.destination.key().to_owned(),
-        targets: lock(&endpoint.targets).iter().map(ToString::to_string).collect(),
+        targets: lock(&endpoint.targets)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         paced: endpoint.budget.is_paced(),
         limit: main.limit,
         window_secs: main.per.as_secs(),
@@ -131,7 +134,10 @@ pub(super) async fn outbox<D: Destination>(pool: &Pool<D>) -> OutboxStatus {
     };
     OutboxStatus {
         name: pool.name.to_string(),
-        targets: lock(&pool.targets).iter().map(ToString::to_string).collect(),
+        targets: lock(&pool.targets)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         destinations: pool
             .members
             .iter()

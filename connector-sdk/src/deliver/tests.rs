@@ -42,7 +42,12 @@ impl Wire {
         let sent = self.0.lock().unwrap();
         let times: Vec<Instant> = sent.iter().map(|(at, _, _)| *at).collect();
         (0..times.len())
-            .map(|i| times[i..].iter().take_while(|t| **t - times[i] < per).count())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t - times[i] < per)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }
@@ -104,11 +109,11 @@ impl Destination for Standin {
             .unwrap_or(Verdict::Delivered);
         let reached = !matches!(verdict, Verdict::Failed { reached: false, .. });
         if reached && verdict == Verdict::Delivered {
-            self.wire
-                .0
-                .lock()
-                .unwrap()
-                .push((Instant::now(), self.key.clone(), payload.text.clone()));
+            self.wire.0.lock().unwrap().push((
+                Instant::now(),
+                self.key.clone(),
+                payload.text.clone(),
+            ));
         }
         Answer {
             verdict,
@@ -197,7 +202,10 @@ async fn past_the_window_events_queue_and_go_out_as_digests_in_order() {
     let (delivery, _context) = kit(&store, settings(queueing(1, 0)), routes).await;
 
     let receipts = delivery
-        .deliver(parcels("ops", 0..12), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..12),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(receipts.iter().all(|r| r.outcome == Outcome::Delivered));
     let queued = receipts.iter().filter(|r| r.queued).count();
@@ -214,18 +222,27 @@ async fn past_the_window_events_queue_and_go_out_as_digests_in_order() {
 async fn every_window_bounds_the_sends_and_the_rest_wait_inside_the_deadline() {
     // Feishu's bot: 5 a second, 100 a minute; no outbox: wait, or 429.
     let wire = Wire::default();
-    let windows = [Window::new(100, MINUTE), Window::new(5, Duration::from_secs(1))];
+    let windows = [
+        Window::new(100, MINUTE),
+        Window::new(5, Duration::from_secs(1)),
+    ];
     let routes = vec![Route::new("ops", vec![Standin::new("f", &windows, &wire)])];
     let (delivery, _context) = kit(&memory(), settings(None), routes).await;
 
     let receipts = delivery
-        .deliver(parcels("ops", 0..20), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..20),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     let delivered = receipts
         .iter()
         .filter(|r| r.outcome == Outcome::Delivered)
         .count();
-    assert!((10..=15).contains(&delivered), "{delivered} in 3 s at 5 a second");
+    assert!(
+        (10..=15).contains(&delivered),
+        "{delivered} in 3 s at 5 a second"
+    );
     assert!(wire.most_within(Duration::from_secs(1)) <= 5);
     let first_refused = receipts
         .iter()
@@ -256,7 +273,10 @@ async fn too_fast_holds_the_destination_and_the_event_waits_out_the_hold() {
     .await;
     let started = Instant::now();
     let receipts = delivery
-        .deliver(parcels("ops", 0..2), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..2),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(receipts.iter().all(|r| r.queued), "held: both queued");
     assert_eq!(receipts[0].code, Some(7), "the destination's code is kept");
@@ -266,7 +286,10 @@ async fn too_fast_holds_the_destination_and_the_event_waits_out_the_hold() {
     until(Duration::from_secs(120), || wire.shown().len() == 2).await;
     assert_eq!(wire.shown(), texts(0..2));
     let (at, _, _) = wire.0.lock().unwrap()[0].clone();
-    assert!(at - started >= Duration::from_secs(30), "not before the hold ended");
+    assert!(
+        at - started >= Duration::from_secs(30),
+        "not before the hold ended"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,9 +311,15 @@ async fn retries_fit_the_deadline_and_the_answer_says_why() {
     .await;
     let started = Instant::now();
     let receipts = delivery
-        .deliver(parcels("ops", 0..3), Deadline::after(Duration::from_secs(2)))
+        .deliver(
+            parcels("ops", 0..3),
+            Deadline::after(Duration::from_secs(2)),
+        )
         .await;
-    assert!(started.elapsed() <= Duration::from_secs(2), "answered in time");
+    assert!(
+        started.elapsed() <= Duration::from_secs(2),
+        "answered in time"
+    );
     assert!(matches!(
         &receipts[0].outcome,
         Outcome::Unavailable { kind: Unavailable::ServiceUnavailable, reason } if reason.contains("event e0: ops: busy")
@@ -315,20 +344,36 @@ async fn once_one_is_queued_the_later_ones_queue_behind_it() {
         .expect("builds");
     // No flusher: what is queued stays queued.
     let first = delivery
-        .deliver(parcels("ops", 0..3), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..3),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert_eq!(first.iter().filter(|r| r.queued).count(), 1);
     tokio::time::advance(MINUTE).await;
     let later = delivery
-        .deliver(parcels("ops", 3..4), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 3..4),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
-    assert!(later[0].queued, "the budget is back, but e2 is still queued");
+    assert!(
+        later[0].queued,
+        "the budget is back, but e2 is still queued"
+    );
     assert_eq!(wire.texts(), texts(0..2));
     let redelivered = delivery
-        .deliver(parcels("ops", 2..3), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 2..3),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(redelivered[0].queued);
-    assert_eq!(delivery.status().await.outboxes[0].queued, Some(2), "queued once");
+    assert_eq!(
+        delivery.status().await.outboxes[0].queued,
+        Some(2),
+        "queued once"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -340,7 +385,10 @@ async fn the_reserved_slots_carry_the_digests() {
     )];
     let (delivery, _context) = kit(&memory(), settings(queueing(2, 0)), routes).await;
     delivery
-        .deliver(parcels("ops", 0..30), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..30),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert_eq!(wire.texts().len(), 3, "arriving events use 3 of 5");
     // The flusher's first digest goes after the linger, in the same window.
@@ -358,7 +406,10 @@ async fn past_a_burst_the_rest_of_the_storm_waits_for_one_digest() {
     )];
     let (delivery, _context) = kit(&memory(), settings(queueing(4, 3)), routes).await;
     delivery
-        .deliver(parcels("ops", 0..30), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..30),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     until(Duration::from_secs(10), || wire.shown().len() == 30).await;
     assert_eq!(wire.texts().len(), 4, "3 on their own, then one digest");
@@ -366,7 +417,10 @@ async fn past_a_burst_the_rest_of_the_storm_waits_for_one_digest() {
     // A quiet target's single event still goes at once.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let one = delivery
-        .deliver(parcels("ops", 30..31), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 30..31),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(!one[0].queued);
 }
@@ -391,9 +445,16 @@ async fn a_pool_spreads_its_sends_and_passes_over_a_member_that_refuses() {
     )
     .await;
     let receipts = delivery
-        .deliver(parcels("ops", 0..8), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..8),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
-    assert!(receipts.iter().all(|r| r.outcome == Outcome::Delivered && !r.queued));
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r.outcome == Outcome::Delivered && !r.queued)
+    );
     assert_eq!((wire.by("a"), wire.by("b"), wire.by("c")), (4, 0, 4));
     assert_eq!(wire.texts(), texts(0..8), "in arrival order");
     let status = delivery.status().await;
@@ -408,7 +469,10 @@ async fn a_pool_spreads_its_sends_and_passes_over_a_member_that_refuses() {
     // The two that work are spent: the rest queue for the flusher, which
     // also passes over the one that refuses.
     let later = delivery
-        .deliver(parcels("ops", 8..10), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 8..10),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(later.iter().all(|r| r.queued));
     until(Duration::from_secs(200), || wire.shown().len() == 10).await;
@@ -434,11 +498,18 @@ async fn a_send_that_never_left_gives_its_slot_back() {
     )
     .await;
     let receipts = delivery
-        .deliver(parcels("ops", 0..1), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..1),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     assert!(receipts[0].outcome.is_retryable(), "{:?}", receipts[0]);
     let status = delivery.status().await;
-    assert_eq!(status.destinations[0].sent_in_window, Some(0), "no slot spent");
+    assert_eq!(
+        status.destinations[0].sent_in_window,
+        Some(0),
+        "no slot spent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -454,16 +525,26 @@ async fn one_replica_flushes_at_a_time_and_another_takes_over_when_it_dies() {
     };
     let (first, first_context) = kit(&store, settings(queueing(1, 0)), route()).await;
     first
-        .deliver(parcels("ops", 0..2), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..2),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
     // The first replica's flusher takes the lease, then the replica dies.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(first_context.stop_tasks(Duration::from_secs(6)).await);
     let (second, _context) = kit(&store, settings(queueing(1, 0)), route()).await;
     second
-        .deliver(parcels("ops", 2..6), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 2..6),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
-    assert_eq!(wire.shown(), texts(0..2), "the budget is shared: 2 of 3 direct");
+    assert_eq!(
+        wire.shown(),
+        texts(0..2),
+        "the budget is shared: 2 of 3 direct"
+    );
     let died = Instant::now();
     until(Duration::from_secs(200), || wire.shown().len() == 6).await;
     assert_eq!(wire.shown(), texts(0..6));
@@ -486,9 +567,15 @@ async fn stopping_the_context_stops_the_flushers_and_leaves_the_queue() {
     };
     let (delivery, context) = kit(&store, settings(queueing(0, 0)), routes()).await;
     delivery
-        .deliver(parcels("ops", 0..3), Deadline::after(Duration::from_secs(3)))
+        .deliver(
+            parcels("ops", 0..3),
+            Deadline::after(Duration::from_secs(3)),
+        )
         .await;
-    assert!(context.stop_tasks(Duration::from_secs(1)).await, "stopped at once");
+    assert!(
+        context.stop_tasks(Duration::from_secs(1)).await,
+        "stopped at once"
+    );
     assert_eq!(delivery.status().await.outboxes[0].queued, Some(2));
     // A restart finds them and sends them.
     let (_again, _context) = kit(&store, settings(queueing(0, 0)), routes()).await;
@@ -513,10 +600,19 @@ async fn routes_that_cannot_work_are_refused_at_start() {
         memory(),
         Settings::default(),
         vec![
-            Route::new("ops", vec![Standin::new("a", &[Window::new(1, MINUTE)], &wire)]),
-            Route::new("ops", vec![Standin::new("b", &[Window::new(1, MINUTE)], &wire)]),
+            Route::new(
+                "ops",
+                vec![Standin::new("a", &[Window::new(1, MINUTE)], &wire)],
+            ),
+            Route::new(
+                "ops",
+                vec![Standin::new("b", &[Window::new(1, MINUTE)], &wire)],
+            ),
         ],
     )
     .await;
-    assert!(matches!(twice, Err(StartError::Route(RouteError::Twice(_)))));
+    assert!(matches!(
+        twice,
+        Err(StartError::Route(RouteError::Twice(_)))
+    ));
 }

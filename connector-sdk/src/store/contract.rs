@@ -211,7 +211,10 @@ pub async fn windows_and_refunds(store: &Store) {
         store.gate_state("g", minute.per).await.map(|s| s.used),
         Ok(2)
     );
-    store.refund("nothing-sent").await.expect("a refund of nothing");
+    store
+        .refund("nothing-sent")
+        .await
+        .expect("a refund of nothing");
 }
 
 /// Pushes from many tasks at once all land.

@@ -38,7 +38,9 @@ impl GateLog {
         // A clock that stepped back keeps the log sorted all the same.
         let at = self.sends.partition_point(|&t| t <= now);
         self.sends.insert(at, now);
-        let used = windows.first().map_or(self.sends.len(), |w| self.in_window(now, w.per));
+        let used = windows
+            .first()
+            .map_or(self.sends.len(), |w| self.in_window(now, w.per));
         Passage::Open {
             used: u32::try_from(used).unwrap_or(u32::MAX),
         }
@@ -53,7 +55,9 @@ impl GateLog {
             return Some(window.per);
         }
         let per = millis(window.per);
-        let left = self.sends.partition_point(|&t| t.saturating_add(per) <= now);
+        let left = self
+            .sends
+            .partition_point(|&t| t.saturating_add(per) <= now);
         let in_window = &self.sends[left..];
         if in_window.len() < limit {
             return None;
@@ -159,13 +163,19 @@ mod tests {
             Passage::Wait(Duration::from_millis(59_010))
         );
         // The first send leaves the window exactly a window later.
-        assert_eq!(log.pass(61_000, &[Window::new(3, MINUTE)]), Passage::Open { used: 3 });
+        assert_eq!(
+            log.pass(61_000, &[Window::new(3, MINUTE)]),
+            Passage::Open { used: 3 }
+        );
     }
 
     #[test]
     fn a_limit_of_zero_lets_nothing_through_without_failing() {
         let mut log = GateLog::default();
-        assert_eq!(log.pass(0, &[Window::new(0, MINUTE)]), Passage::Wait(MINUTE));
+        assert_eq!(
+            log.pass(0, &[Window::new(0, MINUTE)]),
+            Passage::Wait(MINUTE)
+        );
         assert!(log.sends.is_empty());
     }
 
@@ -178,7 +188,10 @@ mod tests {
             log.pass(1_000, &[Window::new(20, MINUTE)]),
             Passage::Held(Duration::from_millis(599_000))
         );
-        assert_eq!(log.pass(600_000, &[Window::new(20, MINUTE)]), Passage::Open { used: 1 });
+        assert_eq!(
+            log.pass(600_000, &[Window::new(20, MINUTE)]),
+            Passage::Open { used: 1 }
+        );
         assert_eq!(log.hold_until, 0, "an expired hold is forgotten");
     }
 
@@ -213,9 +226,15 @@ mod tests {
     fn the_longest_window_saturates_instead_of_overflowing() {
         // `Backend::pass` is public: any Duration may arrive.
         let mut log = GateLog::default();
-        assert_eq!(log.pass(1_000, &[Window::new(1, Duration::MAX)]), Passage::Open { used: 1 });
+        assert_eq!(
+            log.pass(1_000, &[Window::new(1, Duration::MAX)]),
+            Passage::Open { used: 1 }
+        );
         let forever = Duration::from_millis(u64::MAX - 2_000);
-        assert_eq!(log.pass(2_000, &[Window::new(1, Duration::MAX)]), Passage::Wait(forever));
+        assert_eq!(
+            log.pass(2_000, &[Window::new(1, Duration::MAX)]),
+            Passage::Wait(forever)
+        );
         let state = log.state(2_000, Duration::MAX);
         assert_eq!((state.used, state.next_free_in), (1, Some(forever)));
     }
@@ -240,7 +259,10 @@ mod tests {
         ];
         let mut log = GateLog::default();
         for i in 0..5 {
-            assert!(matches!(log.pass(1_000 + i, &windows), Passage::Open { .. }));
+            assert!(matches!(
+                log.pass(1_000 + i, &windows),
+                Passage::Open { .. }
+            ));
         }
         assert_eq!(
             log.pass(1_500, &windows),

@@ -293,9 +293,18 @@ mod tests {
     async fn its_time_moves_with_a_paused_tokio_clock() {
         let store = Store::new(Arc::new(Memory::new(Arc::new(TokioClock::new()))));
         let minute = Duration::from_secs(60);
-        assert!(matches!(store.pass("g", 1, minute).await, Ok(Passage::Open { .. })));
-        assert!(matches!(store.pass("g", 1, minute).await, Ok(Passage::Wait(_))));
+        assert!(matches!(
+            store.pass("g", 1, minute).await,
+            Ok(Passage::Open { .. })
+        ));
+        assert!(matches!(
+            store.pass("g", 1, minute).await,
+            Ok(Passage::Wait(_))
+        ));
         tokio::time::advance(minute).await;
-        assert!(matches!(store.pass("g", 1, minute).await, Ok(Passage::Open { .. })));
+        assert!(matches!(
+            store.pass("g", 1, minute).await,
+            Ok(Passage::Open { .. })
+        ));
     }
 }
