@@ -2,7 +2,7 @@
 //!
 //! The other side is trusted no more than a client: redirects are not
 //! followed (a webhook never redirects; following one would post the
-//! message, token and all, somewhere else), at most [`MAX_ANSWER_BYTES`] of
+//! message, token and all, somewhere else), at most `MAX_ANSWER_BYTES` of
 //! an answer are read, and what is quoted from it goes through
 //! [`mask::quote`](super::mask::quote).
 
