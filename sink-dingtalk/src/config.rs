@@ -111,6 +111,10 @@ pub struct WebhookConfig {
 /// `bot.webhooks[].robots[]`: one robot of a pool.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RobotConfig {
+    /// Its name in logs and `/status`; `CHAT_GROUP/N` (its place in the
+    /// list, from 1) by default.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The robot's webhook URL, with its `access_token`.
     pub url: WebhookUrl,
     /// Its signing secret, when it is secured by signature.

@@ -47,6 +47,9 @@ pub struct GroupPlan {
 /// One robot.
 #[derive(Debug, Clone)]
 pub struct RobotPlan {
+    /// Its name in logs and `/status`: the chat group of a lone robot, else
+    /// its `name`, else `CHAT_GROUP/N`.
+    pub name: String,
     /// Its webhook.
     pub webhook: Webhook,
     /// Its signing secret.
@@ -61,6 +64,7 @@ pub struct RobotPlan {
 
 /// One robot as one place in the config names it.
 struct Named<'a> {
+    name: String,
     path: String,
     url: &'a WebhookUrl,
     signature: Option<&'a Secret>,
@@ -177,6 +181,7 @@ fn robots_of<'a>(
 ) -> Vec<Named<'a>> {
     match (&webhook.url, webhook.robots.is_empty()) {
         (Some(url), true) => vec![Named {
+            name: webhook.chat_group.clone(),
             path: path.to_owned(),
             url,
             signature: webhook.signature.as_ref(),
@@ -195,6 +200,10 @@ fn robots_of<'a>(
                 .iter()
                 .enumerate()
                 .map(|(r, robot)| Named {
+                    name: robot
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{}", webhook.chat_group, r + 1)),
                     path: format!("{path}.robots.{r}"),
                     url: &robot.url,
                     signature: robot.signature.as_ref(),
@@ -265,6 +274,7 @@ fn robot(
     let Some((at, first)) = first_of_robot.get(webhook.robot()).cloned() else {
         first_of_robot.insert(webhook.robot().clone(), (robots.len(), path.clone()));
         robots.push(RobotPlan {
+            name: named.name.clone(),
             webhook: webhook.clone(),
             secret: named.signature.cloned(),
             per_minute: named.per_minute,

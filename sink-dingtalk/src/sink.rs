@@ -65,6 +65,7 @@ impl DingTalkSink {
             .iter()
             .map(|robot| {
                 Robot::new(
+                    robot.name.clone(),
                     robot.webhook.clone(),
                     robot.secret.clone(),
                     client.clone(),
@@ -76,6 +77,7 @@ impl DingTalkSink {
             .collect();
         for robot in &plan.robots {
             tracing::info!(
+                robot = %robot.name,
                 chat_groups = ?robot.chat_groups,
                 url = %robot.webhook,
                 signed = robot.secret.is_some(),
@@ -256,6 +258,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
                 .find(|outbox| outbox.destinations == [robot.key.as_str()]);
             let last = robot.last_answer.as_ref();
             json!({
+                "name": robot.name,
                 "chat_groups": chat_groups,
                 "url": robot.describe["url"],
                 "signed": robot.describe["signed"],
@@ -273,13 +276,6 @@ fn status_view(status: &Status, default_group: &str) -> Value {
             })
         })
         .collect();
-    let url_of = |key: &str| {
-        status
-            .destinations
-            .iter()
-            .find(|robot| robot.key == key)
-            .map(|robot| robot.describe["url"].clone())
-    };
     let pools: Vec<Value> = status
         .outboxes
         .iter()
@@ -287,7 +283,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
         .map(|outbox| {
             json!({
                 "chat_groups": outbox.targets,
-                "robots": outbox.destinations.iter().map(|key| url_of(key)).collect::<Vec<_>>(),
+                "robots": outbox.destination_names,
                 "outbox": outbox_view(outbox),
             })
         })

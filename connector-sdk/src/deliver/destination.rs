@@ -58,6 +58,12 @@ pub trait Destination: Send + Sync + 'static {
     /// it may carry a token). Two destinations with one key are one.
     fn key(&self) -> &str;
 
+    /// How logs and `/status` name it: a name the operator gave, or the
+    /// key. Never a secret.
+    fn name(&self) -> &str {
+        self.key()
+    }
+
     /// Its budget: at most `limit` sends in any `per`, for each window; the
     /// first is the main one (digest slots are reserved in it, `/status`
     /// counts it). DingTalk's robot: 20 per 66 s (its minute, with margin);

@@ -27,7 +27,7 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
 pub(crate) struct Endpoint<D> {
     pub destination: D,
     pub budget: Budget,
-    /// Its first target: its name in logs.
+    /// Its name in logs ([`Destination::name`]).
     pub name: Arc<str>,
     /// The targets it serves, for `/status`.
     pub targets: Mutex<Vec<Arc<str>>>,
@@ -52,12 +52,17 @@ pub(crate) struct LastAnswer {
 }
 
 impl<D: Destination> Endpoint<D> {
-    pub(crate) fn new(destination: D, budget: Budget, name: Arc<str>, cooldown: Duration) -> Self {
+    pub(crate) fn new(
+        destination: D,
+        budget: Budget,
+        target: Arc<str>,
+        cooldown: Duration,
+    ) -> Self {
         Self {
+            name: Arc::from(destination.name()),
             destination,
             budget,
-            targets: Mutex::new(vec![Arc::clone(&name)]),
-            name,
+            targets: Mutex::new(vec![target]),
             cooldown,
             state: Mutex::default(),
         }

@@ -27,6 +27,8 @@ pub struct Status {
 pub struct DestinationStatus {
     /// Its store key.
     pub key: String,
+    /// Its name ([`Destination::name`]).
+    pub name: String,
     /// The targets it serves.
     pub targets: Vec<String>,
     /// Whether its budget is enforced.
@@ -69,6 +71,8 @@ pub struct OutboxStatus {
     pub targets: Vec<String>,
     /// The keys of the destinations that send it.
     pub destinations: Vec<String>,
+    /// Their names, in the same order.
+    pub destination_names: Vec<String>,
     /// Entries queued; `None` when the store did not answer.
     pub queued: Option<u64>,
     /// Entries it may hold.
@@ -91,6 +95,7 @@ pub(super) async fn destination<D: Destination>(endpoint: &Endpoint<D>) -> Desti
     let last = endpoint.last_answer();
     DestinationStatus {
         key: endpoint.destination.key().to_owned(),
+        name: endpoint.name.to_string(),
         targets: lock(&endpoint.targets)
             .iter()
             .map(ToString::to_string)
@@ -143,6 +148,7 @@ pub(super) async fn outbox<D: Destination>(pool: &Pool<D>) -> OutboxStatus {
             .iter()
             .map(|m| m.destination.key().to_owned())
             .collect(),
+        destination_names: pool.members.iter().map(|m| m.name.to_string()).collect(),
         queued,
         max_queued,
         oldest_queued_secs: oldest,

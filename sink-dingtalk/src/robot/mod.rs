@@ -77,6 +77,7 @@ impl Post {
 /// One webhook robot.
 #[derive(Debug, Clone)]
 pub struct Robot {
+    name: String,
     webhook: Webhook,
     secret: Option<Secret>,
     client: reqwest::Client,
@@ -88,10 +89,11 @@ pub struct Robot {
 }
 
 impl Robot {
-    /// A robot posting to `webhook`, signing with `secret` when given, at
-    /// most `per_minute` messages a minute (unless not `paced`); digests
+    /// Robot `name`, posting to `webhook`, signing with `secret` when given,
+    /// at most `per_minute` messages a minute (unless not `paced`); digests
     /// show times in `timezone`.
     pub fn new(
+        name: String,
         webhook: Webhook,
         secret: Option<Secret>,
         client: reqwest::Client,
@@ -100,6 +102,7 @@ impl Robot {
         timezone: Tz,
     ) -> Self {
         Self {
+            name,
             key: webhook.robot().key(),
             webhook,
             secret,
@@ -139,6 +142,10 @@ impl Destination for Robot {
 
     fn key(&self) -> &str {
         &self.key
+    }
+
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn windows(&self) -> &[Window] {
