@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admission::Refusal;
+use crate::ingest::Refusal;
 use crate::ledger::Entry;
 use crate::sink::Outcome;
 
@@ -119,7 +119,7 @@ fn describe() {
     );
 }
 
-/// The store's health, as the watch last saw it.
+/// The store's health, as its probe last saw it (`store/health.rs`).
 pub(crate) fn store_up(up: bool) {
     metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }

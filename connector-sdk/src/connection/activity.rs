@@ -10,7 +10,7 @@
 //! - HTTP/2 (gRPC) carries pings and settings between calls, so bytes say
 //!   nothing there: with no call open it may stay for `idle_timeout`.
 //! - A request open: no deadline here; the body's read timeout
-//!   (`admission.rs`) and the sink's own deadline bound it.
+//!   (`ingest/admission/`) and the sink's own deadline bound it.
 //!
 //! A connection with no request open may also be evicted, at once, to make
 //! room for a new one when every connection slot is taken (`mod.rs`).

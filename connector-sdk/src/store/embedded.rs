@@ -733,7 +733,8 @@ impl Backend for Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ShiftedClock, Store};
+    use crate::store::Store;
+    use crate::testing::ShiftedClock;
 
     fn open(dir: &Path) -> Store {
         Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")))
@@ -756,7 +757,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let window = Duration::from_secs(60);
         {
-            let store = open(dir.path());
+            let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+            let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
             store
                 .push("q", b"kept".to_vec(), 10, None)
                 .await
@@ -766,7 +768,7 @@ mod tests {
                 store.pass("g", 2, window).await,
                 Ok(Passage::Open { used: 1 })
             );
-            store.close().await;
+            embedded.close().await;
             assert_eq!(store.get("r").await, Err(StoreError::Closed));
         }
         // Closing released the file.

@@ -493,12 +493,16 @@ mod tests {
     use crate::testing::RedisServer;
     use std::sync::Arc;
 
-    fn store(server: &RedisServer, prefix: &str) -> Store {
+    fn backend(server: &RedisServer, prefix: &str) -> Arc<Redis> {
         let config = RedisConfig {
             url: server.url(),
             ..RedisConfig::default()
         };
-        Store::new(Arc::new(Redis::connect(&config, prefix).expect("connects")))
+        Arc::new(Redis::connect(&config, prefix).expect("connects"))
+    }
+
+    fn store(server: &RedisServer, prefix: &str) -> Store {
+        Store::new(backend(server, prefix))
     }
 
     #[tokio::test]
@@ -546,8 +550,9 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_redis_is_an_error_in_time_not_a_hang() {
         let mut server = RedisServer::start();
-        let store = store(&server, "t");
-        store.health().await.expect("up");
+        let redis = backend(&server, "t");
+        let store = Store::new(Arc::clone(&redis) as Arc<dyn Backend>);
+        redis.health().await.expect("up");
         server.stop();
         let err = tokio::time::timeout(
             Duration::from_secs(5),
@@ -557,11 +562,11 @@ mod tests {
         .expect("an error in time, not a hang")
         .expect_err("down");
         assert!(err.to_string().contains("redis"), "{err}");
-        assert!(store.health().await.is_err());
+        assert!(redis.health().await.is_err());
         server.restart();
         let mut healthy = false;
         for _ in 0..50 {
-            if store.health().await.is_ok() {
+            if redis.health().await.is_ok() {
                 healthy = true;
                 break;
             }
