@@ -13,7 +13,9 @@
 //! 4. answer: the outcome (or the refusal) becomes a status code in one
 //!    place (`answer.rs`).
 //!
-//! Nothing here knows what the sink does with the events.
+//! Nothing here knows what the sink does with the events. The HTTP port
+//! also answers the probes (`/healthz`, `/readyz`, `/metrics`, `/status`),
+//! in `http.rs` beside `POST /`.
 
 mod admission;
 mod answer;
