@@ -26,8 +26,9 @@ demo-replicas: ## Three replicas sharing Redis, a storm over them, one killed: w
 run: build ## Run the release sink with CONFIG (default config/config.yml), state in STORE
 	CONNECTOR_CONFIG=$(CONFIG) CONNECTOR_STORE__PATH=$(STORE) ./target/release/sink-dingtalk
 
-test: ## Install what the tests need (redis-server), fmt --check, clippy and rustdoc -D warnings, every test
+test: ## Install what the tests need (redis-server), check doc links, fmt, clippy and rustdoc -D warnings, every test
 	bash scripts/test-deps.sh
+	python3 scripts/doc-links.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

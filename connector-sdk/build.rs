@@ -17,8 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // prost's codec, but an undecodable request is InvalidArgument (src/grpc.rs).
-        .codec_path("crate::grpc::ProtoCodec")
+        // prost's codec, but an undecodable request is InvalidArgument (src/proto/codec.rs).
+        .codec_path("crate::proto::ProtoCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -66,7 +66,7 @@ impl<S: Sink> Dispatch<S> {
         let entries = match self.ledger.claim(&identities).await {
             Ok(entries) => entries,
             Err(err) => {
-                // The store's watch says so once, at error; this is every
+                // The store's health probe says so once, at error; this is every
                 // request. The detail (a Redis host, say) stays in the log
                 // and /status: any client reads the answer.
                 tracing::debug!(%err, events = events.len(), "cannot consult the delivered-ledger; answering retry-later");

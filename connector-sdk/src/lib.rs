@@ -9,7 +9,7 @@
 //! (`vanus.core.cloudevents.CloudEvents/Send`, what Vanus triggers push),
 //! turns each [`Outcome`] into the status code a sender acts on, answers
 //! `/healthz`, `/readyz`, `/metrics` and `/status`, and shuts down gracefully
-//! on SIGTERM. It bounds what any client may hold of it ([`Limits`]:
+//! on SIGTERM. It bounds what any client may hold of it ([`config::Limits`]:
 //! connections, time, request and header sizes, one memory budget for the
 //! bodies and what they decode into), and validates every event by one
 //! rule, whichever way it came, before a sink sees it.
@@ -107,47 +107,61 @@
 
 #![warn(missing_docs)]
 
-mod admission;
-mod codec;
 pub mod config;
 mod connection;
-mod decoded;
 pub mod deliver;
 mod dispatch;
-mod grpc;
-mod http;
+mod ingest;
 mod ledger;
 mod logging;
-pub mod metrics;
-#[cfg(test)]
-mod proptests;
+mod metrics;
+mod proto;
 mod runtime;
 mod shutdown;
 mod sink;
-mod status;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod text;
-mod validate;
 
-/// The Vanus CloudEvents protobuf types and the generated gRPC client and server.
-pub mod proto {
-    #![allow(missing_docs, clippy::all, clippy::pedantic)]
-    tonic::include_proto!("vanus.core.cloudevents");
-}
-
+/// `#[async_trait]`, for `impl Sink for ...`: its methods are async.
 pub use async_trait::async_trait;
+/// The CloudEvents SDK the events come in: attribute readers
+/// (`AttributesReader`), `Data`, extension values, event builders.
 pub use cloudevents;
+/// One CloudEvent, as [`Sink::arrived`] gets it.
 pub use cloudevents::Event;
-pub use codec::{DecodeError, decode_batch, decode_event, encode_event, is_json_content_type};
-pub use config::{ConfigError, ConfigProblem, Limits, NoConfig, RuntimeConfig, SinkConfig};
-pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
+/// Why the config file was refused: every problem, with its key path.
+pub use config::ConfigError;
+/// One problem with a config value, at its key path.
+pub use config::ConfigProblem;
+/// The config of a sink that has no keys of its own.
+pub use config::NoConfig;
+/// The trait of a sink's own config type.
+pub use config::SinkConfig;
+/// Whether a `datacontenttype` says the data is JSON.
+pub use ingest::is_json_content_type;
+/// Logging as [`run`] sets it up (`LOG_LEVEL`), for a sink's own command-line tools.
 pub use logging::init as init_logging;
-pub use runtime::{SINK_SCOPE, ServeOptions, Server, StartError, open_store, run, run_with_config};
-pub use shutdown::signal as shutdown_signal;
-pub use sink::{BoxError, Context, Outcome, Sink, Unavailable};
-pub use store::{Store, StoreError};
-pub use text::{shorten, shorten_bytes};
+/// Runs the connector process: what a sink's `main` calls.
+pub use runtime::run;
+/// What [`Sink::initialize`] may fail with.
+pub use sink::BoxError;
+/// What the runtime hands a sink at start-up, beside its config.
+pub use sink::Context;
+/// What happened to one event: the sink's answer, which becomes the status code.
+pub use sink::Outcome;
+/// The trait a sink implements.
+pub use sink::Sink;
+/// The kinds of [`Outcome::Unavailable`], named after their status codes.
+pub use sink::Unavailable;
+/// The sink's namespace of the connector's store.
+pub use store::Store;
+/// Why a store operation failed: the sink answers "retry later".
+pub use store::StoreError;
+/// Text shortened to echo safely in an answer or a log line.
+pub use text::shorten;
+/// Cancelled when the connector shuts down: see [`Context::shutdown`].
 pub use tokio_util::sync::CancellationToken;
+/// Where a sink spawns its background tasks: see [`Context::tasks`].
 pub use tokio_util::task::TaskTracker;

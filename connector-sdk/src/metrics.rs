@@ -10,44 +10,44 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admission::Refusal;
+use crate::ingest::Refusal;
 use crate::ledger::Entry;
 use crate::sink::Outcome;
 
 /// Events received, by `transport` (http, grpc) and `encoding`
 /// (structured, binary, batch, protobuf).
-pub const EVENTS_RECEIVED: &str = "connector_events_received_total";
+pub(crate) const EVENTS_RECEIVED: &str = "connector_events_received_total";
 /// Requests answered, by `transport` and `outcome` class.
-pub const REQUESTS: &str = "connector_requests_total";
+pub(crate) const REQUESTS: &str = "connector_requests_total";
 /// Requests refused before they were handled, by `transport` and `reason`
 /// (too_large, over_capacity, over_budget, slow_body, broken_body,
 /// malformed); also counted in [`REQUESTS`].
-pub const REQUESTS_REFUSED: &str = "connector_requests_refused_total";
+pub(crate) const REQUESTS_REFUSED: &str = "connector_requests_refused_total";
 /// Requests being handled right now (admitted, not yet answered).
-pub const IN_FLIGHT: &str = "connector_requests_in_flight";
+pub(crate) const IN_FLIGHT: &str = "connector_requests_in_flight";
 /// Bytes of the memory budget in use right now: request bodies and what
 /// they decode into.
-pub const BUFFERED_BYTES: &str = "connector_buffered_bytes";
+pub(crate) const BUFFERED_BYTES: &str = "connector_buffered_bytes";
 /// Time to answer a request, by `transport`.
-pub const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
+pub(crate) const REQUEST_SECONDS: &str = "connector_request_duration_seconds";
 /// Connections open right now, by `transport`.
-pub const CONNECTIONS_OPEN: &str = "connector_connections_open";
+pub(crate) const CONNECTIONS_OPEN: &str = "connector_connections_open";
 /// Connections closed at once because `max_connections` were open, each
 /// with a request in flight, by `transport`.
-pub const CONNECTIONS_REFUSED: &str = "connector_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED: &str = "connector_connections_refused_total";
 /// Connections closed past their time, by `transport` and `reason`
 /// (header_timeout, idle, evicted: closed with no request open to make
 /// room for a new connection).
-pub const CONNECTIONS_EXPIRED: &str = "connector_connections_expired_total";
+pub(crate) const CONNECTIONS_EXPIRED: &str = "connector_connections_expired_total";
 
 /// Events looked up in the delivered-ledger, by `result`: `fresh` (handed
 /// to the sink), `redelivered` (accepted before; answered without the
 /// sink), `busy` (being handled by another request), `repeated` (twice in
 /// one batch).
-pub const LEDGER: &str = "connector_ledger_events_total";
+pub(crate) const LEDGER: &str = "connector_ledger_events_total";
 
 /// 1 while the store answers, 0 while it is down.
-pub const STORE_UP: &str = "connector_store_up";
+pub(crate) const STORE_UP: &str = "connector_store_up";
 
 /// Histogram buckets in seconds, from 1 ms to the 5 s a Vanus trigger waits.
 const BUCKETS: &[f64] = &[
@@ -119,7 +119,7 @@ fn describe() {
     );
 }
 
-/// The store's health, as the watch last saw it.
+/// The store's health, as its probe last saw it (`store/health.rs`).
 pub(crate) fn store_up(up: bool) {
     metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }

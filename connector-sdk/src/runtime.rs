@@ -1,7 +1,7 @@
 //! Starts the HTTP and gRPC servers for a sink, and runs a connector process
 //! from start-up to a graceful exit.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,20 +12,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
 use crate::config::{self, Limits, RuntimeConfig};
 use crate::connection::{self, Gate, Protocol, Settings};
 use crate::dispatch::Dispatch;
+use crate::ingest::{self, Admission};
 use crate::ledger::Ledger;
+use crate::logging;
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::{Context, Sink};
-use crate::store::{Clock, Embedded, Redis, Store, StoreConfig, StoreHealth, SystemClock};
-use crate::{grpc, http, logging};
+use crate::store::{self, Opened, StoreHealth};
 
-/// The store namespace of the runtime's delivered-ledger.
+/// The store namespace of the runtime's delivered-ledger (the sink's is
+/// [`Opened::sink`]).
 const LEDGER_SCOPE: &str = "ledger";
-/// The store namespace handed to the sink.
-pub const SINK_SCOPE: &str = "sink";
 
 /// Where and how the servers listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +43,9 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// Both servers on free loopback ports, default limits: what tests want.
+    #[cfg(feature = "testing")]
     pub fn loopback() -> Self {
-        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let any_port = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
         Self {
             http: any_port,
             grpc: Some(any_port),
@@ -71,7 +71,7 @@ impl From<&RuntimeConfig> for ServeOptions {
 /// A server could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for {protocol} on {addr}: {source}; is another process using the port?")]
-pub struct StartError {
+pub(crate) struct StartError {
     protocol: &'static str,
     addr: SocketAddr,
     #[source]
@@ -80,7 +80,7 @@ pub struct StartError {
 
 /// The running HTTP and gRPC servers of one sink.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     http_addr: SocketAddr,
     grpc_addr: Option<SocketAddr>,
     readiness: Readiness,
@@ -97,11 +97,12 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts serving `sink`, with the runtime's
     /// delivered-ledger kept in `store` (the runtime's own namespace in it:
-    /// hand the sink [`Store::scope`]`(SINK_SCOPE)`, as [`run`] does).
-    /// Returns once both servers accept connections.
-    pub async fn start<S: Sink>(
+    /// hand the sink [`Opened::sink`], as [`run`] does), and `store`'s
+    /// health probed for `/readyz` and `/status`. Returns once both servers
+    /// accept connections.
+    pub(crate) async fn start<S: Sink>(
         sink: Arc<S>,
-        store: &Store,
+        store: &Opened,
         options: &ServeOptions,
     ) -> Result<Self, StartError> {
         crate::metrics::install();
@@ -123,11 +124,11 @@ impl Server {
         let deliveries = TaskTracker::new();
         let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger), deliveries.clone()));
         let (health, watch) = StoreHealth::watch(store.clone());
-        let store_status = http::StoreStatus {
+        let store_status = ingest::StoreStatus {
             backend: store.backend_name(),
             health,
         };
-        let router = http::router(
+        let router = ingest::http_router(
             Arc::clone(&dispatch),
             readiness.clone(),
             store_status,
@@ -142,7 +143,7 @@ impl Server {
         )));
 
         let grpc_addr = grpc_listener.map(|(listener, addr)| {
-            let service = grpc::service(dispatch, admission, limits.max_body_bytes);
+            let service = ingest::grpc_service(dispatch, admission, limits.max_body_bytes);
             tasks.push(tokio::spawn(connection::serve(
                 listener,
                 service,
@@ -154,8 +155,7 @@ impl Server {
         });
 
         readiness.set(true);
-        tracing::info!(http = %http_addr, grpc = ?grpc_addr, "listening");
-        Ok(Self {
+        let server = Self {
             http_addr,
             grpc_addr,
             readiness,
@@ -165,16 +165,20 @@ impl Server {
             deliveries,
             ledger,
             watch: watch.abort_handle(),
-        })
+        };
+        tracing::info!(http = %server.http_addr, grpc = ?server.grpc_addr, "listening");
+        Ok(server)
     }
 
     /// The address HTTP listens on (with the real port when 0 was asked).
-    pub fn http_addr(&self) -> SocketAddr {
+    #[cfg(feature = "testing")]
+    pub(crate) fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
 
     /// The address gRPC listens on, if it is on.
-    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+    #[cfg(feature = "testing")]
+    pub(crate) fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc_addr
     }
 
@@ -182,7 +186,7 @@ impl Server {
     /// accepting and waits up to `grace` for in-flight requests to finish,
     /// and for the deliveries of senders that hung up (the sink is still
     /// posting them). Returns false when some had to be cut off.
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    pub(crate) async fn shutdown(self, grace: Duration) -> bool {
         self.readiness.set(false);
         tokio::time::sleep(self.drain_delay).await;
         self.trigger.fire();
@@ -267,8 +271,8 @@ pub fn run<S: Sink>() -> ExitCode {
     run_with_config::<S>(&config::config_path())
 }
 
-/// Like [`run`], with the config file given explicitly.
-pub fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
+/// [`run`], with the config file given explicitly.
+fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
     logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -291,7 +295,7 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match open_store(&loaded.runtime, S::name()) {
+    let store = match store::open(&loaded.runtime.store, S::name()) {
         Ok(store) => store,
         Err(err) => {
             eprintln!("error: {err}");
@@ -300,7 +304,7 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
     };
     // Before the sink: its `initialize` may describe and register metrics.
     crate::metrics::install();
-    let context = Context::new(store.scope(SINK_SCOPE));
+    let context = Context::new(store.sink());
     let grace = loaded.runtime.shutdown_timeout();
     let sink = match S::initialize(loaded.sink, context.clone()).await {
         Ok(sink) => Arc::new(sink),
@@ -353,31 +357,4 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Opens the store the configuration names: Redis when `store.redis` is
-/// set (keys under its `key_prefix`, else `default_prefix`, the sink's
-/// name), else the embedded database in `store.path`.
-pub fn open_store(
-    config: &RuntimeConfig,
-    default_prefix: &str,
-) -> Result<Store, crate::store::OpenError> {
-    open_store_with_clock(&config.store, default_prefix, Arc::new(SystemClock))
-}
-
-/// [`open_store`] from the `store` section, with the embedded database
-/// reading the time from `clock` (Redis follows its own `TIME`).
-pub(crate) fn open_store_with_clock(
-    config: &StoreConfig,
-    default_prefix: &str,
-    clock: Arc<dyn Clock>,
-) -> Result<Store, crate::store::OpenError> {
-    if let Some(redis) = &config.redis {
-        let backend = Redis::connect(redis, default_prefix)?;
-        tracing::info!(url = %redis.masked_url(), "store: Redis, shared by every replica");
-        return Ok(Store::new(Arc::new(backend)));
-    }
-    let embedded = Embedded::open_with_clock(&config.path, config.max_records, clock)?;
-    tracing::info!(path = %config.path.display(), "store: embedded");
-    Ok(Store::new(Arc::new(embedded)))
 }

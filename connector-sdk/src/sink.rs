@@ -2,7 +2,7 @@
 //! [`Outcome`] a sink reports for the events it was handed.
 //!
 //! The outcome is the sink's promise to the sender. The runtime turns it into
-//! a status code in exactly one place (`status.rs`), so a sink never thinks
+//! a status code in exactly one place (`ingest/answer.rs`), so a sink never thinks
 //! about HTTP or gRPC.
 
 use std::time::Duration;

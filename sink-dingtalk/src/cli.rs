@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use connector_sdk::cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use connector_sdk::config::{self, Loaded};
-use connector_sdk::store::{Embedded, OpenError};
-use connector_sdk::{ConfigError, Event, Outcome, SINK_SCOPE, Store, open_store};
+use connector_sdk::store::{self, Embedded, OpenError, Opened};
+use connector_sdk::{ConfigError, Event, Outcome};
 
 use crate::config::DingTalkConfig;
 use crate::message::MSGTYPE_EXTENSION;
@@ -314,7 +314,7 @@ pub async fn send(
             return ExitCode::FAILURE;
         }
     };
-    let sink = match DingTalkSink::new(plan, store.scope(SINK_SCOPE)).await {
+    let sink = match DingTalkSink::new(plan, store.sink()).await {
         Ok(sink) => sink,
         Err(err) => {
             eprintln!("error: {err}");
@@ -345,9 +345,9 @@ pub async fn send(
 
 /// The sink's own store, so the message counts toward the robot's budget;
 /// while the sink runs and holds it, a store of this process alone.
-fn send_store(loaded: &Loaded<DingTalkConfig>) -> Result<Store, OpenError> {
-    match open_store(
-        &loaded.runtime,
+fn send_store(loaded: &Loaded<DingTalkConfig>) -> Result<Opened, OpenError> {
+    match store::open(
+        &loaded.runtime.store,
         <crate::DingTalkSink as connector_sdk::Sink>::name(),
     ) {
         Ok(store) => Ok(store),
@@ -355,7 +355,7 @@ fn send_store(loaded: &Loaded<DingTalkConfig>) -> Result<Store, OpenError> {
             eprintln!(
                 "note: {err}\nnote: sending without it: this message does not count toward the running sink's budget"
             );
-            Ok(Store::new(Arc::new(Embedded::in_memory()?)))
+            Ok(Opened::new(Arc::new(Embedded::in_memory()?)))
         }
     }
 }

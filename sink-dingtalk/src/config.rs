@@ -1,7 +1,8 @@
 //! The DingTalk sink's configuration, exactly as the original sink's README
 //! has it (`bot.default`, `bot.webhooks[]`), plus optional delivery settings.
 //! These are the keys as written; [`crate::plan`] reads them once into what
-//! the sink runs (and reports every problem, with its key path).
+//! the sink runs, and is what validates them (every problem, with its key
+//! path).
 //!
 //! ```yaml
 //! bot:
@@ -32,10 +33,8 @@
 
 use std::time::Duration;
 
-use connector_sdk::{ConfigProblem, SinkConfig};
 use serde::Deserialize;
 
-use crate::plan::Plan;
 use crate::robot::{DINGTALK_PER_MINUTE, WebhookUrl};
 use crate::secret::Secret;
 use crate::template::{DEFAULT_TIMEZONE, TemplateRule};
@@ -230,15 +229,10 @@ impl DingTalkConfig {
     }
 }
 
-impl SinkConfig for DingTalkConfig {
-    fn validate(&self) -> Vec<ConfigProblem> {
-        Plan::build(self).err().unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connector_sdk::SinkConfig;
 
     fn parse(yaml: &str) -> DingTalkConfig {
         serde_norway::from_str(yaml).expect("test config parses")

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use chrono_tz::Tz;
-use connector_sdk::ConfigProblem;
+use connector_sdk::{ConfigProblem, SinkConfig};
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
@@ -70,6 +70,13 @@ struct Named<'a> {
     signature: Option<&'a Secret>,
     per_minute: u32,
     paced: bool,
+}
+
+/// A config is valid when it makes a plan.
+impl SinkConfig for DingTalkConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
+        Plan::build(self).err().unwrap_or_default()
+    }
 }
 
 /// The time zone of the times a digest shows: `digest.timezone`, else

@@ -187,7 +187,10 @@ async fn the_log_of_a_failing_run_holds_no_token_or_secret() {
                 port,
                 "POST",
                 "/",
-                &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
+                &[(
+                    "content-type",
+                    connector_sdk::testing::STRUCTURED_CONTENT_TYPE,
+                )],
                 &body,
             )
         })
@@ -244,14 +247,17 @@ async fn hostile_events_make_short_logs() {
             port,
             "POST",
             "/",
-            &[("content-type", connector_sdk::BATCH_CONTENT_TYPE)],
+            &[("content-type", connector_sdk::testing::BATCH_CONTENT_TYPE)],
             &batch,
         );
         let single = request(
             port,
             "POST",
             "/",
-            &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
+            &[(
+                "content-type",
+                connector_sdk::testing::STRUCTURED_CONTENT_TYPE,
+            )],
             &single,
         );
         (batch, single)

@@ -161,7 +161,10 @@ async fn sink_with_a_request_in_flight(
             port,
             "POST",
             "/",
-            &[("content-type", connector_sdk::STRUCTURED_CONTENT_TYPE)],
+            &[(
+                "content-type",
+                connector_sdk::testing::STRUCTURED_CONTENT_TYPE,
+            )],
             body,
         )
     });

@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use connector_sdk::store::ShiftedClock;
+use connector_sdk::testing::ShiftedClock;
 
 use crate::model::{Accepted, Event, Failure, RobotSpec};
 use crate::state::{Incoming, Reply, State};

@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use connector_sdk::proto::CloudEvent;
-use connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr;
-use connector_sdk::proto::cloud_event::{CloudEventAttributeValue, Data};
+use connector_sdk::testing::proto::CloudEvent;
+use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
+use connector_sdk::testing::proto::cloud_event::{CloudEventAttributeValue, Data};
 use serde_json::json;
 
 fn attr(attr: Attr) -> CloudEventAttributeValue {

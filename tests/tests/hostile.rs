@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use connector_sdk::proto::{BatchEvent, CloudEvent};
+use connector_sdk::testing::proto::{BatchEvent, CloudEvent};
 use fake_dingtalk::{Failure, RobotSpec};
 use prost::Message;
 use serde_json::json;
@@ -437,9 +437,9 @@ async fn what_would_decode_into_too_much_memory_is_refused_before_decoding() {
         source: "e2e".into(),
         spec_version: "1.0".into(),
         r#type: "t".into(),
-        data: Some(connector_sdk::proto::cloud_event::Data::BinaryData(
-            zeros.into_bytes(),
-        )),
+        data: Some(
+            connector_sdk::testing::proto::cloud_event::Data::BinaryData(zeros.into_bytes()),
+        ),
         ..CloudEvent::default()
     };
     let status = h.grpc_send(vec![proto]).await.expect_err("refused");
@@ -629,7 +629,7 @@ async fn undecodable_protobuf_is_invalid_argument() {
     for bytes in cases {
         let decodes = BatchEvent::decode(&bytes[..])
             .ok()
-            .is_some_and(|batch| connector_sdk::decode_batch(batch).is_ok());
+            .is_some_and(|batch| connector_sdk::testing::decode_batch(batch).is_ok());
         let (status, message) = grpc_call(&mut client, grpc_frame(&bytes), true).await;
         if decodes {
             // Random bytes can be a valid (empty) batch; never an error then.
@@ -670,9 +670,9 @@ async fn a_huge_extension_gets_a_short_reason_on_both_doors() {
     };
     event.attributes.insert(
         "xvmsgtype".into(),
-        connector_sdk::proto::cloud_event::CloudEventAttributeValue {
+        connector_sdk::testing::proto::cloud_event::CloudEventAttributeValue {
             attr: Some(
-                connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr::CeString(
+                connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr::CeString(
                     huge.clone(),
                 ),
             ),

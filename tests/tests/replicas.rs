@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connector_sdk::proto::CloudEvent;
+use connector_sdk::testing::proto::CloudEvent;
 use connector_sdk::testing::{RedisServer, TestServer};
 use fake_dingtalk::{Failure, FakeDingTalk, most_in_any_minute};
 use sink_dingtalk::DingTalkSink;

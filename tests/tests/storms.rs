@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use connector_sdk::proto::CloudEvent;
-use connector_sdk::store::ShiftedClock;
+use connector_sdk::testing::ShiftedClock;
+use connector_sdk::testing::proto::CloudEvent;
 use fake_dingtalk::{Failure, RobotSpec, most_in_any_minute};
 use futures_util::future::join_all;
 use serde_json::json;

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use common::*;
 use connector_sdk::cloudevents::Event;
-use connector_sdk::proto::CloudEvent;
-use connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr;
-use connector_sdk::proto::cloud_event::{CloudEventAttributeValue, Data};
+use connector_sdk::testing::proto::CloudEvent;
+use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
+use connector_sdk::testing::proto::cloud_event::{CloudEventAttributeValue, Data};
 use fake_dingtalk::FakeDingTalk;
 use serde_json::{Value, json};
 use sink_dingtalk::DingTalkConfig;

@@ -312,7 +312,7 @@ mod tests {
 
     fn unknown(yaml: &str) -> Vec<String> {
         let value: Value = Figment::from(Serialized::defaults(Runtime::default()))
-            .merge(super::super::Yaml::string(yaml))
+            .merge(super::super::load::Yaml::string(yaml))
             .extract()
             .expect("a map");
         find::<Runtime, Sink>(&value)

@@ -17,13 +17,13 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::activity::Activity;
+use super::clock::ConnectionClock;
 
 /// A socket that reports reads and explains hyper's own error answers.
 #[derive(Debug)]
 pub(crate) struct Http1Io<IO> {
     inner: IO,
-    activity: Arc<Activity>,
+    clock: Arc<ConnectionClock>,
     max_header_bytes: usize,
     /// An explained answer not yet fully written.
     pending: Vec<u8>,
@@ -31,10 +31,10 @@ pub(crate) struct Http1Io<IO> {
 }
 
 impl<IO> Http1Io<IO> {
-    pub(crate) fn new(inner: IO, activity: Arc<Activity>, max_header_bytes: usize) -> Self {
+    pub(crate) fn new(inner: IO, clock: Arc<ConnectionClock>, max_header_bytes: usize) -> Self {
         Self {
             inner,
-            activity,
+            clock,
             max_header_bytes,
             pending: Vec::new(),
             written: 0,
@@ -68,7 +68,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Http1Io<IO> {
         let before = buf.filled().len();
         let read = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
         if read.is_ok() && buf.filled().len() > before {
-            self.activity.bytes_arrived();
+            self.clock.bytes_arrived();
         }
         Poll::Ready(read)
     }

@@ -1,6 +1,6 @@
 //! Connections, for both servers: the accept loop, the limit on open
 //! connections (shared by HTTP and gRPC), and the clock that closes a
-//! connection past its time (`activity.rs`).
+//! connection past its time (`clock.rs`).
 //!
 //! When every connection slot is taken, a new connection evicts the one
 //! that has gone longest without a request open (idle, or still sending a
@@ -16,7 +16,7 @@
 //! (gracefully: an HTTP/2 client gets GOAWAY). On shutdown, connections
 //! finish their requests and close; the caller bounds how long that takes.
 
-mod activity;
+mod clock;
 mod http1_io;
 
 use std::collections::HashMap;
@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-pub(crate) use activity::{Activity, Expiry, Protocol, Timeouts};
+pub(crate) use clock::{ConnectionClock, Expiry, Protocol, Timeouts};
 use http1_io::Http1Io;
 
 use crate::config::Limits;
@@ -73,7 +73,7 @@ pub(crate) struct Gate {
 #[derive(Debug, Default)]
 struct Live {
     next: u64,
-    connections: HashMap<u64, Weak<Activity>>,
+    connections: HashMap<u64, Weak<ConnectionClock>>,
 }
 
 /// A connection's place in the gate: its slot and its entry among the live.
@@ -105,11 +105,11 @@ impl Gate {
     }
 
     /// Registers a connection holding `permit`.
-    fn admit(&self, permit: OwnedSemaphorePermit, activity: &Arc<Activity>) -> Admitted {
+    fn admit(&self, permit: OwnedSemaphorePermit, clock: &Arc<ConnectionClock>) -> Admitted {
         let mut live = lock(&self.live);
         let key = live.next;
         live.next += 1;
-        live.connections.insert(key, Arc::downgrade(activity));
+        live.connections.insert(key, Arc::downgrade(clock));
         Admitted {
             _permit: permit,
             live: Arc::clone(&self.live),
@@ -125,10 +125,10 @@ impl Gate {
             .connections
             .values()
             .filter_map(Weak::upgrade)
-            .filter_map(|activity| Some((activity.evictable_since()?, activity)))
+            .filter_map(|clock| Some((clock.evictable_since()?, clock)))
             .min_by_key(|(since, _)| *since);
         drop(live);
-        oldest.is_some_and(|(_, activity)| activity.evict())
+        oldest.is_some_and(|(_, clock)| clock.evict())
     }
 }
 
@@ -284,12 +284,12 @@ impl<S: Served> Connection<S> {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
-        let activity = Activity::new(settings.protocol, settings.timeouts);
-        let _admitted = gate.admit(permit, &activity);
-        let service = count_requests(service, &activity);
+        let clock = ConnectionClock::new(settings.protocol, settings.timeouts);
+        let _admitted = gate.admit(permit, &clock);
+        let service = count_requests(service, &clock);
         match settings.protocol {
             Protocol::Http1 => {
-                let io = Http1Io::new(stream, Arc::clone(&activity), settings.max_header_bytes);
+                let io = Http1Io::new(stream, Arc::clone(&clock), settings.max_header_bytes);
                 let connection = hyper::server::conn::http1::Builder::new()
                     .max_buf_size(
                         settings
@@ -297,7 +297,7 @@ impl<S: Served> Connection<S> {
                             .max(crate::config::MIN_HEADER_BYTES),
                     )
                     .serve_connection(TokioIo::new(io), service);
-                drive(connection, &activity, &stop, settings).await;
+                drive(connection, &clock, &stop, settings).await;
             }
             Protocol::Http2 => {
                 let max_header_list = u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX);
@@ -306,7 +306,7 @@ impl<S: Served> Connection<S> {
                     .max_concurrent_streams(settings.max_concurrent_streams)
                     .max_header_list_size(max_header_list)
                     .serve_connection(TokioIo::new(stream), service);
-                drive(connection, &activity, &stop, settings).await;
+                drive(connection, &clock, &stop, settings).await;
             }
         }
     }
@@ -316,17 +316,17 @@ impl<S: Served> Connection<S> {
 /// connection's clock until it is answered.
 fn count_requests<S: Served>(
     service: S,
-    activity: &Arc<Activity>,
+    clock: &Arc<ConnectionClock>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<S::Body>,
     Error = Infallible,
     Future = impl Future<Output = Result<Response<S::Body>, Infallible>> + Send + 'static,
 > + Clone {
-    let activity = Arc::clone(activity);
+    let clock = Arc::clone(clock);
     let inner = TowerToHyperService::new(service);
     service_fn(move |request: Request<Incoming>| {
-        let open = activity.request_started();
+        let open = clock.request_started();
         let answer = hyper::service::Service::call(&inner, request);
         async move {
             let answer = answer.await;
@@ -337,7 +337,7 @@ fn count_requests<S: Served>(
 }
 
 /// Runs a connection until it ends, it is past its time, or the server stops.
-async fn drive<C>(connection: C, activity: &Activity, stop: &Trigger, settings: Settings)
+async fn drive<C>(connection: C, clock: &ConnectionClock, stop: &Trigger, settings: Settings)
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
@@ -354,7 +354,7 @@ where
             log_end(connection.await);
             return;
         }
-        why = activity.expired() => {
+        why = clock.expired() => {
             metrics::connection_expired(settings.transport, why.as_str());
             tracing::debug!(transport = settings.transport, reason = why.as_str(), "closing a connection past its time");
             // Evicted: it has no request open, and its slot is awaited by
@@ -396,16 +396,16 @@ mod tests {
             .await
             .expect("written");
         let settings = Settings::new(Protocol::Http2, &Limits::default());
-        let activity = Activity::new(Protocol::Http2, settings.timeouts);
+        let clock = ConnectionClock::new(Protocol::Http2, settings.timeouts);
         let answer = service_fn(|_: Request<Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
         });
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(TokioIo::new(server_io), answer);
-        assert!(activity.evict(), "no request open");
+        assert!(clock.evict(), "no request open");
         let started = Instant::now();
-        drive(connection, &activity, &Trigger::new(), settings).await;
+        drive(connection, &clock, &Trigger::new(), settings).await;
         // Paused clock: time moves only when something waits on it.
         assert!(
             started.elapsed() < EVICTION_WAIT,

@@ -11,16 +11,17 @@
 //!   holds (a destination's send budget, shared by everyone who sends to it,
 //!   and its cool-down after the destination said "too fast").
 //!
-//! The runtime opens one store at start-up (`store.path`: an embedded redb
-//! database by default) and hands it to the sink in [`crate::Context`].
-//! Keys are namespaced with [`Store::scope`], so the runtime's keys and the
-//! sink's never collide. Every operation either completes durably or
+//! The runtime opens one store at start-up ([`open`]: `store.path`, an
+//! embedded redb database by default, or `store.redis`) and hands the sink
+//! its own namespace of it, a [`Store`], in [`crate::Context`]. Keys are
+//! namespaced ([`Opened::scope`]), so the runtime's keys and the sink's
+//! never collide; only the [`Opened`] store, which the runtime keeps, can
+//! be probed or closed. Every operation either completes durably or
 //! returns a [`StoreError`]: a sink answers "retry later" then, never "done".
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -30,16 +31,21 @@ use serde::{Deserialize, Serialize};
 pub mod contract;
 mod embedded;
 mod gate;
+mod health;
 #[cfg(feature = "testing")]
 mod memory;
+mod open;
 mod redis;
-mod watch;
 
 pub use embedded::Embedded;
+pub(crate) use health::StoreHealth;
 #[cfg(feature = "testing")]
 pub use memory::{Memory, TokioClock};
-pub use redis::{Redis, RedisConfig};
-pub use watch::StoreHealth;
+#[cfg(feature = "testing")]
+pub(crate) use open::open_with_clock;
+pub use open::{Opened, open};
+pub(crate) use redis::Redis;
+pub use redis::RedisConfig;
 
 /// The `store` section of the runtime's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +200,7 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// (not a monotonic instant) so that a send log means the same after a
 /// restart.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
@@ -202,33 +208,6 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(millis)
             .unwrap_or(0)
-    }
-}
-
-/// The wall clock moved forward by an offset a test can grow: it skips a
-/// minute window without waiting for it.
-#[derive(Debug, Default)]
-pub struct ShiftedClock {
-    offset_ms: AtomicU64,
-}
-
-impl ShiftedClock {
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(millis(by), Ordering::AcqRel);
-    }
-
-    /// How far ahead of the wall clock it is.
-    pub fn offset(&self) -> Duration {
-        Duration::from_millis(self.offset_ms.load(Ordering::Acquire))
-    }
-}
-
-impl Clock for ShiftedClock {
-    fn now_ms(&self) -> u64 {
-        SystemClock
-            .now_ms()
-            .saturating_add(self.offset_ms.load(Ordering::Acquire))
     }
 }
 
@@ -329,7 +308,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A handle on the connector's store, scoped to a namespace; cheap to
-/// clone. See the [module documentation](self).
+/// clone. What a sink is given: it reads and writes, but cannot probe or
+/// close the store (its [`Opened`] opener does). See the [module
+/// documentation](self).
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
@@ -346,7 +327,8 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// A store over `backend`, at its root namespace.
+    /// A store over `backend`, at its root namespace: for a sink's own
+    /// tests, over a backend they opened (and close) themselves.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Self {
             backend,
@@ -481,15 +463,5 @@ impl Store {
     /// See [`Backend::gate_state`].
     pub async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
         self.backend.gate_state(&self.key(gate), window).await
-    }
-
-    /// See [`Backend::health`].
-    pub async fn health(&self) -> Result<(), StoreError> {
-        self.backend.health().await
-    }
-
-    /// See [`Backend::close`]; closes the store for every handle.
-    pub async fn close(&self) {
-        self.backend.close().await;
     }
 }

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_sdk::proto::cloud_event::Data;
-use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
-use connector_sdk::store::ShiftedClock;
 pub use connector_sdk::testing::Reply;
+use connector_sdk::testing::ShiftedClock;
 use connector_sdk::testing::TestServer;
-use connector_sdk::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
+use connector_sdk::testing::proto::cloud_event::Data;
+use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+use connector_sdk::testing::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec};
 use serde_json::{Value, json};
 use sink_dingtalk::DingTalkSink;

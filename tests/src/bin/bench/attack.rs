@@ -467,9 +467,9 @@ fn grpc_request() -> hyper::http::Request<()> {
 /// One framed `BatchEvent` of about 4 MB: one event with as many
 /// one-letter-ish boolean attributes as fit.
 fn attributes_message() -> Bytes {
-    use connector_sdk::proto::cloud_event::CloudEventAttributeValue;
-    use connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr;
-    use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+    use connector_sdk::testing::proto::cloud_event::CloudEventAttributeValue;
+    use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
+    use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
     use prost::Message;
     let attributes = (0..300_000)
         .map(|i| {

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use connector_sdk::proto::cloud_event::cloud_event_attribute_value::Attr;
-use connector_sdk::proto::cloud_event::{CloudEventAttributeValue, Data};
-use connector_sdk::proto::cloud_events_client::CloudEventsClient;
-use connector_sdk::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
+use connector_sdk::testing::proto::cloud_event::{CloudEventAttributeValue, Data};
+use connector_sdk::testing::proto::cloud_events_client::CloudEventsClient;
+use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use tokio::sync::Barrier;
@@ -336,7 +336,7 @@ pub fn http_request(
         Scenario::Baseline | Scenario::Structured | Scenario::Grpc => post(
             &[(
                 "content-type",
-                connector_sdk::STRUCTURED_CONTENT_TYPE.into(),
+                connector_sdk::testing::STRUCTURED_CONTENT_TYPE.into(),
             )],
             Bytes::from(structured_event(&id)),
         ),
@@ -355,7 +355,10 @@ pub fn http_request(
                 .map(|i| structured_event(&format!("{id}-{i}")))
                 .collect();
             post(
-                &[("content-type", connector_sdk::BATCH_CONTENT_TYPE.to_owned())],
+                &[(
+                    "content-type",
+                    connector_sdk::testing::BATCH_CONTENT_TYPE.to_owned(),
+                )],
                 Bytes::from(format!("[{}]", events.join(","))),
             )
         }

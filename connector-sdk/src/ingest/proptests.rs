@@ -18,11 +18,12 @@ use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 use prost::Message;
 
-use crate::http::{self, BATCH_CONTENT_TYPE, Encoding, STRUCTURED_CONTENT_TYPE};
+use super::codec::{decode_batch, decode_event, encode_event};
+use super::decoded;
+use super::http::{self, BATCH_CONTENT_TYPE, Encoding, STRUCTURED_CONTENT_TYPE};
 use crate::proto::cloud_event::cloud_event_attribute_value::Attr;
 use crate::proto::cloud_event::{CloudEventAttributeValue, Data as ProtoData};
 use crate::proto::{BatchEvent, CloudEvent, CloudEventBatch};
-use crate::{decode_batch, decode_event, decoded, encode_event};
 
 /// Attribute names an extension must not take.
 const RESERVED: &[&str] = &[

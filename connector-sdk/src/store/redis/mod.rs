@@ -4,10 +4,10 @@
 //! budget is one, whichever replica sends), and the outboxes (what one
 //! replica queued survives it).
 //!
-//! Every decision that reads and writes is one Lua script, atomic in Redis,
-//! and gates read Redis's own `TIME`, so the replicas' clocks do not
-//! matter. A sliding log (a sorted set of send times), not GCRA: GCRA with a
-//! burst of 20 lets 40 through in a minute.
+//! Every decision that reads and writes is one Lua script (`scripts.rs`),
+//! atomic in Redis, and gates read Redis's own `TIME`, so the replicas'
+//! clocks do not matter. A sliding log (a sorted set of send times), not
+//! GCRA: GCRA with a burst of 20 lets 40 through in a minute.
 //!
 //! The connection is a `redis` connection manager, which reconnects by
 //! itself; every call has a timeout. A call that fails or times out is a
@@ -26,27 +26,14 @@ use super::{
     Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, Window, millis,
 };
 
+mod scripts;
+#[cfg(test)]
+mod tests;
+
 // Durations go to Redis as whole milliseconds, at least 1: it refuses an
 // expiry of 0 (`.max(1)` at each `millis` call).
 
 const NAME: &str = "redis";
-
-/// Each script once, with its hash, so a call sends `EVALSHA` (the
-/// connection loads it again after a Redis restart).
-mod scripts {
-    use std::sync::LazyLock;
-
-    use redis::Script;
-
-    pub(super) static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(super::LEASE));
-    pub(super) static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(super::PUSH));
-    pub(super) static POP_THROUGH: LazyLock<Script> =
-        LazyLock::new(|| Script::new(super::POP_THROUGH));
-    pub(super) static PASS: LazyLock<Script> = LazyLock::new(|| Script::new(super::PASS));
-    pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(super::HOLD));
-    pub(super) static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(super::REFUND));
-    pub(super) static STATE: LazyLock<Script> = LazyLock::new(|| Script::new(super::STATE));
-}
 
 /// `store.redis`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +98,7 @@ impl fmt::Debug for RedisConfig {
 
 /// The Redis backend: state shared by every replica, each decision one Lua
 /// script timed by Redis's own clock, every call under a timeout.
-pub struct Redis {
+pub(crate) struct Redis {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -132,7 +119,7 @@ impl Redis {
     /// `default_prefix`). Connects lazily: an unreachable Redis is an error
     /// of the first calls, not of start-up, and the connection manager keeps
     /// reconnecting; only a URL that is not Redis's stops start-up.
-    pub fn connect(config: &RedisConfig, default_prefix: &str) -> Result<Self, OpenError> {
+    pub(crate) fn connect(config: &RedisConfig, default_prefix: &str) -> Result<Self, OpenError> {
         let shown = config.masked_url();
         let problem = |reason: String| OpenError {
             setting: format!("store.redis.url {shown}"),
@@ -209,109 +196,6 @@ impl Redis {
         )
     }
 }
-
-/// Appends unless full (or, with a once key KEYS[3], unless it is set, and
-/// then sets it for ARGV[3] ms); items are `seq:data`, `seq` from a
-/// counter. Answers {1, len} queued, {0, len} full, {2, 0} already.
-const PUSH: &str = r"
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0} end
-local len = redis.call('LLEN', KEYS[1])
-if len >= tonumber(ARGV[1]) then return {0, len} end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('RPUSH', KEYS[1], seq .. ':' .. ARGV[2])
-if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) end
-return {1, len + 1}
-";
-
-/// Pops head items while their `seq` is at most ARGV[1]; an item that is
-/// not `seq:data` (`peek` skips it too) goes with them.
-const POP_THROUGH: &str = r"
-local popped = 0
-while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then break end
-  local seq = tonumber(string.match(head, '^(%d+):'))
-  if seq and seq > tonumber(ARGV[1]) then break end
-  redis.call('LPOP', KEYS[1])
-  popped = popped + 1
-end
-return popped
-";
-
-/// The gate rule of `gate.rs`, in Redis: KEYS = log, hold, counter;
-/// ARGV = the longest window's ms, then a limit and a window's ms for each
-/// window. Answers {1, used in the first window} open, {2, ms} held,
-/// {3, ms} wait.
-const PASS: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local longest = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
-local held = redis.call('PTTL', KEYS[2])
-if held > 0 then return {2, held} end
-local wait = 0
-local first_used = 0
-for i = 2, #ARGV, 2 do
-  local limit = tonumber(ARGV[i])
-  local window = tonumber(ARGV[i + 1])
-  local since = '(' .. (now - window)
-  local used = redis.call('ZCOUNT', KEYS[1], since, '+inf')
-  if i == 2 then first_used = used end
-  local frees = 0
-  if limit < 1 then
-    frees = window
-  elseif used >= limit then
-    local nth = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', used - limit, 1)
-    frees = tonumber(nth[2]) + window - now
-    if frees < 1 then frees = 1 end
-  end
-  if frees > wait then wait = frees end
-end
-if wait > 0 then return {3, wait} end
-local n = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], now, now .. ':' .. n)
-redis.call('PEXPIRE', KEYS[1], longest)
-redis.call('PEXPIRE', KEYS[3], longest)
-return {1, first_used + 1}
-";
-
-/// Takes back the latest send of the log KEYS[1].
-const REFUND: &str = r"
-redis.call('ZPOPMAX', KEYS[1])
-return 1
-";
-
-/// Holds for ARGV[1] ms unless held longer already.
-const HOLD: &str = r"
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-end
-return 1
-";
-
-/// KEYS = log, hold; ARGV = window ms. Answers {used, ms until the oldest
-/// leaves or -1, ms held or -1}.
-const STATE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local next_free = -1
-if first[2] then next_free = tonumber(first[2]) + window - now end
-return {used, next_free, redis.call('PTTL', KEYS[2])}
-";
-
-/// Takes or renews a lease: KEYS[1]; ARGV = holder, ttl ms.
-const LEASE: &str = r"
-local current = redis.call('GET', KEYS[1])
-if (not current) or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-";
 
 fn positive_ms(ms: i64) -> Option<Duration> {
     u64::try_from(ms)
@@ -514,202 +398,5 @@ impl Backend for Redis {
 
     async fn close(&self) {
         // The connection closes when the last handle goes.
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Store;
-    use crate::testing::RedisServer;
-    use std::sync::Arc;
-
-    fn store(server: &RedisServer, prefix: &str) -> Store {
-        let config = RedisConfig {
-            url: server.url(),
-            ..RedisConfig::default()
-        };
-        Store::new(Arc::new(Redis::connect(&config, prefix).expect("connects")))
-    }
-
-    #[tokio::test]
-    async fn keeps_the_store_contract() {
-        let server = RedisServer::start();
-        crate::store::contract::check_all(&store(&server, "t")).await;
-    }
-
-    #[tokio::test]
-    async fn replicas_share_one_budget_and_one_hold() {
-        let server = RedisServer::start();
-        let (one, two) = (store(&server, "bot"), store(&server, "bot"));
-        let window = Duration::from_secs(60);
-        // 40 sends race for a budget of 20 from two replicas: exactly 20 pass.
-        let mut racing = tokio::task::JoinSet::new();
-        for i in 0..40 {
-            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
-            racing.spawn(async move { store.pass("g", 20, window).await });
-        }
-        let mut open = 0;
-        while let Some(passage) = racing.join_next().await {
-            match passage.expect("joins").expect("answers") {
-                Passage::Open { .. } => open += 1,
-                Passage::Wait(wait) => assert!(wait > Duration::from_secs(58), "{wait:?}"),
-                Passage::Held(_) => panic!("not held"),
-            }
-        }
-        assert_eq!(open, 20);
-        assert_eq!(one.gate_state("g", window).await.expect("state").used, 20);
-
-        one.hold("h", Duration::from_secs(600)).await.expect("hold");
-        assert!(matches!(
-            two.pass("h", 20, window).await,
-            Ok(Passage::Held(held)) if held > Duration::from_secs(599)
-        ));
-        let state = two.gate_state("h", window).await.expect("state");
-        assert!(state.held_for.is_some() && state.used == 0);
-        // Another prefix is another connector.
-        assert!(matches!(
-            store(&server, "other").pass("h", 20, window).await,
-            Ok(Passage::Open { used: 1 })
-        ));
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_redis_is_an_error_in_time_not_a_hang() {
-        let mut server = RedisServer::start();
-        let store = store(&server, "t");
-        store.health().await.expect("up");
-        server.stop();
-        let err = tokio::time::timeout(
-            Duration::from_secs(5),
-            store.pass("g", 1, Duration::from_secs(60)),
-        )
-        .await
-        .expect("an error in time, not a hang")
-        .expect_err("down");
-        assert!(err.to_string().contains("redis"), "{err}");
-        assert!(store.health().await.is_err());
-        server.restart();
-        let mut healthy = false;
-        for _ in 0..50 {
-            if store.health().await.is_ok() {
-                healthy = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(healthy, "reconnected by itself");
-    }
-
-    /// A server speaking just enough of Redis's protocol to answer every
-    /// script call with `reply` (and any other command `+OK`); its URL.
-    async fn answering_scripts_with(reply: &'static str) -> String {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-        async fn number(
-            socket: &mut BufReader<tokio::net::TcpStream>,
-            kind: char,
-        ) -> Option<usize> {
-            let mut line = String::new();
-            socket.read_line(&mut line).await.ok()?;
-            line.trim_end().strip_prefix(kind)?.parse().ok()
-        }
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let url = format!("redis://{}", listener.local_addr().expect("address"));
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut socket = BufReader::new(socket);
-                    // A command: `*<args>`, then each as `$<len>` and its bytes.
-                    while let Some(args) = number(&mut socket, '*').await {
-                        let mut name = Vec::new();
-                        for at in 0..args {
-                            let Some(len) = number(&mut socket, '$').await else {
-                                return;
-                            };
-                            let mut arg = vec![0; len + 2];
-                            if socket.read_exact(&mut arg).await.is_err() {
-                                return;
-                            }
-                            if at == 0 {
-                                name = arg[..len].to_ascii_uppercase();
-                            }
-                        }
-                        let answer = if name.starts_with(b"EVAL") {
-                            reply
-                        } else {
-                            "+OK\r\n"
-                        };
-                        if socket.get_mut().write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        url
-    }
-
-    #[tokio::test]
-    async fn a_reply_no_script_gives_is_an_error_not_a_default() {
-        let connect = |url: String| {
-            let config = RedisConfig {
-                url,
-                ..RedisConfig::default()
-            };
-            Store::new(Arc::new(Redis::connect(&config, "t").expect("connects")))
-        };
-        let window = Duration::from_secs(60);
-        let not_a_pair = connect(answering_scripts_with(":5\r\n").await);
-        let passed = not_a_pair.pass("g", 1, window).await;
-        assert!(
-            matches!(passed, Err(StoreError::Unavailable { .. })),
-            "{passed:?}"
-        );
-        let unknown_code = connect(answering_scripts_with("*2\r\n:7\r\n:1\r\n").await);
-        let pushed = unknown_code.push("q", b"x".to_vec(), 10, None).await;
-        assert!(
-            matches!(pushed, Err(StoreError::Unavailable { .. })),
-            "{pushed:?}"
-        );
-        let passed = unknown_code.pass("g", 1, window).await;
-        assert!(
-            matches!(passed, Err(StoreError::Unavailable { .. })),
-            "{passed:?}"
-        );
-        let too_short = connect(answering_scripts_with("*2\r\n:1\r\n:2\r\n").await);
-        let state = too_short.gate_state("g", window).await;
-        assert!(
-            matches!(state, Err(StoreError::Unavailable { .. })),
-            "{state:?}"
-        );
-    }
-
-    #[test]
-    fn the_password_never_shows() {
-        let config = RedisConfig {
-            url: "redis://:hunter2@10.0.0.1:6379/2".into(),
-            ..RedisConfig::default()
-        };
-        assert!(!format!("{config:?}").contains("hunter2"));
-        assert_eq!(config.masked_url(), "redis://:***@10.0.0.1:6379/2");
-        let socket = RedisConfig {
-            url: "redis+unix:///run/redis.sock?db=1&pass=hunter2".into(),
-            ..RedisConfig::default()
-        };
-        assert_eq!(
-            socket.masked_url(),
-            "redis+unix:///run/redis.sock?db=1&pass=***"
-        );
-        let bad = RedisConfig {
-            url: "http://:hunter2@x".into(),
-            ..RedisConfig::default()
-        };
-        let err = Redis::connect(&bad, "p").expect_err("not redis");
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(err.to_string().starts_with("store.redis.url"), "{err}");
     }
 }

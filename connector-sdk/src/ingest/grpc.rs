@@ -1,18 +1,17 @@
 //! gRPC ingest: `vanus.core.cloudevents.CloudEvents/Send`, the call a Vanus
-//! trigger makes. A thin door like HTTP's: admit, decode, hand the batch to
-//! the dispatch (the delivered-ledger, then the sink), map the outcome with
-//! `status.rs`.
+//! trigger makes. A thin door like HTTP's: admit, decode (`codec.rs`), hand
+//! the batch to the dispatch (the delivered-ledger, then the sink), map the
+//! outcome with `answer.rs`.
 //!
 //! Admission comes before decoding ([`Admit`]): the message's length prefix
 //! is checked and reserved in the memory budget, the whole message read
 //! within the body read timeout, and what it will decode into reserved too,
 //! before tonic decodes a byte. A request that
 //! is not a valid `BatchEvent` (random bytes, invalid UTF-8 in a string) is
-//! `InvalidArgument`, like any other request that can never succeed
-//! ([`ProtoCodec`]).
+//! `InvalidArgument`, like any other request that can never succeed (the
+//! service's codec, `proto/codec.rs`, says so).
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,18 +19,16 @@ use std::task::{Context, Poll};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use tonic::codec::{Codec, DecodeBuf, Decoder};
-use tonic_prost::ProstEncoder;
 
-use crate::admission::{Admission, Refusal};
+use super::admission::Admission;
+use super::refusal::Refusal;
+use super::{answer, codec, decoded};
 use crate::dispatch::Dispatch;
 use crate::metrics::RequestTimer;
 use crate::proto::BatchEvent;
 use crate::proto::cloud_events_server::{CloudEvents, CloudEventsServer};
 use crate::sink::{Outcome, Sink};
-use crate::status;
 use crate::text::{REASON_BYTES, shorten};
-use crate::{codec, decoded};
 
 struct GrpcIngest<S> {
     dispatch: Arc<Dispatch<S>>,
@@ -77,7 +74,7 @@ impl<S: Sink> CloudEvents for GrpcIngest<S> {
             }
         };
         timer.finish(&outcome);
-        status::grpc_result(&outcome)
+        answer::grpc_result(&outcome)
     }
 }
 
@@ -129,7 +126,7 @@ where
                 Ok(admitted) => admitted,
                 Err(refusal) => {
                     timer.refused(&refusal);
-                    return Ok(status::grpc_refusal(&refusal).into_http());
+                    return Ok(answer::grpc_refusal(&refusal).into_http());
                 }
             };
             parts.extensions.insert(timer);
@@ -138,86 +135,5 @@ where
             drop(ticket);
             answer
         })
-    }
-}
-
-/// The protobuf codec of the generated service (`build.rs` names it):
-/// prost's, except that a message that does not decode is the client's
-/// error, `InvalidArgument`, where tonic says `Internal`.
-#[derive(Debug)]
-pub struct ProtoCodec<T, U>(PhantomData<(T, U)>);
-
-impl<T, U> Default for ProtoCodec<T, U> {
-    fn default() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T, U> Codec for ProtoCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = ProstEncoder<T>;
-    type Decoder = ProtoDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::default()
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProtoDecoder(PhantomData)
-    }
-}
-
-/// Decodes one protobuf message; see [`ProtoCodec`].
-#[derive(Debug)]
-pub struct ProtoDecoder<U>(PhantomData<U>);
-
-impl<U: prost::Message + Default> Decoder for ProtoDecoder<U> {
-    type Item = U;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, tonic::Status> {
-        decode_message(buf).map(Some)
-    }
-}
-
-fn decode_message<U: prost::Message + Default>(buf: impl bytes::Buf) -> Result<U, tonic::Status> {
-    U::decode(buf).map_err(|err| {
-        let reason = format!("the request is not a valid protobuf message: {err}");
-        tonic::Status::invalid_argument(shorten(&reason, REASON_BYTES))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode(bytes: &[u8]) -> Result<Option<BatchEvent>, tonic::Status> {
-        decode_message(bytes).map(Some)
-    }
-
-    #[test]
-    fn undecodable_bytes_are_invalid_argument() {
-        // Field 1 (eventbus_name) as a string that is not UTF-8.
-        let err = decode(&[0x0a, 0x02, 0xff, 0xfe]).expect_err("invalid UTF-8");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(err.message().contains("not a valid protobuf"), "{err:?}");
-        let err = decode(&[0xff; 16]).expect_err("garbage");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    }
-
-    #[test]
-    fn a_valid_batch_decodes() {
-        use prost::Message;
-        let batch = BatchEvent {
-            eventbus_name: "bus".into(),
-            ..BatchEvent::default()
-        };
-        let decoded = decode(&batch.encode_to_vec()).expect("valid");
-        assert_eq!(decoded, Some(batch));
     }
 }

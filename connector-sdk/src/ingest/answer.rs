@@ -9,12 +9,12 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::admission::Refusal;
+use super::refusal::Refusal;
 use crate::sink::{Outcome, Unavailable};
 use crate::text::{REASON_BYTES, shorten};
 
 /// The HTTP status code for an outcome.
-pub fn http_status(outcome: &Outcome) -> StatusCode {
+pub(crate) fn http_status(outcome: &Outcome) -> StatusCode {
     match outcome {
         Outcome::Delivered => StatusCode::OK,
         Outcome::Rejected { .. } => StatusCode::BAD_REQUEST,
@@ -29,7 +29,7 @@ pub fn http_status(outcome: &Outcome) -> StatusCode {
 
 /// The full HTTP answer: status, a one-line plain-text reason, and
 /// `Retry-After` (whole seconds, rounded up) when throttled.
-pub fn http_response(outcome: &Outcome) -> Response {
+pub(crate) fn http_response(outcome: &Outcome) -> Response {
     if let Outcome::Delivered = outcome {
         // The common answer: a static body, nothing to format.
         return (StatusCode::OK, "delivered\n").into_response();
@@ -46,7 +46,7 @@ pub fn http_response(outcome: &Outcome) -> Response {
 }
 
 /// The gRPC answer for an outcome.
-pub fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Status> {
+pub(crate) fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, tonic::Status> {
     // Only a failure carries a reason: success allocates nothing.
     let reason = || shorten(outcome.reason(), REASON_BYTES).into_owned();
     match outcome {

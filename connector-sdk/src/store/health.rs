@@ -1,4 +1,4 @@
-//! Watches the store's health, for `/readyz`, `/status` and the metric
+//! The store's health probe, for `/readyz`, `/status` and the metric
 //! `connector_store_up`: a probe a second; one error line when the store
 //! goes down, one info line when it is back. While it is down, requests are
 //! answered "retry later" (their ledger lookups fail) and `/readyz` is 503,
@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::Store;
+use super::Opened;
 
 /// How often the store is probed.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -16,14 +16,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The store's latest health: `None` while healthy, else why not.
 #[derive(Debug, Clone, Default)]
-pub struct StoreHealth {
+pub(crate) struct StoreHealth {
     problem: Arc<Mutex<Option<String>>>,
 }
 
 impl StoreHealth {
     /// Starts probing `store` until the returned handle's task is aborted
     /// (the runtime does at shutdown).
-    pub fn watch(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn watch(store: Opened) -> (Self, tokio::task::JoinHandle<()>) {
         let health = Self::default();
         let watched = health.clone();
         let task = tokio::spawn(async move {
@@ -58,7 +58,7 @@ impl StoreHealth {
     }
 
     /// Why the store is down, or `None` while it answers.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         self.problem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -80,7 +80,7 @@ mod tests {
             timeout_ms: 200,
             ..RedisConfig::default()
         };
-        let store = Store::new(Arc::new(Redis::connect(&config, "w").expect("connects")));
+        let store = Opened::new(Arc::new(Redis::connect(&config, "w").expect("connects")));
         let (health, task) = StoreHealth::watch(store);
         let wait_for = |down: bool| {
             let health = health.clone();

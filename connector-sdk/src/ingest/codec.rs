@@ -1,7 +1,8 @@
 //! Converts the Vanus protobuf `CloudEvent` into a `cloudevents::Event`.
 //!
 //! The converted event passes the same validation as one that came over
-//! HTTP (`validate.rs`). Decoding never rejects an event for an extension:
+//! HTTP (`validate.rs`), and an invalid one is reported as HTTP reports it
+//! (`error.rs`), with its position in the batch. Decoding never rejects an event for an extension:
 //! every attribute type converts. The CloudEvents SDK holds only string, boolean and integer
 //! extensions, so bytes become base64, timestamps RFC 3339 and URIs strings.
 
@@ -11,45 +12,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cloudevents::event::ExtensionValue;
 use cloudevents::{AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
 
+use super::error::{DecodeError, EventProblem};
+use super::validate;
+use crate::proto::cloud_event::Data as ProtoData;
 use crate::proto::cloud_event::cloud_event_attribute_value::Attr;
-use crate::proto::cloud_event::{CloudEventAttributeValue, Data as ProtoData};
 use crate::proto::{BatchEvent, CloudEvent};
 use crate::text::{QUOTE_BYTES, shorten};
-use crate::validate;
-
-/// Why a protobuf event could not become a CloudEvent.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    /// A required attribute is missing or empty.
-    #[error("event {index}: required attribute `{attribute}` is missing or empty")]
-    Missing {
-        /// Position in the batch.
-        index: usize,
-        /// The attribute's name.
-        attribute: &'static str,
-    },
-    /// Only CloudEvents 1.0 is accepted.
-    #[error("event {index}: specversion `{found}` is not supported; send 1.0")]
-    SpecVersion {
-        /// Position in the batch.
-        index: usize,
-        /// The version sent (shortened when long).
-        found: String,
-    },
-    /// An attribute with a fixed meaning has a value of the wrong form.
-    #[error("event {index}: attribute `{attribute}` is invalid: {reason}")]
-    Invalid {
-        /// Position in the batch.
-        index: usize,
-        /// The attribute's name (shortened when long).
-        attribute: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
 
 /// Decodes every event of a gRPC `BatchEvent`, in order.
-pub fn decode_batch(batch: BatchEvent) -> Result<Vec<Event>, DecodeError> {
+pub(crate) fn decode_batch(batch: BatchEvent) -> Result<Vec<Event>, DecodeError> {
     batch
         .events
         .map(|b| b.events)
@@ -61,30 +32,33 @@ pub fn decode_batch(batch: BatchEvent) -> Result<Vec<Event>, DecodeError> {
 }
 
 /// Decodes one protobuf event and validates it; `index` names it in errors.
-pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeError> {
-    validate::spec_version(index, &proto.spec_version)?;
-    validate::required(index, "id", &proto.id)?;
-    validate::required(index, "source", &proto.source)?;
-    validate::required(index, "type", &proto.r#type)?;
+pub(crate) fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeError> {
+    let invalid = |problem| DecodeError::in_batch(index, problem);
+    validate::spec_version(&proto.spec_version).map_err(invalid)?;
+    validate::required("id", &proto.id).map_err(invalid)?;
+    validate::required("source", &proto.source).map_err(invalid)?;
+    validate::required("type", &proto.r#type).map_err(invalid)?;
 
     let mut event = EventBuilderV10::new()
         .id(proto.id)
         .source(proto.source)
         .ty(proto.r#type)
         .build()
-        .map_err(|err| DecodeError::Invalid {
-            index,
-            attribute: "source".into(),
-            reason: err.to_string(),
+        .map_err(|err| {
+            invalid(EventProblem::Invalid {
+                attribute: "source".into(),
+                reason: err.to_string(),
+            })
         })?;
 
     let mut content_type = None;
     for (name, value) in proto.attributes {
         let Some(attr) = value.attr else { continue };
-        let invalid = |reason: String| DecodeError::Invalid {
-            index,
-            attribute: shorten(&name, QUOTE_BYTES).into_owned(),
-            reason,
+        let bad_attribute = |reason: String| {
+            invalid(EventProblem::Invalid {
+                attribute: shorten(&name, QUOTE_BYTES).into_owned(),
+                reason,
+            })
         };
         match name.as_str() {
             "datacontenttype" => content_type = Some(attr_to_string(attr)),
@@ -99,12 +73,12 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
                         .ok(),
                 };
                 event.set_time(Some(
-                    time.ok_or_else(|| invalid("not an RFC 3339 time".into()))?,
+                    time.ok_or_else(|| bad_attribute("not an RFC 3339 time".into()))?,
                 ));
             }
             "dataschema" => {
-                let url =
-                    url::Url::parse(&attr_to_string(attr)).map_err(|e| invalid(e.to_string()))?;
+                let url = url::Url::parse(&attr_to_string(attr))
+                    .map_err(|e| bad_attribute(e.to_string()))?;
                 event.set_dataschema(Some(url));
             }
             _ => event.set_extension(&name, attr_to_extension(attr)),
@@ -116,7 +90,7 @@ pub fn decode_event(index: usize, proto: CloudEvent) -> Result<Event, DecodeErro
     } else if let Some(content_type) = content_type {
         event.set_datacontenttype(Some(content_type));
     }
-    validate::event(index, &mut event)?;
+    validate::event(&mut event).map_err(invalid)?;
     Ok(event)
 }
 
@@ -152,7 +126,6 @@ fn set_data(event: &mut Event, content_type: Option<String>, data: ProtoData) {
     }
 }
 
-/// True for `application/json`, `text/json` and `…+json`, parameters aside.
 /// True when a `datacontenttype` says the data is JSON: `application/json`,
 /// `text/json` or any `+json` type, parameters ignored, in any case (media
 /// types are case-insensitive).
@@ -192,8 +165,10 @@ fn timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 }
 
 /// Encodes a CloudEvent as the protobuf a Vanus trigger would send: the
-/// inverse of [`decode_event`], for clients and tests.
-pub fn encode_event(event: &Event) -> CloudEvent {
+/// inverse of [`decode_event`], for tests (the testing kit's gRPC sender).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn encode_event(event: &Event) -> CloudEvent {
+    use crate::proto::cloud_event::CloudEventAttributeValue;
     use cloudevents::AttributesReader;
     use cloudevents::event::AttributeValue;
 
@@ -267,6 +242,7 @@ mod tests {
         }
     }
     use crate::proto::CloudEventBatch;
+    use crate::proto::cloud_event::CloudEventAttributeValue;
     use cloudevents::AttributesReader;
     use std::collections::HashMap;
 
@@ -407,9 +383,9 @@ mod tests {
         event.id.clear();
         assert_eq!(
             decode_event(4, event),
-            Err(DecodeError::Missing {
-                index: 4,
-                attribute: "id"
+            Err(DecodeError::InvalidEvent {
+                index: Some(4),
+                problem: EventProblem::Missing { attribute: "id" }
             })
         );
         let mut event = proto_event(HashMap::new(), None);

@@ -10,7 +10,7 @@
 //! - HTTP/2 (gRPC) carries pings and settings between calls, so bytes say
 //!   nothing there: with no call open it may stay for `idle_timeout`.
 //! - A request open: no deadline here; the body's read timeout
-//!   (`admission.rs`) and the sink's own deadline bound it.
+//!   (`ingest/admission/`) and the sink's own deadline bound it.
 //!
 //! A connection with no request open may also be evicted, at once, to make
 //! room for a new one when every connection slot is taken (`mod.rs`).
@@ -59,10 +59,10 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
 }
 
-/// What is happening on one connection; shared by its IO, its service and
-/// the task that drives it.
+/// One connection's clock: what is happening on it, and so when it must
+/// close; shared by its IO, its service and the task that drives it.
 #[derive(Debug)]
-pub(crate) struct Activity {
+pub(crate) struct ConnectionClock {
     protocol: Protocol,
     timeouts: Timeouts,
     state: Mutex<State>,
@@ -85,9 +85,9 @@ struct State {
 
 /// Counts one request as open until dropped.
 #[derive(Debug)]
-pub(crate) struct RequestGuard(Arc<Activity>);
+pub(crate) struct RequestGuard(Arc<ConnectionClock>);
 
-impl Activity {
+impl ConnectionClock {
     pub(crate) fn new(protocol: Protocol, timeouts: Timeouts) -> Arc<Self> {
         Arc::new(Self {
             protocol,
@@ -217,48 +217,45 @@ mod tests {
         idle: Duration::from_secs(30),
     };
 
-    async fn expires_after(activity: &Activity) -> (Duration, Expiry) {
+    async fn expires_after(clock: &ConnectionClock) -> (Duration, Expiry) {
         let start = Instant::now();
-        let why = activity.expired().await;
+        let why = clock.expired().await;
         (start.elapsed(), why)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_new_http1_connection_must_send_its_headers_in_time() {
-        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
+        let clock = ConnectionClock::new(Protocol::Http1, TIMEOUTS);
         assert_eq!(
-            expires_after(&activity).await,
+            expires_after(&clock).await,
             (TIMEOUTS.header, Expiry::HeaderTimeout)
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_an_answer_it_may_idle_then_the_next_head_has_its_own_deadline() {
-        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
-        drop(activity.request_started());
-        assert_eq!(
-            expires_after(&activity).await,
-            (TIMEOUTS.idle, Expiry::Idle)
-        );
+        let clock = ConnectionClock::new(Protocol::Http1, TIMEOUTS);
+        drop(clock.request_started());
+        assert_eq!(expires_after(&clock).await, (TIMEOUTS.idle, Expiry::Idle));
 
-        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
-        drop(activity.request_started());
+        let clock = ConnectionClock::new(Protocol::Http1, TIMEOUTS);
+        drop(clock.request_started());
         tokio::time::sleep(Duration::from_secs(10)).await;
-        activity.bytes_arrived();
+        clock.bytes_arrived();
         assert_eq!(
-            expires_after(&activity).await,
+            expires_after(&clock).await,
             (TIMEOUTS.header, Expiry::HeaderTimeout)
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_open_request_has_no_deadline_and_its_end_restarts_the_clock() {
-        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
-        let guard = activity.request_started();
-        assert_eq!(activity.deadline(), None);
+        let clock = ConnectionClock::new(Protocol::Http1, TIMEOUTS);
+        let guard = clock.request_started();
+        assert_eq!(clock.deadline(), None);
         let waiter = {
-            let activity = Arc::clone(&activity);
-            tokio::spawn(async move { expires_after(&activity).await })
+            let clock = Arc::clone(&clock);
+            tokio::spawn(async move { expires_after(&clock).await })
         };
         tokio::time::sleep(Duration::from_secs(100)).await;
         drop(guard);
@@ -269,27 +266,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_a_connection_without_an_open_request_is_evicted() {
-        let activity = Activity::new(Protocol::Http1, TIMEOUTS);
-        let open = activity.request_started();
-        assert_eq!(activity.evictable_since(), None);
-        assert!(!activity.evict(), "a request is being handled");
+        let clock = ConnectionClock::new(Protocol::Http1, TIMEOUTS);
+        let open = clock.request_started();
+        assert_eq!(clock.evictable_since(), None);
+        assert!(!clock.evict(), "a request is being handled");
         drop(open);
-        assert!(activity.evictable_since().is_some());
-        assert!(activity.evict());
-        assert!(!activity.evict(), "once is enough");
+        assert!(clock.evictable_since().is_some());
+        assert!(clock.evict());
+        assert!(!clock.evict(), "once is enough");
         assert_eq!(
-            expires_after(&activity).await,
+            expires_after(&clock).await,
             (Duration::ZERO, Expiry::Evicted)
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn http2_connections_only_idle_whatever_bytes_come() {
-        let activity = Activity::new(Protocol::Http2, TIMEOUTS);
-        activity.bytes_arrived();
-        assert_eq!(
-            expires_after(&activity).await,
-            (TIMEOUTS.idle, Expiry::Idle)
-        );
+        let clock = ConnectionClock::new(Protocol::Http2, TIMEOUTS);
+        clock.bytes_arrived();
+        assert_eq!(expires_after(&clock).await, (TIMEOUTS.idle, Expiry::Idle));
     }
 }

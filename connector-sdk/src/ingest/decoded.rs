@@ -1,5 +1,5 @@
 //! How much memory a request will take once decoded, estimated from its
-//! bytes before it is decoded, so the memory budget (`admission.rs`) can
+//! bytes before it is decoded, so the memory budget (`admission/`) can
 //! refuse a request whose decoded form would not fit.
 //!
 //! Decoding multiplies: 4 MiB of `[0,0,0,…]` is 2 million JSON values of 32

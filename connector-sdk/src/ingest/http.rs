@@ -4,10 +4,10 @@
 //! down), `GET /metrics` (Prometheus) and `GET /status` (the sink's own view
 //! and the store's health, as JSON).
 //!
-//! A thin door: admit and read the body (`admission.rs`), decode and
+//! A thin door: admit and read the body (`admission/`), decode and
 //! validate (`validate.rs`), hand the events to the dispatch (the
 //! delivered-ledger, then [`Sink::arrived`]), turn the outcome into a
-//! response with `status.rs`. Every answer has a body that
+//! response with `answer.rs`. Every answer has a body that
 //! says what happened, unknown paths and methods included.
 
 use std::sync::Arc;
@@ -20,17 +20,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudevents::Event;
 
-use crate::admission::{Admission, Admitted, Refusal, SATURATED_AFTER};
+use super::admission::{Admission, Admitted, SATURATED_AFTER};
+use super::error::DecodeError;
+use super::refusal::Refusal;
+use super::{answer, codec, decoded, validate};
 use crate::dispatch::Dispatch;
 use crate::metrics::{self, RequestTimer};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
 use crate::store::StoreHealth;
 use crate::text::{REASON_BYTES, shorten};
-use crate::validate;
-use crate::{codec, decoded, status};
 
-/// The media type of HTTP structured mode.
+/// The media type of HTTP structured mode: what a sender writes (the
+/// testing kit's); any `application/cloudevents...` type is read as one.
+#[cfg(any(test, feature = "testing"))]
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// The media type of HTTP batch mode.
@@ -80,7 +83,7 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
     let (admitted, encoding) = match admit(&app.admission, request).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            let response = status::http_refusal(&refusal);
+            let response = answer::http_refusal(&refusal);
             timer.refused(&refusal);
             return response;
         }
@@ -90,14 +93,15 @@ async fn ingest<S: Sink>(State(app): State<Arc<App<S>>>, request: Request) -> Re
             timer.received(encoding.as_str(), events.len());
             app.dispatch.deliver(events).await
         }
-        Err(reason) => {
+        Err(err) => {
+            let reason = err.to_string();
             tracing::debug!(reason = %shorten(&reason, REASON_BYTES), "rejected an invalid HTTP request");
             Outcome::rejected(reason)
         }
     };
     drop(admitted.ticket);
     timer.finish(&outcome);
-    status::http_response(&outcome)
+    answer::http_response(&outcome)
 }
 
 /// Admits a request, reads its body, and reserves what it will decode into.
@@ -219,33 +223,30 @@ fn encoding(headers: &HeaderMap) -> Encoding {
     }
 }
 
-/// Decodes a request into valid events (`validate.rs`), or says in one
-/// line why it cannot. The line quotes at most a short piece of what was
-/// sent.
+/// Decodes a request into valid events (`validate.rs`), or says why it
+/// cannot. A reason quotes at most a short piece of what was sent.
 pub(crate) fn decode(
     encoding: Encoding,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<Vec<Event>, String> {
-    let events = if encoding == Encoding::Batch {
+) -> Result<Vec<Event>, DecodeError> {
+    if encoding == Encoding::Batch {
         // cloudevents-sdk has no server-side batch mode: a batch is a JSON
         // array of structured-mode events.
-        serde_json::from_slice::<Vec<Event>>(&body)
-            .map_err(|err| format!("invalid CloudEvents batch: {}", one_line(&err.to_string())))?
+        let events =
+            serde_json::from_slice::<Vec<Event>>(&body).map_err(|err| DecodeError::NotABatch {
+                reason: one_line(&err.to_string()),
+            })?;
+        validate::events(events)
     } else {
-        let event = cloudevents::binding::http::to_event(headers, Vec::from(body))
-            .map_err(|err| format!("invalid CloudEvent: {}", one_line(&err.to_string())))?;
-        vec![event]
-    };
-    validate::events(events).map_err(|err| {
-        let reason = err.to_string();
-        if encoding == Encoding::Batch {
-            reason
-        } else {
-            // One event: "event 0" says nothing.
-            reason.trim_start_matches("event 0: ").to_owned()
-        }
-    })
+        let event =
+            cloudevents::binding::http::to_event(headers, Vec::from(body)).map_err(|err| {
+                DecodeError::NotAnEvent {
+                    reason: one_line(&err.to_string()),
+                }
+            })?;
+        validate::one(event).map(|event| vec![event])
+    }
 }
 
 /// Error text on one line, at most `REASON_BYTES` of it: serde quotes the
@@ -262,7 +263,7 @@ mod tests {
     use cloudevents::{AttributesReader, Data};
 
     fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
-        decode(encoding(headers), headers, body)
+        decode(encoding(headers), headers, body).map_err(|err| err.to_string())
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -13,55 +13,56 @@
 use cloudevents::event::SpecVersion;
 use cloudevents::{AttributesReader, AttributesWriter, Data, Event};
 
-use crate::codec::DecodeError;
+use super::error::{DecodeError, EventProblem};
 use crate::text::{QUOTE_BYTES, shorten};
 
-/// Checks the event at `index` of a request and normalizes it (null data
-/// is removed).
-pub(crate) fn event(index: usize, event: &mut Event) -> Result<(), DecodeError> {
+/// Checks one event and normalizes it (null data is removed).
+pub(crate) fn event(event: &mut Event) -> Result<(), EventProblem> {
     if event.specversion() != SpecVersion::V10 {
-        return Err(spec_version_error(index, event.specversion().as_str()));
+        return Err(spec_version_error(event.specversion().as_str()));
     }
-    required(index, "id", event.id())?;
-    required(index, "source", event.source())?;
-    required(index, "type", event.ty())?;
+    required("id", event.id())?;
+    required("source", event.source())?;
+    required("type", event.ty())?;
     drop_null_data(event);
     Ok(())
 }
 
-/// Every event of a request, in order; the first invalid one is reported.
+/// The one event of a request (HTTP structured or binary mode).
+pub(crate) fn one(mut alone: Event) -> Result<Event, DecodeError> {
+    event(&mut alone).map_err(DecodeError::alone)?;
+    Ok(alone)
+}
+
+/// Every event of a batch, in order; the first invalid one is reported with
+/// its position.
 pub(crate) fn events(mut events: Vec<Event>) -> Result<Vec<Event>, DecodeError> {
     for (index, each) in events.iter_mut().enumerate() {
-        event(index, each)?;
+        event(each).map_err(|problem| DecodeError::in_batch(index, problem))?;
     }
     Ok(events)
 }
 
 /// The specversion a protobuf event declares: 1.0, or empty for 1.0.
-pub(crate) fn spec_version(index: usize, found: &str) -> Result<(), DecodeError> {
+pub(crate) fn spec_version(found: &str) -> Result<(), EventProblem> {
     if found.is_empty() || found == "1.0" {
         Ok(())
     } else {
-        Err(spec_version_error(index, found))
+        Err(spec_version_error(found))
     }
 }
 
 /// A required attribute must be there and not empty.
-pub(crate) fn required(
-    index: usize,
-    attribute: &'static str,
-    value: &str,
-) -> Result<(), DecodeError> {
+pub(crate) fn required(attribute: &'static str, value: &str) -> Result<(), EventProblem> {
     if value.is_empty() {
-        Err(DecodeError::Missing { index, attribute })
+        Err(EventProblem::Missing { attribute })
     } else {
         Ok(())
     }
 }
 
-fn spec_version_error(index: usize, found: &str) -> DecodeError {
-    DecodeError::SpecVersion {
-        index,
+fn spec_version_error(found: &str) -> EventProblem {
+    EventProblem::SpecVersion {
         found: shorten(found, QUOTE_BYTES).into_owned(),
     }
 }
@@ -94,7 +95,7 @@ mod tests {
     #[test]
     fn a_complete_event_passes() {
         let mut event = valid();
-        assert_eq!(super::event(0, &mut event), Ok(()));
+        assert_eq!(super::event(&mut event), Ok(()));
     }
 
     #[test]
@@ -109,11 +110,12 @@ mod tests {
         ] {
             let mut event = valid();
             set(&mut event);
+            // The fourth of a batch: reported with its position.
             assert_eq!(
-                super::event(3, &mut event),
-                Err(DecodeError::Missing {
-                    index: 3,
-                    attribute
+                events(vec![valid(), valid(), valid(), event]),
+                Err(DecodeError::InvalidEvent {
+                    index: Some(3),
+                    problem: EventProblem::Missing { attribute }
                 })
             );
         }
@@ -121,20 +123,26 @@ mod tests {
 
     #[test]
     fn only_specversion_1_0_is_accepted() {
-        let mut old = EventBuilderV03::new()
+        let old = EventBuilderV03::new()
             .id("1")
             .source("s")
             .ty("t")
             .build()
             .expect("valid 0.3");
-        let err = super::event(0, &mut old).expect_err("0.3 refused");
+        let err = events(vec![old.clone()]).expect_err("0.3 refused");
         assert_eq!(
             err.to_string(),
             "event 0: specversion `0.3` is not supported; send 1.0"
         );
-        assert!(spec_version(0, "").is_ok() && spec_version(0, "1.0").is_ok());
+        let err = one(old).expect_err("0.3 refused");
+        assert_eq!(
+            err.to_string(),
+            "specversion `0.3` is not supported; send 1.0",
+            "one event alone has no position"
+        );
+        assert!(spec_version("").is_ok() && spec_version("1.0").is_ok());
         let huge = "9".repeat(1_000_000);
-        let err = spec_version(0, &huge).expect_err("refused");
+        let err = spec_version(&huge).expect_err("refused");
         assert!(err.to_string().len() < 200, "{err}");
     }
 
@@ -142,13 +150,13 @@ mod tests {
     fn null_data_is_no_data_and_keeps_the_content_type() {
         let mut event = valid();
         event.set_data("application/json", serde_json::Value::Null);
-        super::event(0, &mut event).expect("valid");
+        super::event(&mut event).expect("valid");
         assert_eq!(event.data(), None);
         assert_eq!(event.datacontenttype(), Some("application/json"));
 
         let mut text = valid();
         text.set_data("text/plain", "null");
-        super::event(0, &mut text).expect("valid");
+        super::event(&mut text).expect("valid");
         assert_eq!(
             text.data(),
             Some(&Data::String("null".into())),

@@ -1,0 +1,392 @@
+//! The embedded backend: one redb database file in `store.path`.
+//!
+//! One thread writes the database and applies writes in the order they
+//! arrive. It takes every write waiting in its queue at once and applies
+//! them in one transaction (group commit), so a burst of concurrent requests
+//! shares one fsync instead of paying one each. Reads do not queue behind
+//! writes: each runs on its own read transaction (redb's readers never wait
+//! for the writer) and sees every committed write. An operation is answered
+//! only after its transaction committed: with an fsync for durable writes
+//! (puts, pushes, gate passes), without one for claims (`create`) and
+//! leases, which may vanish with a crash, as a claim should, and for lazy
+//! puts, which the next durable commit carries along.
+//!
+//! Times are wall-clock milliseconds, so expiries and send logs mean the
+//! same after a restart.
+//!
+//! The rooms: this file (the store and its [`Backend`] operations, each
+//! a read or a write of one kind), `writer.rs` (the writer thread and its
+//! group commit), `tables.rs` (the tables and what one transaction does to
+//! them).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{Database, ReadTransaction, ReadableDatabase};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
+    SystemClock, Window, millis,
+};
+use tables::{
+    GATES, ITEMS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items, record,
+};
+use writer::{Apply, Finish, Kind, Op, QUEUE_BOUND, write_loop};
+
+mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+/// The database file inside `store.path`.
+const FILE_NAME: &str = "connector.redb";
+/// redb's page cache: the database is small, and memory is budgeted.
+const CACHE_BYTES: usize = 8 << 20;
+/// The longest an operation waits for the writer before it is an error.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const NAME: &str = "embedded";
+
+/// The embedded store: one redb database in `store.path`, written by one
+/// thread that group-commits, read on read transactions that never wait.
+#[derive(Debug)]
+pub struct Embedded {
+    path: PathBuf,
+    /// `None` once closed.
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// For reads; `None` once closed, so the file is released.
+    reader: Mutex<Option<Reader>>,
+}
+
+/// What a read needs.
+#[derive(Clone)]
+struct Reader {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+impl Embedded {
+    /// Opens (or creates) the database in directory `dir`, creating the
+    /// directory if missing. The writer thread starts here.
+    pub fn open(dir: &Path, max_records: u64) -> Result<Self, OpenError> {
+        Self::open_with_clock(dir, max_records, Arc::new(SystemClock))
+    }
+
+    /// [`Embedded::open`], reading the time from `clock`.
+    pub(crate) fn open_with_clock(
+        dir: &Path,
+        max_records: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let problem = |reason: String| OpenError {
+            setting: format!("store.path {}", dir.display()),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|err| {
+            problem(format!(
+                "cannot create the directory ({err}); make it writable for the user the connector runs as, or set store.path elsewhere"
+            ))
+        })?;
+        let file = dir.join(FILE_NAME);
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => problem(format!(
+                    "{} is in use by another process; give each connector process its own store.path (or share state through store.redis)",
+                    file.display()
+                )),
+                other => problem(format!(
+                    "cannot open {} ({other}); check that the directory is writable and the file is not damaged",
+                    file.display()
+                )),
+            })?;
+        Self::serve(db, dir.to_owned(), max_records, clock)
+    }
+
+    /// Creates the tables and starts the writer thread.
+    fn serve(
+        db: Database,
+        path: PathBuf,
+        max_records: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let problem = |reason: String| OpenError {
+            setting: format!("store.path {}", path.display()),
+            reason,
+        };
+        create_tables(&db).map_err(|err| {
+            problem(format!(
+                "cannot write the database ({err}); check that the directory is writable"
+            ))
+        })?;
+        let (ops, queue) = mpsc::channel(QUEUE_BOUND);
+        let db = Arc::new(db);
+        let reader = Reader {
+            db: Arc::clone(&db),
+            clock: Arc::clone(&clock),
+        };
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(&db, queue, max_records, clock.as_ref()))
+            .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
+        Ok(Self {
+            path,
+            ops: Mutex::new(Some(ops)),
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
+        })
+    }
+
+    /// A store that lives only as long as the process: for command-line
+    /// tools that run a sink's code outside the connector, and for tests.
+    pub fn in_memory() -> Result<Self, OpenError> {
+        let path = PathBuf::from("(memory)");
+        let problem = |reason: String| OpenError {
+            setting: "an in-memory store".to_owned(),
+            reason,
+        };
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|err| problem(format!("cannot create an in-memory store: {err}")))?;
+        Self::serve(db, path, u64::MAX, Arc::new(SystemClock))
+    }
+
+    /// Runs `f` on a read transaction of its own, now. (A short, bounded
+    /// piece of work: a few B-tree lookups, mostly from redb's cache.)
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction, u64) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let reader = lock(&self.reader).clone().ok_or(StoreError::Closed)?;
+        let txn = reader.db.begin_read().map_err(unavailable)?;
+        f(&txn, reader.clock.now_ms()).map_err(unavailable)
+    }
+
+    /// Sets `key` in a write of `kind`.
+    async fn put_as(
+        &self,
+        kind: Kind,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(kind, move |t, now| {
+            t.put(&key, &value, now.saturating_add(millis(ttl)))
+        })
+        .await
+    }
+
+    /// Runs `f` in the writer's next transaction and answers with its value
+    /// once that transaction is done.
+    async fn run<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        f: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let apply: Apply = Box::new(move |tables, now| {
+            let result = f(tables, now);
+            let failed = result.as_ref().err().map(ToString::to_string);
+            let finish: Finish = Box::new(move |batch| {
+                // The batch result wins: a value from an aborted transaction
+                // never happened.
+                let _ = answer.send(batch.and_then(|()| result.map_err(unavailable)));
+            });
+            (failed, finish)
+        });
+        let ops = lock(&self.ops).clone().ok_or(StoreError::Closed)?;
+        let queued_and_done = async {
+            ops.send(Op { kind, apply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answered.await.map_err(|_| StoreError::Closed)?
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, queued_and_done)
+            .await
+            .map_err(|_| {
+                unavailable(format!(
+                    "{} did not commit within {WRITE_TIMEOUT:?}; is the disk stalled?",
+                    self.path.display()
+                ))
+            })?
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::unavailable(NAME, err)
+}
+
+#[async_trait]
+impl Backend for Embedded {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn, now| record(&txn.open_table(RECORDS)?, key, now))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.put_as(Kind::Durable, key, value, ttl).await
+    }
+
+    async fn put_lazily(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.put_as(Kind::Lazy, key, value, ttl).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Volatile, move |t, now| {
+            if let Some(existing) = t.get(&key, now)? {
+                return Ok(Some(existing));
+            }
+            t.put(&key, &value, now.saturating_add(millis(ttl)))?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(Kind::Durable, move |t, _| t.remove(&key)).await
+    }
+
+    async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (key, holder) = (key.to_owned(), holder.as_bytes().to_vec());
+        self.run(Kind::Volatile, move |t, now| match t.get(&key, now)? {
+            Some(current) if current != holder => Ok(false),
+            _ => {
+                t.put(&key, &holder, now.saturating_add(millis(ttl)))?;
+                Ok(true)
+            }
+        })
+        .await
+    }
+
+    async fn push(
+        &self,
+        queue: &str,
+        item: Vec<u8>,
+        max_len: u64,
+        once: Option<Once<'_>>,
+    ) -> Result<Pushed, StoreError> {
+        let queue = queue.to_owned();
+        let once = once.map(|once| (once.key.to_owned(), once.ttl));
+        self.run(Kind::Durable, move |t, now| {
+            if let Some((key, _)) = &once
+                && t.get(key, now)?.is_some()
+            {
+                return Ok(Pushed::Already);
+            }
+            let pushed = t.push(&queue, &item, max_len)?;
+            if let (Pushed::Queued { .. }, Some((key, ttl))) = (pushed, &once) {
+                t.put(key, &[], now.saturating_add(millis(*ttl)))?;
+            }
+            Ok(pushed)
+        })
+        .await
+    }
+
+    async fn peek(&self, queue: &str, max_items: usize) -> Result<Vec<QueueItem>, StoreError> {
+        self.read(|txn, _| {
+            let bounds = bounds(&txn.open_table(QUEUES)?, queue)?;
+            head_items(&txn.open_table(ITEMS)?, queue, bounds, max_items)
+        })
+    }
+
+    async fn pop_through(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.run(Kind::Durable, move |t, _| t.pop_through(&queue, seq))
+            .await
+    }
+
+    async fn len(&self, queue: &str) -> Result<u64, StoreError> {
+        self.read(|txn, _| {
+            let (head, next) = bounds(&txn.open_table(QUEUES)?, queue)?;
+            Ok(next - head)
+        })
+    }
+
+    async fn pass(&self, gate: &str, windows: &[Window]) -> Result<Passage, StoreError> {
+        let gate = gate.to_owned();
+        let windows = windows.to_vec();
+        self.run(Kind::Durable, move |t, now| {
+            let mut log = t.gate(&gate)?;
+            let passage = log.pass(now, &windows);
+            t.save_gate(&gate, &log)?;
+            Ok(passage)
+        })
+        .await
+    }
+
+    async fn refund(&self, gate: &str) -> Result<(), StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, _| {
+            let mut log = t.gate(&gate)?;
+            log.refund();
+            t.save_gate(&gate, &log)
+        })
+        .await
+    }
+
+    async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, now| {
+            let mut log = t.gate(&gate)?;
+            log.hold(now, duration);
+            t.save_gate(&gate, &log)
+        })
+        .await
+    }
+
+    async fn gate_state(&self, gate: &str, window: Duration) -> Result<GateState, StoreError> {
+        self.read(|txn, now| Ok(gate_log(&txn.open_table(GATES)?, gate)?.state(now, window)))
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        // The writer too: a store whose writer is gone takes no event.
+        self.read(|_, _| Ok(()))?;
+        self.run(Kind::Volatile, |t, _| t.usable()).await
+    }
+
+    async fn close(&self) {
+        // Without senders the writer finishes what is queued, then stops;
+        // without readers either, the file is released.
+        lock(&self.ops).take();
+        lock(&self.reader).take();
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!(path = %self.path.display(), "the store's writer thread failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The embedded store's tables (records and their expiry order, queues and
+//! their items, gate logs) and what one write transaction does to them:
+//! the record, queue and gate operations, and the purge of expired and
+//! excess records that ends every batch.
+
+use std::time::Duration;
+
+use redb::{
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
+
+use crate::store::gate::GateLog;
+use crate::store::{Pushed, QueueItem, millis};
+
+/// key -> (expires at ms, value)
+pub(super) const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
+/// (expires at ms, key): the records in expiry order, to purge and evict.
+pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("record_expiry");
+/// (queue, seq) -> item
+pub(super) const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_items");
+/// queue -> (head seq, next seq)
+pub(super) const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queues");
+/// gate -> encoded [`GateLog`]
+pub(super) const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates");
+
+/// Expired or excess records removed per write transaction at most, so
+/// purging never stalls the requests waiting behind it.
+const PURGE_PER_BATCH: usize = 256;
+/// Records that expire sooner than this are never evicted to make room.
+pub(super) const EVICTABLE_AFTER: Duration = Duration::from_secs(600);
+
+pub(super) fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(RECORDS)?;
+    txn.open_table(EXPIRY)?;
+    txn.open_table(ITEMS)?;
+    txn.open_table(QUEUES)?;
+    txn.open_table(GATES)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The value under `key` in `records`, unless absent or expired at `now`.
+pub(super) fn record(
+    records: &impl ReadableTable<&'static str, (u64, &'static [u8])>,
+    key: &str,
+    now: u64,
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    Ok(records.get(key)?.and_then(|guard| {
+        let (expires, value) = guard.value();
+        (expires > now).then(|| value.to_vec())
+    }))
+}
+
+/// A queue's (head seq, next seq).
+pub(super) fn bounds(
+    queues: &impl ReadableTable<&'static str, (u64, u64)>,
+    queue: &str,
+) -> Result<(u64, u64), redb::Error> {
+    Ok(queues.get(queue)?.map_or((0, 0), |guard| guard.value()))
+}
+
+/// Up to `max_items` items of `queue` from its head.
+pub(super) fn head_items(
+    items: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    queue: &str,
+    (head, next): (u64, u64),
+    max_items: usize,
+) -> Result<Vec<QueueItem>, redb::Error> {
+    let mut found = Vec::new();
+    for entry in items.range((queue, head)..(queue, next))?.take(max_items) {
+        let (key, value) = entry?;
+        found.push(QueueItem {
+            seq: key.value().1,
+            data: value.value().to_vec(),
+        });
+    }
+    Ok(found)
+}
+
+/// A gate's log (empty when it has none).
+pub(super) fn gate_log(
+    gates: &impl ReadableTable<&'static str, &'static [u8]>,
+    gate: &str,
+) -> Result<GateLog, redb::Error> {
+    Ok(gates
+        .get(gate)?
+        .map(|guard| GateLog::decode(guard.value()))
+        .unwrap_or_default())
+}
+
+/// The tables, open in one write transaction.
+pub(super) struct Tables<'txn> {
+    open: Option<OpenTables<'txn>>,
+}
+
+struct OpenTables<'txn> {
+    records: Table<'txn, &'static str, (u64, &'static [u8])>,
+    expiry: Table<'txn, (u64, &'static str), ()>,
+    items: Table<'txn, (&'static str, u64), &'static [u8]>,
+    queues: Table<'txn, &'static str, (u64, u64)>,
+    gates: Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Self {
+            open: Some(OpenTables {
+                records: txn.open_table(RECORDS)?,
+                expiry: txn.open_table(EXPIRY)?,
+                items: txn.open_table(ITEMS)?,
+                queues: txn.open_table(QUEUES)?,
+                gates: txn.open_table(GATES)?,
+            }),
+        })
+    }
+
+    /// Stands in when the transaction could not be opened: every operation
+    /// on it fails, so its caller is answered with the batch's error.
+    pub(super) fn unusable() -> Self {
+        Self { open: None }
+    }
+
+    fn tables(&mut self) -> Result<&mut OpenTables<'txn>, redb::Error> {
+        self.open.as_mut().ok_or_else(|| {
+            redb::Error::Io(std::io::Error::other("the transaction could not be opened"))
+        })
+    }
+
+    /// Ok when the transaction's tables are open: the writer works.
+    pub(super) fn usable(&mut self) -> Result<(), redb::Error> {
+        self.tables().map(drop)
+    }
+
+    pub(super) fn get(&mut self, key: &str, now: u64) -> Result<Option<Vec<u8>>, redb::Error> {
+        record(&self.tables()?.records, key, now)
+    }
+
+    pub(super) fn put(&mut self, key: &str, value: &[u8], expires: u64) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let replaced = t
+            .records
+            .insert(key, (expires, value))?
+            .map(|old| old.value().0);
+        if let Some(old_expires) = replaced {
+            t.expiry.remove((old_expires, key))?;
+        }
+        t.expiry.insert((expires, key), ())?;
+        Ok(())
+    }
+
+    pub(super) fn remove(&mut self, key: &str) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let removed = t.records.remove(key)?.map(|old| old.value().0);
+        if let Some(expires) = removed {
+            t.expiry.remove((expires, key))?;
+        }
+        Ok(())
+    }
+
+    fn queue_bounds(&mut self, queue: &str) -> Result<(u64, u64), redb::Error> {
+        bounds(&self.tables()?.queues, queue)
+    }
+
+    pub(super) fn push(
+        &mut self,
+        queue: &str,
+        item: &[u8],
+        max_len: u64,
+    ) -> Result<Pushed, redb::Error> {
+        let (head, next) = self.queue_bounds(queue)?;
+        let len = next - head;
+        if len >= max_len {
+            return Ok(Pushed::Full { len });
+        }
+        let t = self.tables()?;
+        t.items.insert((queue, next), item)?;
+        t.queues.insert(queue, (head, next + 1))?;
+        Ok(Pushed::Queued { len: len + 1 })
+    }
+
+    pub(super) fn pop_through(&mut self, queue: &str, seq: u64) -> Result<(), redb::Error> {
+        let (head, next) = self.queue_bounds(queue)?;
+        let end = seq.saturating_add(1).min(next);
+        if end <= head {
+            return Ok(());
+        }
+        let t = self.tables()?;
+        for at in head..end {
+            t.items.remove((queue, at))?;
+        }
+        t.queues.insert(queue, (end, next))?;
+        Ok(())
+    }
+
+    pub(super) fn gate(&mut self, gate: &str) -> Result<GateLog, redb::Error> {
+        let t = self.tables()?;
+        Ok(t.gates
+            .get(gate)?
+            .map(|guard| GateLog::decode(guard.value()))
+            .unwrap_or_default())
+    }
+
+    pub(super) fn save_gate(&mut self, gate: &str, log: &GateLog) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        t.gates.insert(gate, log.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Removes expired records; then, while there are more than
+    /// `max_records`, the long-lived ones closest to expiry (the oldest of
+    /// the ledger's). Short-lived records (claims, leases) are never
+    /// evicted: they guard work in progress, and go by themselves soon. A
+    /// bounded amount per transaction.
+    pub(super) fn purge(&mut self, now: u64, max_records: u64) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let mut doomed: Vec<(u64, String)> = Vec::new();
+        for entry in t
+            .expiry
+            .range(..(now.saturating_add(1), ""))?
+            .take(PURGE_PER_BATCH)
+        {
+            let (key, _) = entry?;
+            let (expires, name) = key.value();
+            doomed.push((expires, name.to_owned()));
+        }
+        let excess = t
+            .records
+            .len()?
+            .saturating_sub(max_records)
+            .saturating_sub(u64::try_from(doomed.len()).unwrap_or(0));
+        let long_lived = now.saturating_add(millis(EVICTABLE_AFTER));
+        let room = PURGE_PER_BATCH.saturating_sub(doomed.len());
+        for entry in t
+            .expiry
+            .range((long_lived, "")..)?
+            .take(usize::try_from(excess).unwrap_or(usize::MAX).min(room))
+        {
+            let (key, _) = entry?;
+            let (expires, name) = key.value();
+            doomed.push((expires, name.to_owned()));
+        }
+        for (expires, key) in doomed {
+            t.expiry.remove((expires, key.as_str()))?;
+            t.records.remove(key.as_str())?;
+        }
+        Ok(())
+    }
+}

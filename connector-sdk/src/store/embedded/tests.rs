@@ -1,0 +1,118 @@
+use super::tables::EVICTABLE_AFTER;
+use super::*;
+use crate::store::Store;
+use crate::testing::ShiftedClock;
+
+fn open(dir: &Path) -> Store {
+    Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")))
+}
+
+#[tokio::test]
+async fn keeps_the_store_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    crate::store::contract::check_all(&open(dir.path())).await;
+}
+
+#[tokio::test]
+async fn keeps_the_store_contract_in_memory() {
+    let store = Store::new(Arc::new(Embedded::in_memory().expect("opens")));
+    crate::store::contract::check_all(&store).await;
+}
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let window = Duration::from_secs(60);
+    {
+        let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+        let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+        store
+            .push("q", b"kept".to_vec(), 10, None)
+            .await
+            .expect("push");
+        store.put("r", b"v".to_vec(), window).await.expect("put");
+        assert_eq!(
+            store.pass("g", 2, window).await,
+            Ok(Passage::Open { used: 1 })
+        );
+        embedded.close().await;
+        assert_eq!(store.get("r").await, Err(StoreError::Closed));
+    }
+    // Closing released the file.
+    let store = open(dir.path());
+    assert_eq!(store.peek("q", 5).await.expect("peek")[0].data, b"kept");
+    assert_eq!(store.get("r").await, Ok(Some(b"v".to_vec())));
+    assert_eq!(store.gate_state("g", window).await.expect("state").used, 1);
+}
+
+#[tokio::test]
+async fn gates_and_expiries_follow_the_clock_they_are_given() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ShiftedClock::default());
+    let embedded = Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens");
+    let store = Store::new(Arc::new(embedded));
+    let window = Duration::from_secs(60);
+    assert_eq!(
+        store.pass("g", 1, window).await,
+        Ok(Passage::Open { used: 1 })
+    );
+    store.put("r", b"v".to_vec(), window).await.expect("put");
+    clock.advance(window);
+    assert_eq!(
+        store.pass("g", 1, window).await,
+        Ok(Passage::Open { used: 1 })
+    );
+    assert_eq!(store.get("r").await, Ok(None), "expired a minute later");
+}
+
+#[tokio::test]
+async fn records_are_bounded_closest_to_expiry_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::new(Arc::new(Embedded::open(dir.path(), 3).expect("opens")));
+    for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        let ttl = EVICTABLE_AFTER + Duration::from_secs(100 + u64::try_from(i).unwrap());
+        store.put(key, b"v".to_vec(), ttl).await.expect("put");
+    }
+    assert_eq!(store.get("a").await, Ok(None), "evicted");
+    assert_eq!(store.get("b").await, Ok(None), "evicted");
+    assert_eq!(store.get("e").await, Ok(Some(b"v".to_vec())));
+}
+
+#[tokio::test]
+async fn records_about_to_expire_are_never_evicted() {
+    // A claim or a "queued once" mark evicted early would let an event
+    // through twice; they are short-lived, so they bound themselves.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::new(Arc::new(Embedded::open(dir.path(), 2).expect("opens")));
+    for key in ["a", "b", "c", "d"] {
+        store
+            .put(key, b"v".to_vec(), Duration::from_secs(30))
+            .await
+            .expect("put");
+    }
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(store.get(key).await, Ok(Some(b"v".to_vec())), "{key}");
+    }
+}
+
+#[test]
+fn an_unwritable_path_is_named_with_what_to_do() {
+    let err = Embedded::open(Path::new("/proc/no-such-dir/store"), 10).expect_err("fails");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("store.path /proc/no-such-dir/store"),
+        "{text}"
+    );
+    assert!(text.contains("writable"), "{text}");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_path_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _first = open(dir.path());
+    let err = Embedded::open(dir.path(), 10).expect_err("in use");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+}

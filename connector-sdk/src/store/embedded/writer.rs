@@ -1,0 +1,155 @@
+//! The embedded store's writer thread: it takes every operation waiting in
+//! its queue at once (up to [`MAX_BATCH`]), applies them in one write
+//! transaction, commits (with an fsync only when one of them must be
+//! durable) and answers each; a batch of lazy puts alone lingers a moment
+//! for more. Until every sender is gone, then a last durable commit.
+
+use std::time::Duration;
+
+use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::mpsc;
+
+use super::tables::Tables;
+use super::unavailable;
+use crate::store::{Clock, StoreError};
+
+/// Operations applied in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// How long a batch of lazy puts only waits for more before it commits:
+/// nobody waits on them (the ledger writes its records after the answer
+/// left), so a few milliseconds turn many small commits into one.
+const LAZY_LINGER: Duration = Duration::from_millis(2);
+/// Operations waiting for the writer at most; senders wait past it.
+pub(super) const QUEUE_BOUND: usize = 4096;
+
+/// How durable a write must be when it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Committed with an fsync.
+    Durable,
+    /// Committed without one: may be lost with a crash until a durable
+    /// write follows (claims, leases). Its caller waits for it.
+    Volatile,
+    /// [`Kind::Volatile`], and nobody waits for it ([`Backend::put_lazily`]):
+    /// a batch of only these lingers for more.
+    Lazy,
+}
+
+/// Applies one operation inside the batch's transaction, and returns how
+/// to answer it once the transaction has committed (or failed), and
+/// whether the operation itself failed.
+pub(super) type Apply = Box<dyn FnOnce(&mut Tables<'_>, u64) -> (Option<String>, Finish) + Send>;
+pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+pub(super) struct Op {
+    pub(super) kind: Kind,
+    pub(super) apply: Apply,
+}
+
+/// The writer thread: batches, applies, commits, answers; until every
+/// sender is gone.
+pub(super) fn write_loop(
+    db: &Database,
+    mut queue: mpsc::Receiver<Op>,
+    max_records: u64,
+    clock: &dyn Clock,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        drain(&mut queue, &mut batch);
+        if batch.iter().all(|op| op.kind == Kind::Lazy) {
+            std::thread::sleep(LAZY_LINGER);
+            drain(&mut queue, &mut batch);
+        }
+        let now = clock.now_ms();
+        // A panic in one batch must not end the writer: its callers are
+        // answered (their channels close), the next batch goes on.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply_batch(db, batch, max_records, now);
+        }));
+        if applied.is_err() {
+            tracing::error!(
+                "the store's writer failed on a batch; its operations were not applied"
+            );
+        }
+    }
+    // Closed: a durable commit makes the lazy writes before it durable too.
+    let flushed: Result<(), redb::Error> = db
+        .begin_write()
+        .map_err(redb::Error::from)
+        .and_then(|txn| txn.commit().map_err(redb::Error::from));
+    if let Err(err) = flushed {
+        tracing::error!(%err, "cannot flush the store on close");
+    }
+}
+
+/// Adds what is waiting in `queue` to `batch`, up to [`MAX_BATCH`].
+fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
+fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) {
+    let durable = batch.iter().any(|op| op.kind == Kind::Durable);
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(err) => {
+            let err = unavailable(err);
+            for op in batch {
+                let (_, finish) = (op.apply)(&mut Tables::unusable(), 0);
+                finish(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    if !durable {
+        // Cannot fail before anything was written in this transaction.
+        let _ = txn.set_durability(Durability::None);
+    }
+    let (finishes, failure) = run_ops(&txn, batch, now, max_records);
+    let result = match failure {
+        Some(reason) => {
+            let _ = txn.abort();
+            Err(unavailable(reason))
+        }
+        None => txn.commit().map_err(unavailable),
+    };
+    for finish in finishes {
+        finish(result.clone());
+    }
+}
+
+/// Applies every op of a batch; the first failure (if any) aborts it.
+fn run_ops(
+    txn: &WriteTransaction,
+    batch: Vec<Op>,
+    now: u64,
+    max_records: u64,
+) -> (Vec<Finish>, Option<String>) {
+    let mut tables = match Tables::open(txn) {
+        Ok(tables) => tables,
+        Err(err) => {
+            let reason = err.to_string();
+            let finishes = batch
+                .into_iter()
+                .map(|op| (op.apply)(&mut Tables::unusable(), now).1)
+                .collect();
+            return (finishes, Some(reason));
+        }
+    };
+    let mut failure = None;
+    let mut finishes = Vec::with_capacity(batch.len());
+    for op in batch {
+        let (failed, finish) = (op.apply)(&mut tables, now);
+        failure = failure.or(failed);
+        finishes.push(finish);
+    }
+    if failure.is_none() {
+        failure = tables.purge(now, max_records).err().map(|e| e.to_string());
+    }
+    (finishes, failure)
+}
