@@ -424,9 +424,11 @@ mod tests {
         async fn pass(
             &self,
             _: &str,
-            _: u32,
-            _: Duration,
+            _: &[crate::store::Window],
         ) -> Result<crate::store::Passage, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn refund(&self, _: &str) -> Result<(), StoreError> {
             Err(StoreError::Closed)
         }
         async fn hold(&self, _: &str, _: Duration) -> Result<(), StoreError> {

@@ -109,6 +109,7 @@
 
 pub mod config;
 mod connection;
+pub mod deliver;
 mod dispatch;
 mod ingest;
 mod ledger;
@@ -160,3 +161,7 @@ pub use store::Store;
 pub use store::StoreError;
 /// Text shortened to echo safely in an answer or a log line.
 pub use text::shorten;
+/// Cancelled when the connector shuts down: see [`Context::shutdown`].
+pub use tokio_util::sync::CancellationToken;
+/// Where a sink spawns its background tasks: see [`Context::tasks`].
+pub use tokio_util::task::TaskTracker;

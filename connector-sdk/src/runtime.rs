@@ -305,10 +305,12 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
     // Before the sink: its `initialize` may describe and register metrics.
     crate::metrics::install();
     let context = Context::new(store.sink());
-    let sink = match S::initialize(loaded.sink, context).await {
+    let grace = loaded.runtime.shutdown_timeout();
+    let sink = match S::initialize(loaded.sink, context.clone()).await {
         Ok(sink) => Arc::new(sink),
         Err(err) => {
             eprintln!("error: {} could not start: {err}", S::name());
+            context.stop_tasks(grace).await;
             store.close().await;
             return ExitCode::FAILURE;
         }
@@ -318,6 +320,7 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
         Ok(server) => server,
         Err(err) => {
             eprintln!("error: {err}");
+            context.stop_tasks(grace).await;
             sink.destroy().await;
             store.close().await;
             return ExitCode::FAILURE;
@@ -326,7 +329,14 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
     tracing::info!(sink = S::name(), store = store.backend_name(), "ready");
     shutdown::signal().await;
     let drain = async {
-        let drained = server.shutdown(loaded.runtime.shutdown_timeout()).await;
+        let drained = server.shutdown(grace).await;
+        if !context.stop_tasks(grace).await {
+            tracing::warn!(
+                ?grace,
+                tasks = context.tasks().len(),
+                "the sink's background tasks did not stop in time; what they were sending may be sent again after a restart"
+            );
+        }
         sink.destroy().await;
         store.close().await;
         drained

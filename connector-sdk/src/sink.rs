@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cloudevents::Event;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::SinkConfig;
 use crate::store::Store;
@@ -93,17 +95,25 @@ pub trait Sink: Send + Sync + Sized + 'static {
     }
 }
 
-/// What the runtime hands a sink at start-up, beside its configuration.
+/// What the runtime hands a sink at start-up, beside its configuration:
+/// its part of the store, and what it needs to stop cleanly.
 #[derive(Debug, Clone)]
 pub struct Context {
     store: Store,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Context {
     /// A context over `store`: what the runtime builds; tests and command
-    /// line tools that run a sink outside the runtime build their own.
+    /// line tools that run a sink outside the runtime build their own, and
+    /// stop its tasks with [`Context::stop_tasks`].
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
     }
 
     /// The sink's own part of the connector's store: durable across
@@ -111,6 +121,30 @@ impl Context {
     /// runtime's own keys live elsewhere.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Cancelled when the connector shuts down, after the servers stopped
+    /// and the last request was answered: a sink's background tasks (a
+    /// flusher, a refresher) stop on it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Where a sink spawns its background tasks: the runtime waits for them
+    /// (up to `shutdown_timeout_secs`) after cancelling
+    /// [`Context::shutdown`], before [`Sink::destroy`] and before the store
+    /// closes, so none writes to a closed store.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Cancels [`Context::shutdown`] and waits up to `grace` for the tasks
+    /// of [`Context::tasks`] to finish: what the runtime does at shutdown.
+    /// False when some were still running at the end of `grace`.
+    pub async fn stop_tasks(&self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 }
 

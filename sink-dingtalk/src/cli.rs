@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::delivery;
 use clap::{Parser, Subcommand};
 use connector_sdk::cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use connector_sdk::config::{self, Loaded};
@@ -18,8 +17,9 @@ use connector_sdk::{ConfigError, Event, Outcome};
 
 use crate::config::DingTalkConfig;
 use crate::message::MSGTYPE_EXTENSION;
+use crate::plan::Plan;
+use crate::route::{asked_group, not_configured};
 use crate::sink::{CHAT_GROUP_EXTENSION, DingTalkSink};
-use crate::template::Templates;
 
 /// Delivers CloudEvents to DingTalk group chats (a Vanus Connect sink).
 ///
@@ -140,24 +140,24 @@ pub fn summary(loaded: &Loaded<DingTalkConfig>) -> String {
         "default chat group: {}",
         sink.default_group().unwrap_or("-")
     ));
-    for webhook in &sink.bot.webhooks {
-        let url = webhook
-            .url
-            .webhook()
-            .map(crate::webhook::Webhook::masked)
-            .unwrap_or_default();
-        lines.push(format!(
-            "  {:<16} {} {}, {} a minute{}",
-            webhook.chat_group,
-            url,
-            if webhook.signature.is_some() {
-                "signed"
-            } else {
-                "unsigned"
-            },
-            webhook.per_minute,
-            if webhook.paced { "" } else { ", NOT paced" }
-        ));
+    // A valid config always has a plan.
+    if let Ok(plan) = Plan::build(sink) {
+        for group in &plan.groups {
+            for robot in plan.robots_of(group) {
+                lines.push(format!(
+                    "  {:<16} {} {}, {} a minute{}",
+                    group.name,
+                    robot.webhook.masked(),
+                    if robot.secret.is_some() {
+                        "signed"
+                    } else {
+                        "unsigned"
+                    },
+                    robot.per_minute,
+                    if robot.paced { "" } else { ", NOT paced" }
+                ));
+            }
+        }
     }
     if !sink.templates.is_empty() {
         lines.push(format!("templates (times in {}):", sink.templates_timezone));
@@ -224,20 +224,21 @@ pub fn render(config: Option<&Path>, event_path: &Path) -> ExitCode {
 
 /// The lines `render` prints, or why the sink would refuse the event.
 pub fn rendered(config: &DingTalkConfig, event: &Event) -> Result<String, String> {
-    let templates =
-        Templates::compile(&config.templates, &config.templates_timezone).map_err(|problems| {
-            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            problems.join("; ")
-        })?;
-    let group = chat_group_of(config, event)?;
-    let rule = templates
+    let plan = Plan::build(config).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        problems.join("; ")
+    })?;
+    let group = chat_group_of(&plan, event)?;
+    let rule = plan
+        .templates
         .pick(event, &group)
         .map_err(|err| err.to_string())?
         .map_or_else(
             || "none (the event's data is the message)".to_owned(),
             |r| r.label(),
         );
-    let message = templates
+    let message = plan
+        .templates
         .message_for(event, &group)
         .map_err(|err| err.to_string())?;
     Ok(format!(
@@ -249,17 +250,14 @@ pub fn rendered(config: &DingTalkConfig, event: &Event) -> Result<String, String
 
 /// The chat group the sink sends `event` to: `xvchatgroup`, else the
 /// default; it must be configured.
-fn chat_group_of(config: &DingTalkConfig, event: &Event) -> Result<String, String> {
-    let asked = delivery::asked_group(event);
-    let asked = asked
-        .as_deref()
-        .unwrap_or(config.default_group().unwrap_or_default());
-    let mut configured = config.bot.webhooks.iter().map(|w| w.chat_group.as_str());
-    if configured.any(|group| group == asked) {
+fn chat_group_of(plan: &Plan, event: &Event) -> Result<String, String> {
+    let asked = asked_group(event);
+    let asked = asked.as_deref().unwrap_or(&plan.default_group);
+    let configured = || plan.groups.iter().map(|g| g.name.as_str());
+    if configured().any(|group| group == asked) {
         Ok(asked.to_owned())
     } else {
-        let configured = config.bot.webhooks.iter().map(|w| w.chat_group.as_str());
-        Err(delivery::not_configured(asked, configured))
+        Err(not_configured(asked, configured()))
     }
 }
 
@@ -307,7 +305,16 @@ pub async fn send(
     // One message, now: over the budget it is refused, never queued in an
     // outbox no flusher here would empty.
     config.digest.enabled = false;
-    let sink = match DingTalkSink::new(config, store.sink()).await {
+    let plan = match Plan::build(&config) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let sink = match DingTalkSink::new(plan, store.sink()).await {
         Ok(sink) => sink,
         Err(err) => {
             eprintln!("error: {err}");

@@ -1,5 +1,8 @@
 //! The DingTalk sink's configuration, exactly as the original sink's README
 //! has it (`bot.default`, `bot.webhooks[]`), plus optional delivery settings.
+//! These are the keys as written; [`crate::plan`] reads them once into what
+//! the sink runs, and is what validates them (every problem, with its key
+//! path).
 //!
 //! ```yaml
 //! bot:
@@ -10,31 +13,31 @@
 //!       signature: SEC...        # optional: keyword / IP allow-list robots have none
 //!       per_minute: 20           # optional send budget, 1..=20
 //!       paced: true              # optional; false only for a stand-in without limits
+//!     - chat_group: alerts       # a pool: several robots of one DingTalk group
+//!       robots:
+//!         - { url: "https://oapi.dingtalk.com/robot/send?access_token=a", signature: SECa }
+//!         - { url: "https://oapi.dingtalk.com/robot/send?access_token=b" }
 //! delivery:                      # optional
 //!   deadline_ms: 3000            # time to answer one request, pacing and retries included
 //!   cooldown_secs: 600           # hold a robot this long after DingTalk throttles it
 //! digest:                        # optional: what happens past a robot's budget
 //!   enabled: true                # queue and merge into digests (false: answer 429)
-//!   max_queued: 10000            # per robot; past it, 429
+//!   max_queued: 10000            # per outbox; past it, 429
 //!   reserved: 4                  # of each robot's per_minute, kept for digests
+//!   burst: 0                     # past this many sends within linger_ms, the rest waits for a digest
 //!   linger_ms: 1000              # let a burst gather before the first digest
 //!   timezone: Asia/Shanghai      # for the times a digest shows; default templates_timezone
 //! templates: []                  # optional; see crate::template
 //! templates_timezone: Asia/Shanghai
 //! ```
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use connector_sdk::{ConfigProblem, SinkConfig};
 use serde::Deserialize;
 
+use crate::robot::{DINGTALK_PER_MINUTE, WebhookUrl};
 use crate::secret::Secret;
-use crate::template::{DEFAULT_TIMEZONE, TemplateRule, Templates};
-use crate::webhook::{RobotId, WebhookUrl};
-
-/// DingTalk allows this many messages a minute per robot.
-pub const DINGTALK_PER_MINUTE: u32 = 20;
+use crate::template::{DEFAULT_TIMEZONE, TemplateRule};
 
 /// The longest `delivery.deadline_ms`: an answer must leave before a Vanus
 /// trigger's 5 s timeout, with room for the network.
@@ -77,23 +80,51 @@ pub struct BotConfig {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-/// `bot.webhooks[]`: one chat group and the robot that posts to it.
+/// `bot.webhooks[]`: one chat group and the robot (or robots) that post
+/// to it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookConfig {
     /// The name events use in `xvchatgroup`.
     pub chat_group: String,
-    /// The robot's webhook URL, with its `access_token`.
-    pub url: WebhookUrl,
+    /// The robot's webhook URL, with its `access_token`; or, for a pool,
+    /// `robots`.
+    #[serde(default)]
+    pub url: Option<WebhookUrl>,
     /// The robot's signing secret (`SEC...`), when it is secured by signature.
     #[serde(default)]
     pub signature: Option<Secret>,
-    /// Messages a minute this robot may send (DingTalk's limit is 20).
+    /// Messages a minute this robot may send (DingTalk's limit is 20); for a
+    /// pool, each robot's unless it says otherwise.
     #[serde(default = "default_per_minute")]
     pub per_minute: u32,
     /// Pacing on (the default). Turn it off only for a stand-in without
     /// DingTalk's limit, such as a benchmark: real DingTalk blocks the robot.
     #[serde(default = "default_paced")]
     pub paced: bool,
+    /// Several robots of the one DingTalk group, each with its own budget:
+    /// the group's messages are spread over those with budget left.
+    #[serde(default)]
+    pub robots: Vec<RobotConfig>,
+}
+
+/// `bot.webhooks[].robots[]`: one robot of a pool.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RobotConfig {
+    /// Its name in logs and `/status`; `CHAT_GROUP/N` (its place in the
+    /// list, from 1) by default.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The robot's webhook URL, with its `access_token`.
+    pub url: WebhookUrl,
+    /// Its signing secret, when it is secured by signature.
+    #[serde(default)]
+    pub signature: Option<Secret>,
+    /// Its messages a minute; the chat group's `per_minute` by default.
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    /// Its pacing; the chat group's `paced` by default.
+    #[serde(default)]
+    pub paced: Option<bool>,
 }
 
 fn default_paced() -> bool {
@@ -111,11 +142,14 @@ fn default_per_minute() -> u32 {
 pub struct DigestConfig {
     /// Queue and merge (true), or answer 429 past the budget (false).
     pub enabled: bool,
-    /// Events queued per robot at most; past it the sink answers 429.
+    /// Events queued per outbox at most; past it the sink answers 429.
     pub max_queued: u64,
     /// Of each robot's `per_minute`, the sends kept for digests, so a
     /// summary goes out within seconds when a storm starts.
     pub reserved: u32,
+    /// Once more than this many messages left a robot within `linger_ms`,
+    /// the rest of the burst waits for the digest; 0 turns it off.
+    pub burst: u32,
     /// How long the first digest of a storm waits for more events.
     pub linger_ms: u64,
     /// The time zone of the times a digest shows; `templates_timezone`
@@ -129,6 +163,7 @@ impl Default for DigestConfig {
             enabled: true,
             max_queued: 10_000,
             reserved: 4,
+            burst: 0,
             linger_ms: 1_000,
             timezone: None,
         }
@@ -184,29 +219,7 @@ impl DeliveryConfig {
     }
 }
 
-/// `digest`, with its time zone resolved.
-#[derive(Debug, Clone)]
-pub struct DigestSettings {
-    /// How long the first digest of a storm waits for more events.
-    pub linger: Duration,
-    /// The time zone of the times a digest shows.
-    pub timezone: chrono_tz::Tz,
-}
-
 impl DingTalkConfig {
-    /// The digest settings, the time zone defaulting to `templates_timezone`
-    /// (which validation checked).
-    pub fn digest_settings(&self) -> DigestSettings {
-        DigestSettings {
-            linger: self.digest.linger(),
-            timezone: self.digest.timezone.unwrap_or_else(|| {
-                self.templates_timezone
-                    .parse()
-                    .unwrap_or(chrono_tz::Asia::Shanghai)
-            }),
-        }
-    }
-
     /// The default chat group: `bot.default`, else the first webhook's.
     pub fn default_group(&self) -> Option<&str> {
         self.bot
@@ -216,150 +229,10 @@ impl DingTalkConfig {
     }
 }
 
-impl SinkConfig for DingTalkConfig {
-    fn validate(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let webhooks = &self.bot.webhooks;
-        if webhooks.is_empty() {
-            problems.push(ConfigProblem::new(
-                "bot.webhooks",
-                "no webhooks configured; add at least one chat_group with its robot url",
-            ));
-        }
-
-        let mut first_index_of_group = HashMap::new();
-        // Each robot's first webhook: the ones after it must agree with it.
-        let mut first_of_robot: HashMap<&RobotId, (usize, &WebhookConfig)> = HashMap::new();
-        for (i, webhook) in webhooks.iter().enumerate() {
-            let path = format!("bot.webhooks.{i}");
-            if webhook.chat_group.trim().is_empty() {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.chat_group"),
-                    "must not be empty",
-                ));
-            } else if let Some(first) = first_index_of_group.insert(webhook.chat_group.as_str(), i)
-            {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.chat_group"),
-                    format!(
-                        "chat group `{}` is already defined at bot.webhooks.{first}; chat group names must be unique",
-                        webhook.chat_group
-                    ),
-                ));
-                first_index_of_group.insert(webhook.chat_group.as_str(), first);
-            }
-            if let Some(secret) = &webhook.signature
-                && secret.expose().trim().is_empty()
-            {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.signature"),
-                    "is empty; remove the key for a robot without signature, or paste its SEC... secret",
-                ));
-            }
-            if !(1..=DINGTALK_PER_MINUTE).contains(&webhook.per_minute) {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.per_minute"),
-                    format!(
-                        "is {}; it must be between 1 and {DINGTALK_PER_MINUTE} (DingTalk blocks a robot for 10 minutes above 20 a minute)",
-                        webhook.per_minute
-                    ),
-                ));
-            } else if self.digest.enabled && self.digest.reserved >= webhook.per_minute {
-                problems.push(ConfigProblem::new(
-                    "digest.reserved",
-                    format!(
-                        "is {}, which leaves nothing of the {} a minute of bot.webhooks.{i} ({}) for events sent on their own; lower it below per_minute",
-                        self.digest.reserved, webhook.per_minute, webhook.chat_group
-                    ),
-                ));
-            }
-            let robot = match webhook.url.webhook() {
-                Ok(parsed) => parsed.robot(),
-                Err(reason) => {
-                    problems.push(ConfigProblem::new(format!("{path}.url"), reason));
-                    continue;
-                }
-            };
-            let Some((first, earlier)) = first_of_robot.get(robot).copied() else {
-                first_of_robot.insert(robot, (i, webhook));
-                continue;
-            };
-            // Chat groups on one robot share its budget and its secret.
-            if earlier.signature != webhook.signature {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.signature"),
-                    format!(
-                        "differs from bot.webhooks.{first}, which posts through the same robot; one robot has one secret"
-                    ),
-                ));
-            }
-            if earlier.per_minute != webhook.per_minute || earlier.paced != webhook.paced {
-                problems.push(ConfigProblem::new(
-                    format!("{path}.per_minute"),
-                    format!(
-                        "differs from bot.webhooks.{first}, which posts through the same robot (same host, path and access_token); the robot has one budget, so give both the same per_minute and paced"
-                    ),
-                ));
-            }
-        }
-
-        if let Some(default) = &self.bot.default
-            && !webhooks.is_empty()
-            && !first_index_of_group.contains_key(default.as_str())
-        {
-            problems.push(ConfigProblem::new(
-                "bot.default",
-                format!("names chat group `{default}`, which no webhook defines"),
-            ));
-        }
-
-        let delivery = &self.delivery;
-        if !(500..=MAX_DEADLINE_MS).contains(&delivery.deadline_ms) {
-            problems.push(ConfigProblem::new(
-                "delivery.deadline_ms",
-                format!(
-                    "is {}; it must be between 500 and {MAX_DEADLINE_MS}, so every answer leaves before a Vanus trigger's 5000 ms timeout",
-                    delivery.deadline_ms
-                ),
-            ));
-        }
-        if delivery.cooldown_secs > MAX_COOLDOWN_SECS {
-            problems.push(ConfigProblem::new(
-                "delivery.cooldown_secs",
-                format!(
-                    "is {}; it must be at most {MAX_COOLDOWN_SECS} (a day): DingTalk blocks a throttled robot for 10 minutes",
-                    delivery.cooldown_secs
-                ),
-            ));
-        }
-        if delivery.connect_timeout_ms == 0 {
-            problems.push(ConfigProblem::new(
-                "delivery.connect_timeout_ms",
-                "must be above 0",
-            ));
-        }
-        if self.digest.enabled && self.digest.max_queued == 0 {
-            problems.push(ConfigProblem::new(
-                "digest.max_queued",
-                "must be above 0; set digest.enabled: false to answer 429 past the budget instead",
-            ));
-        }
-        if self.digest.linger_ms > 60_000 {
-            problems.push(ConfigProblem::new(
-                "digest.linger_ms",
-                "must be at most 60000: a storm's first summary should arrive within seconds",
-            ));
-        }
-        if let Err(found) = Templates::compile(&self.templates, &self.templates_timezone) {
-            problems.extend(found);
-        }
-        problems
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connector_sdk::SinkConfig;
 
     fn parse(yaml: &str) -> DingTalkConfig {
         serde_norway::from_str(yaml).expect("test config parses")
@@ -367,6 +240,10 @@ mod tests {
 
     fn paths(config: &DingTalkConfig) -> Vec<String> {
         config.validate().into_iter().map(|p| p.path).collect()
+    }
+
+    fn timezone(config: &DingTalkConfig) -> chrono_tz::Tz {
+        crate::plan::digest_timezone(config)
     }
 
     const TWO_GROUPS: &str = r#"
@@ -462,11 +339,11 @@ bot:
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  timezone: Europe/Berlin\n",
         );
         assert_eq!(paths(&config), ["digest.reserved"]);
-        assert_eq!(config.digest_settings().timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(timezone(&config), chrono_tz::Europe::Berlin);
         let config = parse(
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t' }\ntemplates_timezone: Asia/Tokyo\n",
         );
-        assert_eq!(config.digest_settings().timezone, chrono_tz::Asia::Tokyo);
+        assert_eq!(timezone(&config), chrono_tz::Asia::Tokyo);
         let off = parse(
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  enabled: false\n",
         );

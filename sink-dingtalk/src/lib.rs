@@ -5,23 +5,23 @@
 //! messages, signed, routed by the `xvchatgroup` extension, typed by
 //! `xvmsgtype`, paced to DingTalk's 20 messages a minute per robot.
 //!
-//! The data flows one way: `delivery` routes an event to its robot,
-//! `message` builds the body, the robot's budget (a gate in the connector's
-//! store) says whether it may go now or must join the robot's outbox,
-//! `robot` signs and posts it and classifies DingTalk's answer, and the
-//! outcome goes back to the runtime. A flusher per robot empties the outbox,
-//! merging what is queued into markdown digests.
+//! The data flows one way: `route` picks an event's chat group, `template`
+//! and `message` build its body, and the connector SDK's delivery kit
+//! (`connector_sdk::deliver`) sends it through the group's robots while
+//! their budget lasts, or queues it for a digest; `robot` is DingTalk's
+//! side of that: signing, the POST, and what its answers mean. `plan` reads
+//! the config once into all of that.
 
 pub mod cli;
 pub mod config;
-pub mod delivery;
 pub mod message;
+pub mod metrics;
+pub mod plan;
 pub mod robot;
+pub mod route;
 pub mod secret;
 pub mod sink;
-pub mod telemetry;
 pub mod template;
-pub mod webhook;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

@@ -1,43 +1,203 @@
-//! The DingTalk sink on the connector runtime: [`Sink::initialize`] builds
-//! every robot from the configuration and the connector's store and starts
-//! the flushers, [`Sink::arrived`] delivers a request's events, `/status`
-//! shows each robot, [`Sink::destroy`] stops the flushers (what is queued
-//! stays in the store for the next start).
+//! The DingTalk sink on the connector runtime: each event of a request is
+//! routed to its chat group and built into a message (by a template, or
+//! from its own data), then handed to the delivery kit, which sends it
+//! through the group's robots or queues it for a digest. [`Sink::initialize`]
+//! reads the config into a [`Plan`] and starts the kit's flushers on the
+//! runtime's task tracker; `/status` shows each robot and outbox.
 
-use connector_sdk::cloudevents::Event;
-use connector_sdk::{BoxError, Context, Outcome, Sink, Store, async_trait};
-use serde_json::Value;
+use std::sync::Arc;
+
+use connector_sdk::cloudevents::{AttributesReader, Event};
+use connector_sdk::deliver::{Delivery, Parcel, Receipt, Route, Status};
+use connector_sdk::{BoxError, Context, Outcome, Sink, Store, Unavailable, async_trait, shorten};
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::config::DingTalkConfig;
-use crate::delivery::Delivery;
-use crate::telemetry;
+use crate::message::MsgType;
+use crate::metrics;
+use crate::plan::Plan;
+use crate::robot::{Post, Robot, http_client};
+use crate::route::{asked_group, not_configured};
+use crate::template::Templates;
 
-pub use crate::delivery::CHAT_GROUP_EXTENSION;
+pub use crate::route::CHAT_GROUP_EXTENSION;
+
+/// How much of an event id or source a reason or a log line quotes: they
+/// come from the sender and may be of any length.
+const ID_BYTES: usize = 128;
+
+/// Events of one request logged at info when they are rejected before
+/// sending; the rest are logged at debug, and counted in one info line, so
+/// a batch of 50,000 invalid events is not 50,000 info lines.
+const REJECTIONS_LOGGED: usize = 10;
 
 /// The DingTalk sink.
 #[derive(Debug)]
 pub struct DingTalkSink {
-    delivery: Delivery,
+    delivery: Delivery<Robot>,
+    templates: Templates,
+    default_group: Arc<str>,
+}
+
+/// An event that can never be sent: why, and its chat group when that is a
+/// configured one.
+struct Unsendable {
+    group: Option<Arc<str>>,
+    outcome: Outcome,
+}
+
+/// What the log line of a handed-over event says of it.
+struct Handed {
+    index: usize,
+    group: Arc<str>,
+    msgtype: MsgType,
 }
 
 impl DingTalkSink {
-    /// Builds the sink from a validated configuration, with its state in
-    /// `store`. Nothing runs in the background until it is served.
-    pub async fn new(config: DingTalkConfig, store: Store) -> Result<Self, BoxError> {
+    /// Builds the sink from its plan, with its state in `store` (what a
+    /// previous run queued included). Nothing runs in the background until
+    /// [`DingTalkSink::start`].
+    pub async fn new(plan: Plan, store: Store) -> Result<Self, BoxError> {
+        let client = http_client(plan.connect_timeout)?;
+        let robots: Vec<Robot> = plan
+            .robots
+            .iter()
+            .map(|robot| {
+                Robot::new(
+                    robot.name.clone(),
+                    robot.webhook.clone(),
+                    robot.secret.clone(),
+                    client.clone(),
+                    robot.per_minute,
+                    robot.paced,
+                    plan.timezone,
+                )
+            })
+            .collect();
+        for robot in &plan.robots {
+            tracing::info!(
+                robot = %robot.name,
+                chat_groups = ?robot.chat_groups,
+                url = %robot.webhook,
+                signed = robot.secret.is_some(),
+                per_minute = robot.per_minute,
+                "robot configured"
+            );
+        }
+        let routes = plan
+            .groups
+            .iter()
+            .map(|group| {
+                let members = group.robots.iter().map(|&at| robots[at].clone()).collect();
+                Route::new(group.name.clone(), members)
+            })
+            .collect();
+        let delivery = Delivery::new(store, plan.settings, routes).await?;
+        let default_group = delivery
+            .target(&plan.default_group)
+            .ok_or("bot.webhooks is empty; configure at least one chat group")?;
         Ok(Self {
-            delivery: Delivery::new(config, store).await?,
+            delivery,
+            templates: plan.templates,
+            default_group,
         })
+    }
+
+    /// Starts the flushers on `context`'s task tracker, and shows every
+    /// metric series known at start.
+    pub fn start(&self, context: &Context) {
+        metrics::export_from_the_start(self.delivery.targets());
+        self.delivery.start(context);
     }
 
     /// Delivers a batch and reports each event's outcome, in order.
     pub async fn deliver(&self, events: Vec<Event>) -> Vec<Outcome> {
-        self.delivery.deliver(events).await
+        let started = Instant::now();
+        let deadline = self.delivery.settings().deadline();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut parcels = Vec::with_capacity(events.len());
+        let mut handed = Vec::with_capacity(events.len());
+        let mut rejected = 0;
+        for (index, event) in events.iter().enumerate() {
+            match self.prepare(event) {
+                Ok((parcel, msgtype)) => {
+                    handed.push(Handed {
+                        index,
+                        group: Arc::clone(&parcel.target),
+                        msgtype,
+                    });
+                    parcels.push(parcel);
+                }
+                Err(Unsendable { group, outcome }) => {
+                    rejected += 1;
+                    let at_info = rejected <= REJECTIONS_LOGGED;
+                    log_unsendable(event, group.as_ref(), &outcome, started, at_info);
+                    outcomes[index] = Some(outcome);
+                }
+            }
+        }
+        if rejected > REJECTIONS_LOGGED {
+            tracing::info!(
+                rejected,
+                logged = REJECTIONS_LOGGED,
+                "rejected more events of one request before sending; the others are logged at debug"
+            );
+        }
+        let receipts = self.delivery.deliver(parcels, deadline).await;
+        for (handed, receipt) in handed.into_iter().zip(receipts) {
+            log_handled(&events[handed.index], &handed, &receipt, started);
+            outcomes[handed.index] = Some(receipt.outcome);
+        }
+        // Fail closed: an outcome never filled in is not a delivery.
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    Outcome::unavailable(
+                        Unavailable::ServiceUnavailable,
+                        "the event was not handled; retry later",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Routes and builds one event, or says why it can never be sent.
+    fn prepare(&self, event: &Event) -> Result<(Parcel<Post>, MsgType), Unsendable> {
+        let reject = |reason: String| {
+            Outcome::rejected(format!("event {}: {reason}", shorten(event.id(), ID_BYTES)))
+        };
+        let asked = asked_group(event);
+        let asked = asked.as_deref().unwrap_or(&self.default_group);
+        let group = self.delivery.target(asked).ok_or_else(|| Unsendable {
+            group: None,
+            outcome: reject(not_configured(asked, self.delivery.targets())),
+        })?;
+        let message = self
+            .templates
+            .message_for(event, &group)
+            .map_err(|err| Unsendable {
+                group: Some(Arc::clone(&group)),
+                outcome: reject(err.to_string()),
+            })?;
+        let msgtype = message.msgtype;
+        let post = Post {
+            msgtype: msgtype.as_str().to_owned(),
+            body: message.body,
+            at_ms: event
+                .time()
+                .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis()),
+            summary: None,
+        };
+        let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
+        Ok((parcel, msgtype))
     }
 
     /// Every robot with its chat groups, budget, outbox and DingTalk's latest
-    /// answer; URLs masked.
+    /// answer, and each pool of several robots; URLs masked.
     pub async fn status_view(&self) -> Value {
-        self.delivery.status().await
+        status_view(&self.delivery.status().await, &self.default_group)
     }
 }
 
@@ -50,10 +210,13 @@ impl Sink for DingTalkSink {
     }
 
     async fn initialize(config: DingTalkConfig, context: Context) -> Result<Self, BoxError> {
-        telemetry::describe();
-        let sink = Self::new(config, context.store().clone()).await?;
-        sink.delivery.export_metrics_from_the_start();
-        sink.delivery.start_flushers();
+        metrics::describe();
+        let plan = Plan::build(&config).map_err(|problems| {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            problems.join("; ")
+        })?;
+        let sink = Self::new(plan, context.store().clone()).await?;
+        sink.start(&context);
         Ok(sink)
     }
 
@@ -61,11 +224,113 @@ impl Sink for DingTalkSink {
         self.deliver(events).await
     }
 
-    async fn destroy(&self) {
-        self.delivery.stop_flushers().await;
-    }
-
     async fn status(&self) -> Option<Value> {
         Some(self.status_view().await)
+    }
+}
+
+/// The kit's status in the sink's words: robots and chat groups. A robot
+/// alone in its chat groups shows its outbox with it; a pool of several
+/// robots is listed under `pools`.
+fn status_view(status: &Status, default_group: &str) -> Value {
+    let outbox_view = |outbox: &connector_sdk::deliver::OutboxStatus| {
+        json!({
+            "enabled": true,
+            "chat_groups": outbox.targets,
+            "queued": outbox.queued,
+            "max_queued": outbox.max_queued,
+            "oldest_queued_secs": outbox.oldest_queued_secs,
+            "digests_sent": outbox.digests_sent,
+            "events_sent_from_outbox": outbox.events_sent,
+            "refused": outbox.refused,
+            "last_refused": outbox.last_refused.as_ref().map(|(id, reason)| json!({"event_id": id, "reason": reason})),
+        })
+    };
+    let robots: Vec<Value> = status
+        .destinations
+        .iter()
+        .map(|robot| {
+            let mut chat_groups = robot.targets.clone();
+            chat_groups.sort_unstable();
+            let own = status
+                .outboxes
+                .iter()
+                .find(|outbox| outbox.destinations == [robot.key.as_str()]);
+            let last = robot.last_answer.as_ref();
+            json!({
+                "name": robot.name,
+                "chat_groups": chat_groups,
+                "url": robot.describe["url"],
+                "signed": robot.describe["signed"],
+                "paced": robot.paced,
+                "per_minute": robot.limit,
+                "sent_in_window": robot.sent_in_window,
+                "window_secs": robot.window_secs,
+                "cooling_down_for_secs": robot.held_for_secs,
+                "refusing": robot.refusing,
+                "store_error": robot.store_error,
+                "last_errcode": last.and_then(|a| a.code),
+                "last_answer": last.map(|a| a.reason.clone()),
+                "last_answer_unix_secs": last.and_then(|a| a.unix_secs),
+                "outbox": own.map_or_else(|| json!({"enabled": status.outboxes.iter().any(|o| o.destinations.contains(&robot.key))}), outbox_view),
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = status
+        .outboxes
+        .iter()
+        .filter(|outbox| outbox.destinations.len() > 1)
+        .map(|outbox| {
+            json!({
+                "chat_groups": outbox.targets,
+                "robots": outbox.destination_names,
+                "outbox": outbox_view(outbox),
+            })
+        })
+        .collect();
+    json!({
+        "default_chat_group": default_group,
+        "robots": robots,
+        "pools": pools,
+    })
+}
+
+fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Instant) {
+    let outcome = &receipt.outcome;
+    let class = if receipt.queued {
+        "queued"
+    } else {
+        outcome.class()
+    };
+    metrics::outcome(Some(&handed.group), class);
+    tracing::info!(
+        event_id = %shorten(event.id(), ID_BYTES),
+        source = %shorten(event.source(), ID_BYTES),
+        chat_group = %handed.group,
+        msgtype = %handed.msgtype,
+        outcome = class,
+        errcode = receipt.code,
+        latency_ms = started.elapsed().as_millis() as u64,
+        reason = (!matches!(outcome, Outcome::Delivered)).then(|| outcome.reason()),
+        "event handled"
+    );
+}
+
+fn log_unsendable(
+    event: &Event,
+    group: Option<&Arc<str>>,
+    outcome: &Outcome,
+    started: Instant,
+    at_info: bool,
+) {
+    metrics::outcome(group, outcome.class());
+    let event_id = shorten(event.id(), ID_BYTES);
+    let source = shorten(event.source(), ID_BYTES);
+    let chat_group = group.map(AsRef::<str>::as_ref);
+    let latency_ms = started.elapsed().as_millis() as u64;
+    if at_info {
+        tracing::info!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
+    } else {
+        tracing::debug!(%event_id, %source, chat_group, outcome = outcome.class(), latency_ms, reason = outcome.reason(), "event handled");
     }
 }

@@ -110,7 +110,7 @@ async fn metrics_move_with_delivered_queued_rejected_and_throttled_events() {
     assert_eq!(events("queued").await - before.2, 1.0);
     assert_eq!(
         h.sink
-            .metric("dingtalk_outbox_queued", &[("robot", "bot2")])
+            .metric("connector_outbox_queued", &[("outbox", "bot2")])
             .await,
         1.0
     );
@@ -133,15 +133,15 @@ async fn metrics_move_with_delivered_queued_rejected_and_throttled_events() {
     assert!(
         h.sink
             .metric(
-                "dingtalk_throttled_total",
-                &[("chat_group", "bot2"), ("cause", "dingtalk")]
+                "connector_throttled_total",
+                &[("target", "bot2"), ("cause", "destination")]
             )
             .await
             >= 1.0
     );
     assert!(
         h.sink
-            .metric("dingtalk_request_duration_seconds_count", &[])
+            .metric("connector_send_duration_seconds_count", &[])
             .await
             >= 3.0
     );

@@ -278,10 +278,10 @@ async fn a_send_waiting_for_a_slot_does_not_post_after_too_fast() {
     assert_eq!(h.post_structured(&alert(1)).await.status, 200);
     let waits_before = h
         .sink
-        .metric("dingtalk_pacing_wait_seconds_count", &[])
+        .metric("connector_pacing_wait_seconds_count", &[])
         .await;
     // A window on, less half a second: the first send leaves it soon.
-    clock.advance(sink_dingtalk::delivery::WINDOW - Duration::from_millis(500));
+    clock.advance(sink_dingtalk::robot::WINDOW - Duration::from_millis(500));
     // The second POST is answered "too fast", slowly; meanwhile a third
     // event waits for the slot the first frees.
     h.fake.fail_next(
@@ -310,7 +310,7 @@ async fn a_send_waiting_for_a_slot_does_not_post_after_too_fast() {
     // The third did wait for the slot (at least: other tests may wait too).
     let waits = h
         .sink
-        .metric("dingtalk_pacing_wait_seconds_count", &[])
+        .metric("connector_pacing_wait_seconds_count", &[])
         .await;
     assert!(waits > waits_before, "{waits_before} -> {waits}");
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{Once, Passage, Pushed, Store};
+use super::{Once, Passage, Pushed, Store, Window};
 
 /// Runs every check below on `store`.
 pub async fn check_all(store: &Store) {
@@ -18,6 +18,7 @@ pub async fn check_all(store: &Store) {
     queues(&store.scope("contract-queues")).await;
     once_pushes(&store.scope("contract-once")).await;
     gates(&store.scope("contract-gates")).await;
+    windows_and_refunds(&store.scope("contract-windows")).await;
     concurrent_pushes(&store.scope("contract-concurrent")).await;
 }
 
@@ -181,6 +182,39 @@ pub async fn gates(store: &Store) {
     assert!(state.held_for.is_some());
     let other = store.gate_state("other", window).await.expect("state");
     assert_eq!((other.used, other.held_for), (0, None));
+}
+
+/// Several windows on one gate: each must have room; a refund gives the
+/// latest send back.
+pub async fn windows_and_refunds(store: &Store) {
+    let minute = Window::new(3, Duration::from_secs(60));
+    let second = Window::new(2, Duration::from_secs(1));
+    let both = [minute, second];
+    for used in 1..=2 {
+        assert_eq!(
+            store.pass_windows("g", &both).await,
+            Ok(Passage::Open { used })
+        );
+    }
+    let third = store.pass_windows("g", &both).await;
+    assert!(
+        matches!(third, Ok(Passage::Wait(wait)) if wait <= Duration::from_secs(1)),
+        "the second is full: {third:?}"
+    );
+    store.refund("g").await.expect("refund");
+    assert_eq!(
+        store.pass_windows("g", &both).await,
+        Ok(Passage::Open { used: 2 }),
+        "the refunded send left both windows"
+    );
+    assert_eq!(
+        store.gate_state("g", minute.per).await.map(|s| s.used),
+        Ok(2)
+    );
+    store
+        .refund("nothing-sent")
+        .await
+        .expect("a refund of nothing");
 }
 
 /// Pushes from many tasks at once all land.

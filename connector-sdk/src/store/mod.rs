@@ -32,11 +32,15 @@ pub mod contract;
 mod embedded;
 mod gate;
 mod health;
+#[cfg(feature = "testing")]
+mod memory;
 mod open;
 mod redis;
 
 pub use embedded::Embedded;
 pub(crate) use health::StoreHealth;
+#[cfg(feature = "testing")]
+pub use memory::{Memory, TokioClock};
 #[cfg(feature = "testing")]
 pub(crate) use open::open_with_clock;
 pub use open::{Opened, open};
@@ -159,6 +163,22 @@ pub enum Passage {
     Held(Duration),
 }
 
+/// One sliding window of a gate: at most `limit` sends in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Sends allowed in the window.
+    pub limit: u32,
+    /// The window's length.
+    pub per: Duration,
+}
+
+impl Window {
+    /// At most `limit` sends in any `per`.
+    pub const fn new(limit: u32, per: Duration) -> Self {
+        Self { limit, per }
+    }
+}
+
 /// What a gate looks like now, without changing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GateState {
@@ -260,10 +280,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Items in `queue`.
     async fn len(&self, queue: &str) -> Result<u64, StoreError>;
 
-    /// Records a send through `gate` now, if it is not held and fewer than
-    /// `limit` sends are in the `window` ending now; durably, before
-    /// answering [`Passage::Open`].
-    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError>;
+    /// Records a send through `gate` now, if it is not held and each of
+    /// `windows` holds fewer than its limit of sends in the window of its
+    /// length ending now; durably, before answering [`Passage::Open`]
+    /// (whose `used` counts the first window). Sends older than the
+    /// longest of `windows` are forgotten: every pass of one gate names
+    /// its longest window.
+    async fn pass(&self, gate: &str, windows: &[Window]) -> Result<Passage, StoreError>;
+
+    /// Takes back the latest send recorded through `gate`: a send that
+    /// never left (refused before a byte was written) spends no budget.
+    async fn refund(&self, gate: &str) -> Result<(), StoreError>;
 
     /// Holds `gate` for `duration` from now (a longer hold already in place
     /// stays).
@@ -403,14 +430,29 @@ impl Store {
         self.backend.len(&self.key(queue)).await
     }
 
-    /// See [`Backend::pass`].
+    /// [`Backend::pass`] with one window: at most `limit` sends in any
+    /// `window`.
     pub async fn pass(
         &self,
         gate: &str,
         limit: u32,
         window: Duration,
     ) -> Result<Passage, StoreError> {
-        self.backend.pass(&self.key(gate), limit, window).await
+        self.pass_windows(gate, &[Window::new(limit, window)]).await
+    }
+
+    /// See [`Backend::pass`].
+    pub async fn pass_windows(
+        &self,
+        gate: &str,
+        windows: &[Window],
+    ) -> Result<Passage, StoreError> {
+        self.backend.pass(&self.key(gate), windows).await
+    }
+
+    /// See [`Backend::refund`].
+    pub async fn refund(&self, gate: &str) -> Result<(), StoreError> {
+        self.backend.refund(&self.key(gate)).await
     }
 
     /// See [`Backend::hold`].

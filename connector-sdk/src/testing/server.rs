@@ -52,6 +52,9 @@ pub struct TestServer<S> {
     /// The temporary directory of the store, when the YAML named none.
     _store_dir: Option<tempfile::TempDir>,
     server: Mutex<Option<Server>>,
+    /// The context [`TestServer::from_yaml`] handed the sink: its tasks are
+    /// stopped at shutdown.
+    context: Option<Context>,
     http_addr: SocketAddr,
     grpc_addr: Option<SocketAddr>,
     grace: Duration,
@@ -79,7 +82,7 @@ impl<S: Sink> TestServer<S> {
     pub async fn start_with(sink: S, options: ServeOptions) -> Self {
         let grace = RuntimeConfig::default().shutdown_timeout();
         let (store, dir) = open_store(&StoreConfig::default(), Arc::new(SystemClock), S::name());
-        Self::serve(Arc::new(sink), (store, dir), &options, grace).await
+        Self::serve(Arc::new(sink), (store, dir), None, &options, grace).await
     }
 
     /// Does what the connector process does at start-up, from config text:
@@ -114,7 +117,7 @@ impl<S: Sink> TestServer<S> {
         // As at start-up: the sink's `initialize` may register metrics.
         crate::metrics::install();
         let context = Context::new(store.sink());
-        let sink = S::initialize(loaded.sink, context)
+        let sink = S::initialize(loaded.sink, context.clone())
             .await
             .unwrap_or_else(|err| panic!("{} could not initialize: {err}", S::name()));
         // Every runtime key applies, except the ports: free loopback ones.
@@ -127,6 +130,7 @@ impl<S: Sink> TestServer<S> {
         Self::serve(
             Arc::new(sink),
             (store, dir),
+            Some(context),
             &options,
             loaded.runtime.shutdown_timeout(),
         )
@@ -136,6 +140,7 @@ impl<S: Sink> TestServer<S> {
     async fn serve(
         sink: Arc<S>,
         (store, store_dir): (Opened, Option<tempfile::TempDir>),
+        context: Option<Context>,
         options: &ServeOptions,
         grace: Duration,
     ) -> Self {
@@ -156,6 +161,7 @@ impl<S: Sink> TestServer<S> {
             http_addr: server.http_addr(),
             grpc_addr,
             server: Mutex::new(Some(server)),
+            context,
             grace,
             http: Client::builder(TokioExecutor::new()).build_http(),
             grpc,
@@ -315,9 +321,10 @@ impl<S: Sink> TestServer<S> {
     /// Shuts down as the connector process does on SIGTERM: `/readyz` turns
     /// 503 for the drain delay, the servers stop accepting, in-flight
     /// requests finish (within the shutdown timeout, 10 s unless the YAML
-    /// says otherwise), then [`Sink::destroy`] runs and the store closes.
-    /// Returns false when requests had to be cut off. Later calls do nothing
-    /// and return true.
+    /// says otherwise), the sink's background tasks stop (a sink started by
+    /// [`TestServer::from_yaml`]), then [`Sink::destroy`] runs and the store
+    /// closes. Returns false when requests had to be cut off. Later calls do
+    /// nothing and return true.
     ///
     /// It borrows, so a test can keep sending while it drains (with
     /// `tokio::join!`) and look at [`TestServer::sink`] afterwards. A
@@ -331,6 +338,9 @@ impl<S: Sink> TestServer<S> {
             .take();
         let Some(server) = server else { return true };
         let drained = server.shutdown(self.grace).await;
+        if let Some(context) = &self.context {
+            context.stop_tasks(self.grace).await;
+        }
         self.sink.destroy().await;
         self.store.close().await;
         drained

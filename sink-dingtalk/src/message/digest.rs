@@ -350,4 +350,21 @@ mod tests {
         assert_eq!(s.headline.chars().count(), HEADLINE_CHARS + 1);
         assert!(s.headline.ends_with('…'));
     }
+
+    #[test]
+    fn a_digest_of_typical_alerts_is_bounded_by_its_bytes_not_by_what_is_looked_at() {
+        // A storm has 4 digest slots a window; if fewer alerts were offered
+        // to a digest than fit, its tail would wait a whole window.
+        let body = br#"{"msgtype":"text","text":{"content":"[FIRING] DiskFull on db-17: /var/lib is 97% full"}}"#;
+        let offered = connector_sdk::deliver::MAX_PER_DIGEST;
+        let summaries: Vec<Summary> = (0..offered)
+            .map(|i| Summary::of(body, T0 + i64::try_from(i).unwrap()))
+            .collect();
+        let digest = pack(&summaries, chrono_tz::Tz::UTC, "seed").expect("packs");
+        assert!(
+            digest.count > 250 && digest.count < offered,
+            "{} in one digest",
+            digest.count
+        );
+    }
 }

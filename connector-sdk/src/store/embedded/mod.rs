@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
-    SystemClock, millis,
+    SystemClock, Window, millis,
 };
 use tables::{
     GATES, ITEMS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items, record,
@@ -334,13 +334,24 @@ impl Backend for Embedded {
         })
     }
 
-    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
+    async fn pass(&self, gate: &str, windows: &[Window]) -> Result<Passage, StoreError> {
         let gate = gate.to_owned();
+        let windows = windows.to_vec();
         self.run(Kind::Durable, move |t, now| {
             let mut log = t.gate(&gate)?;
-            let passage = log.pass(now, limit, window);
+            let passage = log.pass(now, &windows);
             t.save_gate(&gate, &log)?;
             Ok(passage)
+        })
+        .await
+    }
+
+    async fn refund(&self, gate: &str) -> Result<(), StoreError> {
+        let gate = gate.to_owned();
+        self.run(Kind::Durable, move |t, _| {
+            let mut log = t.gate(&gate)?;
+            log.refund();
+            t.save_gate(&gate, &log)
         })
         .await
     }

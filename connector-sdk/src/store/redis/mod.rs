@@ -22,7 +22,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, millis};
+use super::{
+    Backend, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError, Window, millis,
+};
 
 mod scripts;
 #[cfg(test)]
@@ -324,15 +326,18 @@ impl Backend for Redis {
             .await
     }
 
-    async fn pass(&self, gate: &str, limit: u32, window: Duration) -> Result<Passage, StoreError> {
+    async fn pass(&self, gate: &str, windows: &[Window]) -> Result<Passage, StoreError> {
         let mut conn = self.conn();
         let script = &*scripts::PASS;
         let mut invocation = script.key(self.key(&format!("{gate}:log")));
         invocation
             .key(self.key(&format!("{gate}:hold")))
-            .key(self.key(&format!("{gate}:n")))
-            .arg(limit)
-            .arg(millis(window).max(1));
+            .key(self.key(&format!("{gate}:n")));
+        let longest = windows.iter().map(|w| w.per).max().unwrap_or_default();
+        invocation.arg(millis(longest).max(1));
+        for window in windows {
+            invocation.arg(window.limit).arg(millis(window.per).max(1));
+        }
         let (code, value): (i64, i64) = self.call(invocation.invoke_async(&mut conn)).await?;
         let wait = positive_ms(value).unwrap_or(Duration::from_millis(1));
         match code {
@@ -343,6 +348,14 @@ impl Backend for Redis {
             3 => Ok(Passage::Wait(wait)),
             _ => Err(self.strange("a gate pass", (code, value))),
         }
+    }
+
+    async fn refund(&self, gate: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let script = &*scripts::REFUND;
+        let invocation = script.key(self.key(&format!("{gate}:log")));
+        let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     async fn hold(&self, gate: &str, duration: Duration) -> Result<(), StoreError> {

@@ -45,31 +45,52 @@ return popped
 });
 
 /// The gate rule of `gate.rs`, in Redis: KEYS = log, hold, counter;
-/// ARGV = limit, window ms. Answers {1, used} open, {2, ms} held,
+/// ARGV = the longest window's ms, then a limit and a window's ms for each
+/// window. Answers {1, used in the first window} open, {2, ms} held,
 /// {3, ms} wait.
 pub(super) static PASS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local longest = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
 local held = redis.call('PTTL', KEYS[2])
 if held > 0 then return {2, held} end
-local used = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[1])
-if limit < 1 then return {3, window} end
-if used < limit then
-  local n = redis.call('INCR', KEYS[3])
-  redis.call('ZADD', KEYS[1], now, now .. ':' .. n)
-  redis.call('PEXPIRE', KEYS[1], window)
-  redis.call('PEXPIRE', KEYS[3], window)
-  return {1, used + 1}
+local wait = 0
+local first_used = 0
+for i = 2, #ARGV, 2 do
+  local limit = tonumber(ARGV[i])
+  local window = tonumber(ARGV[i + 1])
+  local since = '(' .. (now - window)
+  local used = redis.call('ZCOUNT', KEYS[1], since, '+inf')
+  if i == 2 then first_used = used end
+  local frees = 0
+  if limit < 1 then
+    frees = window
+  elseif used >= limit then
+    local nth = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', used - limit, 1)
+    frees = tonumber(nth[2]) + window - now
+    if frees < 1 then frees = 1 end
+  end
+  if frees > wait then wait = frees end
 end
-local nth = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
-local wait = tonumber(nth[2]) + window - now
-if wait < 1 then wait = 1 end
-return {3, wait}
+if wait > 0 then return {3, wait} end
+local n = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], now, now .. ':' .. n)
+redis.call('PEXPIRE', KEYS[1], longest)
+redis.call('PEXPIRE', KEYS[3], longest)
+return {1, first_used + 1}
+",
+    )
+});
+
+/// Takes back the latest send of the log KEYS[1].
+pub(super) static REFUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZPOPMAX', KEYS[1])
+return 1
 ",
     )
 });

@@ -1,16 +1,17 @@
-//! The time one request has: the sender waits `delivery.deadline_ms` for its
-//! answer, so every wait and every POST fits inside it, with a reserve left
-//! to answer (and, with digests on, to queue what did not go out).
+//! The time one request has: the sender waits a few seconds for its answer
+//! (5 s for a Vanus trigger), so every wait and every send fits inside it,
+//! with a reserve left to answer (and, with digests on, to queue what did
+//! not go out).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The shortest POST worth starting: below this a send would time out
-/// before DingTalk could answer.
+/// The shortest send worth starting: below this it would time out before
+/// the destination could answer.
 pub const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
-/// Kept back from every wait and POST, to answer in time afterwards.
+/// Kept back from every wait and send, to answer in time afterwards.
 pub const ANSWER_RESERVE: Duration = Duration::from_millis(100);
 
 /// When a request must be answered.
@@ -27,20 +28,20 @@ impl Deadline {
         }
     }
 
-    /// Time left to spend on waits and POSTs, the answer's reserve excluded.
+    /// Time left to spend on waits and sends, the answer's reserve excluded.
     fn usable(&self) -> Duration {
         self.at
             .saturating_duration_since(Instant::now())
             .saturating_sub(ANSWER_RESERVE)
     }
 
-    /// The timeout of a POST started now, or `None` when there is no longer
+    /// The timeout of a send started now, or `None` when there is no longer
     /// time for one.
     pub fn attempt_timeout(&self) -> Option<Duration> {
         Some(self.usable()).filter(|left| *left >= MIN_ATTEMPT)
     }
 
-    /// True when waiting `wait` still leaves time for a POST.
+    /// True when waiting `wait` still leaves time for a send.
     pub fn allows_wait(&self, wait: Duration) -> bool {
         self.usable() >= wait + MIN_ATTEMPT
     }

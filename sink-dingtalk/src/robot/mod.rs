@@ -1,0 +1,207 @@
+//! DingTalk's custom (webhook) robot, as a destination of the delivery kit:
+//! its protocol and nothing else.
+//!
+//! - `webhook`: the robot's URL, parsed once, which knows the robot's
+//!   identity and prints with its token masked;
+//! - `sign`: the request signature of a robot secured by a secret;
+//! - `client`: sign, POST, read the answer;
+//! - `answer`: what DingTalk's answers mean, one table of errcodes, and
+//!   the verdict each becomes;
+//! - `mask`: what of an answer may be quoted, secrets masked.
+//!
+//! [`Robot`] puts them together for the kit: its budget is DingTalk's 20
+//! messages a minute (counted over [`WINDOW`]), and its digest is the
+//! markdown of [`crate::message::digest`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono_tz::Tz;
+use connector_sdk::async_trait;
+use connector_sdk::deliver::{Answer, Destination, Digest, Verdict};
+use connector_sdk::store::Window;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub mod answer;
+pub mod client;
+pub mod mask;
+pub mod sign;
+pub mod webhook;
+
+pub use answer::{SendError, is_known_errcode};
+pub use client::http_client;
+pub use webhook::{RobotId, Webhook, WebhookUrl};
+
+use crate::message::digest::{self, Summary};
+use crate::metrics;
+use crate::secret::Secret;
+
+/// DingTalk allows this many messages a minute per robot.
+pub const DINGTALK_PER_MINUTE: u32 = 20;
+
+/// DingTalk's minute, plus the longest a POST may take to arrive (a send is
+/// recorded when it starts, and the first of a window may be slow to land
+/// while a later one is quick), plus a second for the network's jitter.
+pub const WINDOW: Duration = Duration::from_secs(66);
+
+/// What a robot is sent for one event: the message's exact JSON body, and
+/// what a digest needs of it. This is what waits in an outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Post {
+    /// Its DingTalk type.
+    pub msgtype: String,
+    /// The message's exact JSON body, for sending it on its own (kept as
+    /// text in the store).
+    #[serde(with = "utf8")]
+    pub body: Bytes,
+    /// When it happened (the event's time, else when it arrived), in
+    /// milliseconds since the epoch: the time a digest shows.
+    #[serde(default)]
+    pub at_ms: i64,
+    /// What a digest shows of it, when known before it is needed; worked
+    /// out from the body otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+}
+
+impl Post {
+    /// What a digest shows of it.
+    pub fn summary(&self) -> Summary {
+        self.summary
+            .clone()
+            .unwrap_or_else(|| Summary::of(&self.body, self.at_ms))
+    }
+}
+
+/// One webhook robot.
+#[derive(Debug, Clone)]
+pub struct Robot {
+    name: String,
+    webhook: Webhook,
+    secret: Option<Secret>,
+    client: reqwest::Client,
+    key: String,
+    windows: [Window; 1],
+    paced: bool,
+    /// The time zone of the times a digest shows.
+    timezone: Tz,
+}
+
+impl Robot {
+    /// Robot `name`, posting to `webhook`, signing with `secret` when given,
+    /// at most `per_minute` messages a minute (unless not `paced`); digests
+    /// show times in `timezone`.
+    pub fn new(
+        name: String,
+        webhook: Webhook,
+        secret: Option<Secret>,
+        client: reqwest::Client,
+        per_minute: u32,
+        paced: bool,
+        timezone: Tz,
+    ) -> Self {
+        Self {
+            name,
+            key: webhook.robot().key(),
+            webhook,
+            secret,
+            client,
+            windows: [Window::new(per_minute, WINDOW)],
+            paced,
+            timezone,
+        }
+    }
+
+    /// The webhook, which prints with its token masked.
+    pub fn webhook(&self) -> &Webhook {
+        &self.webhook
+    }
+
+    /// Whether requests carry a signature.
+    pub fn is_signed(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// Posts one message body, signed afresh, and waits at most `timeout`.
+    pub async fn post(&self, body: Bytes, timeout: Duration) -> Result<(), SendError> {
+        client::post(
+            &self.client,
+            &self.webhook,
+            self.secret.as_ref(),
+            body,
+            timeout,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Destination for Robot {
+    type Payload = Post;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    fn paced(&self) -> bool {
+        self.paced
+    }
+
+    async fn send(&self, post: &Post, timeout: Duration) -> Answer {
+        let result = self.post(post.body.clone(), timeout).await;
+        let answer = match result {
+            Ok(()) => Answer {
+                verdict: Verdict::Delivered,
+                code: Some(0),
+            },
+            Err(err) => err.answer(),
+        };
+        metrics::errcode(answer.code);
+        answer
+    }
+
+    fn digest(&self, queued: &[&Post], seed: &str) -> Option<Digest<Post>> {
+        let summaries: Vec<Summary> = queued.iter().map(|post| post.summary()).collect();
+        let packed = digest::pack(&summaries, self.timezone, seed)?;
+        Some(Digest {
+            payload: Post {
+                msgtype: "markdown".to_owned(),
+                body: packed.body,
+                at_ms: summaries.first().map_or(0, |s| s.at_ms),
+                summary: None,
+            },
+            count: packed.count,
+        })
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "url": self.webhook.masked(),
+            "signed": self.is_signed(),
+        })
+    }
+}
+
+/// A body of UTF-8 JSON as text in the store, as bytes in memory.
+mod utf8 {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = std::str::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        String::deserialize(deserializer).map(Bytes::from)
+    }
+}
