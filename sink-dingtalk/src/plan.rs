@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use chrono_tz::Tz;
-use connector_sdk::{ConfigProblem, SinkConfig};
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
+use connector_sdk::{ConfigProblem, SinkConfig};
 
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};

@@ -13,12 +13,21 @@ use super::outbox::Entry;
 use super::pool::{For, Pick, Pool};
 use super::{Parcel, Receipt, metrics, now_ms};
 use crate::sink::{Outcome, Unavailable};
-use crate::store::{Pushed, StoreError};
+use crate::store::{Pushed, Store, StoreError};
 use crate::text::shorten;
 
 /// How much of an event id or source a reason or a log line quotes: they
 /// come from the sender and may be of any length.
 pub(crate) const ID_BYTES: usize = 128;
+
+/// How long a remembered parcel is remembered: as long as a Vanus trigger
+/// redelivers.
+const REMEMBERED: Duration = Duration::from_secs(86_400);
+
+/// The store key recording that `parcel` was sent.
+fn sent_key<P>(parcel: &Parcel<P>) -> String {
+    format!("sent/{}", parcel.queue_key())
+}
 
 /// How long a sender is asked to wait when an outbox is full: about the
 /// time its destinations need to send some of it.
@@ -50,16 +59,41 @@ impl<D: Destination> Pool<D> {
         &self,
         works: Vec<Work<D::Payload>>,
         deadline: Deadline,
+        store: &Store,
     ) -> Vec<Receipt> {
         let mut receipts = Vec::with_capacity(works.len());
         let mut held_back: Option<Outcome> = None;
         let mut queue_rest = false;
         for work in works {
+            let sent_key = work.parcel.remember.then(|| sent_key(&work.parcel));
+            if let Some(key) = &sent_key {
+                match store.get(key).await {
+                    Ok(Some(_)) => {
+                        // Sent by an earlier delivery of the same event.
+                        receipts.push(Receipt::new(Outcome::Delivered));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        let outcome = store_unavailable(&work, &err);
+                        held_back.get_or_insert_with(|| outcome.clone());
+                        receipts.push(Receipt::new(outcome));
+                        continue;
+                    }
+                }
+            }
             let receipt = match &held_back {
                 Some(earlier) => Receipt::new(not_sent_after(earlier)),
                 None if queue_rest => self.enqueue(&work).await,
                 None => self.deliver_one(&work, &deadline).await,
             };
+            if let Some(key) = &sent_key
+                && receipt.outcome == Outcome::Delivered
+                && !receipt.queued
+                && let Err(err) = store.put(key, Vec::new(), REMEMBERED).await
+            {
+                tracing::error!(event_id = %shorten(&work.parcel.event_id, ID_BYTES), target = %work.parcel.target, %err, "cannot remember a sent parcel; a redelivery of its event may send it again");
+            }
             queue_rest |= receipt.queued;
             if receipt.outcome.is_retryable() && held_back.is_none() {
                 held_back = Some(receipt.outcome.clone());

@@ -200,6 +200,9 @@ pub struct Parcel<P> {
     pub source: String,
     /// What to send.
     pub payload: P,
+    /// Remember it once sent, so that a redelivery of its event skips it
+    /// (see [`Parcel::remembered`]).
+    pub remember: bool,
 }
 
 impl<P> Parcel<P> {
@@ -215,12 +218,26 @@ impl<P> Parcel<P> {
             event_id: event_id.into(),
             source: source.into(),
             payload,
+            remember: false,
         }
+    }
+
+    /// The same parcel, remembered once sent (for as long as a Vanus
+    /// trigger redelivers, a day): a redelivery of its event is answered
+    /// "delivered" for it without a second send. For an event a sink sends
+    /// to several targets: when one fails, the event is redelivered, and
+    /// only the targets that did not get it are sent to again. (The
+    /// runtime's ledger remembers whole events; a queued parcel is
+    /// remembered by its outbox anyway.) Costs a store read before and a
+    /// durable write after the send.
+    pub fn remembered(mut self) -> Self {
+        self.remember = true;
+        self
     }
 
     /// The event's identity in its target: an outbox queues it once under
     /// this key, whatever its content.
-    fn queue_key(&self) -> String {
+    pub(crate) fn queue_key(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [&*self.source, &*self.event_id, &*self.target] {
             // Length-prefixed so ("a", "bc") and ("ab", "c") differ.
@@ -245,6 +262,8 @@ pub struct Receipt {
 
 /// Every target, its pool of destinations, and their outboxes' flushers.
 pub struct Delivery<D: Destination> {
+    /// Where remembered parcels are recorded.
+    store: Store,
     targets: HashMap<Arc<str>, Arc<Pool<D>>>,
     pools: Vec<Arc<Pool<D>>>,
     endpoints: Vec<Arc<Endpoint<D>>>,
@@ -392,6 +411,7 @@ impl<D: Destination> Delivery<D> {
             targets.insert(target, pool);
         }
         Ok(Self {
+            store,
             targets,
             pools,
             endpoints,
@@ -476,9 +496,10 @@ impl<D: Destination> Delivery<D> {
                 None => queues.push((Arc::clone(pool), vec![work])),
             }
         }
+        let store = &self.store;
         let delivered = join_all(queues.into_iter().map(|(pool, works)| async move {
             let (indexes, works): (Vec<usize>, Vec<_>) = works.into_iter().unzip();
-            let receipts = pool.deliver(works, deadline).await;
+            let receipts = pool.deliver(works, deadline, store).await;
             indexes.into_iter().zip(receipts).collect::<Vec<_>>()
         }))
         .await;

@@ -616,3 +616,74 @@ async fn routes_that_cannot_work_are_refused_at_start() {
         Err(StartError::Route(RouteError::Twice(_)))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_remembered_parcel_is_sent_once_however_often_its_event_comes_back() {
+    let wire = Wire::default();
+    let failing = Verdict::Failed {
+        kind: Unavailable::ServiceUnavailable,
+        retry: Retry::Later,
+        reached: true,
+        reason: "down".into(),
+    };
+    let routes = vec![
+        Route::new(
+            "oncall",
+            vec![Standin::new("a", &[Window::new(20, MINUTE)], &wire)],
+        ),
+        Route::new(
+            "team",
+            vec![Standin::new("b", &[Window::new(20, MINUTE)], &wire).answering([failing])],
+        ),
+    ];
+    let (delivery, _context) = kit(&memory(), settings(None), routes).await;
+    // One event for two targets; the second fails, so the sender retries
+    // the whole event.
+    let fan_out = || {
+        ["oncall", "team"]
+            .into_iter()
+            .map(|target| {
+                Parcel::new(
+                    target,
+                    "e1",
+                    "test",
+                    Note {
+                        text: format!("e1 to {target}"),
+                    },
+                )
+                .remembered()
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = delivery
+        .deliver(fan_out(), Deadline::after(Duration::from_secs(3)))
+        .await;
+    assert_eq!(first[0].outcome, Outcome::Delivered);
+    assert!(first[1].outcome.is_retryable());
+    let again = delivery
+        .deliver(fan_out(), Deadline::after(Duration::from_secs(3)))
+        .await;
+    assert!(again.iter().all(|r| r.outcome == Outcome::Delivered));
+    assert_eq!(
+        wire.texts(),
+        ["e1 to oncall", "e1 to team"],
+        "each target once"
+    );
+    // Without `remembered`, a redelivery sends again (the runtime's ledger
+    // is what answers a whole event's redelivery).
+    let plain = || {
+        vec![Parcel::new(
+            "oncall",
+            "e2",
+            "test",
+            Note { text: "e2".into() },
+        )]
+    };
+    delivery
+        .deliver(plain(), Deadline::after(Duration::from_secs(3)))
+        .await;
+    delivery
+        .deliver(plain(), Deadline::after(Duration::from_secs(3)))
+        .await;
+    assert_eq!(wire.by("a"), 3);
+}
