@@ -21,7 +21,9 @@ pub(crate) const REFUSING_RECHECK: Duration = Duration::from_secs(60);
 
 /// A send may overrun its timeout by this much before the kit gives up on
 /// it: a destination that ignores its timeout must not hold up a request.
-const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
+/// Less than the deadline's answer reserve, so the answer stays in time.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+const _: () = assert!(TIMEOUT_SLACK.as_millis() < super::ANSWER_RESERVE.as_millis());
 
 /// One destination and its state.
 pub(crate) struct Endpoint<D> {
