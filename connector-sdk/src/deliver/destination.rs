@@ -184,6 +184,48 @@ pub enum Retry {
 }
 
 impl Verdict {
+    /// What an HTTP answer means when it carries none of the destination's
+    /// own (a gateway's or a proxy's answer, a body that is not the
+    /// destination's JSON), by its status: 429 is a throttle, held for
+    /// `hold` when known (its `Retry-After`); a 5xx a failure worth another
+    /// attempt soon; a redirect (a webhook never redirects) or a 4xx (a
+    /// wrong address) a failure an operator must look at, so not retried
+    /// at once; a success without a readable answer a failure to retry.
+    pub fn of_http_status(status: u16, hold: Option<Duration>, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        let (kind, retry) = match status {
+            429 => return Verdict::Throttled { hold, reason },
+            300..=499 => (Unavailable::BadGateway, Retry::Later),
+            500.. => (Unavailable::ServiceUnavailable, Retry::Soon),
+            _ => (Unavailable::BadGateway, Retry::Soon),
+        };
+        Verdict::Failed {
+            kind,
+            retry,
+            reached: true,
+            reason,
+        }
+    }
+
+    /// A request that got no answer, worth another attempt soon:
+    /// `connected` false when it never reached the destination (connection
+    /// refused, no DNS answer, a failed TLS handshake, a connect timeout),
+    /// so it spent no budget; `timed_out` when the answer did not come in
+    /// time.
+    pub fn no_answer(connected: bool, timed_out: bool, reason: impl Into<String>) -> Self {
+        let kind = if connected && timed_out {
+            Unavailable::GatewayTimeout
+        } else {
+            Unavailable::ServiceUnavailable
+        };
+        Verdict::Failed {
+            kind,
+            retry: Retry::Soon,
+            reached: connected,
+            reason: reason.into(),
+        }
+    }
+
     /// The short class name of this verdict, for metrics.
     pub fn class(&self) -> &'static str {
         match self {
@@ -224,6 +266,54 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_status_without_the_destinations_answer_is_judged_by_its_class() {
+        let hold = Some(Duration::from_secs(30));
+        assert_eq!(
+            Verdict::of_http_status(429, hold, "busy"),
+            Verdict::Throttled {
+                hold,
+                reason: "busy".into()
+            }
+        );
+        let failed = |status| match Verdict::of_http_status(status, None, "x") {
+            Verdict::Failed {
+                kind,
+                retry,
+                reached: true,
+                ..
+            } => (kind, retry),
+            other => panic!("{status}: {other:?}"),
+        };
+        assert_eq!(failed(503), (Unavailable::ServiceUnavailable, Retry::Soon));
+        assert_eq!(failed(404), (Unavailable::BadGateway, Retry::Later));
+        assert_eq!(failed(302), (Unavailable::BadGateway, Retry::Later));
+        assert_eq!(failed(200), (Unavailable::BadGateway, Retry::Soon));
+    }
+
+    #[test]
+    fn no_answer_spends_no_budget_when_it_never_connected() {
+        let judged = |connected, timed_out| match Verdict::no_answer(connected, timed_out, "x") {
+            Verdict::Failed {
+                kind,
+                retry: Retry::Soon,
+                reached,
+                ..
+            } => (kind, reached),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            judged(false, false),
+            (Unavailable::ServiceUnavailable, false)
+        );
+        assert_eq!(
+            judged(false, true),
+            (Unavailable::ServiceUnavailable, false)
+        );
+        assert_eq!(judged(true, true), (Unavailable::GatewayTimeout, true));
+        assert_eq!(judged(true, false), (Unavailable::ServiceUnavailable, true));
+    }
 
     #[test]
     fn each_verdict_becomes_the_outcome_a_sender_acts_on() {

@@ -88,6 +88,7 @@ use pool::{Pool, lock};
 
 use crate::sink::{Context, Outcome};
 use crate::store::{Store, StoreError, Window};
+use crate::text::shorten;
 
 /// How the kit treats every destination of a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +145,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             deadline: Duration::from_secs(3),
-            cooldown: Duration::from_secs(600),
+            cooldown: Duration::from_secs(60),
             outbox: Some(OutboxSettings::default()),
             names: SettingNames::default(),
         }
@@ -291,6 +292,17 @@ pub enum RouteError {
     /// A target routed twice.
     #[error("target `{0}` is routed twice; target names must be unique")]
     Twice(String),
+}
+
+/// An event names a target that is not routed: the sender's mistake, or a
+/// route missing from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{asked}` is not configured; configured: {configured}")]
+pub struct NotRouted {
+    /// The name asked for, shortened.
+    pub asked: String,
+    /// Every routed target, sorted, comma-separated.
+    pub configured: String,
 }
 
 /// The kit could not start.
@@ -473,10 +485,23 @@ impl<D: Destination> Delivery<D> {
         self.targets.keys().map(AsRef::as_ref)
     }
 
+    /// The routed target named `asked`, or why there is none (naming every
+    /// routed one), for the sink's 400.
+    pub fn route(&self, asked: &str) -> Result<Arc<str>, NotRouted> {
+        self.target(asked).ok_or_else(|| {
+            let mut configured: Vec<&str> = self.targets().collect();
+            configured.sort_unstable();
+            NotRouted {
+                asked: shorten(asked, direct::ID_BYTES).into_owned(),
+                configured: configured.join(", "),
+            }
+        })
+    }
+
     /// Delivers one request's parcels and reports what became of each, in
     /// order. Pools are served concurrently; one pool's parcels in order.
     /// A parcel for a target not routed is answered "not handled" (route
-    /// first, with [`Delivery::serves`]).
+    /// first, with [`Delivery::route`]).
     pub async fn deliver(
         &self,
         parcels: Vec<Parcel<D::Payload>>,
@@ -506,20 +531,41 @@ impl<D: Destination> Delivery<D> {
         for (index, receipt) in delivered.into_iter().flatten() {
             receipts[index] = Some(receipt);
         }
-        // Fail closed: a receipt never filled in is not a delivery.
-        receipts
-            .into_iter()
-            .map(|receipt| {
-                receipt.unwrap_or_else(|| Receipt {
-                    outcome: Outcome::unavailable(
-                        crate::Unavailable::ServiceUnavailable,
-                        "the event was not handled; retry later",
-                    ),
-                    code: None,
-                    queued: false,
-                })
-            })
-            .collect()
+        fail_closed(receipts)
+    }
+
+    /// Delivers one request's events as the sink prepared them: each a
+    /// parcel, or the outcome of an event that can never be sent (its data
+    /// does not fit, its target is not routed), which reaches no
+    /// destination. One receipt per event, in order; the parcels' as
+    /// [`Delivery::deliver`] gives them.
+    pub async fn deliver_each(
+        &self,
+        prepared: Vec<Result<Parcel<D::Payload>, Outcome>>,
+        deadline: Deadline,
+    ) -> Vec<Receipt> {
+        let mut receipts: Vec<Option<Receipt>> = vec![None; prepared.len()];
+        let (mut parcels, mut indexes) = (Vec::new(), Vec::new());
+        for (index, prepared) in prepared.into_iter().enumerate() {
+            match prepared {
+                Ok(parcel) => {
+                    parcels.push(parcel);
+                    indexes.push(index);
+                }
+                Err(outcome) => {
+                    receipts[index] = Some(Receipt {
+                        outcome,
+                        code: None,
+                        queued: false,
+                    });
+                }
+            }
+        }
+        let delivered = self.deliver(parcels, deadline).await;
+        for (index, receipt) in indexes.into_iter().zip(delivered) {
+            receipts[index] = Some(receipt);
+        }
+        fail_closed(receipts)
     }
 
     /// Every destination and outbox as they are now, for `/status`.
@@ -542,6 +588,24 @@ impl<D: Destination> Delivery<D> {
             outboxes,
         }
     }
+}
+
+/// Every receipt, one never filled in answered "retry later": it is not a
+/// delivery.
+fn fail_closed(receipts: Vec<Option<Receipt>>) -> Vec<Receipt> {
+    receipts
+        .into_iter()
+        .map(|receipt| {
+            receipt.unwrap_or_else(|| Receipt {
+                outcome: Outcome::unavailable(
+                    crate::Unavailable::ServiceUnavailable,
+                    "the event was not handled; retry later",
+                ),
+                code: None,
+                queued: false,
+            })
+        })
+        .collect()
 }
 
 /// One pool's parcels of a request, each with its index in the request.

@@ -686,4 +686,42 @@ async fn a_remembered_parcel_is_sent_once_however_often_its_event_comes_back() {
         .deliver(plain(), Deadline::after(Duration::from_secs(3)))
         .await;
     assert_eq!(wire.by("a"), 3);
+
+async fn events_refused_before_the_kit_keep_their_place_among_the_receipts() {
+    let wire = Wire::default();
+    let routes = vec![
+        Route::new(
+            "ops",
+            vec![Standin::new("a", &[Window::new(20, MINUTE)], &wire)],
+        ),
+        Route::new(
+            "dev",
+            vec![Standin::new("b", &[Window::new(20, MINUTE)], &wire)],
+        ),
+    ];
+    let (delivery, _context) = kit(&memory(), settings(None), routes).await;
+    let not_routed = delivery.route("nope").expect_err("not routed");
+    assert_eq!(
+        not_routed.to_string(),
+        "`nope` is not configured; configured: dev, ops"
+    );
+    assert_eq!(delivery.route("ops").as_deref(), Ok("ops"));
+
+    let mut prepared: Vec<Result<Parcel<Note>, Outcome>> =
+        parcels("ops", 0..3).into_iter().map(Ok).collect();
+    prepared.insert(1, Err(Outcome::rejected("too long")));
+    let receipts = delivery
+        .deliver_each(prepared, Deadline::after(Duration::from_secs(3)))
+        .await;
+    let outcomes: Vec<Outcome> = receipts.into_iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Delivered,
+            Outcome::rejected("too long"),
+            Outcome::Delivered,
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(wire.texts(), texts(0..3), "the refused one never left");
 }

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use connector_sdk::Unavailable;
-use connector_sdk::deliver::{Answer, Blame, Retry, Verdict};
+use connector_sdk::deliver::{Answer, Blame, Verdict};
 
 /// How long a gateway 429 without `Retry-After` holds the robot: DingTalk's
 /// minute.
@@ -148,12 +147,6 @@ impl SendError {
     /// longer.
     pub fn verdict(&self) -> Verdict {
         let reason = self.to_string();
-        let failed = |kind, retry, reached| Verdict::Failed {
-            kind,
-            retry,
-            reached,
-            reason: reason.clone(),
-        };
         match self {
             SendError::Refused {
                 errcode, errmsg, ..
@@ -162,23 +155,17 @@ impl SendError {
                 reason,
             },
             SendError::TooFast { .. } => Verdict::Throttled { hold: None, reason },
-            SendError::HttpThrottled { retry_after } => Verdict::Throttled {
-                hold: Some(retry_after.unwrap_or(GATEWAY_HOLD)),
-                reason,
-            },
-            // A wrong URL, a redirect: nothing this message could change,
-            // and retrying at once will not help; an operator must look.
-            SendError::HttpStatus(status) if *status < 500 => {
-                failed(Unavailable::BadGateway, Retry::Later, true)
+            SendError::HttpThrottled { retry_after } => {
+                Verdict::of_http_status(429, Some(retry_after.unwrap_or(GATEWAY_HOLD)), reason)
             }
-            SendError::HttpStatus(_) | SendError::Busy { .. } | SendError::Broken(_) => {
-                failed(Unavailable::ServiceUnavailable, Retry::Soon, true)
-            }
-            SendError::Timeout(_) => failed(Unavailable::GatewayTimeout, Retry::Soon, true),
-            SendError::Unreachable(_) => {
-                failed(Unavailable::ServiceUnavailable, Retry::Soon, false)
-            }
-            SendError::BadAnswer(_) => failed(Unavailable::BadGateway, Retry::Soon, true),
+            SendError::HttpStatus(status) => Verdict::of_http_status(*status, None, reason),
+            // DingTalk's "system busy" is its 503.
+            SendError::Busy { .. } => Verdict::of_http_status(503, None, reason),
+            // An answer that is not DingTalk's: as a success without one.
+            SendError::BadAnswer(_) => Verdict::of_http_status(200, None, reason),
+            SendError::Timeout(_) => Verdict::no_answer(true, true, reason),
+            SendError::Unreachable(_) => Verdict::no_answer(false, false, reason),
+            SendError::Broken(_) => Verdict::no_answer(true, false, reason),
         }
     }
 
@@ -234,6 +221,8 @@ pub fn classify(errcode: i64, errmsg: String) -> Result<(), SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connector_sdk::Unavailable;
+    use connector_sdk::deliver::Retry;
 
     #[test]
     fn errcodes_are_classified() {
