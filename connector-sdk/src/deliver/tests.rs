@@ -686,7 +686,9 @@ async fn a_remembered_parcel_is_sent_once_however_often_its_event_comes_back() {
         .deliver(plain(), Deadline::after(Duration::from_secs(3)))
         .await;
     assert_eq!(wire.by("a"), 3);
+}
 
+#[tokio::test(start_paused = true)]
 async fn events_refused_before_the_kit_keep_their_place_among_the_receipts() {
     let wire = Wire::default();
     let routes = vec![
