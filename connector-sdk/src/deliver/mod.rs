@@ -66,6 +66,7 @@ pub mod metrics;
 mod outbox;
 mod pool;
 mod status;
+mod storm;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub use destination::{Answer, Blame, Destination, Digest, Retry, Verdict};
 pub use flusher::MAX_PER_DIGEST;
 pub use outbox::Entry;
 pub use status::{DestinationStatus, LastAnswer, OutboxStatus, Status};
+pub use storm::STORM_SPACING;
 
 use budget::Budget;
 use direct::Work;
@@ -87,7 +89,7 @@ use outbox::Outbox;
 use pool::{Pool, lock};
 
 use crate::sink::{Context, Outcome};
-use crate::store::{Store, StoreError, Window};
+use crate::store::{Store, StoreError};
 use crate::text::shorten;
 
 /// How the kit treats every destination of a sink.
@@ -115,11 +117,13 @@ pub struct OutboxSettings {
     /// Of each destination's main window, the sends kept for the flusher,
     /// so a storm's first digest goes within seconds.
     pub reserved: u32,
-    /// Once more than this many sends left a destination within
-    /// `linger`, the rest of the burst waits for the digest; 0: never.
+    /// Once more than this many events for a pool arrive within
+    /// `linger`, the rest of the burst waits for the digest, and while
+    /// the storm goes on its digests are spaced (see [`STORM_SPACING`]);
+    /// 0: never (every event on its own while the budget lasts).
     pub burst: u32,
     /// How long the first digest of a storm waits for more events (and
-    /// the burst's window).
+    /// the burst's window; a storm is over once quiet this long).
     pub linger: Duration,
 }
 
@@ -327,13 +331,7 @@ impl<D: Destination> Delivery<D> {
     ) -> Result<Self, StartError> {
         metrics::describe();
         let settings = Arc::new(settings);
-        let (reserved, burst) = match &settings.outbox {
-            Some(outbox) => (
-                outbox.reserved,
-                (outbox.burst > 0).then(|| Window::new(outbox.burst, outbox.linger)),
-            ),
-            None => (0, None),
-        };
+        let reserved = settings.outbox.as_ref().map_or(0, |outbox| outbox.reserved);
         let mut endpoints: Vec<Arc<Endpoint<D>>> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         let mut pools: Vec<Arc<Pool<D>>> = Vec::new();
@@ -365,7 +363,6 @@ impl<D: Destination> Delivery<D> {
                             destination.windows(),
                             destination.paced(),
                             reserved,
-                            burst,
                         );
                         if !store.is_shared() {
                             // A hold from before a restart still holds.
