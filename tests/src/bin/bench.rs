@@ -35,6 +35,7 @@ mod bench {
     pub mod http;
     pub mod load;
     pub mod plot;
+    pub mod pool;
     pub mod proc_stats;
     pub mod procs;
     pub mod relay;
@@ -86,6 +87,11 @@ struct Args {
     /// Leave out the attacks (about two minutes).
     #[arg(long)]
     skip_attacks: bool,
+    /// Only the throughput cells (baseline and sink scenarios, the logging
+    /// cell): no templates, storm, pool, replicas or attacks. For comparing
+    /// two sink binaries (`--sink`), an older one included.
+    #[arg(long)]
+    throughput_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +113,8 @@ enum Command {
     Storm,
     /// Run the replicas row alone (three sinks and one Redis) and print it.
     Replicas,
+    /// Run the pool row alone (one chat group on three robots, 1,000 alerts) and print it.
+    Pool,
     /// Run the hostile-client attacks only, and print their table.
     Attacks {
         /// Only this attack.
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
             Some(Command::Templates) => templates_alone(),
             Some(Command::Storm) => storm_alone(&args).await,
             Some(Command::Replicas) => replicas_alone(&args).await,
+            Some(Command::Pool) => pool_alone(&args).await,
             Some(Command::Attacks { only }) => attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,
@@ -206,6 +215,16 @@ async fn replicas_alone(args: &Args) -> Result<(), String> {
     drop(ctx);
     let mut md = String::new();
     bench::replicas::markdown(&mut md, &replicas?, None);
+    println!("{md}");
+    Ok(())
+}
+
+async fn pool_alone(args: &Args) -> Result<(), String> {
+    let ctx = Context::prepare(args).await?;
+    let pool = pool(&ctx).await;
+    drop(ctx);
+    let mut md = String::new();
+    bench::pool::markdown(&mut md, &pool?, None);
     println!("{md}");
     Ok(())
 }
@@ -284,6 +303,12 @@ async fn replicas(ctx: &Context) -> Result<bench::replicas::Replicas, String> {
     within(bench::replicas::TIMEOUT, "the replicas row", row).await
 }
 
+/// The pool row, bounded in time.
+async fn pool(ctx: &Context) -> Result<bench::pool::Pool, String> {
+    let row = bench::pool::measure(&ctx.sink, &ctx.work);
+    within(bench::pool::TIMEOUT, "the pool row", row).await
+}
+
 /// `future`'s result, or an error naming `what` once `limit` has passed
 /// (the future is dropped then: the processes it started are killed).
 async fn within<T>(
@@ -344,19 +369,13 @@ async fn run_all(args: &Args) -> Result<(), String> {
     )
     .await?;
 
-    println!("bench: template rendering cost, in process");
-    let templates = bench::templates::measure()?;
+    let rows = if args.throughput_only {
+        Rows::default()
+    } else {
+        rows(&ctx).await?
+    };
 
-    println!(
-        "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
-        bench::storm::ALERTS
-    );
-    let storm = storm(&ctx).await?;
-
-    println!("bench: replicas: three sinks and one redis-server");
-    let replicas = replicas(&ctx).await?;
-
-    let attacked = if args.skip_attacks {
+    let attacked = if args.skip_attacks || args.throughput_only {
         Vec::new()
     } else {
         println!("bench: the hostile-client attacks, each on a fresh sink");
@@ -376,13 +395,49 @@ async fn run_all(args: &Args) -> Result<(), String> {
         repeat: args.repeat.max(1),
         cells,
         info_cell: Some(info_cell),
-        templates: Some(templates),
-        storm: Some(storm),
-        replicas: Some(replicas),
+        templates: rows.templates,
+        storm: rows.storm,
+        pool: rows.pool,
+        replicas: rows.replicas,
         attacks: attacked,
     };
     drop(ctx);
     write_outputs(&run, &out)
+}
+
+/// The rows after the throughput cells.
+#[derive(Default)]
+struct Rows {
+    templates: Option<bench::templates::Cost>,
+    storm: Option<bench::storm::Storm>,
+    pool: Option<bench::pool::Pool>,
+    replicas: Option<bench::replicas::Replicas>,
+}
+
+async fn rows(ctx: &Context) -> Result<Rows, String> {
+    println!("bench: template rendering cost, in process");
+    let templates = bench::templates::measure()?;
+
+    println!(
+        "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
+        bench::storm::ALERTS
+    );
+    let storm = storm(ctx).await?;
+
+    println!(
+        "bench: pool: {} alerts to a chat group on three robots",
+        bench::storm::ALERTS
+    );
+    let pool = pool(ctx).await?;
+
+    println!("bench: replicas: three sinks and one redis-server");
+    let replicas = replicas(ctx).await?;
+    Ok(Rows {
+        templates: Some(templates),
+        storm: Some(storm),
+        pool: Some(pool),
+        replicas: Some(replicas),
+    })
 }
 
 /// What the benchmark shares between cells.

@@ -78,6 +78,17 @@ pub struct SinkSpec<'a> {
 /// Starts the sink with its one webhook, HTTP and gRPC on, and a fresh
 /// store: a run never finds the ledger or outbox of another.
 pub async fn start_sink(spec: &SinkSpec<'_>) -> Result<Running, String> {
+    let bot = format!(
+        "bot:\n  webhooks:\n    - chat_group: bench\n      url: \"{url}\"\n      paced: {paced}\n",
+        url = spec.webhook_url,
+        paced = spec.paced,
+    );
+    start_sink_with_bot(spec, &bot).await
+}
+
+/// As [`start_sink`], with `bot` as the config's whole `bot:` section
+/// (several robots, say); `spec.webhook_url` and `spec.paced` unused.
+pub async fn start_sink_with_bot(spec: &SinkSpec<'_>, bot: &str) -> Result<Running, String> {
     let http = free_port()?;
     let grpc = free_port()?;
     let config = spec.dir.join("config.yml");
@@ -89,11 +100,9 @@ pub async fn start_sink(spec: &SinkSpec<'_>) -> Result<Running, String> {
          grpc_port: {grpc}\n\
          bind: 127.0.0.1\n\
          store:\n  path: \"{store}\"\n\
-         bot:\n  webhooks:\n    - chat_group: bench\n      url: \"{url}\"\n      paced: {paced}\n\
+         {bot}\
          delivery:\n  deadline_ms: 3000\n{extra}",
-        url = spec.webhook_url,
         store = store.display(),
-        paced = spec.paced,
         extra = spec.extra_yaml,
     );
     std::fs::write(&config, yaml)

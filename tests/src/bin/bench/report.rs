@@ -133,6 +133,8 @@ pub struct Run {
     pub templates: Option<super::templates::Cost>,
     /// The storm row, when measured.
     pub storm: Option<super::storm::Storm>,
+    /// The pool row, when measured.
+    pub pool: Option<super::pool::Pool>,
     /// The replicas row, when measured.
     pub replicas: Option<super::replicas::Replicas>,
     /// The hostile-client attacks, when run.
@@ -224,6 +226,9 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
             .cell(Scenario::Baseline, super::storm::IN_FLIGHT)
             .map(|c| c.measured.events_per_sec());
         super::storm::markdown(&mut md, storm, relay);
+    }
+    if let Some(pool) = &run.pool {
+        super::pool::markdown(&mut md, pool, run.storm.as_ref());
     }
     if let Some(replicas) = &run.replicas {
         let embedded = run

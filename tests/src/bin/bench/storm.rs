@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fake_dingtalk::{FakeDingTalk, RobotSpec, most_in_any_minute};
+use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec, most_in_any_minute};
 
 use hyper::body::Bytes;
 
@@ -33,7 +33,7 @@ pub const ALERTS: usize = 1_000;
 /// Requests in flight.
 pub const IN_FLIGHT: usize = 16;
 /// The longest wait for the last alert to show.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(240);
+pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(240);
 /// The longest the whole row may take: that wait, and a minute for the
 /// outbox run and the start-ups.
 pub const TIMEOUT: Duration = Duration::from_secs(VISIBLE_WITHIN.as_secs() + 60);
@@ -91,23 +91,7 @@ pub async fn measure(binary: &Path, work: &Path, blackhole_url: &str) -> Result<
     let running = procs::start_sink(&spec).await?;
     let first = Instant::now();
     let refused = send_alerts(running.target.http).await;
-    // Each post is read once, when it first shows: the poll must cost little
-    // next to the sink it measures.
-    let mut shown = HashSet::new();
-    let mut read = 0;
-    while first.elapsed() < VISIBLE_WITHIN {
-        let accepted = fake.accepted_for("storm");
-        for post in accepted.get(read..).unwrap_or_default() {
-            shown.extend(markers_in(&post.body.to_string()));
-        }
-        read = accepted.len();
-        if shown.len() == ALERTS {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let visible = shown.len();
-    let last_visible = first.elapsed();
+    let (visible, last_visible) = wait_visible(&fake, &["storm"], first).await;
     drop(running);
     let accepted = fake.accepted_for("storm");
     Ok(Storm {
@@ -116,18 +100,51 @@ pub async fn measure(binary: &Path, work: &Path, blackhole_url: &str) -> Result<
         last_visible,
         visible,
         posts: accepted.len(),
-        digests: accepted
-            .iter()
-            .filter(|a| {
-                a.body["markdown"]["title"]
-                    .as_str()
-                    .is_some_and(|t| t.contains(" events, "))
-            })
-            .count(),
+        digests: digests_in(&accepted),
         most_in_a_minute: most_in_any_minute(&fake.posted_at("storm")),
         throttled: fake.throttled_for("storm"),
         refused,
     })
+}
+
+/// Waits until all [`ALERTS`] show in what `robots` accepted, or
+/// [`VISIBLE_WITHIN`] has passed since `first`: how many showed, and when
+/// the wait ended (from `first`).
+pub(super) async fn wait_visible(
+    fake: &FakeDingTalk,
+    robots: &[&str],
+    first: Instant,
+) -> (usize, Duration) {
+    // Each post is read once, when it first shows: the poll must cost little
+    // next to the sink it measures.
+    let mut shown = HashSet::new();
+    let mut read = vec![0; robots.len()];
+    while first.elapsed() < VISIBLE_WITHIN {
+        for (robot, read) in robots.iter().zip(&mut read) {
+            let accepted = fake.accepted_for(robot);
+            for post in accepted.get(*read..).unwrap_or_default() {
+                shown.extend(markers_in(&post.body.to_string()));
+            }
+            *read = accepted.len();
+        }
+        if shown.len() == ALERTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (shown.len(), first.elapsed())
+}
+
+/// How many of `accepted` are digests (their title counts events).
+pub(super) fn digests_in(accepted: &[Accepted]) -> usize {
+    accepted
+        .iter()
+        .filter(|a| {
+            a.body["markdown"]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains(" events, "))
+        })
+        .count()
 }
 
 /// What alert `i` carries, to be found in the posts.
@@ -145,7 +162,7 @@ fn markers_in(text: &str) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// Sends the alerts from [`IN_FLIGHT`] connections; the count not answered 200.
-async fn send_alerts(http: SocketAddr) -> usize {
+pub(super) async fn send_alerts(http: SocketAddr) -> usize {
     let next = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..IN_FLIGHT)
