@@ -24,9 +24,9 @@ use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec, most_in_any_minute};
 
 use hyper::body::Bytes;
 
-use super::http::{Connection, post};
-use super::load::{self, Measured, Plan, Scenario};
-use super::procs::{self, SinkSpec};
+use crate::http::{Connection, post};
+use crate::load::{self, Measured, Plan, Scenario};
+use crate::procs::{self, SinkSpec};
 
 /// Alerts in the visibility run.
 pub const ALERTS: usize = 1_000;
@@ -215,7 +215,7 @@ pub fn markdown(md: &mut String, storm: &Storm, relay_at_16: Option<f64>) {
     let _ = writeln!(
         md,
         "| accepted into the outbox, events/s | {} |",
-        super::report::thousands(m.events_per_sec())
+        crate::report::thousands(m.events_per_sec())
     );
     if let Some(relay) = relay_at_16 {
         let _ = writeln!(
@@ -227,13 +227,13 @@ pub fn markdown(md: &mut String, storm: &Storm, relay_at_16: Option<f64>) {
     let _ = writeln!(
         md,
         "| p50 / p99 answer | {} / {} |",
-        super::report::ms(m.percentile(0.5)),
-        super::report::ms(m.percentile(0.99))
+        crate::report::ms(m.percentile(0.5)),
+        crate::report::ms(m.percentile(0.99))
     );
     let _ = writeln!(
         md,
         "| peak RSS | {} |",
-        super::report::mib(storm.outbox_peak_rss_kib)
+        crate::report::mib(storm.outbox_peak_rss_kib)
     );
     let _ = writeln!(
         md,

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 use tokio::net::TcpListener;
 
-use super::http::{response, serve};
+use crate::http::{response, serve};
 
 /// DingTalk's answer to a delivered message.
 pub const ANSWER: &str = r#"{"errcode":0,"errmsg":"ok"}"#;

@@ -54,7 +54,7 @@ struct RuleFile {
 }
 
 fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/templates")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/templates")
 }
 
 fn read(path: PathBuf) -> Result<String, String> {
@@ -242,7 +242,7 @@ pub fn markdown(md: &mut String, cost: &Cost) {
             "| {} | {body} | {:.1} µs | {} |",
             row.what,
             row.per_event.as_secs_f64() * 1e6,
-            super::report::thousands(1.0 / row.per_event.as_secs_f64().max(1e-9))
+            crate::report::thousands(1.0 / row.per_event.as_secs_f64().max(1e-9))
         );
     }
     let _ = writeln!(

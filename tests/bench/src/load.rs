@@ -21,8 +21,8 @@ use hyper::body::Bytes;
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
 
-use super::http::{Connection, post};
-use super::proc_stats;
+use crate::http::{Connection, post};
+use crate::proc_stats;
 
 /// Events in one batch (HTTP batch mode and gRPC).
 pub const BATCH: usize = 32;
@@ -330,7 +330,7 @@ pub fn http_request(
     scenario: Scenario,
     worker: usize,
     seq: u64,
-) -> Result<hyper::Request<super::http::Body>, String> {
+) -> Result<hyper::Request<crate::http::Body>, String> {
     let id = format!("w{worker}-{seq}");
     match scenario {
         Scenario::Baseline | Scenario::Structured | Scenario::Grpc => post(

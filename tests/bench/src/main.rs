@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo build --release -p sink-dingtalk      # alone: see below
-//! cargo build --release -p dingtalk-tests --bins
+//! cargo build --release -p bench
 //! target/release/bench                     # the full run (about a minute)
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
@@ -29,32 +29,30 @@
 //! need) into `target/release/sink-dingtalk`, a binary different from the one
 //! `make build` and the Dockerfile produce.
 
-mod bench {
-    pub mod attack;
-    pub mod blackhole;
-    pub mod http;
-    pub mod load;
-    pub mod plot;
-    pub mod pool;
-    pub mod proc_stats;
-    pub mod procs;
-    pub mod relay;
-    pub mod replicas;
-    pub mod report;
-    pub mod storm;
-    pub mod templates;
-}
+mod attack;
+mod blackhole;
+mod http;
+mod load;
+mod plot;
+mod pool;
+mod proc_stats;
+mod procs;
+mod relay;
+mod replicas;
+mod report;
+mod storm;
+mod templates;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use bench::attack::{self, Attack, Attacked};
-use bench::blackhole::Blackhole;
-use bench::load::{self, Measured, Plan, Scenario, Target};
-use bench::procs::{self, SinkSpec};
-use bench::report::{self, Cell, Machine, Run, Start, thousands};
+use crate::attack::{Attack, Attacked};
+use crate::blackhole::Blackhole;
+use crate::load::{Measured, Plan, Scenario, Target};
+use crate::procs::SinkSpec;
+use crate::report::{Cell, Machine, Run, Start, thousands};
 use clap::{Parser, Subcommand};
 
 /// No cell may take longer than this: the run always ends by itself.
@@ -153,7 +151,7 @@ fn main() -> ExitCode {
         .expect("the tokio runtime starts (threads and epoll are available)");
     let result = runtime.block_on(async {
         match args.command {
-            Some(Command::Relay { listen, upstream }) => bench::relay::run(listen, upstream)
+            Some(Command::Relay { listen, upstream }) => relay::run(listen, upstream)
                 .await
                 .map_err(|err| format!("relay on {listen}: {err}")),
             Some(Command::Blackhole) => blackhole_alone().await,
@@ -192,9 +190,9 @@ async fn blackhole_alone() -> Result<(), String> {
 }
 
 fn templates_alone() -> Result<(), String> {
-    let cost = bench::templates::measure()?;
+    let cost = templates::measure()?;
     let mut md = String::new();
-    bench::templates::markdown(&mut md, &cost);
+    templates::markdown(&mut md, &cost);
     println!("{md}");
     Ok(())
 }
@@ -204,7 +202,7 @@ async fn storm_alone(args: &Args) -> Result<(), String> {
     let storm = storm(&ctx).await;
     drop(ctx);
     let mut md = String::new();
-    bench::storm::markdown(&mut md, &storm?, None);
+    storm::markdown(&mut md, &storm?, None);
     println!("{md}");
     Ok(())
 }
@@ -214,7 +212,7 @@ async fn replicas_alone(args: &Args) -> Result<(), String> {
     let replicas = replicas(&ctx).await;
     drop(ctx);
     let mut md = String::new();
-    bench::replicas::markdown(&mut md, &replicas?, None);
+    replicas::markdown(&mut md, &replicas?, None);
     println!("{md}");
     Ok(())
 }
@@ -224,7 +222,7 @@ async fn pool_alone(args: &Args) -> Result<(), String> {
     let pool = pool(&ctx).await;
     drop(ctx);
     let mut md = String::new();
-    bench::pool::markdown(&mut md, &pool?, None);
+    pool::markdown(&mut md, &pool?, None);
     println!("{md}");
     Ok(())
 }
@@ -237,7 +235,7 @@ async fn load_alone(
 ) -> Result<(), String> {
     let plan = Plan::new(scenario, concurrency, events, 300);
     let m = load::run(scenario, target, plan).await?;
-    let ticks = bench::proc_stats::ticks_per_second() as f64;
+    let ticks = proc_stats::ticks_per_second() as f64;
     println!(
         "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
         scenario.name(),
@@ -292,21 +290,21 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
 }
 
 /// The storm row, bounded in time.
-async fn storm(ctx: &Context) -> Result<bench::storm::Storm, String> {
-    let row = bench::storm::measure(&ctx.sink, &ctx.work, &ctx.webhook);
-    within(bench::storm::TIMEOUT, "the storm row", row).await
+async fn storm(ctx: &Context) -> Result<storm::Storm, String> {
+    let row = storm::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(storm::TIMEOUT, "the storm row", row).await
 }
 
 /// The replicas row, bounded in time.
-async fn replicas(ctx: &Context) -> Result<bench::replicas::Replicas, String> {
-    let row = bench::replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook);
-    within(bench::replicas::TIMEOUT, "the replicas row", row).await
+async fn replicas(ctx: &Context) -> Result<replicas::Replicas, String> {
+    let row = replicas::measure(&ctx.sink, &ctx.work, &ctx.webhook);
+    within(replicas::TIMEOUT, "the replicas row", row).await
 }
 
 /// The pool row, bounded in time.
-async fn pool(ctx: &Context) -> Result<bench::pool::Pool, String> {
-    let row = bench::pool::measure(&ctx.sink, &ctx.work);
-    within(bench::pool::TIMEOUT, "the pool row", row).await
+async fn pool(ctx: &Context) -> Result<pool::Pool, String> {
+    let row = pool::measure(&ctx.sink, &ctx.work);
+    within(pool::TIMEOUT, "the pool row", row).await
 }
 
 /// `future`'s result, or an error naming `what` once `limit` has passed
@@ -387,7 +385,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         started,
         duration: clock.elapsed(),
         commit: commit(),
-        ticks_per_sec: bench::proc_stats::ticks_per_second(),
+        ticks_per_sec: proc_stats::ticks_per_second(),
         binary_size,
         levels: args.levels.clone(),
         events: args.events,
@@ -408,25 +406,25 @@ async fn run_all(args: &Args) -> Result<(), String> {
 /// The rows after the throughput cells.
 #[derive(Default)]
 struct Rows {
-    templates: Option<bench::templates::Cost>,
-    storm: Option<bench::storm::Storm>,
-    pool: Option<bench::pool::Pool>,
-    replicas: Option<bench::replicas::Replicas>,
+    templates: Option<templates::Cost>,
+    storm: Option<storm::Storm>,
+    pool: Option<pool::Pool>,
+    replicas: Option<replicas::Replicas>,
 }
 
 async fn rows(ctx: &Context) -> Result<Rows, String> {
     println!("bench: template rendering cost, in process");
-    let templates = bench::templates::measure()?;
+    let templates = templates::measure()?;
 
     println!(
         "bench: storm: outbox appends, then {} alerts against DingTalk's limits (about a minute)",
-        bench::storm::ALERTS
+        storm::ALERTS
     );
     let storm = storm(ctx).await?;
 
     println!(
         "bench: pool: {} alerts to a chat group on three robots",
-        bench::storm::ALERTS
+        storm::ALERTS
     );
     let pool = pool(ctx).await?;
 
@@ -585,7 +583,7 @@ fn write_outputs(run: &Run, out: &Path) -> Result<(), String> {
     let svg_path = out.join("docs").join("bench.svg");
     std::fs::create_dir_all(out.join("docs"))
         .map_err(|err| format!("cannot create {}/docs: {err}", out.display()))?;
-    bench::plot::write(run, &svg_path)?;
+    plot::write(run, &svg_path)?;
     let existing = std::fs::read_to_string(&md_path).ok();
     let kept = existing
         .as_deref()
@@ -612,10 +610,14 @@ fn beside_this_program(name: &str) -> Result<PathBuf, String> {
     Ok(exe.with_file_name(name))
 }
 
-/// The workspace root: this package's parent directory.
+/// The workspace root: two levels above this package (`tests/bench`).
 fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// The commit measured, `+dirty` when the tree has changes.

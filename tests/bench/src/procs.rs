@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
-use super::http::get_readyz;
-use super::load::Target;
-use super::proc_stats;
+use crate::http::get_readyz;
+use crate::load::Target;
+use crate::proc_stats;
 
 /// How long a process may take to become ready before the run gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,7 +95,7 @@ pub async fn start_sink_with_bot(spec: &SinkSpec<'_>, bot: &str) -> Result<Runni
     let store = spec.dir.join("store");
     let _ = std::fs::remove_dir_all(&store);
     let yaml = format!(
-        "# Written by the benchmark (tests/src/bin/bench.rs).\n\
+        "# Written by the benchmark (tests/bench/src/main.rs).\n\
          port: {http}\n\
          grpc_port: {grpc}\n\
          bind: 127.0.0.1\n\

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sink_dingtalk::DingTalkConfig;
 
 fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/templates")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/templates")
 }
 
 /// The ready Alertmanager rule, then rules of the test's own.

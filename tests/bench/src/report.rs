@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::attack::Attacked;
-use super::load::{Measured, Scenario};
+use crate::attack::Attacked;
+use crate::load::{Measured, Scenario};
 
 /// Everything after this line in `BENCHMARKS.md` is written by hand and kept.
 pub const KEEP_MARKER: &str =
@@ -73,7 +73,7 @@ impl Machine {
             .and_then(|rest| rest.split_once(':'))
             .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib = super::proc_stats::kib_field(&meminfo, "MemTotal:").unwrap_or(0);
+        let memory_kib = crate::proc_stats::kib_field(&meminfo, "MemTotal:").unwrap_or(0);
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
@@ -130,13 +130,13 @@ pub struct Run {
     /// HTTP structured with `LOG_LEVEL=info`, when measured.
     pub info_cell: Option<Cell>,
     /// Template rendering cost per event, when measured.
-    pub templates: Option<super::templates::Cost>,
+    pub templates: Option<crate::templates::Cost>,
     /// The storm row, when measured.
-    pub storm: Option<super::storm::Storm>,
+    pub storm: Option<crate::storm::Storm>,
     /// The pool row, when measured.
-    pub pool: Option<super::pool::Pool>,
+    pub pool: Option<crate::pool::Pool>,
     /// The replicas row, when measured.
-    pub replicas: Option<super::replicas::Replicas>,
+    pub replicas: Option<crate::replicas::Replicas>,
     /// The hostile-client attacks, when run.
     pub attacks: Vec<Attacked>,
 }
@@ -180,7 +180,7 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `make bench` (the `bench` program, `tests/src/bin/bench.rs`) on {} UTC, \
+        "Written by `make bench` (the `bench` program, `tests/bench/src/main.rs`) on {} UTC, \
          code at `{}`. The run took {:.0} s (builds excluded).\n",
         utc_date(run.started),
         run.commit,
@@ -219,22 +219,22 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
     }
     logging(&mut md, run);
     if let Some(cost) = &run.templates {
-        super::templates::markdown(&mut md, cost);
+        crate::templates::markdown(&mut md, cost);
     }
     if let Some(storm) = &run.storm {
         let relay = run
-            .cell(Scenario::Baseline, super::storm::IN_FLIGHT)
+            .cell(Scenario::Baseline, crate::storm::IN_FLIGHT)
             .map(|c| c.measured.events_per_sec());
-        super::storm::markdown(&mut md, storm, relay);
+        crate::storm::markdown(&mut md, storm, relay);
     }
     if let Some(pool) = &run.pool {
-        super::pool::markdown(&mut md, pool, run.storm.as_ref());
+        crate::pool::markdown(&mut md, pool, run.storm.as_ref());
     }
     if let Some(replicas) = &run.replicas {
         let embedded = run
-            .cell(Scenario::Structured, super::replicas::IN_FLIGHT)
+            .cell(Scenario::Structured, crate::replicas::IN_FLIGHT)
             .map(|c| &c.measured);
-        super::replicas::markdown(&mut md, replicas, embedded);
+        crate::replicas::markdown(&mut md, replicas, embedded);
     }
     attacks(&mut md, run);
     targets(&mut md, run);
@@ -275,7 +275,7 @@ fn method(md: &mut String, run: &Run) {
          the run with the median events/s (its latencies and CPU too) and the highest peak RSS.",
         run.warmup,
         run.events,
-        super::load::CONTENT_LEN,
+        crate::load::CONTENT_LEN,
         run.repeat,
         levels = levels.join(", ")
     );

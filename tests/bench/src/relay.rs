@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-use super::http::{Body, response, serve};
+use crate::http::{Body, response, serve};
 
 type Upstream = Client<HttpConnector, Body>;
 

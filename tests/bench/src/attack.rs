@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::proc_stats;
-use super::procs::{self, Running, SinkSpec};
+use crate::proc_stats;
+use crate::procs::{self, Running, SinkSpec};
 
 /// The longest an attack holds.
 const HOLD: Duration = Duration::from_secs(12);

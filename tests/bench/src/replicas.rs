@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use connector_sdk::testing::RedisServer;
 
-use super::load::{self, Measured, Plan, Scenario};
-use super::procs::{self, SinkSpec};
+use crate::load::{self, Measured, Plan, Scenario};
+use crate::procs::{self, SinkSpec};
 
 /// Requests in flight, in all.
 pub const IN_FLIGHT: usize = 16;
@@ -152,7 +152,7 @@ fn redis_peak_rss(port: u16) -> Result<u64, String> {
 
 /// The replicas section of BENCHMARKS.md, beside the embedded store's cell.
 pub fn markdown(md: &mut String, replicas: &Replicas, embedded: Option<&Measured>) {
-    use super::report::{mib, ms, thousands};
+    use crate::report::{mib, ms, thousands};
     use std::fmt::Write;
     let _ = writeln!(md, "## Replicas: the store in Redis\n");
     let _ = writeln!(
