@@ -31,6 +31,7 @@
 
 mod attack;
 mod blackhole;
+mod format;
 mod http;
 mod load;
 mod plot;
@@ -50,9 +51,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::attack::{Attack, Attacked};
 use crate::blackhole::Blackhole;
+use crate::format::thousands;
 use crate::load::{Measured, Plan, Scenario, Target};
 use crate::procs::SinkSpec;
-use crate::report::{Cell, Machine, Run, Start, thousands};
+use crate::report::{Cell, Machine, Run, Start};
 use clap::{Parser, Subcommand};
 
 /// No cell may take longer than this: the run always ends by itself.
@@ -240,9 +242,9 @@ async fn load_alone(
         "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
         scenario.name(),
         thousands(m.events_per_sec()),
-        report::ms(m.percentile(0.5)),
-        report::ms(m.percentile(0.99)),
-        report::ms(m.percentile(1.0)),
+        format::ms(m.percentile(0.5)),
+        format::ms(m.percentile(0.99)),
+        format::ms(m.percentile(1.0)),
         m.errors,
         m.cpu_ticks as f64 / ticks * 10_000.0 / m.events.max(1) as f64
     );
@@ -276,8 +278,8 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
         println!(
             "  attack {:<18} peak RSS {:>9}  after {:>9}  /healthz {}/{} answered  POSTs {} ok, {} refused, {} unanswered",
             format!("{which:?}"),
-            report::mib(row.peak_rss_kib),
-            report::mib(row.after_rss_kib),
+            format::mib(row.peak_rss_kib),
+            format::mib(row.after_rss_kib),
             row.health.ok,
             row.health.asked,
             row.posts.ok,
@@ -565,9 +567,9 @@ async fn cell(
         scenario.name(),
         concurrency,
         thousands(cell.measured.events_per_sec()),
-        report::ms(cell.measured.percentile(0.5)),
-        report::ms(cell.measured.percentile(0.99)),
-        report::mib(cell.peak_rss_kib),
+        format::ms(cell.measured.percentile(0.5)),
+        format::ms(cell.measured.percentile(0.99)),
+        format::mib(cell.peak_rss_kib),
         spread.join(" / "),
         if cell.failed_requests > 0 {
             format!("  {} FAILED", cell.failed_requests)
@@ -624,9 +626,9 @@ fn repo_root() -> PathBuf {
 fn commit() -> String {
     let root = repo_root();
     let root = root.to_string_lossy();
-    let head = report::command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"])
+    let head = format::command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"])
         .unwrap_or_else(|| "unknown".into());
-    let dirty = report::command_line("git", &["-C", &root, "status", "--porcelain"])
+    let dirty = format::command_line("git", &["-C", &root, "status", "--porcelain"])
         .is_some_and(|first| !first.is_empty());
     if dirty { format!("{head}+dirty") } else { head }
 }

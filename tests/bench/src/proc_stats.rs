@@ -61,7 +61,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
 pub fn ticks_per_second() -> u64 {
-    crate::report::command_line("getconf", &["CLK_TCK"])
+    crate::format::command_line("getconf", &["CLK_TCK"])
         .and_then(|text| text.parse().ok())
         .filter(|&ticks| ticks > 0)
         .unwrap_or(100)

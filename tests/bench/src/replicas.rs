@@ -152,7 +152,7 @@ fn redis_peak_rss(port: u16) -> Result<u64, String> {
 
 /// The replicas section of BENCHMARKS.md, beside the embedded store's cell.
 pub fn markdown(md: &mut String, replicas: &Replicas, embedded: Option<&Measured>) {
-    use crate::report::{mib, ms, thousands};
+    use crate::format::{mib, ms, thousands};
     use std::fmt::Write;
     let _ = writeln!(md, "## Replicas: the store in Redis\n");
     let _ = writeln!(

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::attack::Attacked;
+use crate::format::{command_line, mib, ms, thousands};
 use crate::load::{Measured, Scenario};
 
 /// Everything after this line in `BENCHMARKS.md` is written by hand and kept.
@@ -84,22 +85,6 @@ impl Machine {
                 .unwrap_or_else(|| "rustc (unknown)".into()),
         }
     }
-}
-
-/// The first line a command prints, if it runs.
-pub fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    })
 }
 
 /// A whole run.
@@ -575,29 +560,6 @@ fn short(scenario: Scenario) -> &'static str {
     }
 }
 
-/// `1.23 ms`.
-pub fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// `12.3 MiB` from KiB.
-pub fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// `12,345`.
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `2026-11-03 14:05`, UTC.
 fn utc_date(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time)
@@ -609,14 +571,6 @@ fn utc_date(time: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(thousands(1_234_567.4), "1,234,567");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(ms(Duration::from_micros(1_234)), "1.23 ms");
-        assert_eq!(mib(15 * 1024), "15.0 MiB");
-    }
 
     #[test]
     fn dates_are_civil() {

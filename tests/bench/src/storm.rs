@@ -215,7 +215,7 @@ pub fn markdown(md: &mut String, storm: &Storm, relay_at_16: Option<f64>) {
     let _ = writeln!(
         md,
         "| accepted into the outbox, events/s | {} |",
-        crate::report::thousands(m.events_per_sec())
+        crate::format::thousands(m.events_per_sec())
     );
     if let Some(relay) = relay_at_16 {
         let _ = writeln!(
@@ -227,13 +227,13 @@ pub fn markdown(md: &mut String, storm: &Storm, relay_at_16: Option<f64>) {
     let _ = writeln!(
         md,
         "| p50 / p99 answer | {} / {} |",
-        crate::report::ms(m.percentile(0.5)),
-        crate::report::ms(m.percentile(0.99))
+        crate::format::ms(m.percentile(0.5)),
+        crate::format::ms(m.percentile(0.99))
     );
     let _ = writeln!(
         md,
         "| peak RSS | {} |",
-        crate::report::mib(storm.outbox_peak_rss_kib)
+        crate::format::mib(storm.outbox_peak_rss_kib)
     );
     let _ = writeln!(
         md,

@@ -242,7 +242,7 @@ pub fn markdown(md: &mut String, cost: &Cost) {
             "| {} | {body} | {:.1} µs | {} |",
             row.what,
             row.per_event.as_secs_f64() * 1e6,
-            crate::report::thousands(1.0 / row.per_event.as_secs_f64().max(1e-9))
+            crate::format::thousands(1.0 / row.per_event.as_secs_f64().max(1e-9))
         );
     }
     let _ = writeln!(
