@@ -1,11 +1,9 @@
 //! End-to-end over gRPC, as a Vanus trigger pushes: `CloudEvents/Send` with
 //! JSON data as bytes and the extensions a redelivery carries.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use connector_sdk::testing::proto::CloudEvent;
 use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
 use connector_sdk::testing::proto::cloud_event::{CloudEventAttributeValue, Data};

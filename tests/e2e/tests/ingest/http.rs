@@ -2,16 +2,14 @@
 //! same files `make demo` sends, in config/examples/), binary
 //! and batch mode, and bad input that must never reach DingTalk.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
-const README_TEXT: &str = include_str!("../../../config/examples/text.json");
-const README_LINK: &str = include_str!("../../../config/examples/link.json");
-const README_MARKDOWN: &str = include_str!("../../../config/examples/markdown.json");
-const README_ACTION_CARD: &str = include_str!("../../../config/examples/actionCard.json");
-const README_FEED_CARD: &str = include_str!("../../../config/examples/feedCard.json");
+const README_TEXT: &str = include_str!("../../../../config/examples/text.json");
+const README_LINK: &str = include_str!("../../../../config/examples/link.json");
+const README_MARKDOWN: &str = include_str!("../../../../config/examples/markdown.json");
+const README_ACTION_CARD: &str = include_str!("../../../../config/examples/actionCard.json");
+const README_FEED_CARD: &str = include_str!("../../../../config/examples/feedCard.json");
 
 #[tokio::test]
 async fn the_readme_examples_reach_dingtalk_field_by_field() {
