@@ -31,6 +31,7 @@
 
 mod attack;
 mod blackhole;
+mod cell;
 mod format;
 mod http;
 mod load;
@@ -51,10 +52,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::attack::{Attack, Attacked};
 use crate::blackhole::Blackhole;
+use crate::cell::{Process, cell};
 use crate::format::thousands;
-use crate::load::{Measured, Plan, Scenario, Target};
+use crate::load::{Plan, Scenario, Target};
 use crate::procs::SinkSpec;
-use crate::report::{Cell, Machine, Run, Start};
+use crate::report::{Machine, Run};
 use clap::{Parser, Subcommand};
 
 /// No cell may take longer than this: the run always ends by itself.
@@ -476,108 +478,6 @@ impl Drop for Context {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
-}
-
-/// The process a cell measures.
-#[derive(Debug, Clone, Copy)]
-enum Process {
-    /// The baseline relay.
-    Relay,
-    /// The sink, with this `LOG_LEVEL`.
-    Sink(&'static str),
-}
-
-/// Measures one cell: `args.repeat` runs, each on a fresh process.
-async fn cell(
-    scenario: Scenario,
-    concurrency: usize,
-    process: Process,
-    ctx: &Context,
-    args: &Args,
-) -> Result<Cell, String> {
-    let plan = Plan::new(scenario, concurrency, args.events, args.warmup);
-    let mut runs = Vec::new();
-    let mut starts = Vec::new();
-    let mut peak_rss_kib = 0;
-    let before = ctx.blackhole.seen();
-    for _ in 0..args.repeat.max(1) {
-        let running = match process {
-            Process::Relay => procs::start_relay(&ctx.work, &ctx.webhook).await?,
-            Process::Sink(log_level) => {
-                let spec = SinkSpec {
-                    binary: &ctx.sink,
-                    dir: &ctx.work,
-                    webhook_url: &ctx.webhook,
-                    log_level,
-                    paced: false,
-                    extra_yaml: "",
-                };
-                procs::start_sink(&spec).await?
-            }
-        };
-        starts.push(Start {
-            ready: running.ready,
-            idle_rss_kib: running.idle_rss_kib,
-        });
-        let measured =
-            tokio::time::timeout(CELL_TIMEOUT, load::run(scenario, running.target, plan))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "{} at {concurrency} took over {CELL_TIMEOUT:?}",
-                        scenario.name()
-                    )
-                })?
-                .map_err(|err| {
-                    format!(
-                        "{} at {concurrency}: {err}\nits log ends with:\n{}",
-                        scenario.name(),
-                        running.log_tail()
-                    )
-                })?;
-        peak_rss_kib = peak_rss_kib.max(running.peak_rss_kib()?);
-        runs.push(measured);
-        // `running` drops here: the process is killed before the next start.
-    }
-    let failed_requests = runs.iter().map(|m| m.errors).sum();
-    let first_error = runs.iter().find_map(|m| m.first_error.clone());
-    runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
-    let spread: Vec<String> = runs.iter().map(|m| thousands(m.events_per_sec())).collect();
-    let range = (
-        runs.first().map_or(0.0, Measured::events_per_sec),
-        runs.last().map_or(0.0, Measured::events_per_sec),
-    );
-    let measured = runs.swap_remove(runs.len() / 2);
-    let cell = Cell {
-        scenario,
-        concurrency,
-        measured,
-        peak_rss_kib,
-        failed_requests,
-        first_error,
-        range,
-        upstream_posts: ctx.blackhole.seen() - before,
-        expected_posts: (plan.warmup_requests + plan.requests)
-            * scenario.events_per_request()
-            * starts.len() as u64,
-        starts,
-    };
-    println!(
-        "  {:<17} {:>4} in flight: {:>7} events/s  p50 {:>9}  p99 {:>9}  peak RSS {:>9}  (runs: {}){}",
-        scenario.name(),
-        concurrency,
-        thousands(cell.measured.events_per_sec()),
-        format::ms(cell.measured.percentile(0.5)),
-        format::ms(cell.measured.percentile(0.99)),
-        format::mib(cell.peak_rss_kib),
-        spread.join(" / "),
-        if cell.failed_requests > 0 {
-            format!("  {} FAILED", cell.failed_requests)
-        } else {
-            String::new()
-        }
-    );
-    Ok(cell)
 }
 
 fn write_outputs(run: &Run, out: &Path) -> Result<(), String> {
