@@ -4,7 +4,7 @@
 use crate::format::{mib, ms, thousands};
 use crate::load::{self, Measured, Plan, Scenario};
 use crate::procs::{self, SinkSpec};
-use crate::report::{Cell, Start};
+use crate::run::{Cell, Start};
 use crate::{Args, CELL_TIMEOUT, Context};
 
 /// The process a cell measures.

@@ -42,6 +42,7 @@ mod procs;
 mod relay;
 mod replicas;
 mod report;
+mod run;
 mod storm;
 mod templates;
 
@@ -56,7 +57,7 @@ use crate::cell::{Process, cell};
 use crate::format::thousands;
 use crate::load::{Plan, Scenario, Target};
 use crate::procs::SinkSpec;
-use crate::report::{Machine, Run};
+use crate::run::{Machine, Run};
 use clap::{Parser, Subcommand};
 
 /// No cell may take longer than this: the run always ends by itself.

@@ -8,7 +8,7 @@ use plotters::coord::combinators::IntoLogRange;
 use plotters::prelude::*;
 
 use crate::load::Scenario;
-use crate::report::Run;
+use crate::run::Run;
 
 const COLORS: [RGBColor; 5] = [
     RGBColor(90, 90, 90),
@@ -28,7 +28,7 @@ fn draw(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .chain(Scenario::SINK)
         .collect();
     let series =
-        |value: &dyn Fn(&crate::report::Cell) -> f64, scenario: Scenario| -> Vec<(f64, f64)> {
+        |value: &dyn Fn(&crate::run::Cell) -> f64, scenario: Scenario| -> Vec<(f64, f64)> {
             run.cells
                 .iter()
                 .filter(|c| c.scenario == scenario)
@@ -42,7 +42,7 @@ fn draw(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(550);
 
-    let throughput = |c: &crate::report::Cell| c.measured.events_per_sec();
+    let throughput = |c: &crate::run::Cell| c.measured.events_per_sec();
     let top = run.cells.iter().map(throughput).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&left)
         .caption("Throughput", ("sans-serif", 20))
@@ -63,7 +63,7 @@ fn draw(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
 
-    let p99 = |c: &crate::report::Cell| c.measured.percentile(0.99).as_secs_f64() * 1000.0;
+    let p99 = |c: &crate::run::Cell| c.measured.percentile(0.99).as_secs_f64() * 1000.0;
     let highest = run.cells.iter().map(p99).fold(0.01, f64::max) * 1.5;
     let lowest = run.cells.iter().map(p99).fold(highest, f64::min).max(0.01) / 1.5;
     let mut chart = ChartBuilder::on(&right)
