@@ -29,6 +29,7 @@
 //! need) into `target/release/sink-dingtalk`, a binary different from the one
 //! `make build` and the Dockerfile produce.
 
+mod alone;
 mod attack;
 mod blackhole;
 mod cell;
@@ -54,8 +55,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::attack::{Attack, Attacked};
 use crate::blackhole::Blackhole;
 use crate::cell::{Process, cell};
-use crate::format::thousands;
-use crate::load::{Plan, Scenario, Target};
+use crate::load::{Scenario, Target};
 use crate::procs::SinkSpec;
 use crate::run::{Machine, Run};
 use clap::{Parser, Subcommand};
@@ -159,12 +159,12 @@ fn main() -> ExitCode {
             Some(Command::Relay { listen, upstream }) => relay::run(listen, upstream)
                 .await
                 .map_err(|err| format!("relay on {listen}: {err}")),
-            Some(Command::Blackhole) => blackhole_alone().await,
-            Some(Command::Templates) => templates_alone(),
-            Some(Command::Storm) => storm_alone(&args).await,
-            Some(Command::Replicas) => replicas_alone(&args).await,
-            Some(Command::Pool) => pool_alone(&args).await,
-            Some(Command::Attacks { only }) => attacks_alone(&args, only).await,
+            Some(Command::Blackhole) => alone::blackhole_alone().await,
+            Some(Command::Templates) => alone::templates_alone(),
+            Some(Command::Storm) => alone::storm_alone(&args).await,
+            Some(Command::Replicas) => alone::replicas_alone(&args).await,
+            Some(Command::Pool) => alone::pool_alone(&args).await,
+            Some(Command::Attacks { only }) => alone::attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,
                 http,
@@ -172,7 +172,9 @@ fn main() -> ExitCode {
                 concurrency,
                 events,
                 pid,
-            }) => load_alone(scenario, Target { http, grpc, pid }, concurrency, events).await,
+            }) => {
+                alone::load_alone(scenario, Target { http, grpc, pid }, concurrency, events).await
+            }
             None => run_all(&args).await,
         }
     });
@@ -183,85 +185,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn blackhole_alone() -> Result<(), String> {
-    let blackhole = Blackhole::start()
-        .await
-        .map_err(|err| format!("cannot start the blackhole: {err}"))?;
-    println!("{}", blackhole.webhook_url());
-    std::future::pending::<()>().await;
-    Ok(())
-}
-
-fn templates_alone() -> Result<(), String> {
-    let cost = templates::measure()?;
-    let mut md = String::new();
-    templates::markdown(&mut md, &cost);
-    println!("{md}");
-    Ok(())
-}
-
-async fn storm_alone(args: &Args) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let storm = storm(&ctx).await;
-    drop(ctx);
-    let mut md = String::new();
-    storm::markdown(&mut md, &storm?, None);
-    println!("{md}");
-    Ok(())
-}
-
-async fn replicas_alone(args: &Args) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let replicas = replicas(&ctx).await;
-    drop(ctx);
-    let mut md = String::new();
-    replicas::markdown(&mut md, &replicas?, None);
-    println!("{md}");
-    Ok(())
-}
-
-async fn pool_alone(args: &Args) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let pool = pool(&ctx).await;
-    drop(ctx);
-    let mut md = String::new();
-    pool::markdown(&mut md, &pool?, None);
-    println!("{md}");
-    Ok(())
-}
-
-async fn load_alone(
-    scenario: Scenario,
-    target: Target,
-    concurrency: usize,
-    events: u64,
-) -> Result<(), String> {
-    let plan = Plan::new(scenario, concurrency, events, 300);
-    let m = load::run(scenario, target, plan).await?;
-    let ticks = proc_stats::ticks_per_second() as f64;
-    println!(
-        "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
-        scenario.name(),
-        thousands(m.events_per_sec()),
-        format::ms(m.percentile(0.5)),
-        format::ms(m.percentile(0.99)),
-        format::ms(m.percentile(1.0)),
-        m.errors,
-        m.cpu_ticks as f64 / ticks * 10_000.0 / m.events.max(1) as f64
-    );
-    Ok(())
-}
-
-async fn attacks_alone(args: &Args, only: Option<Attack>) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let chosen: Vec<Attack> = only.map_or_else(|| Attack::ALL.to_vec(), |a| vec![a]);
-    let attacked = attacks(&ctx, &chosen).await;
-    drop(ctx);
-    let attacked = attacked?;
-    println!("\n{}", report::attack_table(&attacked));
-    Ok(())
 }
 
 /// Runs each attack on a fresh sink.
