@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
@@ -95,14 +95,14 @@ const REPEAT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// occurrence, then at most once per interval, with how many happened.
 #[derive(Debug, Default)]
 struct Repeated {
-    last_logged: Option<std::time::Instant>,
+    last_logged: Option<Instant>,
     unlogged: u64,
 }
 
 impl Repeated {
     /// Notes one occurrence at `now`; returns how many to report when a
     /// line is due (this one included), else `None`.
-    fn note(&mut self, now: std::time::Instant, every: Duration) -> Option<u64> {
+    fn note(&mut self, now: Instant, every: Duration) -> Option<u64> {
         self.unlogged += 1;
         let due = self
             .last_logged
@@ -262,7 +262,7 @@ impl Ledger {
                         // The claim lapses by itself; a redelivery of an
                         // accepted event may then reach the sink again.
                         let due = lock(&failures)
-                            .note(std::time::Instant::now(), REPEAT_LOG_EVERY);
+                            .note(Instant::now(), REPEAT_LOG_EVERY);
                         if let Some(count) = due {
                             tracing::error!(%err, ledger_key = %identity.0, count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger (count: failures since the last such line)");
                         }
@@ -538,7 +538,7 @@ mod tests {
     #[test]
     fn a_repeated_failure_is_logged_once_an_interval_with_its_count() {
         let every = Duration::from_secs(10);
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let mut repeated = Repeated::default();
         assert_eq!(repeated.note(start, every), Some(1), "the first is logged");
         for n in 1..1000u64 {

@@ -26,31 +26,29 @@ pub(crate) fn templates_alone() -> Result<(), String> {
 }
 
 pub(crate) async fn storm_alone(args: &Args) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let storm = storm(&ctx).await;
-    drop(ctx);
-    let mut md = String::new();
-    storm::markdown(&mut md, &storm?, None);
-    println!("{md}");
-    Ok(())
+    row_alone(args, storm, |md, row| storm::markdown(md, row, None)).await
 }
 
 pub(crate) async fn replicas_alone(args: &Args) -> Result<(), String> {
-    let ctx = Context::prepare(args).await?;
-    let replicas = replicas(&ctx).await;
-    drop(ctx);
-    let mut md = String::new();
-    replicas::markdown(&mut md, &replicas?, None);
-    println!("{md}");
-    Ok(())
+    row_alone(args, replicas, |md, row| replicas::markdown(md, row, None)).await
 }
 
 pub(crate) async fn pool_alone(args: &Args) -> Result<(), String> {
+    row_alone(args, pool, |md, row| pool::markdown(md, row, None)).await
+}
+
+/// Measures one row on a context of its own (dropped, with its processes,
+/// before printing) and prints its section of the report.
+async fn row_alone<T>(
+    args: &Args,
+    measure: impl AsyncFnOnce(&Context) -> Result<T, String>,
+    markdown: fn(&mut String, &T),
+) -> Result<(), String> {
     let ctx = Context::prepare(args).await?;
-    let pool = pool(&ctx).await;
+    let row = measure(&ctx).await;
     drop(ctx);
     let mut md = String::new();
-    pool::markdown(&mut md, &pool?, None);
+    markdown(&mut md, &row?);
     println!("{md}");
     Ok(())
 }

@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 
 mod payloads;
 
-use payloads::{attributes_message, grpc_request, json_zeros_event, large_text_event};
+use fake_dingtalk::grpc_client::send_request as grpc_request;
+use payloads::{attributes_message, json_zeros_event, large_text_event};
 
 use crate::proc_stats;
 use crate::procs::{self, Running, SinkSpec};

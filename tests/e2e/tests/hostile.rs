@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use connector_sdk::testing::proto::{BatchEvent, CloudEvent};
+use fake_dingtalk::grpc_client::send_request;
 use fake_dingtalk::{Failure, RobotSpec};
 use prost::Message;
 use serde_json::json;
@@ -554,7 +555,7 @@ async fn held_grpc_streams_stay_within_the_memory_budget() {
                 // A message of 4 MB declared, most of it sent, the rest held.
                 let mut client = client.ready().await.expect("ready");
                 let (answer, mut stream) =
-                    client.send_request(grpc_request(), false).expect("sent");
+                    client.send_request(send_request(), false).expect("sent");
                 let _ = stream.send_data(prefix, false);
                 let _ = stream.send_data(partial, false);
                 let answer = timeout(BOUND, answer).await.expect("answered in time");
@@ -960,16 +961,6 @@ fn grpc_frame(message: &[u8]) -> Bytes {
     Bytes::from(framed)
 }
 
-fn grpc_request() -> hyper::http::Request<()> {
-    hyper::http::Request::builder()
-        .method("POST")
-        .uri("http://sink/vanus.core.cloudevents.CloudEvents/Send")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request")
-}
-
 fn grpc_status(headers: &hyper::http::HeaderMap) -> Option<u32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
@@ -983,7 +974,7 @@ async fn grpc_call(
 ) -> (Option<u32>, String) {
     let call = async {
         let mut ready = client.clone().ready().await.expect("ready");
-        let (answer, mut stream) = ready.send_request(grpc_request(), false).expect("sent");
+        let (answer, mut stream) = ready.send_request(send_request(), false).expect("sent");
         stream.send_data(body, end).expect("data sent");
         let answer = answer.await.expect("an answer");
         let message = |headers: &hyper::http::HeaderMap| {

@@ -1,19 +1,9 @@
-//! What the attacks send: the gRPC request head, and the bodies built to
-//! expand (attributes, a large text, JSON zeros).
+//! What the attacks send: the bodies built to expand (attributes, a large
+//! text, JSON zeros).
 
 use hyper::body::Bytes;
 
 use super::MAX_BODY;
-
-pub(super) fn grpc_request() -> hyper::http::Request<()> {
-    hyper::http::Request::builder()
-        .method("POST")
-        .uri("http://sink/vanus.core.cloudevents.CloudEvents/Send")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap_or_default()
-}
 
 /// One framed `BatchEvent` of about 4 MB: one event with as many
 /// one-letter-ish boolean attributes as fit.
