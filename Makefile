@@ -35,11 +35,12 @@ test: ## Install what the tests need (redis-server), check doc links, fmt, clipp
 	$(CARGO) test --workspace
 
 # Two cargo calls: built together, feature unification would compile
-# connector-sdk's `testing` feature (the tests need it) into the sink, and the
-# bench would measure a binary other than the one `make build` ships.
+# connector-sdk's `testing` feature (the bench and the fake DingTalk need it)
+# into the sink, and the bench would measure a binary other than the one
+# `make build` ships.
 bench: ## Benchmark the release sink against a bare relay; writes BENCHMARKS.md and docs/bench.svg
 	$(CARGO) build --release -p sink-dingtalk
-	$(CARGO) build --release -p dingtalk-tests --bins
+	$(CARGO) build --release -p bench
 	./target/release/bench
 
 docker: ## Build the container image (needs a Docker engine)

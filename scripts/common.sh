@@ -41,5 +41,5 @@ require_free_ports() {
 build_release() {
     echo "==> Building sink-dingtalk and fake-dingtalk (release)"
     cargo build --release -p sink-dingtalk
-    cargo build --release -p dingtalk-tests --bins
+    cargo build --release -p fake-dingtalk
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
@@ -83,6 +83,36 @@ pub(crate) struct Ledger {
     local: Arc<Mutex<HashMap<Identity, Local>>>,
     /// Records written after the answer went out; waited for at shutdown.
     settling: TaskTracker,
+    /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
+    /// count instead of one line an event.
+    failures: Arc<Mutex<Repeated>>,
+}
+
+/// How often a repeated failure to record is logged at most.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts a repeated error and says when to log it: at its first
+/// occurrence, then at most once per interval, with how many happened.
+#[derive(Debug, Default)]
+struct Repeated {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Repeated {
+    /// Notes one occurrence at `now`; returns how many to report when a
+    /// line is due (this one included), else `None`.
+    fn note(&mut self, now: Instant, every: Duration) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|last| now.saturating_duration_since(last) >= every);
+        if !due {
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl Ledger {
@@ -92,6 +122,7 @@ impl Ledger {
             ttl,
             local: Arc::default(),
             settling: TaskTracker::new(),
+            failures: Arc::default(),
         }
     }
 
@@ -216,9 +247,11 @@ impl Ledger {
         let store = self.store.clone();
         let local = Arc::clone(&self.local);
         let ttl = self.ttl;
+        let failures = Arc::clone(&self.failures);
         let write = async move {
             let writes = accepted.iter().map(|identity| {
                 let store = store.clone();
+                let failures = Arc::clone(&failures);
                 async move {
                     let result = if wait {
                         store.put(&identity.0, DONE.to_vec(), ttl).await
@@ -228,7 +261,11 @@ impl Ledger {
                     if let Err(err) = result {
                         // The claim lapses by itself; a redelivery of an
                         // accepted event may then reach the sink again.
-                        tracing::error!(%err, ledger_key = %identity.0, "cannot record an event in the delivered-ledger");
+                        let due = lock(&failures)
+                            .note(Instant::now(), REPEAT_LOG_EVERY);
+                        if let Some(count) = due {
+                            tracing::error!(%err, ledger_key = %identity.0, count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger (count: failures since the last such line)");
+                        }
                     }
                 }
             });
@@ -496,5 +533,27 @@ mod tests {
         ledger.settle(vec![(ids[0].clone(), true)], false).await;
         ledger.flush().await;
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+    }
+
+    #[test]
+    fn a_repeated_failure_is_logged_once_an_interval_with_its_count() {
+        let every = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut repeated = Repeated::default();
+        assert_eq!(repeated.note(start, every), Some(1), "the first is logged");
+        for n in 1..1000u64 {
+            let at = start + Duration::from_millis(n);
+            assert_eq!(
+                repeated.note(at, every),
+                None,
+                "no line within the interval"
+            );
+        }
+        assert_eq!(
+            repeated.note(start + every, every),
+            Some(1000),
+            "one line with the count once the interval passed"
+        );
+        assert_eq!(repeated.note(start + every, every), None);
     }
 }

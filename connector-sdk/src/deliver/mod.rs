@@ -64,13 +64,15 @@ mod endpoint;
 mod flusher;
 pub mod metrics;
 mod outbox;
+mod parcel;
 mod pool;
+mod settings;
 mod status;
 mod storm;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use sha2::{Digest as _, Sha256};
@@ -79,6 +81,8 @@ pub use deadline::{ANSWER_RESERVE, Deadline, MIN_ATTEMPT};
 pub use destination::{Answer, Blame, Destination, Digest, Retry, Verdict};
 pub use flusher::MAX_PER_DIGEST;
 pub use outbox::Entry;
+pub use parcel::{Parcel, Receipt, Route};
+pub use settings::{OutboxSettings, SettingNames, Settings};
 pub use status::{DestinationStatus, LastAnswer, OutboxStatus, Status};
 pub use storm::STORM_SPACING;
 
@@ -91,179 +95,6 @@ use pool::{Pool, lock};
 use crate::sink::{Context, Outcome};
 use crate::store::{Store, StoreError};
 use crate::text::shorten;
-
-/// How the kit treats every destination of a sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// The time one request has, waits and retries included (under the 5 s
-    /// a Vanus trigger waits).
-    pub deadline: Duration,
-    /// How long to hold a destination that said "too fast" without saying
-    /// for how long.
-    pub cooldown: Duration,
-    /// Queue what is past the budget (answered 200) and send it from an
-    /// outbox; `None` answers 429 past the budget instead.
-    pub outbox: Option<OutboxSettings>,
-    /// The sink's names for its settings, quoted in reasons so an operator
-    /// knows what to change.
-    pub names: SettingNames,
-}
-
-/// How outboxes work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxSettings {
-    /// Entries an outbox holds at most; past it, 429.
-    pub max_queued: u64,
-    /// Of each destination's main window, the sends kept for the flusher,
-    /// so a storm's first digest goes within seconds.
-    pub reserved: u32,
-    /// Once more than this many events for a pool arrive within
-    /// `linger`, the rest of the burst waits for the digest, and while
-    /// the storm goes on its digests are spaced (see [`STORM_SPACING`]);
-    /// 0: never (every event on its own while the budget lasts).
-    pub burst: u32,
-    /// How long the first digest of a storm waits for more events (and
-    /// the burst's window; a storm is over once quiet this long).
-    pub linger: Duration,
-}
-
-/// The setting names that reasons quote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingNames {
-    /// The setting of [`OutboxSettings::max_queued`].
-    pub max_queued: &'static str,
-    /// The setting of [`Settings::deadline`].
-    pub deadline: &'static str,
-}
-
-impl Default for SettingNames {
-    fn default() -> Self {
-        Self {
-            max_queued: "max_queued",
-            deadline: "deadline",
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            deadline: Duration::from_secs(3),
-            cooldown: Duration::from_secs(60),
-            outbox: Some(OutboxSettings::default()),
-            names: SettingNames::default(),
-        }
-    }
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            max_queued: 10_000,
-            reserved: 4,
-            burst: 0,
-            linger: Duration::from_secs(1),
-        }
-    }
-}
-
-impl Settings {
-    /// A deadline of [`Settings::deadline`] from now: one per request.
-    pub fn deadline(&self) -> Deadline {
-        Deadline::after(self.deadline)
-    }
-}
-
-/// A target and the destinations that serve it.
-#[derive(Debug)]
-pub struct Route<D> {
-    /// The target's name (a chat group): what parcels name.
-    pub target: String,
-    /// Its destinations; at least one. A destination with the key of one
-    /// already routed is that one (its budget is shared).
-    pub destinations: Vec<D>,
-}
-
-impl<D> Route<D> {
-    /// `target`, served by `destinations`.
-    pub fn new(target: impl Into<String>, destinations: Vec<D>) -> Self {
-        Self {
-            target: target.into(),
-            destinations,
-        }
-    }
-}
-
-/// One event's payload for one target.
-#[derive(Debug, Clone)]
-pub struct Parcel<P> {
-    /// The target, as routed.
-    pub target: Arc<str>,
-    /// The event's `id`.
-    pub event_id: String,
-    /// The event's `source`.
-    pub source: String,
-    /// What to send.
-    pub payload: P,
-    /// Remember it once sent, so that a redelivery of its event skips it
-    /// (see [`Parcel::remembered`]).
-    pub remember: bool,
-}
-
-impl<P> Parcel<P> {
-    /// `payload`, for `target`, of the event `event_id` from `source`.
-    pub fn new(
-        target: impl Into<Arc<str>>,
-        event_id: impl Into<String>,
-        source: impl Into<String>,
-        payload: P,
-    ) -> Self {
-        Self {
-            target: target.into(),
-            event_id: event_id.into(),
-            source: source.into(),
-            payload,
-            remember: false,
-        }
-    }
-
-    /// The same parcel, remembered once sent (for as long as a Vanus
-    /// trigger redelivers, a day): a redelivery of its event is answered
-    /// "delivered" for it without a second send. For an event a sink sends
-    /// to several targets: when one fails, the event is redelivered, and
-    /// only the targets that did not get it are sent to again. (The
-    /// runtime's ledger remembers whole events; a queued parcel is
-    /// remembered by its outbox anyway.) Costs a store read before and a
-    /// durable write after the send.
-    pub fn remembered(mut self) -> Self {
-        self.remember = true;
-        self
-    }
-
-    /// The event's identity in its target: an outbox queues it once under
-    /// this key, whatever its content.
-    pub(crate) fn queue_key(&self) -> String {
-        let mut hasher = Sha256::new();
-        for part in [&*self.source, &*self.event_id, &*self.target] {
-            // Length-prefixed so ("a", "bc") and ("ab", "c") differ.
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        hex::encode(&hasher.finalize()[..16])
-    }
-}
-
-/// What became of one parcel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// The answer for it.
-    pub outcome: Outcome,
-    /// The destination's code for its last send, if any.
-    pub code: Option<i64>,
-    /// True when it joined an outbox instead of being sent (the outcome is
-    /// then [`Outcome::Delivered`]: durably queued).
-    pub queued: bool,
-}
 
 /// Every target, its pool of destinations, and their outboxes' flushers.
 pub struct Delivery<D: Destination> {
