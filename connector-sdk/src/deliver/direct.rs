@@ -83,7 +83,11 @@ impl<D: Destination> Pool<D> {
                 }
             }
             // Past a burst, the rest of a storm waits for the digest.
-            let past_burst = self.storm.arrive() && self.outbox.is_some();
+            let identity = format!(
+                "{}\n{}\n{}",
+                work.parcel.source, work.parcel.event_id, work.parcel.target
+            );
+            let past_burst = self.storm.arrive(&identity) && self.outbox.is_some();
             let receipt = match &held_back {
                 Some(earlier) => Receipt::new(not_sent_after(earlier)),
                 None if queue_rest || past_burst => self.enqueue(&work).await,

@@ -6,9 +6,13 @@
 //!
 //! Arrivals are counted in this process's memory: with replicas behind a
 //! load balancer each counts its share (the budget in the store still
-//! bounds what all of them send).
+//! bounds what all of them send). An event arriving again while it is among
+//! the recent ones (a trigger retrying it) is not counted twice: a retry is
+//! not a storm.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,8 +26,9 @@ pub(crate) struct Storm {
     /// Past this many arrivals within `linger`, the rest queue; 0: never.
     burst: u32,
     linger: Duration,
-    /// The latest `burst + 1` arrivals (at least the latest one), oldest first.
-    recent: Mutex<VecDeque<Instant>>,
+    /// The latest `burst + 1` arrivals (at least the latest one), oldest
+    /// first: when, and a hash of the event's identity.
+    recent: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 impl Storm {
@@ -40,28 +45,42 @@ impl Storm {
         self.burst > 0
     }
 
-    /// Records an arrival now; true when it is past the burst: more than
-    /// `burst` arrived within the linger, this one included.
-    pub(crate) fn arrive(&self) -> bool {
+    /// Records the arrival of the event `identity` (its id and target)
+    /// now; true when it is past the burst: more than `burst` distinct
+    /// events arrived within the linger, this one included.
+    pub(crate) fn arrive(&self, identity: &str) -> bool {
         let now = Instant::now();
+        let hash = {
+            let mut hasher = DefaultHasher::new();
+            identity.hash(&mut hasher);
+            hasher.finish()
+        };
         let keep = usize::try_from(self.burst)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         let mut recent = lock(&self.recent);
-        recent.push_back(now);
-        while recent.len() > keep {
-            recent.pop_front();
+        if let Some(seen) = recent.iter_mut().find(|(_, seen)| *seen == hash) {
+            // A retry: the storm's state as it is, counted once.
+            seen.0 = now;
+        } else {
+            recent.push_back((now, hash));
+            while recent.len() > keep {
+                recent.pop_front();
+            }
         }
         self.burst > 0
             && recent.len() == keep
             && recent
-                .front()
-                .is_some_and(|first| now.saturating_duration_since(*first) <= self.linger)
+                .iter()
+                .all(|(when, _)| now.saturating_duration_since(*when) <= self.linger)
     }
 
     /// How long since the latest arrival; `None` before the first.
     pub(crate) fn quiet_for(&self) -> Option<Duration> {
-        lock(&self.recent).back().map(Instant::elapsed)
+        lock(&self.recent)
+            .iter()
+            .map(|(when, _)| when.elapsed())
+            .min()
     }
 
     /// How long the flusher waits before the next digest of a storm that
@@ -100,20 +119,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn past_the_burst_within_the_linger_the_rest_queue() {
         let storm = Storm::new(3, Duration::from_secs(1));
-        let arrivals: Vec<bool> = (0..5).map(|_| storm.arrive()).collect();
+        let arrivals: Vec<bool> = (0..5).map(|i| storm.arrive(&format!("e{i}"))).collect();
         assert_eq!(arrivals, [false, false, false, true, true]);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         // A quiet second later: one on its own again.
-        assert!(!storm.arrive());
+        assert!(!storm.arrive("e5"));
         let off = Storm::new(0, Duration::from_secs(1));
-        assert!((0..10).all(|_| !off.arrive()));
+        assert!((0..10).all(|i| !off.arrive(&format!("e{i}"))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_event_retried_again_and_again_is_not_a_storm() {
+        let storm = Storm::new(3, Duration::from_secs(1));
+        assert!((0..10).all(|_| !storm.arrive("retried")));
+        assert!(!storm.arrive("other"));
+        assert!(!storm.arrive("third"));
+        assert!(storm.arrive("fourth"), "four distinct events are");
+        assert!(
+            storm.arrive("retried"),
+            "and a retry during a storm queues too"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_storm_that_goes_on_waits_for_quiet_or_the_spacing() {
         let linger = Duration::from_secs(1);
         let storm = Storm::new(3, linger);
-        storm.arrive();
+        storm.arrive("e");
         let since = Some(Duration::from_secs(2));
         assert_eq!(
             storm.digest_wait(None, true),

@@ -87,7 +87,7 @@ pub fn alert(i: usize) -> String {
 
 /// The text that shows alert `i` in the group, unique even as a substring.
 pub fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
+    format!("alert#{i:04}")
 }
 
 /// How many of the messages DingTalk accepted for `token` show each of the

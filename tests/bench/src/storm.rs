@@ -149,15 +149,20 @@ pub(super) fn digests_in(accepted: &[Accepted]) -> usize {
 
 /// What alert `i` carries, to be found in the posts.
 fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
+    format!("alert#{i:04}")
 }
 
 /// The alerts whose [`marker`] `text` holds.
 fn markers_in(text: &str) -> impl Iterator<Item = usize> + '_ {
-    text.match_indices("[alert ").filter_map(|(at, found)| {
-        let digits = text.get(at + found.len()..)?.get(..5)?;
-        let number = digits.strip_suffix(']')?;
-        number.parse().ok().filter(|i| *i < ALERTS)
+    text.match_indices("alert#").filter_map(|(at, found)| {
+        let rest = text.get(at + found.len()..)?;
+        let digits = rest.get(..4)?;
+        // Four digits and no fifth: `alert#12345` is not one of ours.
+        let fifth = rest[4..].chars().next();
+        if fifth.is_some_and(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().filter(|i| *i < ALERTS)
     })
 }
 
@@ -262,7 +267,7 @@ mod tests {
     #[test]
     fn markers_are_found_in_a_post() {
         let digest = format!(
-            r#"{{"markdown":{{"text":"{} disk full\n- {} disk full\n[alert 12345] [alert x]"}}}}"#,
+            r#"{{"markdown":{{"text":"{} disk full\n- {} disk full\nalert#12345 alert#x"}}}}"#,
             marker(7),
             marker(999)
         );

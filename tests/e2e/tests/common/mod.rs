@@ -53,7 +53,7 @@ pub async fn grpc_send(
 
 /// The text that shows alert `i` in the group, unique even as a substring.
 pub fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
+    format!("alert#{i:04}")
 }
 
 /// The markers of the alerts in `range`.
