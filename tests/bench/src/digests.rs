@@ -50,7 +50,7 @@ pub struct Seen {
     pub posts: usize,
     /// The most POSTs in any 60 s.
     pub most_in_a_minute: usize,
-    /// From the first alert sent to it showing.
+    /// From the first alert sent to the first post showing an alert.
     pub first_visible: Option<Duration>,
     /// From the last alert sent to the last one showing.
     pub last_visible: Option<Duration>,
@@ -106,12 +106,51 @@ async fn run(
     };
     let running = procs::start_sink(&spec).await?;
     let first = Instant::now();
-    let refused = send(running.target.http, alerts, kinds, over).await;
-    let last_sent = Instant::now();
+    // Sending and watching at once: the first alert shows while the rest
+    // are still being sent.
+    let sending = async {
+        let refused = send(running.target.http, alerts, kinds, over).await;
+        (refused, Instant::now())
+    };
+    let ((refused, last_sent), watched) = tokio::join!(sending, watch(&fake, alerts, first, over));
+    let last_visible = watched
+        .all_at
+        .map(|at| at.saturating_duration_since(last_sent));
+    drop(running);
+    let accepted = fake.accepted_for("digests");
+    Ok(Seen {
+        posts: accepted.len(),
+        most_in_a_minute: most_in_any_minute(&fake.posted_at("digests")),
+        first_visible: watched.first_visible,
+        last_visible,
+        hosts_shown: watched.shown,
+        largest_post: accepted
+            .iter()
+            .map(|a| a.body.to_string().len())
+            .max()
+            .unwrap_or(0),
+        throttled: fake.throttled_for("digests"),
+        refused,
+    })
+}
 
+/// What the group saw of a run.
+struct Watched {
+    /// From the first alert sent to the first post showing an alert.
+    first_visible: Option<Duration>,
+    /// When every alert's host had shown.
+    all_at: Option<Instant>,
+    /// Alerts whose host showed.
+    shown: usize,
+}
+
+/// Watches the posts until every alert's host shows, or [`VISIBLE_WITHIN`]
+/// after the run's length has passed since `first`.
+async fn watch(fake: &FakeDingTalk, alerts: usize, first: Instant, over: Duration) -> Watched {
     let mut first_visible = None;
     let mut shown = vec![false; alerts];
     let mut read = 0;
+    let mut all_at = None;
     while first.elapsed() < VISIBLE_WITHIN + over {
         let accepted = fake.accepted_for("digests");
         for post in accepted.get(read..).unwrap_or_default() {
@@ -121,32 +160,20 @@ async fn run(
             }
         }
         read = accepted.len();
-        if first_visible.is_none() && shown[0] {
+        if first_visible.is_none() && read > 0 {
             first_visible = Some(first.elapsed());
         }
         if shown.iter().all(|s| *s) {
+            all_at = Some(Instant::now());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let all_shown = shown.iter().all(|s| *s);
-    let last_visible = all_shown.then(|| last_sent.elapsed());
-    drop(running);
-    let accepted = fake.accepted_for("digests");
-    Ok(Seen {
-        posts: accepted.len(),
-        most_in_a_minute: most_in_any_minute(&fake.posted_at("digests")),
+    Watched {
         first_visible,
-        last_visible,
-        hosts_shown: shown.iter().filter(|s| **s).count(),
-        largest_post: accepted
-            .iter()
-            .map(|a| a.body.to_string().len())
-            .max()
-            .unwrap_or(0),
-        throttled: fake.throttled_for("digests"),
-        refused,
-    })
+        all_at,
+        shown: shown.iter().filter(|s| **s).count(),
+    }
 }
 
 /// Sends `alerts` of `kinds` kinds, alert `i` at `i * over / alerts` from
@@ -194,7 +221,7 @@ pub fn markdown(md: &mut String, row: &Digests) {
     use std::fmt::Write;
     let secs = |d: Option<Duration>| {
         d.map_or("not within the wait".to_owned(), |d| {
-            format!("{:.1} s", d.as_secs_f64())
+            format!("{:.2} s", d.as_secs_f64())
         })
     };
     let _ = writeln!(md, "## Digests: what the group reads in a storm\n");
