@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod events;
 pub mod grpc_client;
 mod limits;
 mod model;
