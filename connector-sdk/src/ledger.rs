@@ -24,6 +24,7 @@ use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
+use crate::logging::{REPEAT_LOG_EVERY, Repeated};
 use crate::store::{Store, StoreError};
 
 /// How long a claim holds without being settled: far longer than a request
@@ -86,33 +87,6 @@ pub(crate) struct Ledger {
     /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
     /// count instead of one line an event.
     failures: Arc<Mutex<Repeated>>,
-}
-
-/// How often a repeated failure to record is logged at most.
-const REPEAT_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Counts a repeated error and says when to log it: at its first
-/// occurrence, then at most once per interval, with how many happened.
-#[derive(Debug, Default)]
-struct Repeated {
-    last_logged: Option<Instant>,
-    unlogged: u64,
-}
-
-impl Repeated {
-    /// Notes one occurrence at `now`; returns how many to report when a
-    /// line is due (this one included), else `None`.
-    fn note(&mut self, now: Instant, every: Duration) -> Option<u64> {
-        self.unlogged += 1;
-        let due = self
-            .last_logged
-            .is_none_or(|last| now.saturating_duration_since(last) >= every);
-        if !due {
-            return None;
-        }
-        self.last_logged = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
 }
 
 impl Ledger {
@@ -533,27 +507,5 @@ mod tests {
         ledger.settle(vec![(ids[0].clone(), true)], false).await;
         ledger.flush().await;
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
-    }
-
-    #[test]
-    fn a_repeated_failure_is_logged_once_an_interval_with_its_count() {
-        let every = Duration::from_secs(10);
-        let start = Instant::now();
-        let mut repeated = Repeated::default();
-        assert_eq!(repeated.note(start, every), Some(1), "the first is logged");
-        for n in 1..1000u64 {
-            let at = start + Duration::from_millis(n);
-            assert_eq!(
-                repeated.note(at, every),
-                None,
-                "no line within the interval"
-            );
-        }
-        assert_eq!(
-            repeated.note(start + every, every),
-            Some(1000),
-            "one line with the count once the interval passed"
-        );
-        assert_eq!(repeated.note(start + every, every), None);
     }
 }

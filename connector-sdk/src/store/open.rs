@@ -20,6 +20,9 @@ const SINK_SCOPE: &str = "sink";
 #[derive(Clone)]
 pub struct Opened {
     backend: Arc<dyn Backend>,
+    /// The embedded store's switch that fails its file's writes.
+    #[cfg(feature = "testing")]
+    faults: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl fmt::Debug for Opened {
@@ -34,7 +37,24 @@ impl Opened {
     /// The store over `backend`, for a program or a test that brings its
     /// own (an [`Embedded::in_memory`] one, say).
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            #[cfg(feature = "testing")]
+            faults: None,
+        }
+    }
+
+    /// Makes every write of the embedded database's file fail, as on a
+    /// full disk, while `failing` (reads go on): what tests fill the disk
+    /// with. False when the store has no such switch (not opened by
+    /// [`open`] on `store.path`).
+    #[cfg(feature = "testing")]
+    pub fn fail_writes(&self, failing: bool) -> bool {
+        let Some(faults) = &self.faults else {
+            return false;
+        };
+        faults.store(failing, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// A namespace of the store: keys under `name/`.
@@ -88,5 +108,11 @@ pub(crate) fn open_with_clock(
     }
     let embedded = Embedded::open_with_clock(&config.path, config.max_records, clock)?;
     tracing::info!(path = %config.path.display(), "store: embedded");
-    Ok(Opened::new(Arc::new(embedded)))
+    #[cfg(feature = "testing")]
+    let faults = Some(embedded.fault_switch());
+    Ok(Opened {
+        backend: Arc::new(embedded),
+        #[cfg(feature = "testing")]
+        faults,
+    })
 }

@@ -14,10 +14,15 @@
 //! Times are wall-clock milliseconds, so expiries and send logs mean the
 //! same after a restart.
 //!
+//! After an I/O error (a full disk, say) the writer closes the database and
+//! reopens it with a backoff; until then every operation fails at once.
+//!
 //! The rooms: this file (the store and its [`Backend`] operations, each
 //! a read or a write of one kind), `writer.rs` (the writer thread and its
-//! group commit), `tables.rs` (the tables and what one transaction does to
-//! them).
+//! group commit), `heal.rs` (closing and reopening after an I/O error),
+//! `tables.rs` (the tables and what one transaction does to them),
+//! `file.rs` (the file under redb, with the tests' switch that fails its
+//! writes).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +32,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+use file::{FaultSwitch, SwitchedFile};
+use heal::{Healer, Reopen, Slot};
+
 use super::{
     Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
     SystemClock, Window, millis,
@@ -34,8 +42,10 @@ use super::{
 use tables::{
     GATES, ITEMS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items, record,
 };
-use writer::{Apply, Finish, Kind, Op, QUEUE_BOUND, write_loop};
+use writer::{Apply, Failure, Finish, Kind, Op, QUEUE_BOUND, write_loop};
 
+mod file;
+mod heal;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -60,12 +70,15 @@ pub struct Embedded {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// For reads; `None` once closed, so the file is released.
     reader: Mutex<Option<Reader>>,
+    /// Fails the file's writes while on (tests only turn it on).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    faults: FaultSwitch,
 }
 
 /// What a read needs.
 #[derive(Clone)]
 struct Reader {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     clock: Arc<dyn Clock>,
 }
 
@@ -98,20 +111,26 @@ impl Embedded {
             ))
         })?;
         let file = dir.join(FILE_NAME);
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&file)
-            .map_err(|err| match err {
-                redb::DatabaseError::DatabaseAlreadyOpen => problem(format!(
-                    "{} is in use by another process; give each connector process its own store.path (or share state through store.redis)",
-                    file.display()
-                )),
-                other => problem(format!(
-                    "cannot open {} ({other}); check that the directory is writable and the file is not damaged",
-                    file.display()
-                )),
-            })?;
-        Self::serve(db, dir.to_owned(), max_records, clock)
+        let faults = FaultSwitch::default();
+        let db = open_file(&file, &faults).map_err(|err| match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => problem(format!(
+                "{} is in use by another process; give each connector process its own store.path (or share state through store.redis)",
+                file.display()
+            )),
+            other => problem(format!(
+                "cannot open {} ({other}); check that the directory is writable and the file is not damaged",
+                file.display()
+            )),
+        })?;
+        let reopen: Reopen = {
+            let faults = faults.clone();
+            Box::new(move || {
+                let db = open_file(&file, &faults).map_err(|err| err.to_string())?;
+                create_tables(&db).map_err(|err| err.to_string())?;
+                Ok(db)
+            })
+        };
+        Self::serve(db, dir.to_owned(), max_records, clock, Some(reopen), faults)
     }
 
     /// Creates the tables and starts the writer thread.
@@ -120,6 +139,8 @@ impl Embedded {
         path: PathBuf,
         max_records: u64,
         clock: Arc<dyn Clock>,
+        reopen: Option<Reopen>,
+        faults: FaultSwitch,
     ) -> Result<Self, OpenError> {
         let problem = |reason: String| OpenError {
             setting: format!("store.path {}", path.display()),
@@ -131,20 +152,22 @@ impl Embedded {
             ))
         })?;
         let (ops, queue) = mpsc::channel(QUEUE_BOUND);
-        let db = Arc::new(db);
+        let slot = Arc::new(Slot::new(db));
         let reader = Reader {
-            db: Arc::clone(&db),
+            slot: Arc::clone(&slot),
             clock: Arc::clone(&clock),
         };
+        let healer = Healer::new(slot, reopen, path.display().to_string());
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(&db, queue, max_records, clock.as_ref()))
+            .spawn(move || write_loop(healer, queue, max_records, clock.as_ref()))
             .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
         Ok(Self {
             path,
             ops: Mutex::new(Some(ops)),
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
+            faults,
         })
     }
 
@@ -159,7 +182,20 @@ impl Embedded {
         let db = redb::Builder::new()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| problem(format!("cannot create an in-memory store: {err}")))?;
-        Self::serve(db, path, u64::MAX, Arc::new(SystemClock))
+        Self::serve(
+            db,
+            path,
+            u64::MAX,
+            Arc::new(SystemClock),
+            None,
+            FaultSwitch::default(),
+        )
+    }
+
+    /// The switch that fails the file's writes as a full disk would.
+    #[cfg(feature = "testing")]
+    pub(crate) fn fault_switch(&self) -> FaultSwitch {
+        self.faults.clone()
     }
 
     /// Runs `f` on a read transaction of its own, now. (A short, bounded
@@ -169,7 +205,15 @@ impl Embedded {
         f: impl FnOnce(&ReadTransaction, u64) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
         let reader = lock(&self.reader).clone().ok_or(StoreError::Closed)?;
-        let txn = reader.db.begin_read().map_err(unavailable)?;
+        // None while the writer reopens it after an I/O error: nothing is
+        // answered from a database that cannot write what follows.
+        let db = reader.slot.current().ok_or_else(|| {
+            unavailable(format!(
+                "{} is being reopened after an I/O error",
+                self.path.display()
+            ))
+        })?;
+        let txn = db.begin_read().map_err(unavailable)?;
         f(&txn, reader.clock.now_ms()).map_err(unavailable)
     }
 
@@ -198,7 +242,7 @@ impl Embedded {
         let (answer, answered) = oneshot::channel();
         let apply: Apply = Box::new(move |tables, now| {
             let result = f(tables, now);
-            let failed = result.as_ref().err().map(ToString::to_string);
+            let failed = result.as_ref().err().map(Failure::of);
             let finish: Finish = Box::new(move |batch| {
                 // The batch result wins: a value from an aborted transaction
                 // never happened.
@@ -222,6 +266,13 @@ impl Embedded {
                 ))
             })?
     }
+}
+
+/// Opens (or creates) the database in `file`, its writes behind `faults`.
+fn open_file(file: &Path, faults: &FaultSwitch) -> Result<Database, redb::DatabaseError> {
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(SwitchedFile::open(file, faults.clone())?)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -371,9 +422,14 @@ impl Backend for Embedded {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        // The writer too: a store whose writer is gone takes no event.
-        self.read(|_, _| Ok(()))?;
-        self.run(Kind::Volatile, |t, _| t.usable()).await
+        // The writer first: a store whose writer is gone takes no event,
+        // and after an I/O error it is the writer that reopens the
+        // database, on an operation (this one, a second at the latest).
+        // Durable: a full disk shows only when redb writes the file, which
+        // lazy writes and claims do not (they wait for a durable commit);
+        // this also bounds how long a lazy write waits for one.
+        self.run(Kind::Durable, |t, _| t.usable()).await?;
+        self.read(|_, _| Ok(()))
     }
 
     async fn close(&self) {

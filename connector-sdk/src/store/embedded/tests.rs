@@ -116,3 +116,84 @@ async fn a_second_process_on_the_same_path_is_refused() {
         "{err}"
     );
 }
+
+/// Retries `op` (a bounded number of times, a little apart) until it
+/// succeeds; its last error if it never does.
+async fn eventually<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut last = Err(StoreError::Closed);
+    for _ in 0..200 {
+        last = op().await;
+        if last.is_ok() {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn after_an_io_error_the_database_is_reopened_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+    let faults = embedded.fault_switch();
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    let ttl = Duration::from_secs(600);
+    store.put("before", b"v".to_vec(), ttl).await.expect("put");
+
+    // The disk fills: the write fails, and then every operation does,
+    // reads included, at once rather than from a poisoned database.
+    faults.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failed = store.put("during", b"v".to_vec(), ttl).await;
+    assert!(
+        matches!(&failed, Err(StoreError::Unavailable { reason, .. }) if reason.contains("no space left")),
+        "{failed:?}"
+    );
+    let read = store.get("before").await;
+    assert!(
+        matches!(&read, Err(StoreError::Unavailable { reason, .. }) if reason.contains("reopened")),
+        "{read:?}"
+    );
+    let probe = embedded.health().await;
+    assert!(probe.is_err(), "the probe sees it too: {probe:?}");
+    // Still full: reopening fails, and is tried again later.
+    tokio::time::sleep(heal::FIRST_RETRY * 2).await;
+    assert!(store.put("during", b"v".to_vec(), ttl).await.is_err());
+
+    // Space is freed: the store reopens on the operations that follow,
+    // with what it held before the error.
+    faults.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually(|| embedded.health()).await.expect("healed");
+    assert_eq!(store.get("before").await, Ok(Some(b"v".to_vec())));
+    store
+        .put("after", b"v".to_vec(), ttl)
+        .await
+        .expect("writes again");
+    assert_eq!(store.get("after").await, Ok(Some(b"v".to_vec())));
+    embedded.close().await;
+    // And what it wrote after reopening is on disk.
+    let reopened = open(dir.path());
+    assert_eq!(reopened.get("after").await, Ok(Some(b"v".to_vec())));
+}
+
+#[tokio::test]
+async fn the_probe_finds_a_full_disk_under_lazy_writes() {
+    // Lazy writes (the ledger's records) reach the file only with the
+    // next durable commit: the probe's is one, so it finds the full disk,
+    // and the lazy writes after it fail.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    embedded
+        .fault_switch()
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let ttl = Duration::from_secs(600);
+    let _ = store.put_lazily("r", b"v".to_vec(), ttl).await;
+    let probe = embedded.health().await;
+    assert!(probe.is_err(), "{probe:?}");
+    let lazy = store.put_lazily("s", b"v".to_vec(), ttl).await;
+    assert!(lazy.is_err(), "{lazy:?}");
+}
