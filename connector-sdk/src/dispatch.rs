@@ -140,8 +140,20 @@ impl<S: Sink> Dispatch<S> {
         }));
         // A retryable answer brings the batch back: the ledger must know what
         // was accepted before the sender acts on the answer.
-        self.ledger.settle(settled, answer.is_retryable()).await;
-        answer
+        let retryable = answer.is_retryable();
+        match self.ledger.settle(settled, retryable).await {
+            Err(err) if !retryable => {
+                // Fail closed: the records were awaited (the store is down)
+                // and are not written; a 200 now would let a redelivery be
+                // handed to the sink as new.
+                tracing::debug!(%err, "cannot record accepted events in the delivered-ledger; answering retry-later");
+                Outcome::unavailable(
+                    Unavailable::ServiceUnavailable,
+                    "the connector's store could not record the delivery; retry later",
+                )
+            }
+            _ => answer,
+        }
     }
 
     /// The sink's outcomes for `events`, in order. A panic in the sink gives

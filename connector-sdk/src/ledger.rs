@@ -15,8 +15,15 @@
 //! are kept in memory (nothing else could see them), and cost no write.
 //! Either way, an event accepted whose record is still being written is
 //! known here as accepted, so a redelivery in that moment is answered 200.
+//!
+//! Fail closed: a record written after the answer (the fast path) that
+//! fails marks the store down at once; while it is down, records are
+//! written before the answer, and one that fails turns the answer into
+//! "retry later". A record that failed is kept in memory (a redelivery is
+//! answered 200, not handed to the sink again) and written with the next
+//! records once the store is back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
 use crate::logging::{REPEAT_LOG_EVERY, Repeated};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreHealth};
 
 /// How long a claim holds without being settled: far longer than a request
 /// may take (a sink answers within the sender's 5 s), short enough that one
@@ -87,16 +94,27 @@ pub(crate) struct Ledger {
     /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
     /// count instead of one line an event.
     failures: Arc<Mutex<Repeated>>,
+    /// The store's health: a failed record write marks it down; while it
+    /// is down records are written before the answer.
+    health: StoreHealth,
+    /// Accepted events whose record failed, to write again (up to
+    /// [`MAX_UNRECORDED`]); memory answers for them meanwhile.
+    unrecorded: Arc<Mutex<VecDeque<Identity>>>,
 }
 
+/// Accepted events whose record failed kept for another write at most.
+const MAX_UNRECORDED: usize = 100_000;
+
 impl Ledger {
-    pub(crate) fn new(store: Store, ttl: Duration) -> Self {
+    pub(crate) fn new(store: Store, ttl: Duration, health: StoreHealth) -> Self {
         Self {
             store,
             ttl,
             local: Arc::default(),
             settling: TaskTracker::new(),
             failures: Arc::default(),
+            health,
+            unrecorded: Arc::default(),
         }
     }
 
@@ -191,12 +209,18 @@ impl Ledger {
     }
 
     /// Remembers the events the sink accepted and releases the claims of
-    /// the others. With `wait`, returns once the records are durable (the
-    /// sender was told to retry, so the redelivery must find them);
-    /// otherwise writes them in the background, lazily: the sender has its
-    /// 200 and will not send them again, so they ride on the store's next
-    /// durable commit instead of paying an fsync each.
-    pub(crate) async fn settle(&self, settled: Vec<(Identity, bool)>, wait: bool) {
+    /// the others. With `wait`, or while the store is down, returns once
+    /// the records are durable (the sender was told to retry, so the
+    /// redelivery must find them; or the store may not write them), with
+    /// the error of one that failed; otherwise writes them in the
+    /// background, lazily: the sender has its 200 and will not send them
+    /// again, so they ride on the store's next durable commit instead of
+    /// paying an fsync each, and one that fails marks the store down.
+    pub(crate) async fn settle(
+        &self,
+        settled: Vec<(Identity, bool)>,
+        wait: bool,
+    ) -> Result<(), StoreError> {
         let mut accepted = Vec::with_capacity(settled.len());
         let mut refused = Vec::new();
         for (identity, was_accepted) in settled {
@@ -210,50 +234,105 @@ impl Ledger {
         // answer waits for them.
         futures_util::future::join_all(refused.iter().map(|identity| self.release(identity))).await;
         if accepted.is_empty() {
-            return;
+            return Ok(());
         }
+        let down = self.health.problem().is_some();
+        let wait = wait || down;
         {
             let mut local = self.local();
             for identity in &accepted {
                 local.insert(identity.clone(), Local::Accepted);
             }
         }
+        // Their records failed before: they go with these.
+        let again = if down {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut *lock(&self.unrecorded))
+        };
+        let write = self.record(accepted, again, wait);
+        if wait {
+            write.await
+        } else {
+            self.settling.spawn(async move {
+                let _ = write.await;
+            });
+            Ok(())
+        }
+    }
+
+    /// Writes the records of `accepted` (and of `again`, which failed
+    /// before), durably with `wait`; the error of the first of `accepted`
+    /// that failed. Each that fails stays known in memory as accepted and is
+    /// kept to be written again; the store counts as down from then on.
+    fn record(
+        &self,
+        accepted: Vec<Identity>,
+        again: VecDeque<Identity>,
+        wait: bool,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let store = self.store.clone();
         let local = Arc::clone(&self.local);
         let ttl = self.ttl;
         let failures = Arc::clone(&self.failures);
-        let write = async move {
-            let writes = accepted.iter().map(|identity| {
+        let health = self.health.clone();
+        let unrecorded = Arc::clone(&self.unrecorded);
+        let fresh = accepted.len();
+        async move {
+            let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
+            let writes = all.iter().map(|identity| {
                 let store = store.clone();
-                let failures = Arc::clone(&failures);
                 async move {
-                    let result = if wait {
+                    if wait {
                         store.put(&identity.0, DONE.to_vec(), ttl).await
                     } else {
                         store.put_lazily(&identity.0, DONE.to_vec(), ttl).await
-                    };
-                    if let Err(err) = result {
-                        // The claim lapses by itself; a redelivery of an
-                        // accepted event may then reach the sink again.
-                        let due = lock(&failures)
-                            .note(Instant::now(), REPEAT_LOG_EVERY);
-                        if let Some(count) = due {
-                            tracing::error!(%err, ledger_key = %identity.0, count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger (count: failures since the last such line)");
-                        }
                     }
                 }
             });
-            futures_util::future::join_all(writes).await;
-            // Only now: until the record is readable, memory answers for it.
-            let mut local = lock(&local);
-            for identity in &accepted {
-                local.remove(identity);
+            let results = futures_util::future::join_all(writes).await;
+            let mut first_error = None;
+            let mut failed = Vec::new();
+            {
+                // Only now: until the record is readable, memory answers
+                // for it; and for one that failed, until it is written.
+                let mut local = lock(&local);
+                for (index, (identity, result)) in all.into_iter().zip(results).enumerate() {
+                    match result {
+                        Ok(()) => {
+                            local.remove(&identity);
+                        }
+                        Err(err) => {
+                            if index < fresh && first_error.is_none() {
+                                first_error = Some(err.clone());
+                            }
+                            failed.push((identity, err));
+                        }
+                    }
+                }
             }
-        };
-        if wait {
-            write.await;
-        } else {
-            self.settling.spawn(write);
+            let Some((_, err)) = failed.first() else {
+                return Ok(());
+            };
+            // Without a record, a redelivery of an accepted event may reach
+            // the sink again: the next events are answered only once theirs
+            // are written.
+            health.failed(err.to_string(), store.backend_name());
+            let due = lock(&failures).note(Instant::now(), REPEAT_LOG_EVERY);
+            if let Some(count) = due {
+                tracing::error!(%err, failed = failed.len(), count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger; kept in memory to write again (count: failed settles since the last such line)");
+            }
+            let mut kept = lock(&unrecorded);
+            for (identity, _) in failed {
+                if kept.len() >= MAX_UNRECORDED {
+                    // Forgotten: a redelivery reaches the sink again.
+                    if let Some(oldest) = kept.pop_front() {
+                        lock(&local).remove(&oldest);
+                    }
+                }
+                kept.push_back(identity);
+            }
+            first_error.map_or(Ok(()), Err)
         }
     }
 
@@ -261,6 +340,11 @@ impl Ledger {
     pub(crate) async fn flush(&self) {
         self.settling.close();
         self.settling.wait().await;
+        // A last try for the records that failed.
+        let again = std::mem::take(&mut *lock(&self.unrecorded));
+        if !again.is_empty() {
+            let _ = self.record(Vec::new(), again, true).await;
+        }
     }
 }
 
@@ -288,7 +372,7 @@ mod tests {
 
     fn ledger(dir: &std::path::Path) -> Ledger {
         let store = Store::new(Arc::new(Embedded::open(dir, 1_000).expect("opens")));
-        Ledger::new(store, Duration::from_secs(3_600))
+        Ledger::new(store, Duration::from_secs(3_600), StoreHealth::default())
     }
 
     #[test]
@@ -333,7 +417,8 @@ mod tests {
         );
         ledger
             .settle(vec![(ids[0].clone(), true), (ids[1].clone(), false)], true)
-            .await;
+            .await
+            .expect("recorded");
         assert_eq!(
             ledger.claim(&ids).await,
             Ok(vec![Entry::Done, Entry::Fresh])
@@ -358,7 +443,10 @@ mod tests {
         let ledger = ledger(dir.path());
         let ids = [Identity::of(&event("s", "1"))];
         ledger.claim(&ids).await.expect("claims");
-        ledger.settle(vec![(ids[0].clone(), true)], false).await;
+        ledger
+            .settle(vec![(ids[0].clone(), true)], false)
+            .await
+            .expect("settled");
         // No flush: the record is on its way, the redelivery is here now.
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
         ledger.flush().await;
@@ -463,7 +551,11 @@ mod tests {
             removers: tokio::sync::Barrier::new(removers),
             failing_key: failing.0.clone(),
         };
-        Ledger::new(Store::new(Arc::new(backend)), Duration::from_secs(3_600))
+        Ledger::new(
+            Store::new(Arc::new(backend)),
+            Duration::from_secs(3_600),
+            StoreHealth::default(),
+        )
     }
 
     #[tokio::test]
@@ -480,7 +572,8 @@ mod tests {
         let refused = ids.iter().map(|id| (id.clone(), false)).collect();
         tokio::time::timeout(Duration::from_secs(5), ledger.settle(refused, true))
             .await
-            .expect("both releases in flight at once, not one after the other");
+            .expect("both releases in flight at once, not one after the other")
+            .expect("nothing to record");
     }
 
     #[tokio::test]
@@ -504,8 +597,82 @@ mod tests {
         let ledger = ledger(dir.path());
         let ids = [Identity::of(&event("s", "1"))];
         ledger.claim(&ids).await.expect("claims");
-        ledger.settle(vec![(ids[0].clone(), true)], false).await;
+        ledger
+            .settle(vec![(ids[0].clone(), true)], false)
+            .await
+            .expect("settled");
         ledger.flush().await;
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+    }
+
+    #[tokio::test]
+    async fn a_failed_record_marks_the_store_down_and_the_next_are_awaited() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+        let health = StoreHealth::default();
+        let store = Store::new(Arc::clone(&embedded) as Arc<dyn crate::store::Backend>);
+        let ledger = Ledger::new(store, Duration::from_secs(3_600), health.clone());
+        let ids = [
+            Identity::of(&event("s", "1")),
+            Identity::of(&event("s", "2")),
+        ];
+        ledger.claim(&ids).await.expect("claims");
+        // The disk fills; the probe's durable commit is the first to see it.
+        embedded
+            .fault_switch()
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            crate::store::Backend::health(embedded.as_ref())
+                .await
+                .is_err()
+        );
+        assert!(health.problem().is_none(), "no probe runs here");
+        // The fast path: answered before the record, which then fails...
+        ledger
+            .settle(vec![(ids[0].clone(), true)], false)
+            .await
+            .expect("not awaited");
+        ledger.flush().await;
+        // ... and marks the store down: the next record is awaited, and
+        // its failure is the answer.
+        assert!(health.problem().is_some(), "marked down by the failure");
+        let settled = ledger.settle(vec![(ids[1].clone(), true)], false).await;
+        assert!(settled.is_err(), "{settled:?}");
+        // Both stay known as accepted: a redelivery is not handed on again.
+        assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done, Entry::Done]));
+
+        // The disk has room again and the store reopens: the next records
+        // carry the failed ones along, durably.
+        embedded
+            .fault_switch()
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut healed = false;
+        for _ in 0..200 {
+            if crate::store::Backend::health(embedded.as_ref())
+                .await
+                .is_ok()
+            {
+                healed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(healed, "the store reopens");
+        health.record(None, "embedded");
+        let third = Identity::of(&event("s", "3"));
+        ledger
+            .claim(std::slice::from_ref(&third))
+            .await
+            .expect("claims");
+        ledger
+            .settle(vec![(third.clone(), true)], true)
+            .await
+            .expect("recorded");
+        let fresh = Ledger::new(ledger.store.clone(), ledger.ttl, StoreHealth::default());
+        assert_eq!(
+            fresh.claim(&[ids[0].clone(), ids[1].clone(), third]).await,
+            Ok(vec![Entry::Done, Entry::Done, Entry::Done]),
+            "in the store, not only in memory"
+        );
     }
 }

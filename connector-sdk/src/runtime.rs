@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// How long the delivered-ledger remembers an accepted event.
     pub ledger_ttl: Duration,
+    /// How long the store may be down before `/healthz` fails too; `None`:
+    /// never (`store.unhealthy_after_secs`).
+    pub store_unhealthy_after: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -52,6 +55,7 @@ impl ServeOptions {
             limits: Limits::default(),
             drain_delay: Duration::ZERO,
             ledger_ttl: RuntimeConfig::default().ledger_ttl(),
+            store_unhealthy_after: RuntimeConfig::default().store.unhealthy_after(),
         }
     }
 }
@@ -64,6 +68,7 @@ impl From<&RuntimeConfig> for ServeOptions {
             limits: config.limits(),
             drain_delay: Duration::from_millis(config.drain_delay_ms),
             ledger_ttl: config.ledger_ttl(),
+            store_unhealthy_after: config.store.unhealthy_after(),
         }
     }
 }
@@ -120,13 +125,19 @@ impl Server {
         let admission = Admission::new(limits);
         let mut tasks = Vec::with_capacity(2);
 
-        let ledger = Arc::new(Ledger::new(store.scope(LEDGER_SCOPE), options.ledger_ttl));
+        let health = StoreHealth::default();
+        let ledger = Arc::new(Ledger::new(
+            store.scope(LEDGER_SCOPE),
+            options.ledger_ttl,
+            health.clone(),
+        ));
         let deliveries = TaskTracker::new();
         let dispatch = Arc::new(Dispatch::new(sink, Arc::clone(&ledger), deliveries.clone()));
-        let (health, watch) = StoreHealth::watch(store.clone());
+        let watch = health.watch(store.clone());
         let store_status = ingest::StoreStatus {
             backend: store.backend_name(),
             health,
+            unhealthy_after: options.store_unhealthy_after,
         };
         let router = ingest::http_router(
             Arc::clone(&dispatch),

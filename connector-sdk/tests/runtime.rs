@@ -1,7 +1,8 @@
 //! The runtime's own behaviour, through the public API and the testing kit:
 //! what reaches the sink (once, in order, again when it was not accepted),
 //! what a sink's panic or missing outcome costs, how a store failure is
-//! answered, and that shutdown waits for a delivery whose sender hung up.
+//! answered, how the store heals after a full disk, and that shutdown waits
+//! for a delivery whose sender hung up.
 
 mod support;
 
@@ -143,4 +144,57 @@ async fn a_store_failure_is_retry_later_without_its_detail() {
         "the connector's store is unavailable; retry later\n"
     );
     assert!(server.sink().ids().is_empty());
+}
+
+/// GETs `path` until it answers `status`, a bounded number of times; the
+/// last reply.
+async fn until_status(server: &TestServer<Recorder>, path: &str, status: u16) -> (bool, String) {
+    let mut last = String::new();
+    for _ in 0..300 {
+        let reply = server.get(path).await;
+        if reply.status == status {
+            return (true, reply.body);
+        }
+        last = format!("{reply:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (false, last)
+}
+
+#[tokio::test]
+async fn a_full_disk_is_answered_retry_later_then_the_store_heals_by_itself() {
+    let server = TestServer::<Recorder>::from_yaml("store:\n  unhealthy_after_secs: 1\n").await;
+    let before = event("before").build();
+    assert_eq!(server.send_structured(&before).await.status, 200);
+
+    // The volume fills: the store fails its writes.
+    server.fail_store_writes(true);
+    let (down, reply) = until_status(&server, "/readyz", 503).await;
+    assert!(down, "/readyz never went 503: {reply}");
+    assert!(reply.contains("the store is down"), "{reply}");
+    // Events are answered "retry later" and never reach the sink, which
+    // would post them without a record.
+    let during = event("during").build();
+    let reply = server.send_structured(&during).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    let reply = server.send_grpc(std::slice::from_ref(&during)).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(server.sink().ids(), ["before"], "nothing handed on");
+    // Down past store.unhealthy_after_secs: /healthz fails, so the
+    // orchestrator restarts the pod.
+    let (dead, reply) = until_status(&server, "/healthz", 503).await;
+    assert!(dead, "/healthz never went 503: {reply}");
+    assert!(reply.contains("store.unhealthy_after_secs: 1"), "{reply}");
+
+    // Space is freed: the store reopens by itself and takes events again.
+    server.fail_store_writes(false);
+    let (ready, reply) = until_status(&server, "/readyz", 200).await;
+    assert!(ready, "/readyz never came back: {reply}");
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.send_structured(&during).await.status, 200);
+    // What the ledger held before the disk filled is still there.
+    assert_eq!(server.send_structured(&before).await.status, 200);
+    assert_eq!(server.sink().ids(), ["before", "during"]);
+    let status = server.get("/status").await;
+    assert!(status.body.contains(r#""healthy":true"#), "{status:?}");
 }

@@ -1,5 +1,7 @@
 //! HTTP ingest: `POST /` takes a CloudEvent in structured, binary or batch
-//! mode. Beside it: `GET /healthz` (alive), `GET /readyz` (taking work; 503
+//! mode. Beside it: `GET /healthz` (alive; 503 once the store has been down
+//! for `store.unhealthy_after_secs`, so the orchestrator restarts the
+//! process), `GET /readyz` (taking work; 503
 //! while shutting down, while admission is saturated, or while the store is
 //! down), `GET /metrics` (Prometheus) and `GET /status` (the sink's own view
 //! and the store's health, as JSON).
@@ -11,6 +13,7 @@
 //! says what happened, unknown paths and methods included.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -67,7 +70,7 @@ pub(crate) fn router<S: Sink>(
     });
     Router::new()
         .route("/", post(ingest::<S>))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(alive::<S>))
         .route("/readyz", get(ready::<S>))
         .route("/metrics", get(|| async { metrics::render() }))
         .route("/status", get(status_view::<S>))
@@ -157,6 +160,23 @@ async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
     axum::Json(view).into_response()
 }
 
+async fn alive<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
+    let limit = app.store.unhealthy_after;
+    match (app.store.health.down_for(), limit) {
+        (Some((problem, down)), Some(limit)) if down >= limit => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the store has been down for {} s (store.unhealthy_after_secs: {}): {}\n",
+                down.as_secs(),
+                limit.as_secs(),
+                shorten(&problem, REASON_BYTES)
+            ),
+        )
+            .into_response(),
+        _ => "ok\n".into_response(),
+    }
+}
+
 async fn ready<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
     if !app.readiness.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -188,6 +208,8 @@ pub(crate) struct StoreStatus {
     pub backend: &'static str,
     /// Its latest health.
     pub health: StoreHealth,
+    /// How long it may be down before `/healthz` fails; `None`: never.
+    pub unhealthy_after: Option<Duration>,
 }
 
 /// The three HTTP encodings of CloudEvents.

@@ -59,6 +59,17 @@ pub struct StoreConfig {
     pub max_records: u64,
     /// A Redis shared by every replica, instead of the embedded database.
     pub redis: Option<RedisConfig>,
+    /// Once the store has been down this long, `/healthz` fails too (503),
+    /// so the orchestrator restarts the process; 0: never. Default 60.
+    pub unhealthy_after_secs: u64,
+}
+
+impl StoreConfig {
+    /// How long the store may be down before `/healthz` fails; `None`:
+    /// never.
+    pub fn unhealthy_after(&self) -> Option<Duration> {
+        (self.unhealthy_after_secs > 0).then(|| Duration::from_secs(self.unhealthy_after_secs))
+    }
 }
 
 impl Default for StoreConfig {
@@ -67,6 +78,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("/vanus-connect/data"),
             max_records: 1_000_000,
             redis: None,
+            unhealthy_after_secs: 60,
         }
     }
 }

@@ -186,6 +186,20 @@ impl<S: Sink> TestServer<S> {
         self.store.close().await;
     }
 
+    /// Makes every write of the server's embedded store fail, as on a full
+    /// disk, while `failing` (reads go on): the store fails its next write,
+    /// closes its database and reopens it by itself once writes work again.
+    ///
+    /// # Panics
+    ///
+    /// When the store is not the embedded one (`store.redis` is set).
+    pub fn fail_store_writes(&self, failing: bool) {
+        assert!(
+            self.store.fail_writes(failing),
+            "only the embedded store's writes can be made to fail"
+        );
+    }
+
     /// Where HTTP listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr

@@ -225,10 +225,13 @@ impl Embedded {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let lazy_put = (kind == Kind::Lazy).then(|| (key.to_owned(), value.clone(), ttl));
         let key = key.to_owned();
-        self.run(kind, move |t, now| {
-            t.put(&key, &value, now.saturating_add(millis(ttl)))
-        })
+        self.run_op(
+            kind,
+            move |t, now| t.put(&key, &value, now.saturating_add(millis(ttl))),
+            lazy_put,
+        )
         .await
     }
 
@@ -238,6 +241,17 @@ impl Embedded {
         &self,
         kind: Kind,
         f: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run_op(kind, f, None).await
+    }
+
+    /// [`Embedded::run`], for a lazy put with its key, value and time to
+    /// live (written again if the database fails before it is durable).
+    async fn run_op<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        f: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
+        lazy_put: Option<(String, Vec<u8>, Duration)>,
     ) -> Result<T, StoreError> {
         let (answer, answered) = oneshot::channel();
         let apply: Apply = Box::new(move |tables, now| {
@@ -252,9 +266,13 @@ impl Embedded {
         });
         let ops = lock(&self.ops).clone().ok_or(StoreError::Closed)?;
         let queued_and_done = async {
-            ops.send(Op { kind, apply })
-                .await
-                .map_err(|_| StoreError::Closed)?;
+            ops.send(Op {
+                kind,
+                apply,
+                lazy_put,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
             answered.await.map_err(|_| StoreError::Closed)?
         };
         tokio::time::timeout(WRITE_TIMEOUT, queued_and_done)

@@ -197,3 +197,30 @@ async fn the_probe_finds_a_full_disk_under_lazy_writes() {
     let lazy = store.put_lazily("s", b"v".to_vec(), ttl).await;
     assert!(lazy.is_err(), "{lazy:?}");
 }
+
+#[tokio::test]
+async fn lazy_puts_not_yet_durable_are_written_again_after_the_reopen() {
+    // The ledger's records of events answered 200: a full disk must not
+    // lose them with the database that could not make them durable.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+    let faults = embedded.fault_switch();
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    let ttl = Duration::from_secs(600);
+    store
+        .put_lazily("answered", b"done".to_vec(), ttl)
+        .await
+        .expect("lazy put");
+    faults.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(embedded.health().await.is_err(), "the durable commit fails");
+    faults.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually(|| embedded.health()).await.expect("healed");
+    assert_eq!(store.get("answered").await, Ok(Some(b"done".to_vec())));
+    embedded.close().await;
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.get("answered").await,
+        Ok(Some(b"done".to_vec())),
+        "durable"
+    );
+}

@@ -3,8 +3,12 @@
 //! transaction, commits (with an fsync only when one of them must be
 //! durable) and answers each; a batch of lazy puts alone lingers a moment
 //! for more. Until every sender is gone, then a last durable commit. After
-//! an I/O error it closes the database and reopens it (`heal.rs`).
+//! an I/O error it closes the database and reopens it (`heal.rs`), and
+//! writes again the lazy puts that were committed but not yet durable (the
+//! ledger's records of events already answered 200): they would otherwise
+//! vanish with the database that could not make them durable.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
@@ -13,7 +17,7 @@ use tokio::sync::mpsc;
 use super::heal::{Healer, is_io};
 use super::tables::Tables;
 use super::unavailable;
-use crate::store::{Clock, StoreError};
+use crate::store::{Clock, StoreError, millis};
 
 /// Operations applied in one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -63,6 +67,53 @@ impl Failure {
 pub(super) struct Op {
     pub(super) kind: Kind,
     pub(super) apply: Apply,
+    /// For a lazy put: its key, value and time to live, to write again if
+    /// the database fails before a durable commit carried it.
+    pub(super) lazy_put: Option<(String, Vec<u8>, Duration)>,
+}
+
+/// Lazy puts kept until they are durable at most; past it the oldest go
+/// (a durable commit comes at least once a second, from the probe).
+const MAX_UNFLUSHED: usize = 100_000;
+
+/// The lazy puts committed since the last durable commit.
+#[derive(Debug, Default)]
+struct Unflushed {
+    /// Key, value, expiry (ms).
+    puts: VecDeque<(String, Vec<u8>, u64)>,
+    /// True after an I/O error: the next commit writes them again.
+    replay: bool,
+    /// Dropped past [`MAX_UNFLUSHED`] since the last line about it.
+    dropped: u64,
+}
+
+impl Unflushed {
+    fn committed(&mut self, durable: bool, puts: Vec<(String, Vec<u8>, u64)>) {
+        if durable {
+            self.puts.clear();
+            self.replay = false;
+            self.dropped = 0;
+            return;
+        }
+        for put in puts {
+            if self.puts.len() >= MAX_UNFLUSHED {
+                self.puts.pop_front();
+                self.dropped += 1;
+            }
+            self.puts.push_back(put);
+        }
+    }
+
+    /// An I/O error: the puts kept are written again with the next commit.
+    fn failed(&mut self) {
+        self.replay = true;
+        if self.dropped > 0 {
+            tracing::warn!(
+                lost = std::mem::take(&mut self.dropped),
+                "lazy writes lost with the failed database: more waited for a durable commit than are kept"
+            );
+        }
+    }
 }
 
 /// The writer thread: batches, applies, commits, answers; until every
@@ -73,6 +124,7 @@ pub(super) fn write_loop(
     max_records: u64,
     clock: &dyn Clock,
 ) {
+    let mut unflushed = Unflushed::default();
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         drain(&mut queue, &mut batch);
@@ -91,15 +143,14 @@ pub(super) fn write_loop(
         // A panic in one batch must not end the writer: its callers are
         // answered (their channels close), the next batch goes on.
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            apply_batch(&db, batch, max_records, now)
+            let mut broke = |reason| healer.broke(Instant::now(), reason);
+            apply_batch(&db, batch, max_records, now, &mut unflushed, &mut broke);
         }));
         drop(db);
-        match applied {
-            Ok(Some(io_error)) => healer.broke(Instant::now(), io_error),
-            Ok(None) => {}
-            Err(_) => tracing::error!(
+        if applied.is_err() {
+            tracing::error!(
                 "the store's writer failed on a batch; its operations were not applied"
-            ),
+            );
         }
     }
     // Closed: a durable commit makes the lazy writes before it durable too.
@@ -123,6 +174,19 @@ fn refuse(batch: Vec<Op>, err: &StoreError) {
     }
 }
 
+/// Writes again the lazy puts a failed database may have lost.
+fn replay(tables: &mut Tables<'_>, unflushed: &Unflushed) -> Option<Failure> {
+    if !unflushed.replay {
+        return None;
+    }
+    for (key, value, expires) in &unflushed.puts {
+        if let Err(err) = tables.put(key, value, *expires) {
+            return Some(Failure::of(&err));
+        }
+    }
+    None
+}
+
 /// Adds what is waiting in `queue` to `batch`, up to [`MAX_BATCH`].
 fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
     while batch.len() < MAX_BATCH {
@@ -133,23 +197,37 @@ fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
     }
 }
 
-/// Applies `batch` in one transaction and answers each operation; returns
-/// the I/O error that failed it, if one did.
-fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) -> Option<String> {
-    let durable = batch.iter().any(|op| op.kind == Kind::Durable);
+/// Applies `batch` in one transaction and answers each operation; an I/O
+/// error that failed it goes to `broke` first, so that no operation
+/// answered after it meets the failed database.
+fn apply_batch(
+    db: &Database,
+    batch: Vec<Op>,
+    max_records: u64,
+    now: u64,
+    unflushed: &mut Unflushed,
+    broke: &mut dyn FnMut(String),
+) {
+    // After an I/O error, the lazy puts written again must be durable.
+    let durable = unflushed.replay || batch.iter().any(|op| op.kind == Kind::Durable);
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(err) => {
             let failure = Failure::of(&err.into());
-            refuse(batch, &unavailable(&failure.reason));
-            return failure.io.then_some(failure.reason);
+            let refused = unavailable(&failure.reason);
+            if failure.io {
+                unflushed.failed();
+                broke(failure.reason);
+            }
+            refuse(batch, &refused);
+            return;
         }
     };
     if !durable {
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, failure) = run_ops(&txn, batch, now, max_records);
+    let (finishes, lazy_puts, failure) = run_ops(&txn, batch, now, max_records, unflushed);
     let failure = match failure {
         Some(failure) => {
             let _ = txn.abort();
@@ -161,19 +239,32 @@ fn apply_batch(db: &Database, batch: Vec<Op>, max_records: u64, now: u64) -> Opt
         Some(failure) => Err(unavailable(&failure.reason)),
         None => Ok(()),
     };
+    match failure {
+        None => unflushed.committed(durable, lazy_puts),
+        Some(failure) if failure.io => {
+            unflushed.failed();
+            broke(failure.reason);
+        }
+        Some(_) => {}
+    }
     for finish in finishes {
         finish(result.clone());
     }
-    failure.and_then(|failure| failure.io.then_some(failure.reason))
 }
 
-/// Applies every op of a batch; the first failure (if any) aborts it.
+/// The answers to give once the transaction is done.
+type Applied = (Vec<Finish>, Vec<(String, Vec<u8>, u64)>, Option<Failure>);
+
+/// Applies every op of a batch (after the lazy puts to write again, if
+/// any); the first failure (if any) aborts it. Returns the lazy puts among
+/// them too, with their expiry.
 fn run_ops(
     txn: &WriteTransaction,
     batch: Vec<Op>,
     now: u64,
     max_records: u64,
-) -> (Vec<Finish>, Option<Failure>) {
+    unflushed: &Unflushed,
+) -> Applied {
     let mut tables = match Tables::open(txn) {
         Ok(tables) => tables,
         Err(err) => {
@@ -182,12 +273,16 @@ fn run_ops(
                 .into_iter()
                 .map(|op| (op.apply)(&mut Tables::unusable(), now).1)
                 .collect();
-            return (finishes, Some(failure));
+            return (finishes, Vec::new(), Some(failure));
         }
     };
-    let mut failure = None;
+    let mut failure = replay(&mut tables, unflushed);
     let mut finishes = Vec::with_capacity(batch.len());
+    let mut lazy_puts = Vec::new();
     for op in batch {
+        if let Some((key, value, ttl)) = op.lazy_put {
+            lazy_puts.push((key, value, now.saturating_add(millis(ttl))));
+        }
         let (failed, finish) = (op.apply)(&mut tables, now);
         failure = failure.or(failed);
         finishes.push(finish);
@@ -198,5 +293,5 @@ fn run_ops(
             .err()
             .map(|e| Failure::of(&e));
     }
-    (finishes, failure)
+    (finishes, lazy_puts, failure)
 }
