@@ -21,6 +21,7 @@
 pub mod grpc_client;
 mod limits;
 mod model;
+mod openapi;
 mod server;
 mod shape;
 mod sign;
@@ -30,4 +31,5 @@ pub use model::{
     Accepted, DEFAULT_BLOCK_FOR, DEFAULT_PER_MINUTE, Event, Failure, MAX_BODY_BYTES, RobotSpec,
     errcode, most_in_any_minute,
 };
+pub use openapi::{AppMessage, AppSpec, AppTarget, MAX_MSG_PARAM_BYTES, MAX_USER_IDS};
 pub use server::FakeDingTalk;
