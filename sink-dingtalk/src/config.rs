@@ -78,6 +78,10 @@ pub struct BotConfig {
     pub default: Option<String>,
     /// One entry per chat group.
     pub webhooks: Vec<WebhookConfig>,
+    /// DingTalk app robots, which chat groups name in `app`; see
+    /// [`crate::app::config`].
+    #[serde(default)]
+    pub apps: Vec<crate::app::config::AppConfig>,
 }
 
 /// `bot.webhooks[]`: one chat group and the robot (or robots) that post
@@ -105,6 +109,13 @@ pub struct WebhookConfig {
     /// the group's messages are spread over those with budget left.
     #[serde(default)]
     pub robots: Vec<RobotConfig>,
+    /// The app robot (a `bot.apps[]` name) serving this group instead of
+    /// webhook robots, with the group's `open_conversation_id`.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The group's `openConversationId`, for an app robot.
+    #[serde(default)]
+    pub open_conversation_id: Option<String>,
 }
 
 /// `bot.webhooks[].robots[]`: one robot of a pool.

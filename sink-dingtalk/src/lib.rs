@@ -12,8 +12,10 @@
 //! side of that: signing, the POST, and what its answers mean. `plan` reads
 //! the config once into all of that.
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod destination;
 pub mod message;
 pub mod metrics;
 pub mod plan;

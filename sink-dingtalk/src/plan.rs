@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 use connector_sdk::{ConfigProblem, SinkConfig};
 
+use crate::app::config::{AppGroupPlan, AppPlan, one_to_one_target};
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
 use crate::secret::Secret;
@@ -25,6 +26,8 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     /// Each robot once, in the order the config first names it.
     pub robots: Vec<RobotPlan>,
+    /// Each app robot (`bot.apps[]`), in config order.
+    pub apps: Vec<AppPlan>,
     /// How events become messages.
     pub templates: Templates,
     /// The delivery kit's settings.
@@ -40,8 +43,10 @@ pub struct Plan {
 pub struct GroupPlan {
     /// Its name in `xvchatgroup`.
     pub name: String,
-    /// Its robots: indexes into [`Plan::robots`].
+    /// Its robots: indexes into [`Plan::robots`]; none for an app's group.
     pub robots: Vec<usize>,
+    /// Its app robot, for a group served by one.
+    pub app: Option<AppGroupPlan>,
 }
 
 /// One robot.
@@ -106,6 +111,7 @@ impl Plan {
         let mut first_of_robot: HashMap<RobotId, (usize, String)> = HashMap::new();
         let mut group_at: HashMap<&str, usize> = HashMap::new();
         let mut groups = Vec::new();
+        let apps = crate::app::config::apps(config, &mut problems);
         for (i, webhook) in webhooks.iter().enumerate() {
             let path = format!("bot.webhooks.{i}");
             let name = webhook.chat_group.as_str();
@@ -123,6 +129,22 @@ impl Plan {
                 ));
             } else {
                 group_at.insert(name, i);
+            }
+            if apps.iter().any(|app| one_to_one_target(&app.name) == name) {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.chat_group"),
+                    format!("`{name}` is the name of an app's one-to-one messages; choose another"),
+                ));
+            }
+            if let Some(app) =
+                crate::app::config::group(webhook, &path, &apps, config, &mut problems)
+            {
+                groups.push(GroupPlan {
+                    name: name.to_owned(),
+                    robots: Vec::new(),
+                    app,
+                });
+                continue;
             }
             let mut members = Vec::new();
             for named in robots_of(webhook, &path, &mut problems) {
@@ -143,6 +165,7 @@ impl Plan {
             groups.push(GroupPlan {
                 name: name.to_owned(),
                 robots: members,
+                app: None,
             });
         }
 
@@ -165,6 +188,7 @@ impl Plan {
                 default_group,
                 groups,
                 robots,
+                apps,
                 templates,
                 settings: settings(config),
                 timezone: digest_timezone(config),

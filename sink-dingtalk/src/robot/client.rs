@@ -18,7 +18,7 @@ use crate::secret::Secret;
 
 /// The most of DingTalk's answer that is read: its JSON answer is tens of
 /// bytes; anything much larger is not DingTalk.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The body DingTalk answers with.
 #[derive(Debug, Deserialize)]
@@ -103,7 +103,7 @@ pub async fn post(
 
 /// The answer's body, and whether it is whole: past `MAX_ANSWER_BYTES`,
 /// reading stops.
-async fn read_answer(
+pub(crate) async fn read_answer(
     mut response: reqwest::Response,
     timeout: Duration,
 ) -> Result<(Vec<u8>, bool), SendError> {
@@ -125,7 +125,7 @@ async fn read_answer(
 /// A reqwest failure without its URL (the URL carries the access token):
 /// one that never connected sent nothing; a timeout or a failure after the
 /// connection opened may have reached DingTalk.
-fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
+pub(crate) fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
     let connect = err.is_connect();
     if err.is_timeout() && !connect {
         return SendError::Timeout(timeout);

@@ -63,6 +63,9 @@ pub struct Post {
     /// out from the body otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// For an app robot's one-to-one message: who gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<crate::app::People>,
 }
 
 impl Post {
@@ -178,6 +181,7 @@ impl Destination for Robot {
                 body: packed.body,
                 at_ms: summaries.first().map_or(0, |s| s.at_ms),
                 summary: None,
+                to: None,
             },
             count: packed.count,
         })

@@ -1,0 +1,273 @@
+//! `bot.apps[]` as written, and as read into the plan: each app once, its
+//! secret read (from the config or a file), its OpenAPI address parsed; and
+//! the chat groups of `bot.webhooks[]` that name an app (`app:` and
+//! `open_conversation_id:` instead of `url:`). Every problem with its key
+//! path, as for webhooks.
+//!
+//! ```yaml
+//! bot:
+//!   apps:
+//!     - name: oncall                 # what chat groups name in `app:`
+//!       app_key: dingxxxxxxxx        # the app's AppKey (Client ID)
+//!       app_secret_file: /run/secrets/oncall   # or app_secret: ...
+//!       robot_code: dingxxxxxxxx     # its robot's code (often the AppKey)
+//!       api_base: https://api.dingtalk.com   # optional: a proxy, a test
+//!       per_minute: 20               # optional: per conversation, and for its one-to-one sends
+//!   webhooks:
+//!     - chat_group: oncall-room
+//!       app: oncall
+//!       open_conversation_id: cidXXXXXXXX==
+//! ```
+
+use std::path::PathBuf;
+
+use connector_sdk::ConfigProblem;
+use serde::Deserialize;
+
+use crate::config::{DingTalkConfig, WebhookConfig};
+use crate::secret::Secret;
+
+/// The OpenAPI's address.
+pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
+
+/// The default budget of an app robot per conversation (DingTalk does not
+/// publish one for every edition: a conservative one).
+pub const APP_PER_MINUTE: u32 = 20;
+
+/// The highest `per_minute` an app may be given.
+pub const MAX_APP_PER_MINUTE: u32 = 600;
+
+/// The target name of an app's one-to-one messages, beside the chat groups:
+/// events never name it; `xvusers` picks it.
+pub fn one_to_one_target(app: &str) -> String {
+    format!("{app}/one-to-one")
+}
+
+/// `bot.apps[]`: one app robot.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppConfig {
+    /// Its name, which chat groups give in `app:`.
+    pub name: String,
+    /// The app's AppKey (its Client ID).
+    pub app_key: String,
+    /// The app's AppSecret; or `app_secret_file`.
+    #[serde(default)]
+    pub app_secret: Option<Secret>,
+    /// A file holding the AppSecret (a mounted Kubernetes secret).
+    #[serde(default)]
+    pub app_secret_file: Option<PathBuf>,
+    /// The robot's code.
+    pub robot_code: String,
+    /// The OpenAPI's base address.
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    /// Messages a minute per conversation (and for its one-to-one sends).
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+}
+
+fn default_api_base() -> String {
+    DEFAULT_API_BASE.to_owned()
+}
+
+fn default_per_minute() -> u32 {
+    APP_PER_MINUTE
+}
+
+/// One app, as the sink runs it.
+#[derive(Debug, Clone)]
+pub struct AppPlan {
+    /// Its name.
+    pub name: String,
+    /// Its AppKey.
+    pub app_key: String,
+    /// Its AppSecret.
+    pub app_secret: Secret,
+    /// Its robot's code.
+    pub robot_code: String,
+    /// The OpenAPI's base address.
+    pub api_base: url::Url,
+    /// Messages a minute per conversation.
+    pub per_minute: u32,
+}
+
+/// A chat group of an app robot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppGroupPlan {
+    /// Its app: an index into the plan's apps.
+    pub app: usize,
+    /// The group's `openConversationId`.
+    pub open_conversation_id: String,
+}
+
+/// Reads `bot.apps[]`, reporting every problem.
+pub fn apps(config: &DingTalkConfig, problems: &mut Vec<ConfigProblem>) -> Vec<AppPlan> {
+    let mut apps: Vec<AppPlan> = Vec::new();
+    for (i, app) in config.bot.apps.iter().enumerate() {
+        let path = format!("bot.apps.{i}");
+        let mut problem = |key: &str, reason: String| {
+            problems.push(ConfigProblem::new(format!("{path}.{key}"), reason));
+        };
+        if app.name.trim().is_empty() {
+            problem("name", "must not be empty".into());
+        } else if let Some(first) = config.bot.apps[..i].iter().position(|a| a.name == app.name) {
+            problem(
+                "name",
+                format!("app `{}` is already defined at bot.apps.{first}", app.name),
+            );
+        }
+        if app.app_key.trim().is_empty() {
+            problem(
+                "app_key",
+                "must not be empty; paste the app's AppKey".into(),
+            );
+        }
+        if app.robot_code.trim().is_empty() {
+            problem(
+                "robot_code",
+                "must not be empty; paste the robot's code (often the AppKey)".into(),
+            );
+        }
+        let secret = match (&app.app_secret, &app.app_secret_file) {
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(file)) => match std::fs::read_to_string(file) {
+                Ok(text) => Some(Secret::new(text.trim())),
+                Err(err) => {
+                    problem(
+                        "app_secret_file",
+                        format!("cannot read {}: {err}", file.display()),
+                    );
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                problem(
+                    "app_secret",
+                    "is set beside app_secret_file; give one of them".into(),
+                );
+                None
+            }
+            (None, None) => {
+                problem(
+                    "app_secret",
+                    "is missing; give the app's AppSecret, or app_secret_file".into(),
+                );
+                None
+            }
+        };
+        let secret = secret.filter(|secret| {
+            let empty = secret.expose().trim().is_empty();
+            if empty {
+                problem("app_secret", "is empty".into());
+            }
+            !empty
+        });
+        let api_base = match url::Url::parse(app.api_base.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(url)
+            }
+            Ok(_) => {
+                problem(
+                    "api_base",
+                    "must be an http or https URL with a host".into(),
+                );
+                None
+            }
+            Err(err) => {
+                problem(
+                    "api_base",
+                    format!("is not a valid URL ({err}); the default is {DEFAULT_API_BASE}"),
+                );
+                None
+            }
+        };
+        if !(1..=MAX_APP_PER_MINUTE).contains(&app.per_minute) {
+            problem(
+                "per_minute",
+                format!(
+                    "is {}; it must be between 1 and {MAX_APP_PER_MINUTE}",
+                    app.per_minute
+                ),
+            );
+        } else if config.digest.enabled && config.digest.reserved >= app.per_minute {
+            problems.push(ConfigProblem::new(
+                "digest.reserved",
+                format!(
+                    "is {}, which leaves nothing of the {} a minute of {path} for events sent on their own; lower it below per_minute",
+                    config.digest.reserved, app.per_minute
+                ),
+            ));
+        }
+        if let (Some(app_secret), Some(api_base)) = (secret, api_base) {
+            apps.push(AppPlan {
+                name: app.name.clone(),
+                app_key: app.app_key.trim().to_owned(),
+                app_secret,
+                robot_code: app.robot_code.trim().to_owned(),
+                api_base,
+                per_minute: app.per_minute,
+            });
+        }
+    }
+    apps
+}
+
+/// The app of a `bot.webhooks[]` entry that names one (`None` for a
+/// webhook robot's entry), its problems reported.
+pub fn group(
+    webhook: &WebhookConfig,
+    path: &str,
+    apps: &[AppPlan],
+    config: &DingTalkConfig,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<AppGroupPlan>> {
+    let Some(name) = &webhook.app else {
+        if webhook.open_conversation_id.is_some() {
+            problems.push(ConfigProblem::new(
+                format!("{path}.open_conversation_id"),
+                "is set without `app`; name the app robot of this group in `app`",
+            ));
+        }
+        return None;
+    };
+    if webhook.url.is_some() || !webhook.robots.is_empty() || webhook.signature.is_some() {
+        problems.push(ConfigProblem::new(
+            format!("{path}.app"),
+            "is set beside url, robots or signature; a chat group is served by webhook robots or by an app robot, not both",
+        ));
+    }
+    let conversation = webhook
+        .open_conversation_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    let Some(conversation) = conversation else {
+        problems.push(ConfigProblem::new(
+            format!("{path}.open_conversation_id"),
+            "is missing; give the group's openConversationId (cid...)",
+        ));
+        return Some(None);
+    };
+    match apps.iter().position(|app| &app.name == name) {
+        Some(app) => Some(Some(AppGroupPlan {
+            app,
+            open_conversation_id: conversation.to_owned(),
+        })),
+        None => {
+            // An app with problems of its own is reported there.
+            if !config.bot.apps.iter().any(|app| &app.name == name) {
+                let mut known: Vec<&str> =
+                    config.bot.apps.iter().map(|a| a.name.as_str()).collect();
+                known.sort_unstable();
+                problems.push(ConfigProblem::new(
+                    format!("{path}.app"),
+                    format!(
+                        "names app `{name}`, which bot.apps does not define; defined: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            Some(None)
+        }
+    }
+}
