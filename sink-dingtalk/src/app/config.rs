@@ -271,3 +271,99 @@ pub fn group(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::DingTalkConfig;
+    use crate::plan::Plan;
+
+    fn parse(yaml: &str) -> DingTalkConfig {
+        serde_norway::from_str(yaml).expect("test config parses")
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        Plan::build(&parse(yaml))
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_app_group_beside_a_webhook_group_makes_a_plan() {
+        let plan = Plan::build(&parse(
+            r#"
+bot:
+  apps:
+    - { name: oncall, app_key: k, app_secret: s, robot_code: r }
+  webhooks:
+    - { chat_group: ops, url: "https://x.test/robot/send?access_token=t" }
+    - { chat_group: room, app: oncall, open_conversation_id: cid1 }
+"#,
+        ))
+        .expect("valid");
+        assert_eq!(plan.apps.len(), 1);
+        assert_eq!(plan.apps[0].api_base.as_str(), "https://api.dingtalk.com/");
+        assert_eq!(plan.apps[0].per_minute, 20);
+        assert!(plan.groups[0].app.is_none());
+        let app = plan.groups[1].app.as_ref().expect("app group");
+        assert_eq!((app.app, app.open_conversation_id.as_str()), (0, "cid1"));
+        assert!(plan.groups[1].robots.is_empty());
+    }
+
+    #[test]
+    fn every_app_problem_names_its_key() {
+        let found = problems(
+            r#"
+bot:
+  apps:
+    - { name: a, app_key: "", robot_code: r, api_base: "ftp://x", per_minute: 0 }
+    - { name: a, app_key: k, app_secret: s, app_secret_file: /nonexistent, robot_code: "" }
+    - { name: b, app_key: k, app_secret_file: /nonexistent/secret, robot_code: r }
+  webhooks:
+    - { chat_group: g1, app: nobody, open_conversation_id: c }
+    - { chat_group: g2, app: a }
+    - { chat_group: g3, app: a, open_conversation_id: c, url: "https://x.test/?access_token=t" }
+    - { chat_group: g4, url: "https://x.test/?access_token=u", open_conversation_id: c }
+"#,
+        );
+        let paths: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "bot.apps.0.app_key",
+                "bot.apps.0.app_secret",
+                "bot.apps.0.api_base",
+                "bot.apps.0.per_minute",
+                "bot.apps.1.name",
+                "bot.apps.1.robot_code",
+                "bot.apps.1.app_secret",
+                "bot.apps.2.app_secret_file",
+                "bot.webhooks.0.app",
+                "bot.webhooks.1.open_conversation_id",
+                "bot.webhooks.2.app",
+                "bot.webhooks.3.open_conversation_id",
+            ],
+            "{found:#?}"
+        );
+        assert!(found[8].contains("names app `nobody`"), "{}", found[8]);
+    }
+
+    #[test]
+    fn a_secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").expect("written");
+        let plan = Plan::build(&parse(&format!(
+            "bot:\n  apps:\n    - {{ name: a, app_key: k, app_secret_file: {}, robot_code: r }}\n  webhooks:\n    - {{ chat_group: g, app: a, open_conversation_id: c }}\n",
+            file.display()
+        )))
+        .expect("valid");
+        assert_eq!(plan.apps[0].app_secret.expose(), "s3cret");
+        assert_eq!(plan.default_group, "g");
+    }
+}
