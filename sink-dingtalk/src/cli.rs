@@ -143,6 +143,13 @@ pub fn summary(loaded: &Loaded<DingTalkConfig>) -> String {
     // A valid config always has a plan.
     if let Ok(plan) = Plan::build(sink) {
         for group in &plan.groups {
+            if let Some(on) = &group.app {
+                let app = &plan.apps[on.app];
+                lines.push(format!(
+                    "  {:<16} app robot `{}` ({}), conversation {}, {} a minute",
+                    group.name, app.name, app.api_base, on.open_conversation_id, app.per_minute
+                ));
+            }
             for robot in plan.robots_of(group) {
                 lines.push(format!(
                     "  {:<16} {} {}, {} a minute{}",
