@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::*;
 use connector_sdk::testing::proto::CloudEvent;
@@ -24,9 +25,18 @@ const APP_KEY: &str = "dingoncall";
 const APP_SECRET: &str = "oncall-secret";
 const ROOM: &str = "cid-room==";
 
+/// A bounded wait for what an outbox sends after the answers: a ceiling,
+/// never a timed assertion.
+const FLUSHED: Duration = Duration::from_secs(20);
+
 /// One webhook group (`bot1`) and one app group (`room`), the app's secret
 /// `secret`.
 fn config(fake: &FakeDingTalk, secret: &str) -> String {
+    config_paced(fake, secret, 20)
+}
+
+/// [`config`], the app at most `per_minute` a conversation.
+fn config_paced(fake: &FakeDingTalk, secret: &str, per_minute: u32) -> String {
     format!(
         r#"
 bot:
@@ -37,6 +47,7 @@ bot:
       app_secret: {secret}
       robot_code: {APP_KEY}
       api_base: "{}"
+      per_minute: {per_minute}
   webhooks:
     - chat_group: bot1
       url: "{}"
@@ -330,5 +341,38 @@ async fn two_replicas_share_one_apps_token_through_redis() {
         fake.token_fetches(APP_KEY),
         1,
         "one token fetch between them"
+    );
+}
+
+#[tokio::test]
+async fn past_an_app_groups_budget_events_are_queued_and_sent_as_digests() {
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        config_paced(fake, APP_SECRET, 6) + "digest:\n  reserved: 2\n  linger_ms: 200\n"
+    })
+    .await;
+    for i in 0..10 {
+        let reply = h
+            .post_structured(&event(&format!("s{i}"), &[], &marker(i)))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // Four on their own, the rest queued; the flusher sends them merged.
+    let shown = |m: &AppMessage, i: usize| m.msg_param.to_string().matches(&marker(i)).count();
+    let started = tokio::time::Instant::now();
+    while (0..10).any(|i| in_room(&h.fake).iter().map(|m| shown(m, i)).sum::<usize>() == 0)
+        && started.elapsed() < FLUSHED
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = in_room(&h.fake);
+    for i in 0..10 {
+        let times: usize = got.iter().map(|m| shown(m, i)).sum();
+        assert_eq!(times, 1, "{} shown once in {got:?}", marker(i));
+    }
+    assert!(got.len() <= 6, "within the budget: {}", got.len());
+    assert!(
+        got.iter().any(|m| m.msg_key == "sampleMarkdown"),
+        "a digest is markdown: {got:?}"
     );
 }
