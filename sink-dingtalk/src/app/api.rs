@@ -70,10 +70,7 @@ impl Api {
         timeout: Duration,
         secrets: &[&Secret],
     ) -> Result<Value, CallError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|err| CallError::Send(SendError::Unreachable(err.to_string())))?;
+        let url = endpoint(&self.base, path);
         let mut request = self
             .client
             .post(url)
@@ -131,6 +128,12 @@ impl Api {
     }
 }
 
+/// `path` under `base`: appended, not joined, as a proxy's base may have a
+/// path of its own.
+fn endpoint(base: &url::Url, path: &str) -> String {
+    format!("{}{path}", base.as_str().trim_end_matches('/'))
+}
+
 impl From<CallError> for SendError {
     fn from(err: CallError) -> Self {
         match err {
@@ -145,5 +148,23 @@ impl From<CallError> for SendError {
                 message,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxys_path_is_kept() {
+        let at = |base: &str| endpoint(&url::Url::parse(base).expect("url"), "/v1.0/x");
+        assert_eq!(
+            at("https://api.dingtalk.com"),
+            "https://api.dingtalk.com/v1.0/x"
+        );
+        assert_eq!(
+            at("https://proxy.test/dingtalk/"),
+            "https://proxy.test/dingtalk/v1.0/x"
+        );
     }
 }
