@@ -6,7 +6,7 @@ use crate::blackhole::Blackhole;
 use crate::format::{self, thousands};
 use crate::load::{self, Plan, Scenario, Target};
 use crate::{Args, Context, attacks, pool, replicas, storm};
-use crate::{proc_stats, report, templates};
+use crate::{report, run, templates};
 
 pub(crate) async fn blackhole_alone() -> Result<(), String> {
     let blackhole = Blackhole::start()
@@ -61,7 +61,7 @@ pub(crate) async fn load_alone(
 ) -> Result<(), String> {
     let plan = Plan::new(scenario, concurrency, events, 300);
     let m = load::run(scenario, target, plan).await?;
-    let ticks = proc_stats::ticks_per_second() as f64;
+    let ticks = run::ticks_per_second() as f64;
     println!(
         "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
         scenario.name(),

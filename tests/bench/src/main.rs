@@ -38,7 +38,6 @@ mod http;
 mod load;
 mod plot;
 mod pool;
-mod proc_stats;
 mod procs;
 mod relay;
 mod replicas;
@@ -313,7 +312,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         started,
         duration: clock.elapsed(),
         commit: commit(),
-        ticks_per_sec: proc_stats::ticks_per_second(),
+        ticks_per_sec: run::ticks_per_second(),
         binary_size,
         levels: args.levels.clone(),
         events: args.events,

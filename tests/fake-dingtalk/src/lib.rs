@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod grpc_client;
+pub mod events;
 mod limits;
 mod model;
 mod openapi;
@@ -33,3 +33,9 @@ pub use model::{
 };
 pub use openapi::{AppMessage, AppSpec, AppTarget, MAX_MSG_PARAM_BYTES, MAX_USER_IDS};
 pub use server::FakeDingTalk;
+
+/// The raw gRPC request head and the reading of a process's memory live in
+/// the SDK's testing kit (its own hostile tests use them, and the SDK cannot
+/// depend on this crate); here for the end-to-end tests and the bench, one
+/// copy.
+pub use connector_sdk::testing::{grpc_client, process};
