@@ -336,6 +336,12 @@ pub async fn send(
             println!("delivered to chat group {group}: DingTalk answered errcode 0 (ok)");
             ExitCode::SUCCESS
         }
+        Outcome::Queued => {
+            println!(
+                "queued in the outbox of chat group {group}: not sent yet; a running sink sharing this store sends it"
+            );
+            ExitCode::SUCCESS
+        }
         other => {
             println!("not delivered ({}): {}", other.class(), other.reason());
             ExitCode::FAILURE

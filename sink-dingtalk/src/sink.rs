@@ -297,11 +297,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
 
 fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Instant) {
     let outcome = &receipt.outcome;
-    let class = if receipt.queued {
-        "queued"
-    } else {
-        outcome.class()
-    };
+    let class = outcome.class();
     metrics::outcome(Some(&handed.group), class);
     tracing::info!(
         event_id = %shorten(event.id(), ID_BYTES),
@@ -311,7 +307,7 @@ fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Insta
         outcome = class,
         errcode = receipt.code,
         latency_ms = started.elapsed().as_millis() as u64,
-        reason = (!matches!(outcome, Outcome::Delivered)).then(|| outcome.reason()),
+        reason = (!outcome.is_accepted()).then(|| outcome.reason()),
         "event handled"
     );
 }
