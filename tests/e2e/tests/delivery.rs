@@ -364,3 +364,57 @@ async fn an_event_queued_in_the_outbox_is_answered_queued() {
         "q-2, q-3, q-5 and the gRPC event wait"
     );
 }
+
+/// A free loopback port with nothing listening on it (yet).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+#[tokio::test]
+async fn connection_refused_spends_no_budget_and_the_robot_sends_at_once_when_dingtalk_is_back() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/robot/send?access_token={TOKEN_2}");
+    let h = Harness::with(two_robots(), |_| {
+        format!(
+            "bot:\n  webhooks:\n    - {{ chat_group: down, url: '{url}' }}\ndelivery:\n  deadline_ms: 1000\n{DIGESTS_OFF}"
+        )
+    })
+    .await;
+    for i in 0..3 {
+        let answer = h
+            .post_structured(&text_event(&format!("r-{i}"), "down"))
+            .await;
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(answer.body.contains("cannot reach DingTalk"), "{answer:?}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&h.sink.get("/status").await.body).expect("JSON");
+    assert_eq!(
+        status["robots"][0]["sent_in_window"], 0,
+        "nothing reached DingTalk, nothing spent: {status}"
+    );
+
+    // DingTalk comes back on that port: the whole budget is there.
+    let fake = fake_dingtalk::FakeDingTalk::start_on(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        vec![fake_dingtalk::RobotSpec::new(TOKEN_2)],
+    )
+    .await
+    .expect("the fake binds the port");
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        answers.push(
+            h.post_structured(&text_event(&format!("r-{i}"), "down"))
+                .await,
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.status == 200 && a.body == "delivered\n"),
+        "20 of the robot's 20 a minute, at once: {answers:?}"
+    );
+    assert_eq!(fake.accepted_for(TOKEN_2).len(), 20);
+    assert_eq!(fake.throttled_for(TOKEN_2), 0);
+}
