@@ -229,3 +229,39 @@ async fn requests_past_max_in_flight_get_503_at_once() {
         "capacity returns"
     );
 }
+
+#[tokio::test]
+async fn url_and_signature_from_files_deliver_signed_messages() {
+    // As a Kubernetes Secret mounted as files: one value a file, a newline
+    // at its end.
+    let secrets = tempfile::tempdir().expect("a directory");
+    let url_path = secrets.path().join("bot1-url");
+    let signature_path = secrets.path().join("bot1-signature");
+    let h = Harness::with(two_robots(), |fake| {
+        std::fs::write(&url_path, format!("{}\n", fake.webhook_url(TOKEN_1))).expect("written");
+        std::fs::write(&signature_path, format!("{SECRET_1}\n")).expect("written");
+        format!(
+            "bot:\n  webhooks:\n    - chat_group: bot1\n      url_file: {}\n      signature_file: {}\n",
+            url_path.display(),
+            signature_path.display()
+        )
+    })
+    .await;
+    let answer = h
+        .post_structured(&structured(
+            "from-files",
+            &[("xvchatgroup", "bot1")],
+            "text/plain",
+            json!("signed by a secret from a file"),
+        ))
+        .await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "delivered\n"));
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1, "signed: accepted");
+    assert!(h.fake.rejections().is_empty(), "{:?}", h.fake.rejections());
+    let status = h.sink.get("/status").await.body;
+    assert!(status.contains(r#""signed":true"#), "{status}");
+    assert!(
+        !status.contains(TOKEN_1) && !status.contains(SECRET_1),
+        "{status}"
+    );
+}
