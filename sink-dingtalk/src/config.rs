@@ -190,6 +190,13 @@ pub struct DeliveryConfig {
     pub cooldown_secs: u64,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout_ms: u64,
+    /// An HTTP(S) proxy every request to DingTalk goes through,
+    /// `http://[user:password@]host:port`; unset, the environment's
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`.
+    pub proxy: Option<Secret>,
+    /// Hosts, domains and networks reached without the proxy,
+    /// comma-separated as in `NO_PROXY` (which applies when this is unset).
+    pub no_proxy: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -198,6 +205,8 @@ impl Default for DeliveryConfig {
             deadline_ms: 3_000,
             cooldown_secs: 600,
             connect_timeout_ms: 1_000,
+            proxy: None,
+            no_proxy: None,
         }
     }
 }

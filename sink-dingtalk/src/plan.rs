@@ -12,6 +12,7 @@ use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 use connector_sdk::{ConfigProblem, SinkConfig};
 
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
+use crate::robot::proxy::ProxyPlan;
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
 use crate::secret::Secret;
 use crate::template::Templates;
@@ -33,6 +34,8 @@ pub struct Plan {
     pub timezone: Tz,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout: std::time::Duration,
+    /// The proxies to DingTalk.
+    pub proxy: ProxyPlan,
 }
 
 /// One chat group.
@@ -169,6 +172,7 @@ impl Plan {
                 settings: settings(config),
                 timezone: digest_timezone(config),
                 connect_timeout: config.delivery.connect_timeout(),
+                proxy: proxy_plan(config),
             }),
             _ => Err(problems),
         }
@@ -332,6 +336,9 @@ fn delivery_problems(config: &DingTalkConfig) -> Vec<ConfigProblem> {
             ),
         ));
     }
+    if let Some(problem) = proxy_plan(config).problem() {
+        problems.push(ConfigProblem::new("delivery.proxy", problem));
+    }
     if delivery.connect_timeout_ms == 0 {
         problems.push(ConfigProblem::new(
             "delivery.connect_timeout_ms",
@@ -370,6 +377,14 @@ fn settings(config: &DingTalkConfig) -> Settings {
             max_queued: "digest.max_queued",
             deadline: "delivery.deadline_ms",
         },
+    }
+}
+
+/// `delivery.proxy` and `delivery.no_proxy`.
+fn proxy_plan(config: &DingTalkConfig) -> ProxyPlan {
+    ProxyPlan {
+        proxy: config.delivery.proxy.clone(),
+        no_proxy: config.delivery.no_proxy.clone(),
     }
 }
 

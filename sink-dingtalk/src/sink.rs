@@ -38,6 +38,8 @@ pub struct DingTalkSink {
     delivery: Delivery<Robot>,
     templates: Templates,
     default_group: Arc<str>,
+    /// The proxies in use, masked, for `/status`.
+    proxies: Value,
 }
 
 /// An event that can never be sent: why, and its chat group when that is a
@@ -59,7 +61,18 @@ impl DingTalkSink {
     /// previous run queued included). Nothing runs in the background until
     /// [`DingTalkSink::start`].
     pub async fn new(plan: Plan, store: Store) -> Result<Self, BoxError> {
-        let client = http_client(plan.connect_timeout)?;
+        let client = http_client(plan.connect_timeout, &plan.proxy)?;
+        let proxies = plan.proxy.describe();
+        if let Some(proxies) = proxies.as_array().filter(|p| !p.is_empty()) {
+            for proxy in proxies {
+                tracing::info!(
+                    url = %proxy["url"].as_str().unwrap_or_default(),
+                    from = %proxy["from"].as_str().unwrap_or_default(),
+                    no_proxy = proxy["no_proxy"].as_str(),
+                    "requests to DingTalk go through a proxy"
+                );
+            }
+        }
         let robots: Vec<Robot> = plan
             .robots
             .iter()
@@ -101,6 +114,7 @@ impl DingTalkSink {
             delivery,
             templates: plan.templates,
             default_group,
+            proxies,
         })
     }
 
@@ -197,7 +211,9 @@ impl DingTalkSink {
     /// Every robot with its chat groups, budget, outbox and DingTalk's latest
     /// answer, and each pool of several robots; URLs masked.
     pub async fn status_view(&self) -> Value {
-        status_view(&self.delivery.status().await, &self.default_group)
+        let mut view = status_view(&self.delivery.status().await, &self.default_group);
+        view["proxies"] = self.proxies.clone();
+        view
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::answer::{SendError, classify};
 use super::mask::{QUOTED_BYTES, quote};
+use super::proxy::ProxyPlan;
 use super::sign::sign;
 use super::webhook::Webhook;
 use crate::secret::Secret;
@@ -146,10 +147,13 @@ fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
 }
 
 /// The one HTTP client every robot shares: pooled connections, rustls, a
-/// connect timeout (each request sets its own total timeout), and no
-/// redirects followed.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    builder(connect_timeout).build()
+/// connect timeout (each request sets its own total timeout), no redirects
+/// followed, and `proxy`'s proxies.
+pub fn http_client(
+    connect_timeout: Duration,
+    proxy: &ProxyPlan,
+) -> Result<reqwest::Client, reqwest::Error> {
+    proxy.apply(builder(connect_timeout))?.build()
 }
 
 fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
@@ -190,7 +194,7 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        http_client(TIMEOUT).expect("a client")
+        http_client(TIMEOUT, &ProxyPlan::default()).expect("a client")
     }
 
     /// A resolver that knows no name, as a DNS failure looks to reqwest.

@@ -26,6 +26,7 @@ use serde_json::json;
 pub mod answer;
 pub mod client;
 pub mod mask;
+pub mod proxy;
 pub mod sign;
 pub mod webhook;
 

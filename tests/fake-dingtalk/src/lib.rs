@@ -21,6 +21,7 @@
 pub mod grpc_client;
 mod limits;
 mod model;
+pub mod proxy;
 mod server;
 mod shape;
 mod sign;
