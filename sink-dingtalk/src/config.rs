@@ -105,6 +105,11 @@ pub struct WebhookConfig {
     /// the group's messages are spread over those with budget left.
     #[serde(default)]
     pub robots: Vec<RobotConfig>,
+    /// The robot's security keywords: a message that contains none of them
+    /// gets the first one added; for a pool, each robot's unless it says
+    /// otherwise.
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
 
 /// `bot.webhooks[].robots[]`: one robot of a pool.
@@ -125,6 +130,9 @@ pub struct RobotConfig {
     /// Its pacing; the chat group's `paced` by default.
     #[serde(default)]
     pub paced: Option<bool>,
+    /// Its security keywords; the chat group's `keywords` by default.
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
 }
 
 fn default_paced() -> bool {
@@ -326,6 +334,31 @@ bot:
 "#,
         );
         assert_eq!(paths(&config), ["bot.webhooks.1.signature"]);
+    }
+
+    #[test]
+    fn keywords_are_checked_and_one_robot_has_one_list() {
+        let config = parse(
+            r#"
+bot:
+  webhooks:
+    - { chat_group: a, url: "https://x.test/robot/send?access_token=t", keywords: [ops] }
+    - { chat_group: b, url: "https://x.test/robot/send?access_token=t", keywords: [dev] }
+    - { chat_group: c, url: "https://x.test/robot/send?access_token=u", keywords: [ok, " "] }
+    - { chat_group: d, url: "https://x.test/robot/send?access_token=v", keywords: [a, b, c, d, e, f, g, h, i, j, k] }
+delivery:
+  proxy: "socks5://alice:pw@proxy:1080"
+"#,
+        );
+        assert_eq!(
+            paths(&config),
+            [
+                "bot.webhooks.1.keywords",
+                "bot.webhooks.2.keywords.1",
+                "bot.webhooks.3.keywords",
+                "delivery.proxy",
+            ]
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct RobotPlan {
     pub per_minute: u32,
     /// Whether its budget is enforced.
     pub paced: bool,
+    /// Its security keywords (one is added to a message without any).
+    pub keywords: Vec<String>,
     /// The chat groups it serves, in config order.
     pub chat_groups: Vec<String>,
 }
@@ -73,7 +75,11 @@ struct Named<'a> {
     signature: Option<&'a Secret>,
     per_minute: u32,
     paced: bool,
+    keywords: &'a [String],
 }
+
+/// DingTalk lets a robot have at most this many keywords.
+const MAX_KEYWORDS: usize = 10;
 
 /// A config is valid when it makes a plan.
 impl SinkConfig for DingTalkConfig {
@@ -198,6 +204,7 @@ fn robots_of<'a>(
             signature: webhook.signature.as_ref(),
             per_minute: webhook.per_minute,
             paced: webhook.paced,
+            keywords: &webhook.keywords,
         }],
         (None, false) => {
             if webhook.signature.is_some() {
@@ -220,6 +227,7 @@ fn robots_of<'a>(
                     signature: robot.signature.as_ref(),
                     per_minute: robot.per_minute.unwrap_or(webhook.per_minute),
                     paced: robot.paced.unwrap_or(webhook.paced),
+                    keywords: robot.keywords.as_deref().unwrap_or(&webhook.keywords),
                 })
                 .collect()
         }
@@ -275,6 +283,21 @@ fn robot(
             ),
         ));
     }
+    if named.keywords.len() > MAX_KEYWORDS {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "lists {}; a DingTalk robot has at most {MAX_KEYWORDS}: list the robot's own",
+                named.keywords.len()
+            ),
+        ));
+    }
+    if let Some(at) = named.keywords.iter().position(|k| k.trim().is_empty()) {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords.{at}"),
+            "is empty; list the robot's keywords as its security settings show them",
+        ));
+    }
     let webhook = match named.url.webhook() {
         Ok(webhook) => webhook,
         Err(reason) => {
@@ -290,6 +313,7 @@ fn robot(
             secret: named.signature.cloned(),
             per_minute: named.per_minute,
             paced: named.paced,
+            keywords: named.keywords.to_vec(),
             chat_groups: Vec::new(),
         });
         return Some(robots.len() - 1);
@@ -301,6 +325,14 @@ fn robot(
             format!("{path}.signature"),
             format!(
                 "differs from {first}, which posts through the same robot; one robot has one secret"
+            ),
+        ));
+    }
+    if earlier.keywords != named.keywords {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "differ from {first}, which posts through the same robot; one robot has one list of keywords"
             ),
         ));
     }

@@ -86,6 +86,7 @@ impl DingTalkSink {
                     robot.paced,
                     plan.timezone,
                 )
+                .with_keywords(robot.keywords.clone())
             })
             .collect();
         for robot in &plan.robots {
@@ -94,6 +95,7 @@ impl DingTalkSink {
                 chat_groups = ?robot.chat_groups,
                 url = %robot.webhook,
                 signed = robot.secret.is_some(),
+                keywords = robot.keywords.len(),
                 per_minute = robot.per_minute,
                 "robot configured"
             );

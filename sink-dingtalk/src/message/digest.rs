@@ -114,6 +114,18 @@ pub struct Digest {
 /// fit under DingTalk's limit; times shown in `timezone`. `None` when not
 /// even one fits with a digest's frame (send that message on its own).
 pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Digest> {
+    pack_within(summaries, timezone, uuid_seed, 0)
+}
+
+/// [`pack`], leaving `room` bytes of DingTalk's limit free (for a keyword
+/// to be added, say).
+pub fn pack_within(
+    summaries: &[Summary],
+    timezone: Tz,
+    uuid_seed: &str,
+    room: usize,
+) -> Option<Digest> {
+    let limit = MAX_BODY_BYTES.saturating_sub(room);
     let mut sections = String::new();
     let mut mentions = Mentions::default();
     let mut taken: Option<(String, String, Mentions)> = None;
@@ -126,7 +138,7 @@ pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Dige
         let title = title(count + 1, lo, hi, timezone);
         let mut text = format!("#### {title}{sections}{section}");
         text.push_str(&merged.missing_tokens(&text, false));
-        if body_len(&title, &text, &merged) > MAX_BODY_BYTES {
+        if body_len(&title, &text, &merged) > limit {
             break;
         }
         sections.push_str(&section);
