@@ -280,6 +280,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
                 "chat_groups": chat_groups,
                 "url": robot.describe["url"],
                 "signed": robot.describe["signed"],
+                "keywords": robot.describe["keywords"],
                 "paced": robot.paced,
                 "per_minute": robot.limit,
                 "sent_in_window": robot.sent_in_window,
