@@ -24,8 +24,12 @@
 //!   enabled: true                # queue and merge into digests (false: answer 429)
 //!   max_queued: 10000            # per outbox; past it, 429
 //!   reserved: 4                  # of each robot's per_minute, kept for digests
-//!   burst: 0                     # past this many sends within linger_ms, the rest waits for a digest
+//!   burst: 3                     # past this many events within linger_ms, the rest waits for a digest (0: off)
 //!   linger_ms: 1000              # let a burst gather before the first digest
+//!   group_by: "{{ data.commonLabels.alertname }}/{{ data.status }}"  # optional; the headline masked otherwise
+//!   identity: "{{ data.groupKey }}"  # optional; Alertmanager's fingerprints otherwise
+//!   status: "{{ data.status }}"  # optional; Alertmanager's status otherwise
+//!   severity: "{{ data.commonLabels.severity }}"  # optional; a severity label otherwise
 //!   timezone: Asia/Shanghai      # for the times a digest shows; default templates_timezone
 //! templates: []                  # optional; see crate::template
 //! templates_timezone: Asia/Shanghai
@@ -155,11 +159,24 @@ pub struct DigestConfig {
     /// Of each robot's `per_minute`, the sends kept for digests, so a
     /// summary goes out within seconds when a storm starts.
     pub reserved: u32,
-    /// Once more than this many messages left a robot within `linger_ms`,
-    /// the rest of the burst waits for the digest; 0 turns it off.
+    /// Once more than this many events for a robot arrive within
+    /// `linger_ms`, the rest of the burst waits for the digest; 0 turns it
+    /// off (every event on its own while the budget lasts).
     pub burst: u32,
     /// How long the first digest of a storm waits for more events.
     pub linger_ms: u64,
+    /// A template whose value groups events in a digest; by default the
+    /// headline with its variable parts masked.
+    pub group_by: Option<String>,
+    /// A template whose value stays the same from an event's firing to its
+    /// resolved; Alertmanager's fingerprints by default.
+    pub identity: Option<String>,
+    /// A template whose value is an event's status (`firing`, `resolved`);
+    /// Alertmanager's `status` by default.
+    pub status: Option<String>,
+    /// A template whose value is an event's severity, to order a digest's
+    /// sections by; a `severity` label by default.
+    pub severity: Option<String>,
     /// The time zone of the times a digest shows; `templates_timezone`
     /// when unset.
     pub timezone: Option<chrono_tz::Tz>,
@@ -171,8 +188,12 @@ impl Default for DigestConfig {
             enabled: true,
             max_queued: 10_000,
             reserved: 4,
-            burst: 0,
+            burst: 3,
             linger_ms: 1_000,
+            group_by: None,
+            identity: None,
+            status: None,
+            severity: None,
             timezone: None,
         }
     }
@@ -182,6 +203,16 @@ impl DigestConfig {
     /// The first digest's wait for more events.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    /// The expressions that tell a digest about each event.
+    pub fn expressions(&self) -> crate::template::DigestExpressions {
+        crate::template::DigestExpressions {
+            group_by: self.group_by.clone(),
+            identity: self.identity.clone(),
+            status: self.status.clone(),
+            severity: self.severity.clone(),
+        }
     }
 }
 

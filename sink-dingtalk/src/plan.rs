@@ -167,6 +167,7 @@ impl Plan {
         }
         problems.extend(delivery_problems(config));
         let templates = Templates::compile(&config.templates, &config.templates_timezone)
+            .and_then(|t| t.with_digest(&config.digest.expressions(), digest_timezone(config)))
             .map_err(|found| problems.extend(found))
             .ok();
         match templates {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::DingTalkConfig;
 use crate::message::MsgType;
+use crate::message::digest::Summary;
 use crate::metrics;
 use crate::plan::Plan;
 use crate::robot::{Post, Robot, http_client};
@@ -190,21 +191,24 @@ impl DingTalkSink {
             group: None,
             outcome: reject(not_configured(asked, self.delivery.targets())),
         })?;
-        let message = self
+        let (message, meta) = self
             .templates
-            .message_for(event, &group)
+            .prepare(event, &group)
             .map_err(|err| Unsendable {
                 group: Some(Arc::clone(&group)),
                 outcome: reject(err.to_string()),
             })?;
         let msgtype = message.msgtype;
+        let at_ms = event
+            .time()
+            .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
+        // What a digest shows of it, worked out once, kept with it.
+        let summary = Summary::of(&message.body, at_ms).with(meta);
         let post = Post {
             msgtype: msgtype.as_str().to_owned(),
             body: message.body,
-            at_ms: event
-                .time()
-                .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis()),
-            summary: None,
+            at_ms,
+            summary: Some(summary),
         };
         let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
         Ok((parcel, msgtype))

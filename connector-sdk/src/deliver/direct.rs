@@ -82,9 +82,15 @@ impl<D: Destination> Pool<D> {
                     }
                 }
             }
+            // Past a burst, the rest of a storm waits for the digest.
+            let identity = format!(
+                "{}\n{}\n{}",
+                work.parcel.source, work.parcel.event_id, work.parcel.target
+            );
+            let past_burst = self.storm.arrive(&identity) && self.outbox.is_some();
             let receipt = match &held_back {
                 Some(earlier) => Receipt::new(not_sent_after(earlier)),
-                None if queue_rest => self.enqueue(&work).await,
+                None if queue_rest || past_burst => self.enqueue(&work).await,
                 None => self.deliver_one(&work, &deadline).await,
             };
             if let Some(key) = &sent_key

@@ -41,8 +41,9 @@
 //!
 //! The rooms: `server.rs` (the runtime on loopback, and its clients),
 //! `event.rs` (events to send), `redis.rs` (a Redis process), `clock.rs`
-//! (a store clock a test moves); [`proto`] and [`decode_batch`] for tests
-//! that put their own bytes on the wire.
+//! (a store clock a test moves); [`proto`], [`decode_batch`] and
+//! [`grpc_client`] for tests that put their own bytes on the wire;
+//! [`process`] for tests that read a process's memory.
 //!
 //! This is test support: where a test cannot go on (the servers do not start,
 //! the sink does not answer) the kit panics with a message saying why, as an
@@ -51,6 +52,8 @@
 
 mod clock;
 mod event;
+pub mod grpc_client;
+pub mod process;
 mod redis;
 mod server;
 

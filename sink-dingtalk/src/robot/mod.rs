@@ -227,6 +227,14 @@ mod utf8 {
 mod tests {
     use super::*;
 
+    /// `i` in letters: `12` is `bc`.
+    fn letters(i: usize) -> String {
+        i.to_string()
+            .bytes()
+            .map(|digit| char::from(b'a' + (digit - b'0')))
+            .collect()
+    }
+
     #[test]
     fn a_full_digest_leaves_room_for_the_keyword() {
         let client =
@@ -238,7 +246,8 @@ mod tests {
             .map(|i| Post {
                 msgtype: "text".into(),
                 body: Bytes::from(
-                    json!({"msgtype": "text", "text": {"content": format!("alert {i} {}", "x".repeat(200))}})
+                    // Words without digits: every alert is a section of its own.
+                    json!({"msgtype": "text", "text": {"content": format!("alert {} {}", letters(i), "x".repeat(200))}})
                         .to_string(),
                 ),
                 at_ms: 1_700_000_000_000,

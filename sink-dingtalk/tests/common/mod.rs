@@ -10,6 +10,7 @@ use std::process::{Child, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_dingtalk::FakeDingTalk;
+use fake_dingtalk::events::{self, Alerts};
 
 /// The binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_sink-dingtalk");
@@ -77,33 +78,19 @@ pub fn said(output: &Output) -> (bool, String, String) {
     )
 }
 
-/// Alert `i` as a structured-mode CloudEvent; its text carries [`marker`].
-pub fn alert(i: usize) -> String {
-    format!(
-        r#"{{"specversion":"1.0","id":"alert-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"{} disk full"}}"#,
-        marker(i)
-    )
-}
+/// How these tests' alerts look: from Alertmanager, "disk full".
+pub const ALERTS: Alerts = Alerts::new("alert-", "alertmanager", "alert");
 
-/// The text that shows alert `i` in the group, unique even as a substring.
-pub fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
+/// Alert `i` as a structured-mode CloudEvent; its text carries
+/// `events::marker(i)`.
+pub fn alert(i: usize) -> String {
+    ALERTS.structured(i)
 }
 
 /// How many of the messages DingTalk accepted for `token` show each of the
 /// alerts `0..alerts`.
 pub fn times_shown(fake: &FakeDingTalk, token: &str, alerts: usize) -> Vec<usize> {
-    let bodies: Vec<String> = fake
-        .accepted_for(token)
-        .iter()
-        .map(|a| a.body.to_string())
-        .collect();
-    (0..alerts)
-        .map(|i| {
-            let marker = marker(i);
-            bodies.iter().filter(|body| body.contains(&marker)).count()
-        })
-        .collect()
+    events::posts_showing(&fake.accepted_for(token), alerts)
 }
 
 /// A port nothing listens on right now.

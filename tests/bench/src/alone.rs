@@ -5,8 +5,8 @@ use crate::attack::Attack;
 use crate::blackhole::Blackhole;
 use crate::format::{self, thousands};
 use crate::load::{self, Plan, Scenario, Target};
-use crate::{Args, Context, attacks, pool, replicas, storm};
-use crate::{proc_stats, report, templates};
+use crate::{Args, Context, attacks, digests, pool, replicas, storm};
+use crate::{report, run, templates};
 
 pub(crate) async fn blackhole_alone() -> Result<(), String> {
     let blackhole = Blackhole::start()
@@ -27,6 +27,10 @@ pub(crate) fn templates_alone() -> Result<(), String> {
 
 pub(crate) async fn storm_alone(args: &Args) -> Result<(), String> {
     row_alone(args, storm, |md, row| storm::markdown(md, row, None)).await
+}
+
+pub(crate) async fn digests_alone(args: &Args) -> Result<(), String> {
+    row_alone(args, digests, digests::markdown).await
 }
 
 pub(crate) async fn replicas_alone(args: &Args) -> Result<(), String> {
@@ -61,7 +65,7 @@ pub(crate) async fn load_alone(
 ) -> Result<(), String> {
     let plan = Plan::new(scenario, concurrency, events, 300);
     let m = load::run(scenario, target, plan).await?;
-    let ticks = proc_stats::ticks_per_second() as f64;
+    let ticks = run::ticks_per_second() as f64;
     println!(
         "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
         scenario.name(),

@@ -21,8 +21,8 @@ mod payloads;
 use fake_dingtalk::grpc_client::send_request as grpc_request;
 use payloads::{attributes_message, json_zeros_event, large_text_event};
 
-use crate::proc_stats;
 use crate::procs::{self, Running, SinkSpec};
+use fake_dingtalk::process;
 
 /// The longest an attack holds.
 const HOLD: Duration = Duration::from_secs(12);
@@ -188,9 +188,9 @@ pub async fn run(attack: Attack, spec: &SinkSpec<'_>) -> Result<Attacked, String
     })
 }
 
-fn memory(running: &Running) -> Result<proc_stats::Memory, String> {
+fn memory(running: &Running) -> Result<process::Memory, String> {
     let pid = running.target.pid.ok_or("no pid")?;
-    proc_stats::memory(pid).map_err(|err| format!("cannot read the memory of pid {pid}: {err}"))
+    process::memory(pid).map_err(|err| format!("cannot read the memory of pid {pid}: {err}"))
 }
 
 #[derive(Debug, Clone, Copy)]

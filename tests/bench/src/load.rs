@@ -22,7 +22,7 @@ use tokio::sync::Barrier;
 use tonic::transport::Channel;
 
 use crate::http::{Connection, post};
-use crate::proc_stats;
+use fake_dingtalk::process;
 
 /// Events in one batch (HTTP batch mode and gRPC).
 pub const BATCH: usize = 32;
@@ -313,7 +313,7 @@ pub async fn run(scenario: Scenario, target: Target, plan: Plan) -> Result<Measu
 
 fn cpu_ticks(pid: Option<u32>) -> Result<u64, String> {
     pid.map_or(Ok(0), |pid| {
-        proc_stats::cpu_ticks(pid)
+        process::cpu_ticks(pid)
             .map_err(|err| format!("cannot read the CPU time of pid {pid}: {err}"))
     })
 }

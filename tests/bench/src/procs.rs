@@ -15,7 +15,7 @@ use hyper::StatusCode;
 
 use crate::http::get_readyz;
 use crate::load::Target;
-use crate::proc_stats;
+use fake_dingtalk::process;
 
 /// How long a process may take to become ready before the run gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +39,7 @@ impl Running {
     /// The peak resident memory of its whole life so far, in KiB.
     pub fn peak_rss_kib(&self) -> Result<u64, String> {
         let pid = self.child.id();
-        proc_stats::memory(pid)
+        process::memory(pid)
             .map(|m| m.peak_kib)
             .map_err(|err| format!("cannot read the memory of pid {pid}: {err}"))
     }
@@ -196,7 +196,7 @@ async fn start(
             .map_err(|err| format!("ready, but gRPC on {grpc} does not accept: {err}"))?;
     }
     tokio::time::sleep(SETTLE).await;
-    running.idle_rss_kib = proc_stats::memory(pid)
+    running.idle_rss_kib = process::memory(pid)
         .map(|m| m.rss_kib)
         .map_err(|err| format!("cannot read the memory of pid {pid}: {err}"))?;
     Ok(running)

@@ -67,7 +67,7 @@ impl Machine {
             .and_then(|rest| rest.split_once(':'))
             .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib = crate::proc_stats::kib_field(&meminfo, "MemTotal:").unwrap_or(0);
+        let memory_kib = fake_dingtalk::process::kib_field(&meminfo, "MemTotal:").unwrap_or(0);
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
@@ -111,6 +111,8 @@ pub struct Run {
     pub templates: Option<crate::templates::Cost>,
     /// The storm row, when measured.
     pub storm: Option<crate::storm::Storm>,
+    /// The digests row, when measured.
+    pub digests: Option<crate::digests::Digests>,
     /// The pool row, when measured.
     pub pool: Option<crate::pool::Pool>,
     /// The replicas row, when measured.
@@ -149,4 +151,12 @@ impl Run {
         let secs = cell.measured.cpu_ticks as f64 / self.ticks_per_sec as f64;
         secs * 10_000.0 / cell.measured.events.max(1) as f64
     }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
+pub fn ticks_per_second() -> u64 {
+    command_line("getconf", &["CLK_TCK"])
+        .and_then(|text| text.parse().ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use fake_dingtalk::events::{self, Alerts};
 use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec, most_in_any_minute};
 
 use hyper::body::Bytes;
@@ -37,6 +38,8 @@ pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(240);
 /// The longest the whole row may take: that wait, and a minute for the
 /// outbox run and the start-ups.
 pub const TIMEOUT: Duration = Duration::from_secs(VISIBLE_WITHIN.as_secs() + 60);
+/// How the storm's alerts look: from Alertmanager, "disk full on host-{i % 40}".
+const STORM_ALERTS: Alerts = Alerts::new("storm-", "alertmanager", "alert").on_hosts(40);
 /// The outbox run: an outbox that never fills, a flusher that waits.
 const OUTBOX_YAML: &str = "digest:\n  max_queued: 1000000\n  linger_ms: 60000\n";
 
@@ -123,7 +126,7 @@ pub(super) async fn wait_visible(
         for (robot, read) in robots.iter().zip(&mut read) {
             let accepted = fake.accepted_for(robot);
             for post in accepted.get(*read..).unwrap_or_default() {
-                shown.extend(markers_in(&post.body.to_string()));
+                shown.extend(events::markers_in(&post.body.to_string(), ALERTS));
             }
             *read = accepted.len();
         }
@@ -147,20 +150,6 @@ pub(super) fn digests_in(accepted: &[Accepted]) -> usize {
         .count()
 }
 
-/// What alert `i` carries, to be found in the posts.
-fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
-}
-
-/// The alerts whose [`marker`] `text` holds.
-fn markers_in(text: &str) -> impl Iterator<Item = usize> + '_ {
-    text.match_indices("[alert ").filter_map(|(at, found)| {
-        let digits = text.get(at + found.len()..)?.get(..5)?;
-        let number = digits.strip_suffix(']')?;
-        number.parse().ok().filter(|i| *i < ALERTS)
-    })
-}
-
 /// Sends the alerts from [`IN_FLIGHT`] connections; the count not answered 200.
 pub(super) async fn send_alerts(http: SocketAddr) -> usize {
     let next = Arc::new(AtomicUsize::new(0));
@@ -175,14 +164,13 @@ pub(super) async fn send_alerts(http: SocketAddr) -> usize {
                     if i >= ALERTS {
                         break;
                     }
-                    let body = format!(
-                        r#"{{"specversion":"1.0","id":"storm-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"{} disk full on host-{}"}}"#,
-                        marker(i),
-                        i % 40
-                    );
+                    let body = STORM_ALERTS.structured(i);
                     let headers = [("content-type", "application/cloudevents+json".to_owned())];
                     let ok = match post(&headers, Bytes::from(body)) {
-                        Ok(request) => connection.send(request).await.is_ok_and(|s| s.as_u16() == 200),
+                        Ok(request) => connection
+                            .send(request)
+                            .await
+                            .is_ok_and(|s| s.as_u16() == 200),
                         Err(_) => false,
                     };
                     if !ok {
@@ -253,21 +241,4 @@ pub fn markdown(md: &mut String, storm: &Storm, relay_at_16: Option<f64>) {
     );
     let _ = writeln!(md, "| throttled by DingTalk | {} |", storm.throttled);
     let _ = writeln!(md, "| alerts not answered 200 | {} |\n", storm.refused);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markers_are_found_in_a_post() {
-        let digest = format!(
-            r#"{{"markdown":{{"text":"{} disk full\n- {} disk full\n[alert 12345] [alert x]"}}}}"#,
-            marker(7),
-            marker(999)
-        );
-        let found: Vec<usize> = markers_in(&digest).collect();
-        assert_eq!(found, [7, 999]);
-        assert_eq!(markers_in(&marker(ALERTS)).count(), 0, "not one of ours");
-    }
 }

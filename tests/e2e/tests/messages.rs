@@ -219,7 +219,7 @@ async fn a_keyword_secured_robot_gets_its_keyword_in_every_message_type() {
     ];
     let h = Harness::with(robots, |fake| {
         format!(
-            "bot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\n      keywords: ['[ops]', deploy-bot]\n    - chat_group: pool\n      robots:\n        - {{ url: \"{}\", keywords: [pool-kw] }}\n    - chat_group: none\n      url: \"{}\"\n",
+            "bot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\n      keywords: ['[ops]', deploy-bot]\n    - chat_group: pool\n      robots:\n        - {{ url: \"{}\", keywords: [pool-kw] }}\n    - chat_group: none\n      url: \"{}\"\ndigest:\n  burst: 0\n",
             fake.webhook_url("kw-robot"),
             fake.webhook_url("kw-pool"),
             fake.webhook_url("kw-unset"),

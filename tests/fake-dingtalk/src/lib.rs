@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod grpc_client;
+pub mod events;
 mod limits;
 mod model;
 pub mod proxy;
@@ -32,3 +32,9 @@ pub use model::{
     errcode, most_in_any_minute,
 };
 pub use server::FakeDingTalk;
+
+/// The raw gRPC request head and the reading of a process's memory live in
+/// the SDK's testing kit (its own hostile tests use them, and the SDK cannot
+/// depend on this crate); here for the end-to-end tests and the bench, one
+/// copy.
+pub use connector_sdk::testing::{grpc_client, process};

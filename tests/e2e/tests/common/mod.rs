@@ -11,11 +11,13 @@ use std::time::Duration;
 pub use connector_sdk::testing::Reply;
 use connector_sdk::testing::ShiftedClock;
 use connector_sdk::testing::TestServer;
-use connector_sdk::testing::proto::cloud_event::Data;
 use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
 use connector_sdk::testing::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
-use fake_dingtalk::{Accepted, FakeDingTalk, RobotSpec};
-use serde_json::{Value, json};
+// The shared event builders; each test binary uses a different part.
+#[allow(unused_imports)]
+pub use fake_dingtalk::events::{self, Alerts, marker, markers, times_shown};
+use fake_dingtalk::{FakeDingTalk, RobotSpec};
+use serde_json::Value;
 use sink_dingtalk::DingTalkSink;
 
 /// The signed robot of chat group `bot1`.
@@ -51,37 +53,24 @@ pub async fn grpc_send(
     sink.send_grpc_raw(batch).await
 }
 
-/// The text that shows alert `i` in the group, unique even as a substring.
-pub fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
-}
+/// How the alerts of these tests look: for chat group `bot1`, "disk full on
+/// host-{i % 7}", as Alertmanager's text would come.
+pub const ALERTS: Alerts = Alerts::new("alert-", "e2e-test", "test")
+    .for_chat_group("bot1")
+    .on_hosts(7);
 
-/// The markers of the alerts in `range`.
-pub fn markers(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(marker).collect()
-}
+/// How the alerts a Vanus trigger pushes over gRPC look: "cpu high".
+pub const GRPC_ALERTS: Alerts =
+    Alerts::new("grpc-alert-", "prometheus", "alert").saying("cpu high");
 
-/// Alert `i` for chat group `bot1`, structured mode, as Alertmanager's
-/// text would come.
+/// Alert `i` for chat group `bot1`, structured mode.
 pub fn alert(i: usize) -> String {
-    structured(
-        &format!("alert-{i}"),
-        &[("xvchatgroup", "bot1")],
-        "text/plain",
-        json!(format!("{} disk full on host-{}", marker(i), i % 7)),
-    )
+    ALERTS.structured(i)
 }
 
 /// Alert `i` as a gRPC CloudEvent, as a Vanus trigger pushes it.
 pub fn grpc_alert(i: usize) -> CloudEvent {
-    CloudEvent {
-        id: format!("grpc-alert-{i}"),
-        source: "prometheus".into(),
-        spec_version: "1.0".into(),
-        r#type: "alert".into(),
-        attributes: Default::default(),
-        data: Some(Data::TextData(format!("{} cpu high", marker(i)))),
-    }
+    GRPC_ALERTS.grpc(i)
 }
 
 /// Two chat groups, `bot1` (signed, the default) and `bot2` (unsigned).
@@ -202,25 +191,15 @@ pub fn without_uuid(mut body: Value) -> Value {
     body
 }
 
-/// A structured-mode event as JSON text.
+/// A structured-mode event from these tests (source `e2e-test`, type
+/// `test`) as JSON text.
 pub fn structured(
     id: &str,
     extensions: &[(&str, &str)],
     content_type: &str,
     data: Value,
 ) -> String {
-    let mut event = serde_json::json!({
-        "id": id,
-        "source": "e2e-test",
-        "specversion": "1.0",
-        "type": "test",
-        "datacontenttype": content_type,
-        "data": data,
-    });
-    for (name, value) in extensions {
-        event[*name] = Value::String((*value).to_owned());
-    }
-    event.to_string()
+    events::structured(id, "e2e-test", "test", extensions, content_type, data)
 }
 
 /// Waits until every marker shows in what `fake`'s robot `token` accepted,
@@ -243,13 +222,4 @@ pub async fn wait_visible(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// How many accepted messages show `marker` (a single message or a line of
-/// a digest).
-pub fn times_shown(accepted: &[Accepted], marker: &str) -> usize {
-    accepted
-        .iter()
-        .map(|a| a.body.to_string().matches(marker).count())
-        .sum()
 }

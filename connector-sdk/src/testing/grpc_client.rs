@@ -1,6 +1,8 @@
 //! What a raw gRPC client (over h2, no tonic) needs to speak to the
-//! connector's `CloudEvents/Send`: the request head. Shared by the hostile
-//! tests and the bench's attacks, which send what tonic never would.
+//! connector's `CloudEvents/Send`: the request head. For tests that send
+//! what tonic never would (the SDK's hostile tests, the DingTalk bench's
+//! attacks): a message declared and never finished, bytes that are no
+//! protobuf.
 
 use axum::http::Request;
 

@@ -1,7 +1,8 @@
-//! What the kernel knows about a process we started: resident memory
-//! (`VmRSS`, and its high-water mark `VmHWM`, from `/proc/<pid>/status`) and
-//! CPU time (`utime + stime` from `/proc/<pid>/stat`, which also counts the
-//! threads that already exited).
+//! What the kernel knows about a process (Linux): resident memory (`VmRSS`,
+//! and its high-water mark `VmHWM`, from `/proc/<pid>/status`) and CPU time
+//! (`utime + stime` from `/proc/<pid>/stat`, which also counts the threads
+//! that already exited). The memory tests read their own process with it;
+//! the bench reads the sink it started.
 
 use std::io;
 
@@ -57,14 +58,6 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
-pub fn ticks_per_second() -> u64 {
-    crate::format::command_line("getconf", &["CLK_TCK"])
-        .and_then(|text| text.parse().ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100)
 }
 
 #[cfg(test)]
