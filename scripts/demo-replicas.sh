@@ -97,7 +97,7 @@ send() {
         port=${LIVE[$(((i + attempt) % ${#LIVE[@]}))]}
         status=$(curl -sS --max-time 6 -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port" \
             -H 'Content-Type: application/cloudevents+json' \
-            --data-raw '{"specversion":"1.0","id":"alert-'"$i"'","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[alert '"$(printf '%02d' "$i")"'] disk full on db-'"$((i % 7))"'"}' \
+            --data-raw '{"specversion":"1.0","id":"alert-'"$i"'","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"alert#'"$(printf '%02d' "$i")"' disk full on db-'"$((i % 7))"'"}' \
             2>/dev/null) || status=000
         [ "$status" = 200 ] && return 0
         sleep 1
@@ -130,7 +130,7 @@ shown=0
 for _ in $(seq 1 300); do
     shown=0
     for i in $(seq 1 "$ALERTS"); do
-        grep -qF "[alert $(printf '%02d' "$i")]" "$WORK/fake.out" && shown=$((shown + 1))
+        grep -qE "alert#$(printf '%02d' "$i")([^0-9]|$)" "$WORK/fake.out" && shown=$((shown + 1))
     done
     [ "$shown" = "$ALERTS" ] && break
     sleep 0.2
@@ -143,7 +143,7 @@ echo
 posts=$(grep -c '^\[demo-token\] ' "$WORK/fake.out" || true)
 twice=0
 for i in $(seq 1 "$ALERTS"); do
-    n=$(grep -oF "[alert $(printf '%02d' "$i")]" "$WORK/fake.out" | wc -l)
+    n=$(grep -oE "alert#$(printf '%02d' "$i")([^0-9]|$)" "$WORK/fake.out" | wc -l)
     [ "$n" -gt 1 ] && twice=$((twice + 1))
 done
 throttled=$(grep -c 'errcode=410100' "$WORK/fake.out" || true)

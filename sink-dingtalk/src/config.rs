@@ -24,8 +24,12 @@
 //!   enabled: true                # queue and merge into digests (false: answer 429)
 //!   max_queued: 10000            # per outbox; past it, 429
 //!   reserved: 4                  # of each robot's per_minute, kept for digests
-//!   burst: 0                     # past this many sends within linger_ms, the rest waits for a digest
+//!   burst: 3                     # past this many events within linger_ms, the rest waits for a digest (0: off)
 //!   linger_ms: 1000              # let a burst gather before the first digest
+//!   group_by: "{{ data.commonLabels.alertname }}/{{ data.status }}"  # optional; the headline masked otherwise
+//!   identity: "{{ data.groupKey }}"  # optional; Alertmanager's fingerprints otherwise
+//!   status: "{{ data.status }}"  # optional; Alertmanager's status otherwise
+//!   severity: "{{ data.commonLabels.severity }}"  # optional; a severity label otherwise
 //!   timezone: Asia/Shanghai      # for the times a digest shows; default templates_timezone
 //! templates: []                  # optional; see crate::template
 //! templates_timezone: Asia/Shanghai
@@ -116,6 +120,11 @@ pub struct WebhookConfig {
     /// The group's `openConversationId`, for an app robot.
     #[serde(default)]
     pub open_conversation_id: Option<String>,
+    /// The robot's security keywords: a message that contains none of them
+    /// gets the first one added; for a pool, each robot's unless it says
+    /// otherwise.
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
 
 /// `bot.webhooks[].robots[]`: one robot of a pool.
@@ -136,6 +145,9 @@ pub struct RobotConfig {
     /// Its pacing; the chat group's `paced` by default.
     #[serde(default)]
     pub paced: Option<bool>,
+    /// Its security keywords; the chat group's `keywords` by default.
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
 }
 
 fn default_paced() -> bool {
@@ -158,11 +170,24 @@ pub struct DigestConfig {
     /// Of each robot's `per_minute`, the sends kept for digests, so a
     /// summary goes out within seconds when a storm starts.
     pub reserved: u32,
-    /// Once more than this many messages left a robot within `linger_ms`,
-    /// the rest of the burst waits for the digest; 0 turns it off.
+    /// Once more than this many events for a robot arrive within
+    /// `linger_ms`, the rest of the burst waits for the digest; 0 turns it
+    /// off (every event on its own while the budget lasts).
     pub burst: u32,
     /// How long the first digest of a storm waits for more events.
     pub linger_ms: u64,
+    /// A template whose value groups events in a digest; by default the
+    /// headline with its variable parts masked.
+    pub group_by: Option<String>,
+    /// A template whose value stays the same from an event's firing to its
+    /// resolved; Alertmanager's fingerprints by default.
+    pub identity: Option<String>,
+    /// A template whose value is an event's status (`firing`, `resolved`);
+    /// Alertmanager's `status` by default.
+    pub status: Option<String>,
+    /// A template whose value is an event's severity, to order a digest's
+    /// sections by; a `severity` label by default.
+    pub severity: Option<String>,
     /// The time zone of the times a digest shows; `templates_timezone`
     /// when unset.
     pub timezone: Option<chrono_tz::Tz>,
@@ -174,8 +199,12 @@ impl Default for DigestConfig {
             enabled: true,
             max_queued: 10_000,
             reserved: 4,
-            burst: 0,
+            burst: 3,
             linger_ms: 1_000,
+            group_by: None,
+            identity: None,
+            status: None,
+            severity: None,
             timezone: None,
         }
     }
@@ -185,6 +214,16 @@ impl DigestConfig {
     /// The first digest's wait for more events.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    /// The expressions that tell a digest about each event.
+    pub fn expressions(&self) -> crate::template::DigestExpressions {
+        crate::template::DigestExpressions {
+            group_by: self.group_by.clone(),
+            identity: self.identity.clone(),
+            status: self.status.clone(),
+            severity: self.severity.clone(),
+        }
     }
 }
 
@@ -201,6 +240,13 @@ pub struct DeliveryConfig {
     pub cooldown_secs: u64,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout_ms: u64,
+    /// An HTTP(S) proxy every request to DingTalk goes through,
+    /// `http://[user:password@]host:port`; unset, the environment's
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`.
+    pub proxy: Option<Secret>,
+    /// Hosts, domains and networks reached without the proxy,
+    /// comma-separated as in `NO_PROXY` (which applies when this is unset).
+    pub no_proxy: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -209,6 +255,8 @@ impl Default for DeliveryConfig {
             deadline_ms: 3_000,
             cooldown_secs: 600,
             connect_timeout_ms: 1_000,
+            proxy: None,
+            no_proxy: None,
         }
     }
 }
@@ -328,6 +376,31 @@ bot:
 "#,
         );
         assert_eq!(paths(&config), ["bot.webhooks.1.signature"]);
+    }
+
+    #[test]
+    fn keywords_are_checked_and_one_robot_has_one_list() {
+        let config = parse(
+            r#"
+bot:
+  webhooks:
+    - { chat_group: a, url: "https://x.test/robot/send?access_token=t", keywords: [ops] }
+    - { chat_group: b, url: "https://x.test/robot/send?access_token=t", keywords: [dev] }
+    - { chat_group: c, url: "https://x.test/robot/send?access_token=u", keywords: [ok, " "] }
+    - { chat_group: d, url: "https://x.test/robot/send?access_token=v", keywords: [a, b, c, d, e, f, g, h, i, j, k] }
+delivery:
+  proxy: "socks5://alice:pw@proxy:1080"
+"#,
+        );
+        assert_eq!(
+            paths(&config),
+            [
+                "bot.webhooks.1.keywords",
+                "bot.webhooks.2.keywords.1",
+                "bot.webhooks.3.keywords",
+                "delivery.proxy",
+            ]
+        );
     }
 
     #[test]

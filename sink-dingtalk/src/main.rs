@@ -14,7 +14,16 @@ fn main() -> ExitCode {
     }
     match args.command {
         None => connector_sdk::run::<DingTalkSink>(),
-        Some(Command::Render { config, event }) => cli::render(config.as_deref(), &event),
+        Some(Command::Render {
+            config,
+            digest: false,
+            event,
+        }) => cli::render(config.as_deref(), &event),
+        Some(Command::Render {
+            config,
+            digest: true,
+            event,
+        }) => cli::render_digest(config.as_deref(), &event),
         Some(Command::Send {
             group,
             msgtype,

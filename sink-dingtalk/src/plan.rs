@@ -13,6 +13,7 @@ use connector_sdk::{ConfigProblem, SinkConfig};
 
 use crate::app::config::{AppGroupPlan, AppPlan, one_to_one_target};
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
+use crate::robot::proxy::ProxyPlan;
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
 use crate::secret::Secret;
 use crate::template::Templates;
@@ -36,6 +37,8 @@ pub struct Plan {
     pub timezone: Tz,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout: std::time::Duration,
+    /// The proxies to DingTalk.
+    pub proxy: ProxyPlan,
 }
 
 /// One chat group.
@@ -63,6 +66,8 @@ pub struct RobotPlan {
     pub per_minute: u32,
     /// Whether its budget is enforced.
     pub paced: bool,
+    /// Its security keywords (one is added to a message without any).
+    pub keywords: Vec<String>,
     /// The chat groups it serves, in config order.
     pub chat_groups: Vec<String>,
 }
@@ -75,7 +80,11 @@ struct Named<'a> {
     signature: Option<&'a Secret>,
     per_minute: u32,
     paced: bool,
+    keywords: &'a [String],
 }
+
+/// DingTalk lets a robot have at most this many keywords.
+const MAX_KEYWORDS: usize = 10;
 
 /// A config is valid when it makes a plan.
 impl SinkConfig for DingTalkConfig {
@@ -181,6 +190,7 @@ impl Plan {
         }
         problems.extend(delivery_problems(config));
         let templates = Templates::compile(&config.templates, &config.templates_timezone)
+            .and_then(|t| t.with_digest(&config.digest.expressions(), digest_timezone(config)))
             .map_err(|found| problems.extend(found))
             .ok();
         match templates {
@@ -193,6 +203,7 @@ impl Plan {
                 settings: settings(config),
                 timezone: digest_timezone(config),
                 connect_timeout: config.delivery.connect_timeout(),
+                proxy: proxy_plan(config),
             }),
             _ => Err(problems),
         }
@@ -218,6 +229,7 @@ fn robots_of<'a>(
             signature: webhook.signature.as_ref(),
             per_minute: webhook.per_minute,
             paced: webhook.paced,
+            keywords: &webhook.keywords,
         }],
         (None, false) => {
             if webhook.signature.is_some() {
@@ -240,6 +252,7 @@ fn robots_of<'a>(
                     signature: robot.signature.as_ref(),
                     per_minute: robot.per_minute.unwrap_or(webhook.per_minute),
                     paced: robot.paced.unwrap_or(webhook.paced),
+                    keywords: robot.keywords.as_deref().unwrap_or(&webhook.keywords),
                 })
                 .collect()
         }
@@ -295,6 +308,21 @@ fn robot(
             ),
         ));
     }
+    if named.keywords.len() > MAX_KEYWORDS {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "lists {}; a DingTalk robot has at most {MAX_KEYWORDS}: list the robot's own",
+                named.keywords.len()
+            ),
+        ));
+    }
+    if let Some(at) = named.keywords.iter().position(|k| k.trim().is_empty()) {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords.{at}"),
+            "is empty; list the robot's keywords as its security settings show them",
+        ));
+    }
     let webhook = match named.url.webhook() {
         Ok(webhook) => webhook,
         Err(reason) => {
@@ -310,6 +338,7 @@ fn robot(
             secret: named.signature.cloned(),
             per_minute: named.per_minute,
             paced: named.paced,
+            keywords: named.keywords.to_vec(),
             chat_groups: Vec::new(),
         });
         return Some(robots.len() - 1);
@@ -321,6 +350,14 @@ fn robot(
             format!("{path}.signature"),
             format!(
                 "differs from {first}, which posts through the same robot; one robot has one secret"
+            ),
+        ));
+    }
+    if earlier.keywords != named.keywords {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "differ from {first}, which posts through the same robot; one robot has one list of keywords"
             ),
         ));
     }
@@ -355,6 +392,9 @@ fn delivery_problems(config: &DingTalkConfig) -> Vec<ConfigProblem> {
                 delivery.cooldown_secs
             ),
         ));
+    }
+    if let Some(problem) = proxy_plan(config).problem() {
+        problems.push(ConfigProblem::new("delivery.proxy", problem));
     }
     if delivery.connect_timeout_ms == 0 {
         problems.push(ConfigProblem::new(
@@ -394,6 +434,14 @@ fn settings(config: &DingTalkConfig) -> Settings {
             max_queued: "digest.max_queued",
             deadline: "delivery.deadline_ms",
         },
+    }
+}
+
+/// `delivery.proxy` and `delivery.no_proxy`.
+fn proxy_plan(config: &DingTalkConfig) -> ProxyPlan {
+    ProxyPlan {
+        proxy: config.delivery.proxy.clone(),
+        no_proxy: config.delivery.no_proxy.clone(),
     }
 }
 

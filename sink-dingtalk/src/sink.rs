@@ -19,6 +19,7 @@ use crate::app::{App, AppBot, MAX_USERS_PER_CALL, People, users_of};
 use crate::config::DingTalkConfig;
 use crate::destination::Bot;
 use crate::message::MsgType;
+use crate::message::digest::Summary;
 use crate::metrics;
 use crate::plan::Plan;
 use crate::robot::{Post, Robot, http_client};
@@ -48,6 +49,8 @@ pub struct DingTalkSink {
     /// The targets of one-to-one messages: no event names them.
     one_to_one: HashSet<Arc<str>>,
     apps: Vec<Arc<App>>,
+    /// The proxies in use, masked, for `/status`.
+    proxies: Value,
 }
 
 /// An event that can never be sent: why, and its chat group when that is a
@@ -69,20 +72,34 @@ impl DingTalkSink {
     /// previous run queued included). Nothing runs in the background until
     /// [`DingTalkSink::start`].
     pub async fn new(plan: Plan, store: Store) -> Result<Self, BoxError> {
-        let client = http_client(plan.connect_timeout)?;
+        let client = http_client(plan.connect_timeout, &plan.proxy)?;
+        let proxies = plan.proxy.describe();
+        if let Some(proxies) = proxies.as_array().filter(|p| !p.is_empty()) {
+            for proxy in proxies {
+                tracing::info!(
+                    url = %proxy["url"].as_str().unwrap_or_default(),
+                    from = %proxy["from"].as_str().unwrap_or_default(),
+                    no_proxy = proxy["no_proxy"].as_str(),
+                    "requests to DingTalk go through a proxy"
+                );
+            }
+        }
         let robots: Vec<Bot> = plan
             .robots
             .iter()
             .map(|robot| {
-                Bot::Webhook(Robot::new(
-                    robot.name.clone(),
-                    robot.webhook.clone(),
-                    robot.secret.clone(),
-                    client.clone(),
-                    robot.per_minute,
-                    robot.paced,
-                    plan.timezone,
-                ))
+                Bot::Webhook(
+                    Robot::new(
+                        robot.name.clone(),
+                        robot.webhook.clone(),
+                        robot.secret.clone(),
+                        client.clone(),
+                        robot.per_minute,
+                        robot.paced,
+                        plan.timezone,
+                    )
+                    .with_keywords(robot.keywords.clone()),
+                )
             })
             .collect();
         let apps: Vec<Arc<App>> = plan
@@ -99,6 +116,7 @@ impl DingTalkSink {
                 chat_groups = ?robot.chat_groups,
                 url = %robot.webhook,
                 signed = robot.secret.is_some(),
+                keywords = robot.keywords.len(),
                 per_minute = robot.per_minute,
                 "robot configured"
             );
@@ -147,6 +165,7 @@ impl DingTalkSink {
             app_groups,
             one_to_one,
             apps,
+            proxies,
         })
     }
 
@@ -247,21 +266,24 @@ impl DingTalkSink {
                         .filter(|t| !self.one_to_one.contains(*t)),
                 )),
             })?;
-        let message = self
+        let (message, meta) = self
             .templates
-            .message_for(event, &group)
+            .prepare(event, &group)
             .map_err(|err| Unsendable {
                 group: Some(Arc::clone(&group)),
                 outcome: reject(err.to_string()),
             })?;
         let msgtype = message.msgtype;
+        let at_ms = event
+            .time()
+            .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
+        // What a digest shows of it, worked out once, kept with it.
+        let summary = Summary::of(&message.body, at_ms).with(meta);
         let post = Post {
             msgtype: msgtype.as_str().to_owned(),
             body: message.body,
-            at_ms: event
-                .time()
-                .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis()),
-            summary: None,
+            at_ms,
+            summary: Some(summary),
             to: None,
         };
         let unsendable = |reason: String| Unsendable {
@@ -304,7 +326,9 @@ impl DingTalkSink {
     /// Every robot with its chat groups, budget, outbox and DingTalk's latest
     /// answer, and each pool of several robots; URLs masked.
     pub async fn status_view(&self) -> Value {
-        status_view(&self.delivery.status().await, &self.default_group)
+        let mut view = status_view(&self.delivery.status().await, &self.default_group);
+        view["proxies"] = self.proxies.clone();
+        view
     }
 }
 
@@ -370,6 +394,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
                 "url": robot.describe["url"],
                 "app": robot.describe.get("app"),
                 "signed": robot.describe["signed"],
+                "keywords": robot.describe["keywords"],
                 "paced": robot.paced,
                 "per_minute": robot.limit,
                 "sent_in_window": robot.sent_in_window,
@@ -405,11 +430,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
 
 fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Instant) {
     let outcome = &receipt.outcome;
-    let class = if receipt.queued {
-        "queued"
-    } else {
-        outcome.class()
-    };
+    let class = outcome.class();
     metrics::outcome(Some(&handed.group), class);
     tracing::info!(
         event_id = %shorten(event.id(), ID_BYTES),
@@ -419,7 +440,7 @@ fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Insta
         outcome = class,
         errcode = receipt.code,
         latency_ms = started.elapsed().as_millis() as u64,
-        reason = (!matches!(outcome, Outcome::Delivered)).then(|| outcome.reason()),
+        reason = (!outcome.is_accepted()).then(|| outcome.reason()),
         "event handled"
     );
 }

@@ -124,6 +124,53 @@ fn render_without_a_matching_rule_shows_the_plain_message() {
     );
 }
 
+#[test]
+fn render_digest_shows_what_a_storm_becomes_grouped() {
+    let config = write_config(
+        "render-digest.yml",
+        "bot:\n  webhooks:\n    - chat_group: ops\n      url: http://127.0.0.1:9/robot/send?access_token=t\n",
+    );
+    let mut lines = String::new();
+    for i in 1..=30 {
+        lines.push_str(&format!(
+            r#"{{"specversion":"1.0","id":"storm-{i}","source":"alertmanager","type":"alert","time":"2026-11-21T01:14:{i:02}Z","datacontenttype":"text/plain","data":"[FIRING] DiskFull on db-{i}: /var/lib is 97% full"}}"#
+        ));
+        lines.push('\n');
+    }
+    lines.push_str(r#"{"specversion":"1.0","id":"bad","source":"s","type":"t","xvchatgroup":"nowhere","data":"x"}"#);
+    let events = write_config("render-digest.jsonl", &lines);
+    let (ok, stdout, stderr) = run(
+        "render-digest",
+        &[
+            "render",
+            "--digest",
+            "--config",
+            config.to_str().expect("path"),
+            events.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        !ok,
+        "an event it would refuse makes the exit 1: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("chat group: ops, digest 1: 30 events"),
+        "{stdout}"
+    );
+    let hosts: Vec<String> = (1..=30).map(|i| format!("db-{i}")).collect();
+    assert!(
+        stdout.contains(&format!(
+            "**30 ×** [FIRING] DiskFull on …: /var/lib is 97% full — {}",
+            hosts.join(", ")
+        )),
+        "one section, every host: {stdout}"
+    );
+    assert!(
+        stdout.contains("not sendable (the sink answers 400): event bad: "),
+        "{stdout}"
+    );
+}
+
 const BROKEN: &str = r#"
 bot:
   webhooks:

@@ -1,7 +1,7 @@
 //! A destination's send budget, kept in a gate of the connector's store so
 //! it holds across restarts (and, with a shared store, across replicas):
 //! never more sends than its windows allow, part of the main window kept for
-//! digests, a burst limit that sends a storm's rest to the digest, and a
+//! digests, and a
 //! hold while the destination throttles it. The hold is also kept in
 //! memory: a store that cannot record it does not let this process send
 //! into the destination's block.
@@ -25,7 +25,7 @@ pub(crate) struct Budget {
     /// What the destination allows: the flusher may use all of it.
     windows: Vec<Window>,
     /// What an arriving event may use: the main window less the sends
-    /// reserved for digests, and the burst limit.
+    /// reserved for digests.
     direct: Vec<Window>,
     /// False for a stand-in without limits: only holds apply.
     paced: bool,
@@ -36,20 +36,18 @@ pub(crate) struct Budget {
 impl Budget {
     /// The budget of the destination whose store key is `key`: `windows`,
     /// of which the main (first) one keeps `reserved` sends for the
-    /// flusher, and `burst` (when set) limits arriving events further.
+    /// flusher.
     pub(crate) fn new(
         store: Store,
         key: &str,
         windows: &[Window],
         paced: bool,
         reserved: u32,
-        burst: Option<Window>,
     ) -> Self {
         let mut direct = windows.to_vec();
         if let Some(main) = direct.first_mut() {
             main.limit -= reserved.min(main.limit.saturating_sub(1));
         }
-        direct.extend(burst);
         Self {
             store,
             gate: format!("gate/{key}"),
@@ -201,7 +199,7 @@ mod tests {
     fn a_hold_of_any_length_holds_without_overflowing_the_clock() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
-        let budget = Budget::new(store, "robot", &[ROBOT], true, 4, None);
+        let budget = Budget::new(store, "robot", &[ROBOT], true, 4);
         budget.hold_locally(Duration::MAX);
         assert!(
             budget

@@ -82,14 +82,19 @@ impl<D: Destination> Pool<D> {
                     }
                 }
             }
+            // Past a burst, the rest of a storm waits for the digest.
+            let identity = format!(
+                "{}\n{}\n{}",
+                work.parcel.source, work.parcel.event_id, work.parcel.target
+            );
+            let past_burst = self.storm.arrive(&identity) && self.outbox.is_some();
             let receipt = match &held_back {
                 Some(earlier) => Receipt::new(not_sent_after(earlier)),
-                None if queue_rest => self.enqueue(&work).await,
+                None if queue_rest || past_burst => self.enqueue(&work).await,
                 None => self.deliver_one(&work, &deadline).await,
             };
             if let Some(key) = &sent_key
                 && receipt.outcome == Outcome::Delivered
-                && !receipt.queued
                 && let Err(err) = store.put(key, Vec::new(), REMEMBERED).await
             {
                 tracing::error!(event_id = %shorten(&work.parcel.event_id, ID_BYTES), target = %work.parcel.target, %err, "cannot remember a sent parcel; a redelivery of its event may send it again");
@@ -225,7 +230,7 @@ impl<D: Destination> Pool<D> {
             // did not get to answer: it is in the outbox, and there once.
             Ok(Pushed::Queued { .. } | Pushed::Already) => {
                 return Receipt {
-                    outcome: Outcome::Delivered,
+                    outcome: Outcome::Queued,
                     code: None,
                     queued: true,
                 };
@@ -316,7 +321,7 @@ fn not_sent_after(earlier: &Outcome) -> Outcome {
     match earlier {
         Outcome::Throttled { retry_after, .. } => Outcome::throttled(*retry_after, reason),
         Outcome::Unavailable { kind, .. } => Outcome::unavailable(*kind, reason),
-        Outcome::Delivered | Outcome::Rejected { .. } => {
+        Outcome::Delivered | Outcome::Queued | Outcome::Rejected { .. } => {
             Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
         }
     }

@@ -3,7 +3,8 @@
 //! go out merged into one digest (when the destination makes digests), as
 //! many as fit. The first send of a storm waits the linger for more to
 //! gather, and later ones are spaced so the budget lasts (see
-//! [`flusher_pause`]).
+//! [`flusher_pause`]); while the storm goes on, until it is quiet for the
+//! linger or [`super::STORM_SPACING`] has passed (see [`super::storm`]).
 //!
 //! A digest refused for the message's sake is sent again as single
 //! messages; a single message refused for good is dropped, loudly: an error
@@ -29,12 +30,13 @@ use super::outbox::{LEASE_TTL, Outbox, Queued};
 use super::pool::{For, Pick, Pool};
 use crate::store::StoreError;
 
-/// Queued events offered to one digest at most. Under DingTalk's 20,000
-/// bytes a digest holds 200 to 350 typical alert lines (up to about 1,200 of
-/// the shortest), and a storm has 4 digest slots a window: fewer than the
-/// 300-odd that fit would push a 1,000-alert storm's tail a window later.
-/// Reading 500 entries is at most 10 MB (payloads are under 20 KB), briefly.
-pub const MAX_PER_DIGEST: usize = 500;
+/// Queued events offered to one digest at most. A digest that groups
+/// similar events holds about a thousand alerts of a few kinds under
+/// DingTalk's 20,000 bytes, and a storm's digests are spaced
+/// ([`super::STORM_SPACING`]): fewer offered than fit would push a
+/// 1,000-alert storm's tail to a later digest. Reading 1,000 entries is at
+/// most 20 MB (payloads are under 20 KB), briefly; typical alerts, 1 MB.
+pub const MAX_PER_DIGEST: usize = 1_000;
 /// The time one send from the outbox may take.
 pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pacing is looked at again at least this often, so a growing backlog
@@ -165,6 +167,14 @@ impl<D: Destination> Flusher<'_, D> {
         );
         if self.pool.is_paced() && !pause.is_zero() {
             return Ok(Step::Sleep(pause));
+        }
+        // While a storm goes on, its digests are spaced: fewer, fuller ones.
+        let storm_wait = self
+            .pool
+            .storm
+            .digest_wait(self.last_post.map(|at| at.elapsed()), backlog_fits);
+        if !storm_wait.is_zero() {
+            return Ok(Step::Sleep(storm_wait));
         }
         let endpoint = match self.pool.pick(For::Flush).await? {
             Pick::Open(endpoint) => endpoint,

@@ -68,6 +68,7 @@ mod parcel;
 mod pool;
 mod settings;
 mod status;
+mod storm;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub use outbox::Entry;
 pub use parcel::{Parcel, Receipt, Route};
 pub use settings::{OutboxSettings, SettingNames, Settings};
 pub use status::{DestinationStatus, LastAnswer, OutboxStatus, Status};
+pub use storm::STORM_SPACING;
 
 use budget::Budget;
 use direct::Work;
@@ -91,7 +93,7 @@ use outbox::Outbox;
 use pool::{Pool, lock};
 
 use crate::sink::{Context, Outcome};
-use crate::store::{Store, StoreError, Window};
+use crate::store::{Store, StoreError};
 use crate::text::shorten;
 
 /// Every target, its pool of destinations, and their outboxes' flushers.
@@ -160,13 +162,7 @@ impl<D: Destination> Delivery<D> {
     ) -> Result<Self, StartError> {
         metrics::describe();
         let settings = Arc::new(settings);
-        let (reserved, burst) = match &settings.outbox {
-            Some(outbox) => (
-                outbox.reserved,
-                (outbox.burst > 0).then(|| Window::new(outbox.burst, outbox.linger)),
-            ),
-            None => (0, None),
-        };
+        let reserved = settings.outbox.as_ref().map_or(0, |outbox| outbox.reserved);
         let mut endpoints: Vec<Arc<Endpoint<D>>> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         let mut pools: Vec<Arc<Pool<D>>> = Vec::new();
@@ -198,7 +194,6 @@ impl<D: Destination> Delivery<D> {
                             destination.windows(),
                             destination.paced(),
                             reserved,
-                            burst,
                         );
                         if !store.is_shared() {
                             // A hold from before a restart still holds.

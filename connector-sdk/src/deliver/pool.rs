@@ -13,6 +13,7 @@ use super::Settings;
 use super::destination::Destination;
 use super::endpoint::Endpoint;
 use super::outbox::Outbox;
+use super::storm::Storm;
 use crate::store::{GateState, Passage, StoreError, Window};
 
 /// One pool.
@@ -29,6 +30,8 @@ pub(crate) struct Pool<D: Destination> {
     turn: AtomicUsize,
     pub stats: Stats,
     pub settings: Arc<Settings>,
+    /// Its recent arrivals: when a storm starts.
+    pub storm: Storm,
 }
 
 /// What the flusher did, for `/status`.
@@ -70,7 +73,7 @@ pub(crate) enum Pick<D> {
 /// Whose share of the budget a send uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum For {
-    /// An arriving event: the digests' reserve and the burst limit apply.
+    /// An arriving event: the digests' reserve applies.
     Event,
     /// The flusher: the whole budget.
     Flush,
@@ -90,6 +93,10 @@ impl<D: Destination> Pool<D> {
             name,
             turn: AtomicUsize::new(0),
             stats: Stats::default(),
+            storm: match &settings.outbox {
+                Some(outbox) => Storm::new(outbox.burst, outbox.linger),
+                None => Storm::new(0, Duration::ZERO),
+            },
             settings,
         }
     }

@@ -30,11 +30,13 @@ pub struct OutboxSettings {
     /// Of each destination's main window, the sends kept for the flusher,
     /// so a storm's first digest goes within seconds.
     pub reserved: u32,
-    /// Once more than this many sends left a destination within
-    /// `linger`, the rest of the burst waits for the digest; 0: never.
+    /// Once more than this many events for a pool arrive within
+    /// `linger`, the rest of the burst waits for the digest, and while
+    /// the storm goes on its digests are spaced (see [`STORM_SPACING`]);
+    /// 0: never (every event on its own while the budget lasts).
     pub burst: u32,
     /// How long the first digest of a storm waits for more events (and
-    /// the burst's window).
+    /// the burst's window; a storm is over once quiet this long).
     pub linger: Duration,
 }
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::Unavailable;
-use crate::store::{Memory, TokioClock};
+use crate::store::{Memory, TokioClock, Window};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -84,6 +84,11 @@ impl Standin {
 
     fn answering(self, verdicts: impl IntoIterator<Item = Verdict>) -> Self {
         self.script.lock().unwrap().extend(verdicts);
+        self
+    }
+
+    fn merging(mut self, merges: usize) -> Self {
+        self.merges = merges;
         self
     }
 }
@@ -207,7 +212,12 @@ async fn past_the_window_events_queue_and_go_out_as_digests_in_order() {
             Deadline::after(Duration::from_secs(3)),
         )
         .await;
-    assert!(receipts.iter().all(|r| r.outcome == Outcome::Delivered));
+    assert!(receipts.iter().all(|r| r.outcome
+        == if r.queued {
+            Outcome::Queued
+        } else {
+            Outcome::Delivered
+        }));
     let queued = receipts.iter().filter(|r| r.queued).count();
     assert_eq!(queued, 8, "4 sent at once: one of 5 is kept for digests");
     assert_eq!(wire.texts(), texts(0..4));
@@ -423,6 +433,34 @@ async fn past_a_burst_the_rest_of_the_storm_waits_for_one_digest() {
         )
         .await;
     assert!(!one[0].queued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_that_goes_on_is_told_in_few_spaced_digests() {
+    let wire = Wire::default();
+    let routes = vec![Route::new(
+        "ops",
+        vec![Standin::new("a", &[Window::new(20, MINUTE)], &wire).merging(MAX_PER_DIGEST)],
+    )];
+    let (delivery, _context) = kit(&memory(), settings(queueing(4, 3)), routes).await;
+    // 1,000 events over 10 s, ten every 100 ms.
+    for batch in 0..100 {
+        delivery
+            .deliver(
+                parcels("ops", batch * 10..batch * 10 + 10),
+                Deadline::after(Duration::from_secs(3)),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last_arrived = Instant::now();
+    until(Duration::from_secs(30), || wire.shown().len() == 1_000).await;
+    assert_eq!(wire.shown(), texts(0..1_000), "all, in order");
+    // 3 on their own, the first digest after the linger, the rest once the
+    // storm is quiet for the linger.
+    assert_eq!(wire.texts().len(), 5, "{:?}", wire.texts().len());
+    let last_post = wire.0.lock().expect("wire").last().map(|(at, ..)| *at);
+    assert!(last_post.is_some_and(|at| at <= last_arrived + Duration::from_secs(2)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -366,9 +366,12 @@ impl AppBot {
             return None;
         }
         let summaries: Vec<Summary> = queued.iter().map(|post| post.summary()).collect();
-        let mut take = summaries.len();
-        loop {
-            let packed = digest::pack(&summaries[..take], self.timezone, seed)?;
+        // The webhook's limit is 20,000 bytes of body, the msgParam's 15,000
+        // of its own JSON: pack for less, and less again if it still does not
+        // fit (the rest waits for the next digest, which says so).
+        let mut room = crate::message::MAX_BODY_BYTES.saturating_sub(message::MAX_MSG_PARAM_BYTES);
+        for _ in 0..4 {
+            let packed = digest::pack_within(&summaries, self.timezone, seed, room)?;
             let post = Post {
                 msgtype: "markdown".to_owned(),
                 body: packed.body,
@@ -382,12 +385,9 @@ impl AppBot {
                     count: packed.count,
                 });
             }
-            // The webhook's limit is 20,000 bytes, the msgParam's 15,000.
-            if packed.count <= 2 {
-                return None;
-            }
-            take = packed.count * 3 / 4;
+            room += 1_000;
         }
+        None
     }
 
     /// What `/status` shows of it: no token, no secret.

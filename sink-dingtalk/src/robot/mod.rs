@@ -13,6 +13,7 @@
 //! messages a minute (counted over [`WINDOW`]), and its digest is the
 //! markdown of [`crate::message::digest`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use serde_json::json;
 pub mod answer;
 pub mod client;
 pub mod mask;
+pub mod proxy;
 pub mod sign;
 pub mod webhook;
 
@@ -34,6 +36,7 @@ pub use client::http_client;
 pub use webhook::{RobotId, Webhook, WebhookUrl};
 
 use crate::message::digest::{self, Summary};
+use crate::message::keywords;
 use crate::metrics;
 use crate::secret::Secret;
 
@@ -89,6 +92,8 @@ pub struct Robot {
     paced: bool,
     /// The time zone of the times a digest shows.
     timezone: Tz,
+    /// Its security keywords: a message without any gets the first.
+    keywords: Arc<[String]>,
 }
 
 impl Robot {
@@ -113,7 +118,15 @@ impl Robot {
             windows: [Window::new(per_minute, WINDOW)],
             paced,
             timezone,
+            keywords: Arc::from(Vec::new()),
         }
+    }
+
+    /// The same robot, secured by `keywords`: a message that contains none
+    /// of them gets the first added ([`keywords::ensure`]).
+    pub fn with_keywords(mut self, keywords: Vec<String>) -> Self {
+        self.keywords = Arc::from(keywords);
+        self
     }
 
     /// The webhook, which prints with its token masked.
@@ -160,7 +173,9 @@ impl Destination for Robot {
     }
 
     async fn send(&self, post: &Post, timeout: Duration) -> Answer {
-        let result = self.post(post.body.clone(), timeout).await;
+        let body =
+            keywords::ensure(&post.body, &self.keywords).unwrap_or_else(|| post.body.clone());
+        let result = self.post(body, timeout).await;
         let answer = match result {
             Ok(()) => Answer {
                 verdict: Verdict::Delivered,
@@ -174,7 +189,8 @@ impl Destination for Robot {
 
     fn digest(&self, queued: &[&Post], seed: &str) -> Option<Digest<Post>> {
         let summaries: Vec<Summary> = queued.iter().map(|post| post.summary()).collect();
-        let packed = digest::pack(&summaries, self.timezone, seed)?;
+        let room = keywords::room(&self.keywords);
+        let packed = digest::pack_within(&summaries, self.timezone, seed, room)?;
         Some(Digest {
             payload: Post {
                 msgtype: "markdown".to_owned(),
@@ -191,6 +207,7 @@ impl Destination for Robot {
         json!({
             "url": self.webhook.masked(),
             "signed": self.is_signed(),
+            "keywords": &*self.keywords,
         })
     }
 }
@@ -207,5 +224,56 @@ mod utf8 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
         String::deserialize(deserializer).map(Bytes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `i` in letters: `12` is `bc`.
+    fn letters(i: usize) -> String {
+        i.to_string()
+            .bytes()
+            .map(|digit| char::from(b'a' + (digit - b'0')))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_digest_leaves_room_for_the_keyword() {
+        let client =
+            http_client(Duration::from_secs(1), &proxy::ProxyPlan::default()).expect("a client");
+        let webhook = Webhook::parse("https://x.test/robot/send?access_token=t").expect("url");
+        let robot = Robot::new("k".into(), webhook, None, client, 20, true, chrono_tz::UTC)
+            .with_keywords(vec!["[ops]".into()]);
+        let posts: Vec<Post> = (0..400)
+            .map(|i| Post {
+                msgtype: "text".into(),
+                body: Bytes::from(
+                    // Words without digits: every alert is a section of its own.
+                    json!({"msgtype": "text", "text": {"content": format!("alert {} {}", letters(i), "x".repeat(200))}})
+                        .to_string(),
+                ),
+                at_ms: 1_700_000_000_000,
+                summary: None,
+                to: None,
+            })
+            .collect();
+        let queued: Vec<&Post> = posts.iter().collect();
+        let digest = robot.digest(&queued, "seed").expect("a digest");
+        assert!(digest.count < 400, "packed to the limit");
+        let sent = keywords::ensure(&digest.payload.body, &robot.keywords).expect("added");
+        assert!(
+            sent.len() <= crate::message::MAX_BODY_BYTES,
+            "{}",
+            sent.len()
+        );
+        let body: serde_json::Value = serde_json::from_slice(&sent).expect("json");
+        let text = body["markdown"]["text"].as_str().expect("text");
+        assert!(
+            text.ends_with("\n\n[ops]") && !text.contains("truncated"),
+            "{}",
+            &text[text.len() - 40..]
+        );
     }
 }

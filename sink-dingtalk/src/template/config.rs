@@ -8,6 +8,7 @@
 //!     match: { type: "com.example.alertmanager.*" }  # globs on type, source, chat_group
 //!     msgtype: markdown
 //!     undefined: strict                        # optional; or lenient
+//!     group_by: "{{ data.commonLabels.alertname }}"  # optional; its events' group in a digest
 //!     message:                                 # DingTalk's fields of msgtype; every string is a template
 //!       title: "{{ data.commonLabels.alertname }} {{ data.status }}"
 //!       text: "..."
@@ -38,6 +39,10 @@ pub struct TemplateRule {
     /// DingTalk's fields of `msgtype` (`at` allowed); every string in it,
     /// however deeply nested, is a template.
     pub message: Map<String, Value>,
+    /// A template whose value groups this rule's events in a digest (in
+    /// place of `digest.group_by`, and of the masked headline).
+    #[serde(default)]
+    pub group_by: Option<String>,
 }
 
 /// `templates[].match`: globs (`*`, `?`, `[abc]`) that must all match.

@@ -23,12 +23,14 @@ use connector_sdk::cloudevents::{AttributesReader, Event};
 use crate::message::{self, Message, MessageError};
 
 mod config;
+pub mod digest;
 mod filters;
 mod matching;
 pub mod model;
 mod rule;
 
 pub use config::{DEFAULT_TIMEZONE, MatchRule, TemplateRule, Undefined};
+pub use digest::{DigestExpressions, DigestRules, Meta};
 use matching::Subject;
 pub use rule::CompiledRule;
 
@@ -75,6 +77,8 @@ pub enum TemplateError {
 #[derive(Debug, Default)]
 pub struct Templates {
     rules: Vec<CompiledRule>,
+    /// What a digest is told of each event.
+    digest: DigestRules,
 }
 
 impl Templates {
@@ -113,10 +117,46 @@ impl Templates {
             }
         }
         if problems.is_empty() {
-            Ok(Self { rules: compiled })
+            Ok(Self {
+                rules: compiled,
+                digest: DigestRules::default(),
+            })
         } else {
             Err(problems)
         }
+    }
+
+    /// The same templates, with the `digest` expressions compiled (times
+    /// in `timezone`).
+    pub fn with_digest(
+        mut self,
+        expressions: &DigestExpressions,
+        timezone: Tz,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        self.digest = DigestRules::compile(expressions, timezone)?;
+        Ok(self)
+    }
+
+    /// The message for `event` in `chat_group`, as [`Templates::message_for`]
+    /// makes it, and what a digest is told of it.
+    pub fn prepare(
+        &self,
+        event: &Event,
+        chat_group: &str,
+    ) -> Result<(Message, Meta), TemplateError> {
+        let rule = self.pick(event, chat_group)?;
+        let model = model::of(event);
+        let message = match rule {
+            None => message::build(event, chat_group)?,
+            Some(rule) => self.render(rule, event, &model, chat_group)?,
+        };
+        let data = model::data_json(event);
+        let meta = self.digest.meta(
+            &model,
+            data.as_deref(),
+            rule.and_then(|rule| rule.group_key(&model)),
+        );
+        Ok((message, meta))
     }
 
     /// The rule for `event` going to `chat_group`, or `None` when the
@@ -159,8 +199,18 @@ impl Templates {
         let Some(rule) = self.pick(event, chat_group)? else {
             return Ok(message::build(event, chat_group)?);
         };
+        self.render(rule, event, &model::of(event), chat_group)
+    }
+
+    fn render(
+        &self,
+        rule: &CompiledRule,
+        event: &Event,
+        model: &minijinja::Value,
+        chat_group: &str,
+    ) -> Result<Message, TemplateError> {
         let fields = rule
-            .render(&model::of(event))
+            .render(model)
             .map_err(|failure| TemplateError::Render {
                 rule: rule.label(),
                 field: failure.field,

@@ -66,6 +66,11 @@ impl Serialize for Model<'_> {
     }
 }
 
+/// The event's data as JSON, when it is JSON.
+pub fn data_json(event: &Event) -> Option<Cow<'_, Json>> {
+    data_of(event).filter(|data| !data.is_string())
+}
+
 /// The data as JSON when it is JSON (by its content type, or when there is
 /// none, by parsing), else as text.
 fn data_of(event: &Event) -> Option<Cow<'_, Json>> {

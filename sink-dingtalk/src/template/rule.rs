@@ -45,6 +45,8 @@ pub struct CompiledRule {
     pub msgtype: MsgType,
     env: Environment<'static>,
     message: Vec<(String, Node)>,
+    /// The name of its `group_by` template in `env`, if it has one.
+    group_by: Option<String>,
 }
 
 /// The shape of `message`, with a template where each string was.
@@ -122,6 +124,13 @@ impl CompiledRule {
         let mut env = environment(rule.undefined, timezone);
         let message_path = format!("{path}.message");
         let message = compile_object(&mut env, &rule.message, &message_path, &mut problems);
+        let group_by = rule.group_by.as_ref().map(|source| {
+            let name = format!("{path}.group_by");
+            if let Err(err) = env.add_template_owned(name.clone(), source.clone()) {
+                problems.push(ConfigProblem::new(name.as_str(), explain(&err)));
+            }
+            name
+        });
         if let Some(msgtype) = msgtype
             && problems.is_empty()
             && let Err(err) = check_shape(msgtype, &rule.message)
@@ -140,6 +149,7 @@ impl CompiledRule {
                 msgtype,
                 env,
                 message,
+                group_by,
             }),
             _ => Err(problems),
         }
@@ -151,6 +161,21 @@ impl CompiledRule {
             Some(name) => format!("`{name}` (templates.{})", self.index),
             None => format!("templates.{}", self.index),
         }
+    }
+
+    /// The group key its `group_by` gives an event whose model is `model`;
+    /// `None` without one, or when it renders empty or fails.
+    pub fn group_key(&self, model: &minijinja::Value) -> Option<String> {
+        let name = self.group_by.as_ref()?;
+        let rendered = self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(model))
+            .map_err(|err| {
+                tracing::debug!(rule = %self.label(), %err, "a template's group_by failed for an event; the digest groups it by its headline");
+            })
+            .ok()?;
+        super::digest::known(&rendered)
     }
 
     /// Renders the message's fields for an event whose model is `model`.
@@ -233,7 +258,7 @@ impl CompiledRule {
 
 /// The engine for one rule: its undefined behaviour, the limits, no HTML
 /// escaping, block tags that leave no blank lines, our filters.
-fn environment(undefined: Undefined, timezone: Tz) -> Environment<'static> {
+pub(super) fn environment(undefined: Undefined, timezone: Tz) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(match undefined {
         Undefined::Strict => UndefinedBehavior::SemiStrict,

@@ -5,7 +5,7 @@ use crate::attack::Attack;
 use crate::blackhole::Blackhole;
 use crate::format::{self, thousands};
 use crate::load::{self, Plan, Scenario, Target};
-use crate::{Args, Context, attacks, pool, replicas, storm};
+use crate::{Args, Context, attacks, digests, pool, replicas, storm};
 use crate::{report, run, templates};
 
 pub(crate) async fn blackhole_alone() -> Result<(), String> {
@@ -27,6 +27,10 @@ pub(crate) fn templates_alone() -> Result<(), String> {
 
 pub(crate) async fn storm_alone(args: &Args) -> Result<(), String> {
     row_alone(args, storm, |md, row| storm::markdown(md, row, None)).await
+}
+
+pub(crate) async fn digests_alone(args: &Args) -> Result<(), String> {
+    row_alone(args, digests, digests::markdown).await
 }
 
 pub(crate) async fn replicas_alone(args: &Args) -> Result<(), String> {

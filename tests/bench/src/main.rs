@@ -33,6 +33,7 @@ mod alone;
 mod attack;
 mod blackhole;
 mod cell;
+mod digests;
 mod format;
 mod http;
 mod load;
@@ -113,6 +114,8 @@ enum Command {
     Templates,
     /// Run the storm row alone (outbox appends, 1,000 alerts) and print it.
     Storm,
+    /// Run the digests row alone (a burst of 30, 1,000 of five kinds) and print it.
+    Digests,
     /// Run the replicas row alone (three sinks and one Redis) and print it.
     Replicas,
     /// Run the pool row alone (one chat group on three robots, 1,000 alerts) and print it.
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
             Some(Command::Blackhole) => alone::blackhole_alone().await,
             Some(Command::Templates) => alone::templates_alone(),
             Some(Command::Storm) => alone::storm_alone(&args).await,
+            Some(Command::Digests) => alone::digests_alone(&args).await,
             Some(Command::Replicas) => alone::replicas_alone(&args).await,
             Some(Command::Pool) => alone::pool_alone(&args).await,
             Some(Command::Attacks { only }) => alone::attacks_alone(&args, only).await,
@@ -220,6 +224,12 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
 async fn storm(ctx: &Context) -> Result<storm::Storm, String> {
     let row = storm::measure(&ctx.sink, &ctx.work, &ctx.webhook);
     within(storm::TIMEOUT, "the storm row", row).await
+}
+
+/// The digests row, bounded in time.
+async fn digests(ctx: &Context) -> Result<digests::Digests, String> {
+    let row = digests::measure(&ctx.sink, &ctx.work);
+    within(digests::TIMEOUT, "the digests row", row).await
 }
 
 /// The replicas row, bounded in time.
@@ -322,6 +332,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         info_cell: Some(info_cell),
         templates: rows.templates,
         storm: rows.storm,
+        digests: rows.digests,
         pool: rows.pool,
         replicas: rows.replicas,
         attacks: attacked,
@@ -335,6 +346,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
 struct Rows {
     templates: Option<templates::Cost>,
     storm: Option<storm::Storm>,
+    digests: Option<digests::Digests>,
     pool: Option<pool::Pool>,
     replicas: Option<replicas::Replicas>,
 }
@@ -350,6 +362,14 @@ async fn rows(ctx: &Context) -> Result<Rows, String> {
     let storm = storm(ctx).await?;
 
     println!(
+        "bench: digests: a burst of {}, then {} alerts of five kinds over {} s",
+        digests::BURST,
+        digests::MIXED,
+        digests::MIXED_OVER.as_secs()
+    );
+    let digests = digests(ctx).await?;
+
+    println!(
         "bench: pool: {} alerts to a chat group on three robots",
         storm::ALERTS
     );
@@ -360,6 +380,7 @@ async fn rows(ctx: &Context) -> Result<Rows, String> {
     Ok(Rows {
         templates: Some(templates),
         storm: Some(storm),
+        digests: Some(digests),
         pool: Some(pool),
         replicas: Some(replicas),
     })

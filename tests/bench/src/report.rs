@@ -69,6 +69,9 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
             .map(|c| c.measured.events_per_sec());
         crate::storm::markdown(&mut md, storm, relay);
     }
+    if let Some(digests) = &run.digests {
+        crate::digests::markdown(&mut md, digests);
+    }
     if let Some(pool) = &run.pool {
         crate::pool::markdown(&mut md, pool, run.storm.as_ref());
     }

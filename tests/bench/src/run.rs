@@ -111,6 +111,8 @@ pub struct Run {
     pub templates: Option<crate::templates::Cost>,
     /// The storm row, when measured.
     pub storm: Option<crate::storm::Storm>,
+    /// The digests row, when measured.
+    pub digests: Option<crate::digests::Digests>,
     /// The pool row, when measured.
     pub pool: Option<crate::pool::Pool>,
     /// The replicas row, when measured.

@@ -257,7 +257,12 @@ async fn flow_controlled_people_are_sent_to_again_and_unknown_ones_reported() {
 
 #[tokio::test]
 async fn a_token_expiring_in_the_middle_of_a_burst_is_refreshed_once() {
-    let h = start(APP_SECRET).await;
+    // Every event sent on its own (no storm rule): each one needs the token.
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        format!("{}digest:\n  burst: 0\n", config(fake, APP_SECRET))
+    })
+    .await;
     for i in 0..5 {
         let reply = h
             .post_structured(&event(&format!("a{i}"), &[], &marker(i)))

@@ -38,7 +38,12 @@ async fn replicas(redis: &RedisServer, extra: &str) -> Replicas {
 #[tokio::test]
 async fn a_batch_half_delivered_by_one_replica_and_redelivered_to_another_posts_nothing_twice() {
     let redis = RedisServer::start();
-    let r = replicas(&redis, "delivery:\n  deadline_ms: 1000\n").await;
+    // Every event on its own (no storm rule): this is about the ledger.
+    let r = replicas(
+        &redis,
+        "delivery:\n  deadline_ms: 1000\ndigest:\n  burst: 0\n",
+    )
+    .await;
     let batch: Vec<CloudEvent> = (0..12).map(grpc_alert).collect();
     // Replica one delivers six, then DingTalk fails past its deadline.
     r.fake.fail_next(TOKEN_1, Failure::Delay(Duration::ZERO), 6);
@@ -129,7 +134,7 @@ async fn too_fast_heard_by_one_replica_holds_the_robot_on_every_replica() {
 #[tokio::test]
 async fn a_redis_outage_is_503_and_delivery_resumes_by_itself_when_it_is_back() {
     let mut redis = RedisServer::start_durable();
-    let r = replicas(&redis, "digest:\n  linger_ms: 5000\n").await;
+    let r = replicas(&redis, "digest:\n  linger_ms: 5000\n  burst: 0\n").await;
     // 16 go out; 4 wait in the outbox (the flusher lingers).
     for i in 0..20 {
         assert_eq!(post_structured(&r.one, &alert(i)).await.status, 200);

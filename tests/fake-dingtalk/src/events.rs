@@ -20,9 +20,10 @@ use serde_json::Value;
 
 use crate::Accepted;
 
-/// The text that shows alert `i` in the group, unique even as a substring.
+/// The text that shows alert `i` in the group, unique even as a substring;
+/// one word, so that a digest grouping similar alerts lists it whole.
 pub fn marker(i: usize) -> String {
-    format!("[alert {i:04}]")
+    format!("alert#{i:04}")
 }
 
 /// The markers of the alerts in `range`.
@@ -32,12 +33,15 @@ pub fn markers(range: Range<usize>) -> Vec<String> {
 
 /// The alerts below `below` whose [`marker`] `text` holds, in order.
 pub fn markers_in(text: &str, below: usize) -> impl Iterator<Item = usize> + '_ {
-    text.match_indices("[alert ")
-        .filter_map(move |(at, found)| {
-            let digits = text.get(at + found.len()..)?.get(..5)?;
-            let number = digits.strip_suffix(']')?;
-            number.parse().ok().filter(|i| *i < below)
-        })
+    text.match_indices("alert#").filter_map(move |(at, found)| {
+        let rest = text.get(at + found.len()..)?;
+        let digits = rest.get(..4)?;
+        // Four digits and no fifth: `alert#12345` is not one of ours.
+        if rest[4..].starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().filter(|i| *i < below)
+    })
 }
 
 /// How many times `accepted` shows `marker` (a single message or a line of
@@ -191,7 +195,7 @@ mod tests {
     #[test]
     fn markers_are_found_in_a_post() {
         let digest = format!(
-            r#"{{"markdown":{{"text":"{} disk full\n- {} disk full\n[alert 12345] [alert x]"}}}}"#,
+            r#"{{"markdown":{{"text":"{} disk full\n- {} disk full\nalert#12345 alert#x"}}}}"#,
             marker(7),
             marker(999)
         );
@@ -215,7 +219,7 @@ mod tests {
         assert_eq!(event["type"], "test");
         assert_eq!(event["xvchatgroup"], "bot1");
         assert_eq!(event["datacontenttype"], "text/plain");
-        assert_eq!(event["data"], "[alert 0009] disk full on host-2");
+        assert_eq!(event["data"], "alert#0009 disk full on host-2");
 
         let grpc = Alerts::new("grpc-alert-", "prometheus", "alert").saying("cpu high");
         let event = grpc.grpc(3);
@@ -226,7 +230,7 @@ mod tests {
         assert!(event.attributes.is_empty());
         assert_eq!(
             event.data,
-            Some(Data::TextData("[alert 0003] cpu high".into()))
+            Some(Data::TextData("alert#0003 cpu high".into()))
         );
     }
 }

@@ -22,6 +22,7 @@ pub mod events;
 mod limits;
 mod model;
 mod openapi;
+pub mod proxy;
 mod server;
 mod shape;
 mod sign;

@@ -1,0 +1,227 @@
+//! Storm digests as a person in the group reads them: similar alerts are
+//! one section (the count, the shared text once, every host listed), a
+//! firing and its resolved are one line, and a storm's start pings the
+//! group a few times, not once an alert. Against the fake DingTalk with its
+//! own limits (20 a minute, every POST shown and counted).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use fake_dingtalk::{Accepted, most_in_any_minute};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// The five kinds of the mixed storm: a name and the text they share.
+const KINDS: [(&str, &str); 5] = [
+    ("DiskFull", "/var/lib is 97% full"),
+    ("HighLoad", "load average is 12.5"),
+    ("PodCrashLooping", "restarted 5 times in 10 minutes"),
+    ("CertExpiring", "certificate expires in 3 days"),
+    ("ProbeFailed", "HTTP probe answered 503"),
+];
+
+/// Alert `i` of kind `kind` on host `db-<i>` (four digits: unique even as
+/// a substring), structured mode, for chat group bot1.
+fn kind_alert(i: usize, kind: usize) -> String {
+    let (name, text) = KINDS[kind];
+    structured(
+        &format!("kind-alert-{i}"),
+        &[("xvchatgroup", "bot1")],
+        "text/plain",
+        json!(format!("[FIRING] {name} on {}: {text}", host(i))),
+    )
+}
+
+fn host(i: usize) -> String {
+    format!("db-{i:04}")
+}
+
+/// The hosts of `0..n` not found in any accepted post.
+fn hosts_missing(accepted: &[Accepted], n: usize) -> Vec<String> {
+    let bodies: Vec<String> = accepted.iter().map(|a| a.body.to_string()).collect();
+    (0..n)
+        .map(host)
+        .filter(|h| !bodies.iter().any(|b| b.contains(h.as_str())))
+        .collect()
+}
+
+/// Waits until every host of `0..n` shows, at most `timeout`; when the wait ended.
+async fn wait_hosts(h: &Harness, n: usize, timeout: Duration) -> Instant {
+    let started = Instant::now();
+    while started.elapsed() < timeout && !hosts_missing(&h.fake.accepted_for(TOKEN_1), n).is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Instant::now()
+}
+
+#[tokio::test]
+async fn a_burst_of_thirty_of_one_kind_is_a_few_posts_and_one_section() {
+    let h = Harness::start().await;
+    let first = Instant::now();
+    for i in 0..30 {
+        assert_eq!(h.post_structured(&kind_alert(i, 0)).await.status, 200);
+    }
+    // The first goes at once: a quiet robot's event is not held.
+    let mut first_seen = None;
+    while first.elapsed() < Duration::from_secs(1) {
+        if h.fake
+            .accepted_for(TOKEN_1)
+            .iter()
+            .any(|a| a.body.to_string().contains(&host(0)))
+        {
+            first_seen = Some(first.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(first_seen.is_some(), "the first alert within 1 s");
+    wait_hosts(&h, 30, Duration::from_secs(10)).await;
+    let accepted = h.fake.accepted_for(TOKEN_1);
+    assert_eq!(
+        hosts_missing(&accepted, 30),
+        Vec::<String>::new(),
+        "all within 10 s"
+    );
+    assert!(
+        accepted.len() <= 4,
+        "{} posts: {accepted:#?}",
+        accepted.len()
+    );
+    assert_eq!(h.fake.throttled_for(TOKEN_1), 0);
+
+    // The digest: one section, the shared text once, the hosts listed.
+    let digest = accepted.last().expect("a digest");
+    let text = digest.body["markdown"]["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        text.matches("/var/lib is 97% full").count(),
+        1,
+        "the shared text once: {text}"
+    );
+    assert!(
+        text.contains("[FIRING] DiskFull on …: /var/lib is 97% full — "),
+        "{text}"
+    );
+    let queued = 30 - (accepted.len() - 1);
+    assert!(
+        text.contains(&format!("**{queued} ×**")),
+        "the count: {text}"
+    );
+    assert!(
+        text.contains("db-0029") && text.contains("db-0028, db-0029"),
+        "every host written out, comma-separated: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_alerts_of_five_kinds_over_ten_seconds_are_a_handful_of_posts() {
+    let h = Harness::start().await;
+    let first = Instant::now();
+    // 1,000 alerts in 10 s, one request each, from 4 senders.
+    const ALERTS: usize = 1_000;
+    let senders = 4;
+    let answers = futures_util::future::join_all((0..senders).map(|s| {
+        let h = &h;
+        async move {
+            let mut refused = Vec::new();
+            for i in (s..ALERTS).step_by(senders) {
+                let at = first + Duration::from_millis(10 * i as u64);
+                tokio::time::sleep_until(at).await;
+                let answer = h.post_structured(&kind_alert(i, i % KINDS.len())).await;
+                if answer.status != 200 {
+                    refused.push(answer);
+                }
+            }
+            refused
+        }
+    }))
+    .await;
+    let last_sent = Instant::now();
+    let refused: Vec<_> = answers.into_iter().flatten().collect();
+    assert!(refused.is_empty(), "every alert accepted: {refused:?}");
+
+    let seen_all = wait_hosts(&h, ALERTS, Duration::from_secs(15)).await;
+    let accepted = h.fake.accepted_for(TOKEN_1);
+    assert_eq!(
+        hosts_missing(&accepted, ALERTS),
+        Vec::<String>::new(),
+        "every host within 15 s of the last alert"
+    );
+    assert!(seen_all.duration_since(last_sent) <= Duration::from_secs(15));
+    let posts = most_in_any_minute(&h.fake.posted_at(TOKEN_1));
+    assert!(posts <= 6, "{posts} posts in the first minute");
+    assert_eq!(h.fake.throttled_for(TOKEN_1), 0);
+    // Each digest is sections by kind, not a line an alert.
+    for digest in accepted.iter().filter(|a| a.msgtype == "markdown") {
+        let text = digest.body["markdown"]["text"].as_str().unwrap_or_default();
+        assert!(
+            text.lines().count() <= 2 * KINDS.len() + 4,
+            "a section a kind: {text}"
+        );
+        assert!(digest.body.to_string().len() <= 20_000);
+    }
+}
+
+/// The Alertmanager sample of the ready rules (two alerts firing), and the
+/// same alerts resolved two minutes later.
+fn firing_and_resolved() -> (Value, Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/templates");
+    let firing: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("samples/alertmanager.json")).expect("the sample"),
+    )
+    .expect("JSON");
+    let mut resolved = firing.clone();
+    resolved["id"] = json!("resolved-1");
+    resolved["time"] = json!("2024-05-01T10:33:15.112Z");
+    resolved["data"]["status"] = json!("resolved");
+    for alert in resolved["data"]["alerts"].as_array_mut().expect("alerts") {
+        alert["status"] = json!("resolved");
+        alert["endsAt"] = json!("2024-05-01T10:33:15Z");
+    }
+    (firing, resolved)
+}
+
+#[tokio::test]
+async fn a_firing_and_its_resolved_in_one_digest_are_one_line() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/templates");
+    let ready = std::fs::read_to_string(dir.join("alertmanager.yml")).expect("the ready rule");
+    let h = Harness::with(two_robots(), |fake| {
+        // One send a minute on its own, the rest kept for digests.
+        format!(
+            "{}{ready}digest:\n  reserved: 19\n  linger_ms: 300\n",
+            two_groups(fake)
+        )
+    })
+    .await;
+    let (mut firing, mut resolved) = firing_and_resolved();
+    for event in [&mut firing, &mut resolved] {
+        event["xvchatgroup"] = json!("bot1");
+    }
+    // The first takes the one free slot; the firing and its resolved queue.
+    assert_eq!(h.post_structured(&kind_alert(0, 0)).await.status, 200);
+    assert_eq!(h.post_structured(&firing.to_string()).await.status, 200);
+    assert_eq!(h.post_structured(&resolved.to_string()).await.status, 200);
+    let started = Instant::now();
+    while h.fake.accepted_for(TOKEN_1).len() < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accepted = h.fake.accepted_for(TOKEN_1);
+    assert_eq!(accepted.len(), 2, "one single, one digest: {accepted:#?}");
+    let text = accepted[1].body["markdown"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.contains("resolved after 2m 10s"), "{text}");
+    assert_eq!(
+        text.matches("] HighErrorRate").count(),
+        1,
+        "one line: {text}"
+    );
+    assert!(
+        !text.contains("[FIRING"),
+        "the firing is not shown apart: {text}"
+    );
+}
