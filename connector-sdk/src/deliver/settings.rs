@@ -32,7 +32,7 @@ pub struct OutboxSettings {
     pub reserved: u32,
     /// Once more than this many events for a pool arrive within
     /// `linger`, the rest of the burst waits for the digest, and while
-    /// the storm goes on its digests are spaced (see [`STORM_SPACING`]);
+    /// the storm goes on its digests are spaced (see [`STORM_SPACING`](super::STORM_SPACING));
     /// 0: never (every event on its own while the budget lasts).
     pub burst: u32,
     /// How long the first digest of a storm waits for more events (and
