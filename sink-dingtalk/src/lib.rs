@@ -21,6 +21,7 @@ pub mod destination;
 pub mod message;
 pub mod metrics;
 pub mod plan;
+pub mod post;
 pub mod robot;
 pub mod route;
 pub mod secret;

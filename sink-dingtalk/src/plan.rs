@@ -11,7 +11,8 @@ use chrono_tz::Tz;
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 use connector_sdk::{ConfigProblem, SinkConfig};
 
-use crate::app::config::{AppGroupPlan, AppPlan, one_to_one_target};
+use crate::app::config::one_to_one_target;
+use crate::app::plan::{AppGroupPlan, AppPlan};
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
 use crate::robot::proxy::ProxyPlan;
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
@@ -120,7 +121,7 @@ impl Plan {
         let mut first_of_robot: HashMap<RobotId, (usize, String)> = HashMap::new();
         let mut group_at: HashMap<&str, usize> = HashMap::new();
         let mut groups = Vec::new();
-        let apps = crate::app::config::apps(config, &mut problems);
+        let apps = crate::app::plan::apps(config, &mut problems);
         for (i, webhook) in webhooks.iter().enumerate() {
             let path = format!("bot.webhooks.{i}");
             let name = webhook.chat_group.as_str();
@@ -145,8 +146,7 @@ impl Plan {
                     format!("`{name}` is the name of an app's one-to-one messages; choose another"),
                 ));
             }
-            if let Some(app) =
-                crate::app::config::group(webhook, &path, &apps, config, &mut problems)
+            if let Some(app) = crate::app::plan::group(webhook, &path, &apps, config, &mut problems)
             {
                 groups.push(GroupPlan {
                     name: name.to_owned(),

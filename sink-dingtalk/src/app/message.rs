@@ -15,7 +15,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::robot::{Post, SendError};
+use crate::post::Post;
+use crate::robot::SendError;
 
 /// The most bytes of a `msgParam`.
 pub const MAX_MSG_PARAM_BYTES: usize = 15_000;

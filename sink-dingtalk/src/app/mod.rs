@@ -26,7 +26,6 @@ use chrono_tz::Tz;
 use connector_sdk::deliver::{Answer, Blame, Digest, Retry, Verdict};
 use connector_sdk::store::Window;
 use connector_sdk::{Store, Unavailable, shorten};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
@@ -34,13 +33,16 @@ use tokio::time::Instant;
 pub mod api;
 pub mod config;
 pub mod message;
+pub mod plan;
 pub mod token;
 
 use crate::message::digest::{self, Summary};
-use crate::robot::{Post, SendError, WINDOW};
+pub use crate::post::People;
+use crate::post::Post;
+use crate::robot::{SendError, WINDOW};
 use crate::secret::Secret;
 use api::Api;
-use config::AppPlan;
+use plan::AppPlan;
 use token::Tokens;
 
 /// Group messages.
@@ -58,31 +60,6 @@ const REMEMBERED: Duration = Duration::from_secs(86_400);
 
 /// How much of a list of user ids a log line quotes.
 const QUOTED_BYTES: usize = 256;
-
-/// Who gets a one-to-one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct People {
-    /// Their user ids, at most [`MAX_USERS_PER_CALL`].
-    pub users: Vec<String>,
-    /// The record of who got it: unique per event and call.
-    pub ledger: String,
-}
-
-impl People {
-    /// `users` of the event `event_id` from `source`, call `call` of its
-    /// one-to-one message.
-    pub fn new(users: Vec<String>, source: &str, event_id: &str, call: usize) -> Self {
-        let mut hasher = Sha256::new();
-        for part in [source, event_id, &call.to_string()] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        Self {
-            users,
-            ledger: hex::encode(&hasher.finalize()[..16]),
-        }
-    }
-}
 
 /// One app, shared by its destinations.
 #[derive(Debug)]

@@ -21,7 +21,6 @@ use chrono_tz::Tz;
 use connector_sdk::async_trait;
 use connector_sdk::deliver::{Answer, Destination, Digest, Verdict};
 use connector_sdk::store::Window;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub mod answer;
@@ -31,6 +30,7 @@ pub mod proxy;
 pub mod sign;
 pub mod webhook;
 
+pub use crate::post::Post;
 pub use answer::{SendError, is_known_errcode};
 pub use client::http_client;
 pub use webhook::{RobotId, Webhook, WebhookUrl};
@@ -47,38 +47,6 @@ pub const DINGTALK_PER_MINUTE: u32 = 20;
 /// recorded when it starts, and the first of a window may be slow to land
 /// while a later one is quick), plus a second for the network's jitter.
 pub const WINDOW: Duration = Duration::from_secs(66);
-
-/// What a robot is sent for one event: the message's exact JSON body, and
-/// what a digest needs of it. This is what waits in an outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Post {
-    /// Its DingTalk type.
-    pub msgtype: String,
-    /// The message's exact JSON body, for sending it on its own (kept as
-    /// text in the store).
-    #[serde(with = "utf8")]
-    pub body: Bytes,
-    /// When it happened (the event's time, else when it arrived), in
-    /// milliseconds since the epoch: the time a digest shows.
-    #[serde(default)]
-    pub at_ms: i64,
-    /// What a digest shows of it, when known before it is needed; worked
-    /// out from the body otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<Summary>,
-    /// For an app robot's one-to-one message: who gets it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<crate::app::People>,
-}
-
-impl Post {
-    /// What a digest shows of it.
-    pub fn summary(&self) -> Summary {
-        self.summary
-            .clone()
-            .unwrap_or_else(|| Summary::of(&self.body, self.at_ms))
-    }
-}
 
 /// One webhook robot.
 #[derive(Debug, Clone)]
@@ -209,21 +177,6 @@ impl Destination for Robot {
             "signed": self.is_signed(),
             "keywords": &*self.keywords,
         })
-    }
-}
-
-/// A body of UTF-8 JSON as text in the store, as bytes in memory.
-mod utf8 {
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = std::str::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
-        String::deserialize(deserializer).map(Bytes::from)
     }
 }
 
