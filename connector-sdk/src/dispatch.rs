@@ -121,10 +121,7 @@ impl<S: Sink> Dispatch<S> {
                     "the sink gave no outcome for this event; retry later",
                 )
             });
-            settled.push((
-                identities[index].clone(),
-                matches!(outcome, Outcome::Delivered),
-            ));
+            settled.push((identities[index].clone(), outcome.is_accepted()));
             outcomes[index] = Some(outcome);
         }
         for (index, entry) in entries.iter().enumerate() {

@@ -16,7 +16,8 @@
 //!
 //! | Outcome | HTTP | gRPC | A Vanus trigger… |
 //! |---|---|---|---|
-//! | [`Outcome::Delivered`] | 200 | OK | is done |
+//! | [`Outcome::Delivered`] | 200 `delivered` | OK | is done |
+//! | [`Outcome::Queued`] | 200 `queued` | OK | is done (durably queued, sent later) |
 //! | [`Outcome::Rejected`] | 400 | InvalidArgument | dead-letters the event |
 //! | [`Outcome::Throttled`] | 429 + `Retry-After` | ResourceExhausted | retries with backoff |
 //! | [`Outcome::Unavailable`] | 502 / 503 / 504 | Unavailable / DeadlineExceeded | retries with backoff |
@@ -80,11 +81,12 @@
 //! ## Redeliveries and state
 //!
 //! A Vanus trigger redelivers whole batches. The runtime keeps a
-//! delivered-ledger: every event a sink answered [`Outcome::Delivered`] is
-//! remembered by its `source` and `id` for `ledger_ttl_secs` (a day by
-//! default), and a redelivery of it is answered 200 without calling the sink
-//! again. So a sink sees each event at most once, and `Delivered` must mean
-//! "it reached its destination, or is durably queued for it".
+//! delivered-ledger: every event a sink answered [`Outcome::Delivered`] or
+//! [`Outcome::Queued`] is remembered by its `source` and `id` for
+//! `ledger_ttl_secs` (a day by default), and a redelivery of it is answered
+//! 200 without calling the sink again. So a sink sees each event at most
+//! once, and `Delivered` must mean "it reached its destination", `Queued`
+//! "it is durably queued for it".
 //!
 //! The ledger lives in the connector's [`store`] (`store.path`, an embedded
 //! database), and the sink gets its own part of the same store in

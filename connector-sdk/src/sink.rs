@@ -65,10 +65,10 @@ pub trait Sink: Send + Sync + Sized + 'static {
     /// state needs a lock or an atomic.
     ///
     /// The runtime hands each event to the sink at most once: it remembers
-    /// every event answered [`Outcome::Delivered`] (by `source` and `id`,
-    /// for `ledger_ttl_secs`) and answers a redelivery itself. So
-    /// `Delivered` is a promise: the event reached its destination, or is
-    /// durably queued for it. The other outcomes tell the sender what to do
+    /// every event answered [`Outcome::Delivered`] or [`Outcome::Queued`]
+    /// (by `source` and `id`, for `ledger_ttl_secs`) and answers a
+    /// redelivery itself. So both are a promise: the event reached its
+    /// destination (`Delivered`), or is durably queued for it (`Queued`). The other outcomes tell the sender what to do
     /// with the request: [`Outcome::Rejected`] — never send it again (Vanus
     /// dead-letters it); [`Outcome::Throttled`] and
     /// [`Outcome::Unavailable`] — send it again later; the runtime answers
@@ -152,9 +152,13 @@ impl Context {
 /// do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The event reached its destination, or is durably queued for it: the
-    /// sender is done with it. HTTP 200, gRPC OK.
+    /// The event reached its destination: the sender is done with it.
+    /// HTTP 200 `delivered`, gRPC OK.
     Delivered,
+    /// The event is durably queued for its destination (an outbox), which
+    /// gets it later: the sender is done with it just the same. HTTP 200
+    /// `queued`, gRPC OK.
+    Queued,
     /// Retrying can never help: the event is malformed or the destination
     /// refuses it for good, so the sender must not send it again. HTTP 400
     /// (a Vanus trigger dead-letters it at once), gRPC `InvalidArgument`.
@@ -218,6 +222,12 @@ impl Outcome {
         }
     }
 
+    /// True when the sender is done with the event: delivered or durably
+    /// queued.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Outcome::Delivered | Outcome::Queued)
+    }
+
     /// True when the sender should send the events again.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -230,16 +240,18 @@ impl Outcome {
     pub fn class(&self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
+            Outcome::Queued => "queued",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Throttled { .. } => "throttled",
             Outcome::Unavailable { .. } => "unavailable",
         }
     }
 
-    /// The reason given, or `"delivered"`.
+    /// The reason given, or `"delivered"` or `"queued"`.
     pub fn reason(&self) -> &str {
         match self {
             Outcome::Delivered => "delivered",
+            Outcome::Queued => "queued",
             Outcome::Rejected { reason }
             | Outcome::Throttled { reason, .. }
             | Outcome::Unavailable { reason, .. } => reason,
@@ -255,8 +267,9 @@ impl Outcome {
     /// Combines the outcomes of a batch into the one answer the sender gets:
     /// the most retry-worthy. Any retryable outcome wins over a rejection so
     /// that the events that can still succeed are sent again (redelivery must
-    /// be harmless); among throttles the longest wait wins. An empty batch is
-    /// delivered.
+    /// be harmless); among throttles the longest wait wins. A batch of
+    /// delivered and queued events is queued (200 either way: the answer
+    /// says some of it is still on its way). An empty batch is delivered.
     pub fn most_retryable(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
         outcomes
             .into_iter()
@@ -277,9 +290,10 @@ impl Outcome {
     fn retry_rank(&self) -> u8 {
         match self {
             Outcome::Delivered => 0,
-            Outcome::Rejected { .. } => 1,
-            Outcome::Unavailable { .. } => 2,
-            Outcome::Throttled { .. } => 3,
+            Outcome::Queued => 1,
+            Outcome::Rejected { .. } => 2,
+            Outcome::Unavailable { .. } => 3,
+            Outcome::Throttled { .. } => 4,
         }
     }
 }
@@ -325,8 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn delivered_and_queued_make_queued_and_both_are_accepted() {
+        let combined = Outcome::most_retryable([Outcome::Delivered, Outcome::Queued]);
+        assert_eq!(combined, Outcome::Queued);
+        assert!(Outcome::Queued.is_accepted() && Outcome::Delivered.is_accepted());
+        assert!(!Outcome::rejected("x").is_accepted());
+        assert_eq!(
+            Outcome::most_retryable([Outcome::Queued, Outcome::rejected("bad")]),
+            Outcome::rejected("bad")
+        );
+    }
+
+    #[test]
     fn only_throttled_and_unavailable_are_retryable() {
         assert!(!Outcome::Delivered.is_retryable());
+        assert!(!Outcome::Queued.is_retryable());
         assert!(!Outcome::rejected("x").is_retryable());
         assert!(Outcome::throttled(Duration::ZERO, "x").is_retryable());
         assert!(Outcome::unavailable(Unavailable::BadGateway, "x").is_retryable());

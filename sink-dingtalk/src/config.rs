@@ -82,6 +82,10 @@ pub struct BotConfig {
     pub default: Option<String>,
     /// One entry per chat group.
     pub webhooks: Vec<WebhookConfig>,
+    /// DingTalk app robots, which chat groups name in `app`; see
+    /// [`crate::app::config`].
+    #[serde(default)]
+    pub apps: Vec<crate::app::config::AppConfig>,
 }
 
 /// `bot.webhooks[]`: one chat group and the robot (or robots) that post
@@ -109,6 +113,18 @@ pub struct WebhookConfig {
     /// the group's messages are spread over those with budget left.
     #[serde(default)]
     pub robots: Vec<RobotConfig>,
+    /// The app robot (a `bot.apps[]` name) serving this group instead of
+    /// webhook robots, with the group's `open_conversation_id`.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The group's `openConversationId`, for an app robot.
+    #[serde(default)]
+    pub open_conversation_id: Option<String>,
+    /// The robot's security keywords: a message that contains none of them
+    /// gets the first one added; for a pool, each robot's unless it says
+    /// otherwise.
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
 
 /// `bot.webhooks[].robots[]`: one robot of a pool.
@@ -129,6 +145,9 @@ pub struct RobotConfig {
     /// Its pacing; the chat group's `paced` by default.
     #[serde(default)]
     pub paced: Option<bool>,
+    /// Its security keywords; the chat group's `keywords` by default.
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
 }
 
 fn default_paced() -> bool {
@@ -221,6 +240,13 @@ pub struct DeliveryConfig {
     pub cooldown_secs: u64,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout_ms: u64,
+    /// An HTTP(S) proxy every request to DingTalk goes through,
+    /// `http://[user:password@]host:port`; unset, the environment's
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`.
+    pub proxy: Option<Secret>,
+    /// Hosts, domains and networks reached without the proxy,
+    /// comma-separated as in `NO_PROXY` (which applies when this is unset).
+    pub no_proxy: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -229,6 +255,8 @@ impl Default for DeliveryConfig {
             deadline_ms: 3_000,
             cooldown_secs: 600,
             connect_timeout_ms: 1_000,
+            proxy: None,
+            no_proxy: None,
         }
     }
 }
@@ -348,6 +376,31 @@ bot:
 "#,
         );
         assert_eq!(paths(&config), ["bot.webhooks.1.signature"]);
+    }
+
+    #[test]
+    fn keywords_are_checked_and_one_robot_has_one_list() {
+        let config = parse(
+            r#"
+bot:
+  webhooks:
+    - { chat_group: a, url: "https://x.test/robot/send?access_token=t", keywords: [ops] }
+    - { chat_group: b, url: "https://x.test/robot/send?access_token=t", keywords: [dev] }
+    - { chat_group: c, url: "https://x.test/robot/send?access_token=u", keywords: [ok, " "] }
+    - { chat_group: d, url: "https://x.test/robot/send?access_token=v", keywords: [a, b, c, d, e, f, g, h, i, j, k] }
+delivery:
+  proxy: "socks5://alice:pw@proxy:1080"
+"#,
+        );
+        assert_eq!(
+            paths(&config),
+            [
+                "bot.webhooks.1.keywords",
+                "bot.webhooks.2.keywords.1",
+                "bot.webhooks.3.keywords",
+                "delivery.proxy",
+            ]
+        );
     }
 
     #[test]

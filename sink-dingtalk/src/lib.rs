@@ -10,13 +10,18 @@
 //! (`connector_sdk::deliver`) sends it through the group's robots while
 //! their budget lasts, or queues it for a digest; `robot` is DingTalk's
 //! side of that: signing, the POST, and what its answers mean. `plan` reads
-//! the config once into all of that.
+//! the config once into all of that. `app` is the second kind of DingTalk
+//! robot, an organisation's app robot (DingTalk's OpenAPI: groups and
+//! one-to-one messages); `destination` puts both kinds behind one type.
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod destination;
 pub mod message;
 pub mod metrics;
 pub mod plan;
+pub mod post;
 pub mod robot;
 pub mod route;
 pub mod secret;

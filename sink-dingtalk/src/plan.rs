@@ -11,7 +11,10 @@ use chrono_tz::Tz;
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 use connector_sdk::{ConfigProblem, SinkConfig};
 
+use crate::app::config::one_to_one_target;
+use crate::app::plan::{AppGroupPlan, AppPlan};
 use crate::config::{DingTalkConfig, MAX_COOLDOWN_SECS, MAX_DEADLINE_MS, WebhookConfig};
+use crate::robot::proxy::ProxyPlan;
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
 use crate::secret::Secret;
 use crate::template::Templates;
@@ -25,6 +28,8 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     /// Each robot once, in the order the config first names it.
     pub robots: Vec<RobotPlan>,
+    /// Each app robot (`bot.apps[]`), in config order.
+    pub apps: Vec<AppPlan>,
     /// How events become messages.
     pub templates: Templates,
     /// The delivery kit's settings.
@@ -33,6 +38,8 @@ pub struct Plan {
     pub timezone: Tz,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout: std::time::Duration,
+    /// The proxies to DingTalk.
+    pub proxy: ProxyPlan,
 }
 
 /// One chat group.
@@ -40,8 +47,10 @@ pub struct Plan {
 pub struct GroupPlan {
     /// Its name in `xvchatgroup`.
     pub name: String,
-    /// Its robots: indexes into [`Plan::robots`].
+    /// Its robots: indexes into [`Plan::robots`]; none for an app's group.
     pub robots: Vec<usize>,
+    /// Its app robot, for a group served by one.
+    pub app: Option<AppGroupPlan>,
 }
 
 /// One robot.
@@ -58,6 +67,8 @@ pub struct RobotPlan {
     pub per_minute: u32,
     /// Whether its budget is enforced.
     pub paced: bool,
+    /// Its security keywords (one is added to a message without any).
+    pub keywords: Vec<String>,
     /// The chat groups it serves, in config order.
     pub chat_groups: Vec<String>,
 }
@@ -70,7 +81,11 @@ struct Named<'a> {
     signature: Option<&'a Secret>,
     per_minute: u32,
     paced: bool,
+    keywords: &'a [String],
 }
+
+/// DingTalk lets a robot have at most this many keywords.
+const MAX_KEYWORDS: usize = 10;
 
 /// A config is valid when it makes a plan.
 impl SinkConfig for DingTalkConfig {
@@ -106,6 +121,7 @@ impl Plan {
         let mut first_of_robot: HashMap<RobotId, (usize, String)> = HashMap::new();
         let mut group_at: HashMap<&str, usize> = HashMap::new();
         let mut groups = Vec::new();
+        let apps = crate::app::plan::apps(config, &mut problems);
         for (i, webhook) in webhooks.iter().enumerate() {
             let path = format!("bot.webhooks.{i}");
             let name = webhook.chat_group.as_str();
@@ -123,6 +139,21 @@ impl Plan {
                 ));
             } else {
                 group_at.insert(name, i);
+            }
+            if apps.iter().any(|app| one_to_one_target(&app.name) == name) {
+                problems.push(ConfigProblem::new(
+                    format!("{path}.chat_group"),
+                    format!("`{name}` is the name of an app's one-to-one messages; choose another"),
+                ));
+            }
+            if let Some(app) = crate::app::plan::group(webhook, &path, &apps, config, &mut problems)
+            {
+                groups.push(GroupPlan {
+                    name: name.to_owned(),
+                    robots: Vec::new(),
+                    app,
+                });
+                continue;
             }
             let mut members = Vec::new();
             for named in robots_of(webhook, &path, &mut problems) {
@@ -143,6 +174,7 @@ impl Plan {
             groups.push(GroupPlan {
                 name: name.to_owned(),
                 robots: members,
+                app: None,
             });
         }
 
@@ -166,10 +198,12 @@ impl Plan {
                 default_group,
                 groups,
                 robots,
+                apps,
                 templates,
                 settings: settings(config),
                 timezone: digest_timezone(config),
                 connect_timeout: config.delivery.connect_timeout(),
+                proxy: proxy_plan(config),
             }),
             _ => Err(problems),
         }
@@ -195,6 +229,7 @@ fn robots_of<'a>(
             signature: webhook.signature.as_ref(),
             per_minute: webhook.per_minute,
             paced: webhook.paced,
+            keywords: &webhook.keywords,
         }],
         (None, false) => {
             if webhook.signature.is_some() {
@@ -217,6 +252,7 @@ fn robots_of<'a>(
                     signature: robot.signature.as_ref(),
                     per_minute: robot.per_minute.unwrap_or(webhook.per_minute),
                     paced: robot.paced.unwrap_or(webhook.paced),
+                    keywords: robot.keywords.as_deref().unwrap_or(&webhook.keywords),
                 })
                 .collect()
         }
@@ -272,6 +308,21 @@ fn robot(
             ),
         ));
     }
+    if named.keywords.len() > MAX_KEYWORDS {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "lists {}; a DingTalk robot has at most {MAX_KEYWORDS}: list the robot's own",
+                named.keywords.len()
+            ),
+        ));
+    }
+    if let Some(at) = named.keywords.iter().position(|k| k.trim().is_empty()) {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords.{at}"),
+            "is empty; list the robot's keywords as its security settings show them",
+        ));
+    }
     let webhook = match named.url.webhook() {
         Ok(webhook) => webhook,
         Err(reason) => {
@@ -287,6 +338,7 @@ fn robot(
             secret: named.signature.cloned(),
             per_minute: named.per_minute,
             paced: named.paced,
+            keywords: named.keywords.to_vec(),
             chat_groups: Vec::new(),
         });
         return Some(robots.len() - 1);
@@ -298,6 +350,14 @@ fn robot(
             format!("{path}.signature"),
             format!(
                 "differs from {first}, which posts through the same robot; one robot has one secret"
+            ),
+        ));
+    }
+    if earlier.keywords != named.keywords {
+        problems.push(ConfigProblem::new(
+            format!("{path}.keywords"),
+            format!(
+                "differ from {first}, which posts through the same robot; one robot has one list of keywords"
             ),
         ));
     }
@@ -332,6 +392,9 @@ fn delivery_problems(config: &DingTalkConfig) -> Vec<ConfigProblem> {
                 delivery.cooldown_secs
             ),
         ));
+    }
+    if let Some(problem) = proxy_plan(config).problem() {
+        problems.push(ConfigProblem::new("delivery.proxy", problem));
     }
     if delivery.connect_timeout_ms == 0 {
         problems.push(ConfigProblem::new(
@@ -371,6 +434,14 @@ fn settings(config: &DingTalkConfig) -> Settings {
             max_queued: "digest.max_queued",
             deadline: "delivery.deadline_ms",
         },
+    }
+}
+
+/// `delivery.proxy` and `delivery.no_proxy`.
+fn proxy_plan(config: &DingTalkConfig) -> ProxyPlan {
+    ProxyPlan {
+        proxy: config.delivery.proxy.clone(),
+        no_proxy: config.delivery.no_proxy.clone(),
     }
 }
 

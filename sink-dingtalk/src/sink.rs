@@ -5,6 +5,7 @@
 //! reads the config into a [`Plan`] and starts the kit's flushers on the
 //! runtime's task tracker; `/status` shows each robot and outbox.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use connector_sdk::cloudevents::{AttributesReader, Event};
@@ -13,7 +14,10 @@ use connector_sdk::{BoxError, Context, Outcome, Sink, Store, Unavailable, async_
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::app::config::one_to_one_target;
+use crate::app::{App, AppBot, MAX_USERS_PER_CALL, People, users_of};
 use crate::config::DingTalkConfig;
+use crate::destination::Bot;
 use crate::message::MsgType;
 use crate::message::digest::Summary;
 use crate::metrics;
@@ -36,9 +40,17 @@ const REJECTIONS_LOGGED: usize = 10;
 /// The DingTalk sink.
 #[derive(Debug)]
 pub struct DingTalkSink {
-    delivery: Delivery<Robot>,
+    delivery: Delivery<Bot>,
     templates: Templates,
     default_group: Arc<str>,
+    /// Each chat group of an app robot, with the target of its app's
+    /// one-to-one messages.
+    app_groups: HashMap<Arc<str>, Arc<str>>,
+    /// The targets of one-to-one messages: no event names them.
+    one_to_one: HashSet<Arc<str>>,
+    apps: Vec<Arc<App>>,
+    /// The proxies in use, masked, for `/status`.
+    proxies: Value,
 }
 
 /// An event that can never be sent: why, and its chat group when that is a
@@ -60,41 +72,89 @@ impl DingTalkSink {
     /// previous run queued included). Nothing runs in the background until
     /// [`DingTalkSink::start`].
     pub async fn new(plan: Plan, store: Store) -> Result<Self, BoxError> {
-        let client = http_client(plan.connect_timeout)?;
-        let robots: Vec<Robot> = plan
+        let client = http_client(plan.connect_timeout, &plan.proxy)?;
+        let proxies = plan.proxy.describe();
+        if let Some(proxies) = proxies.as_array().filter(|p| !p.is_empty()) {
+            for proxy in proxies {
+                tracing::info!(
+                    url = %proxy["url"].as_str().unwrap_or_default(),
+                    from = %proxy["from"].as_str().unwrap_or_default(),
+                    no_proxy = proxy["no_proxy"].as_str(),
+                    "requests to DingTalk go through a proxy"
+                );
+            }
+        }
+        let robots: Vec<Bot> = plan
             .robots
             .iter()
             .map(|robot| {
-                Robot::new(
-                    robot.name.clone(),
-                    robot.webhook.clone(),
-                    robot.secret.clone(),
-                    client.clone(),
-                    robot.per_minute,
-                    robot.paced,
-                    plan.timezone,
+                Bot::Webhook(
+                    Robot::new(
+                        robot.name.clone(),
+                        robot.webhook.clone(),
+                        robot.secret.clone(),
+                        client.clone(),
+                        robot.per_minute,
+                        robot.paced,
+                        plan.timezone,
+                    )
+                    .with_keywords(robot.keywords.clone()),
                 )
             })
             .collect();
+        let apps: Vec<Arc<App>> = plan
+            .apps
+            .iter()
+            .map(|app| Arc::new(App::new(app, client.clone(), &store)))
+            .collect();
+        for app in &plan.apps {
+            tracing::info!(app = %app.name, api_base = %app.api_base, per_minute = app.per_minute, "app robot configured");
+        }
         for robot in &plan.robots {
             tracing::info!(
                 robot = %robot.name,
                 chat_groups = ?robot.chat_groups,
                 url = %robot.webhook,
                 signed = robot.secret.is_some(),
+                keywords = robot.keywords.len(),
                 per_minute = robot.per_minute,
                 "robot configured"
             );
         }
-        let routes = plan
-            .groups
-            .iter()
-            .map(|group| {
-                let members = group.robots.iter().map(|&at| robots[at].clone()).collect();
-                Route::new(group.name.clone(), members)
-            })
-            .collect();
+        let mut routes: Vec<Route<Bot>> = Vec::new();
+        let mut app_groups = HashMap::new();
+        let mut users_of_app: Vec<Option<String>> = vec![None; apps.len()];
+        for group in &plan.groups {
+            let members = match &group.app {
+                Some(on) => {
+                    let app = &apps[on.app];
+                    let target =
+                        users_of_app[on.app].get_or_insert_with(|| one_to_one_target(app.name()));
+                    app_groups.insert(group.name.clone(), target.clone());
+                    vec![Bot::App(AppBot::group(
+                        Arc::clone(app),
+                        group.name.clone(),
+                        on.open_conversation_id.clone(),
+                        plan.timezone,
+                    ))]
+                }
+                None => group.robots.iter().map(|&at| robots[at].clone()).collect(),
+            };
+            routes.push(Route::new(group.name.clone(), members));
+        }
+        for (app, target) in apps.iter().zip(&users_of_app) {
+            if let Some(target) = target {
+                let users = AppBot::users(Arc::clone(app), target.clone(), &store, plan.timezone);
+                routes.push(Route::new(target.clone(), vec![Bot::App(users)]));
+            }
+        }
         let delivery = Delivery::new(store, plan.settings, routes).await?;
+        let shared = |name: &str| delivery.target(name).ok_or("a target is not routed");
+        let app_groups = app_groups
+            .iter()
+            .map(|(group, users)| Ok((shared(group)?, shared(users)?)))
+            .collect::<Result<HashMap<_, _>, &str>>()?;
+        let one_to_one = app_groups.values().cloned().collect();
         let default_group = delivery
             .target(&plan.default_group)
             .ok_or("bot.webhooks is empty; configure at least one chat group")?;
@@ -102,6 +162,10 @@ impl DingTalkSink {
             delivery,
             templates: plan.templates,
             default_group,
+            app_groups,
+            one_to_one,
+            apps,
+            proxies,
         })
     }
 
@@ -110,6 +174,13 @@ impl DingTalkSink {
     pub fn start(&self, context: &Context) {
         metrics::export_from_the_start(self.delivery.targets());
         self.delivery.start(context);
+        let timeout = self.delivery.settings().deadline;
+        for app in &self.apps {
+            let app = Arc::clone(app);
+            context
+                .tasks()
+                .spawn(async move { app.warm_up(timeout).await });
+        }
     }
 
     /// Delivers a batch and reports each event's outcome, in order.
@@ -122,13 +193,15 @@ impl DingTalkSink {
         let mut rejected = 0;
         for (index, event) in events.iter().enumerate() {
             match self.prepare(event) {
-                Ok((parcel, msgtype)) => {
-                    handed.push(Handed {
-                        index,
-                        group: Arc::clone(&parcel.target),
-                        msgtype,
-                    });
-                    parcels.push(parcel);
+                Ok((prepared, msgtype)) => {
+                    for parcel in prepared {
+                        handed.push(Handed {
+                            index,
+                            group: Arc::clone(&parcel.target),
+                            msgtype,
+                        });
+                        parcels.push(parcel);
+                    }
                 }
                 Err(Unsendable { group, outcome }) => {
                     rejected += 1;
@@ -148,7 +221,16 @@ impl DingTalkSink {
         let receipts = self.delivery.deliver(parcels, deadline).await;
         for (handed, receipt) in handed.into_iter().zip(receipts) {
             log_handled(&events[handed.index], &handed, &receipt, started);
-            outcomes[handed.index] = Some(receipt.outcome);
+            // An event of several parcels (one-to-one calls): the most
+            // retry-worthy of their outcomes.
+            let slot = &mut outcomes[handed.index];
+            let worse = match slot {
+                None | Some(Outcome::Delivered) => true,
+                Some(earlier) => receipt.outcome.is_retryable() && !earlier.is_retryable(),
+            };
+            if worse {
+                *slot = Some(receipt.outcome);
+            }
         }
         // Fail closed: an outcome never filled in is not a delivery.
         outcomes
@@ -165,16 +247,25 @@ impl DingTalkSink {
     }
 
     /// Routes and builds one event, or says why it can never be sent.
-    fn prepare(&self, event: &Event) -> Result<(Parcel<Post>, MsgType), Unsendable> {
+    fn prepare(&self, event: &Event) -> Result<(Vec<Parcel<Post>>, MsgType), Unsendable> {
         let reject = |reason: String| {
             Outcome::rejected(format!("event {}: {reason}", shorten(event.id(), ID_BYTES)))
         };
         let asked = asked_group(event);
         let asked = asked.as_deref().unwrap_or(&self.default_group);
-        let group = self.delivery.target(asked).ok_or_else(|| Unsendable {
-            group: None,
-            outcome: reject(not_configured(asked, self.delivery.targets())),
-        })?;
+        let group = self
+            .delivery
+            .target(asked)
+            .filter(|group| !self.one_to_one.contains(group))
+            .ok_or_else(|| Unsendable {
+                group: None,
+                outcome: reject(not_configured(
+                    asked,
+                    self.delivery
+                        .targets()
+                        .filter(|t| !self.one_to_one.contains(*t)),
+                )),
+            })?;
         let (message, meta) = self
             .templates
             .prepare(event, &group)
@@ -193,15 +284,51 @@ impl DingTalkSink {
             body: message.body,
             at_ms,
             summary: Some(summary),
+            to: None,
         };
-        let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
-        Ok((parcel, msgtype))
+        let unsendable = |reason: String| Unsendable {
+            group: Some(Arc::clone(&group)),
+            outcome: reject(reason),
+        };
+        let users = users_of(event).map_err(&unsendable)?;
+        let Some(one_to_one) = self.app_groups.get(&group) else {
+            if users.is_some() {
+                return Err(unsendable(format!(
+                    "xvusers needs a chat group of an app robot; `{group}` is served by webhook robots"
+                )));
+            }
+            let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
+            return Ok((vec![parcel], msgtype));
+        };
+        if let Err(err) = crate::app::message::of(&post) {
+            return Err(unsendable(format!("chat group `{group}`: {err}")));
+        }
+        let Some(users) = users else {
+            let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
+            return Ok((vec![parcel], msgtype));
+        };
+        // One parcel per call of at most 20 users, each remembered once
+        // sent; who got each is recorded per user by the destination.
+        let parcels = users
+            .chunks(MAX_USERS_PER_CALL)
+            .enumerate()
+            .map(|(call, users)| {
+                let source = event.source().as_str();
+                let mut post = post.clone();
+                post.to = Some(People::new(users.to_vec(), source, event.id(), call));
+                let id = format!("{}#users-{}", event.id(), call + 1);
+                Parcel::new(Arc::clone(one_to_one), id, source, post).remembered()
+            })
+            .collect();
+        Ok((parcels, msgtype))
     }
 
     /// Every robot with its chat groups, budget, outbox and DingTalk's latest
     /// answer, and each pool of several robots; URLs masked.
     pub async fn status_view(&self) -> Value {
-        status_view(&self.delivery.status().await, &self.default_group)
+        let mut view = status_view(&self.delivery.status().await, &self.default_group);
+        view["proxies"] = self.proxies.clone();
+        view
     }
 }
 
@@ -265,7 +392,9 @@ fn status_view(status: &Status, default_group: &str) -> Value {
                 "name": robot.name,
                 "chat_groups": chat_groups,
                 "url": robot.describe["url"],
+                "app": robot.describe.get("app"),
                 "signed": robot.describe["signed"],
+                "keywords": robot.describe["keywords"],
                 "paced": robot.paced,
                 "per_minute": robot.limit,
                 "sent_in_window": robot.sent_in_window,
@@ -301,11 +430,7 @@ fn status_view(status: &Status, default_group: &str) -> Value {
 
 fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Instant) {
     let outcome = &receipt.outcome;
-    let class = if receipt.queued {
-        "queued"
-    } else {
-        outcome.class()
-    };
+    let class = outcome.class();
     metrics::outcome(Some(&handed.group), class);
     tracing::info!(
         event_id = %shorten(event.id(), ID_BYTES),
@@ -315,7 +440,7 @@ fn log_handled(event: &Event, handed: &Handed, receipt: &Receipt, started: Insta
         outcome = class,
         errcode = receipt.code,
         latency_ms = started.elapsed().as_millis() as u64,
-        reason = (!matches!(outcome, Outcome::Delivered)).then(|| outcome.reason()),
+        reason = (!outcome.is_accepted()).then(|| outcome.reason()),
         "event handled"
     );
 }

@@ -232,3 +232,100 @@ async fn a_second_signal_exits_at_once_and_non_zero() {
             .expect("waited");
     assert!(!status.success(), "cut short, yet {status:?}");
 }
+
+/// Runs the sink with `env` set, one robot on a fake DingTalk, sends one
+/// event, and returns how many requests `proxy` forwarded and whether the
+/// fake accepted the event.
+async fn one_event_with_env(name: &str, env: &[(&str, String)], delivery: &str) -> (usize, usize) {
+    let fake = FakeDingTalk::start(vec![RobotSpec::new("envbot")])
+        .await
+        .expect("fake starts");
+    let proxy = fake_dingtalk::proxy::ForwardProxy::start()
+        .await
+        .expect("proxy starts");
+    let port = free_port();
+    let config = write_config(
+        name,
+        &format!(
+            "bot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\ndelivery:\n  deadline_ms: 3000\n{delivery}",
+            fake.webhook_url("envbot")
+        ),
+    );
+    let mut command = sink_binary(name);
+    command
+        .env("CONNECTOR_CONFIG", &config)
+        .env("CONNECTOR_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    for (var, value) in env {
+        let value = value.replace("PROXY", &proxy.url());
+        command.env(var, value);
+    }
+    let mut child = command.spawn().expect("binary starts");
+    let answer = tokio::task::spawn_blocking(move || {
+        wait_ready(port);
+        request(
+            port,
+            "POST",
+            "/",
+            &[(
+                "content-type",
+                connector_sdk::testing::STRUCTURED_CONTENT_TYPE,
+            )],
+            &alert(1),
+        )
+    })
+    .await
+    .expect("sent");
+    terminate(child.id());
+    tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(20)))
+        .await
+        .expect("exited");
+    let answer = answer.unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (proxy.forwarded().len(), fake.accepted_for("envbot").len())
+}
+
+#[tokio::test]
+async fn http_proxy_from_the_environment_carries_the_requests() {
+    let (through_proxy, accepted) =
+        one_event_with_env("env-proxy.yml", &[("HTTP_PROXY", "PROXY".into())], "").await;
+    assert_eq!((through_proxy, accepted), (1, 1));
+}
+
+#[tokio::test]
+async fn no_proxy_from_the_environment_bypasses_it() {
+    let (through_proxy, accepted) = one_event_with_env(
+        "env-no-proxy.yml",
+        &[
+            ("HTTP_PROXY", "PROXY".into()),
+            ("NO_PROXY", "127.0.0.1".into()),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!((through_proxy, accepted), (0, 1));
+}
+
+#[tokio::test]
+async fn delivery_no_proxy_bypasses_the_environment_s_proxy() {
+    let (through_proxy, accepted) = one_event_with_env(
+        "config-no-proxy.yml",
+        &[("HTTP_PROXY", "PROXY".into())],
+        "  no_proxy: 127.0.0.1\n",
+    )
+    .await;
+    assert_eq!((through_proxy, accepted), (0, 1));
+}

@@ -10,7 +10,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized};
 use serde::de::DeserializeOwned;
 
-use super::{ConfigError, ConfigProblem, RuntimeConfig, SinkConfig, UnknownKey, unknown_keys};
+use super::{
+    ConfigError, ConfigProblem, RuntimeConfig, SinkConfig, UnknownKey, indirect, unknown_keys,
+};
 
 /// Where the config file is looked for when `CONNECTOR_CONFIG` is unset.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/vanus-connect/config/config.yml";
@@ -63,6 +65,16 @@ pub fn load_from_str<C: SinkConfig>(
     let figment = Figment::from(Serialized::defaults(RuntimeConfig::default()))
         .merge(Yaml::string(yaml))
         .merge(Env::prefixed("CONNECTOR_").ignore(&["config"]).split("__"));
+    let figment = match with_values_read::<C>(figment) {
+        Ok(figment) => figment,
+        Err(problems) => {
+            return Err(ConfigError {
+                source_name: source_name.to_owned(),
+                problems,
+                unknown_keys: Vec::new(),
+            });
+        }
+    };
 
     let mut problems = Vec::new();
     let runtime = figment
@@ -103,6 +115,21 @@ pub fn load_from_str<C: SinkConfig>(
             problems,
             unknown_keys,
         }),
+    }
+}
+
+/// `figment` with every `KEY_file` and `KEY_env` replaced by `KEY` and the
+/// value read from the file or the environment (see `indirect`); the same
+/// figment when there are none.
+fn with_values_read<C: SinkConfig>(figment: Figment) -> Result<Figment, Vec<ConfigProblem>> {
+    let Ok(mut merged) = figment.extract::<figment::value::Value>() else {
+        // Not even a map: the extractions below say what is wrong.
+        return Ok(figment);
+    };
+    if indirect::resolve::<RuntimeConfig, C>(&mut merged)? {
+        Ok(Figment::from(Serialized::defaults(merged)))
+    } else {
+        Ok(figment)
     }
 }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+mod indirect;
 mod load;
 mod runtime;
 #[cfg(test)]

@@ -193,3 +193,80 @@ fn a_missing_file_says_which_variable_to_set() {
         "{text}"
     );
 }
+
+#[derive(Debug, Deserialize)]
+struct WithTargets {
+    greeting: String,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    url: String,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+impl SinkConfig for WithTargets {}
+
+#[test]
+fn any_key_may_come_from_a_file_or_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("url-0", "https://a.test/?token=zero\n")?;
+        jail.create_file("token-1", "t-one\r\n")?;
+        jail.create_file("redis", "redis://:pw@127.0.0.1:1/0")?;
+        jail.set_env("GREETING_FROM", "hello from env");
+        jail.set_env("URL_1", "https://b.test/");
+        jail.set_env("CONNECTOR_STORE__REDIS__URL_FILE", "redis");
+        let yaml = "greeting_env: GREETING_FROM\ntargets:\n  - url_file: url-0\n  - { url_env: URL_1, token_file: token-1 }\n";
+        let loaded: Loaded<WithTargets> = load_from_str(yaml, "test").map_err(|e| e.to_string())?;
+        assert_eq!(loaded.sink.greeting, "hello from env");
+        assert_eq!(loaded.sink.targets[0].url, "https://a.test/?token=zero");
+        assert_eq!(loaded.sink.targets[0].token, None);
+        assert_eq!(loaded.sink.targets[1].url, "https://b.test/");
+        assert_eq!(loaded.sink.targets[1].token.as_deref(), Some("t-one"));
+        let redis = loaded.runtime.store.redis.expect("redis");
+        assert_eq!(redis.url, "redis://:pw@127.0.0.1:1/0");
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_file_or_variable_names_the_key_and_never_shows_a_value() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("empty", "\n")?;
+        jail.create_file("secret", "s3cr3t-value")?;
+        let yaml = "greeting_file: /nowhere/greeting\ntargets:\n  - url_env: NOT_SET_ANYWHERE\n  - url_file: empty\n  - { url: u, url_file: secret }\n";
+        let err = load_from_str::<WithTargets>(yaml, "cfg.yml")
+            .err()
+            .ok_or("must fail")?;
+        let text = err.to_string();
+        for expected in [
+            "greeting_file: cannot read `/nowhere/greeting`",
+            "mount the secret there",
+            "targets.0.url_env: the environment variable `NOT_SET_ANYWHERE` is not set",
+            "targets.1.url_file: `empty` is empty",
+            "targets.2.url_file: `url` is given as well",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in {text}");
+        }
+        assert!(!text.contains("s3cr3t"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_key_of_that_name_that_is_a_field_is_left_alone() {
+    #[derive(Debug, Deserialize)]
+    struct Files {
+        log_file: String,
+    }
+    impl SinkConfig for Files {}
+    figment::Jail::expect_with(|_| {
+        let loaded: Loaded<Files> =
+            load_from_str("log_file: /var/log/x\n", "test").map_err(|e| e.to_string())?;
+        assert_eq!(loaded.sink.log_file, "/var/log/x");
+        Ok(())
+    });
+}

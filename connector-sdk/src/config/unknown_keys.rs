@@ -69,6 +69,9 @@ where
 #[derive(Debug, Default)]
 struct Notes {
     fields: BTreeMap<Vec<String>, &'static [&'static str]>,
+    /// The same fields by pattern: a list's items under `*`, so what the
+    /// first item of a list showed holds for every item.
+    patterns: BTreeMap<Vec<String>, &'static [&'static str]>,
     skipped: Vec<Vec<String>>,
 }
 
@@ -80,6 +83,7 @@ impl Notes {
         let _ = T::deserialize(Walker {
             value,
             path: Vec::new(),
+            pattern: Vec::new(),
             notes: &notes,
         });
         notes.into_inner()
@@ -127,19 +131,58 @@ fn suggest(path: &[String], notes: &[&Notes]) -> Option<String> {
 struct Walker<'a> {
     value: &'a Value,
     path: Vec<String>,
+    /// `path` with list indices as `*`.
+    pattern: Vec<String>,
     notes: &'a RefCell<Notes>,
 }
 
 impl<'a> Walker<'a> {
     fn child(&self, key: String, value: &'a Value) -> Walker<'a> {
+        let mut pattern = self.pattern.clone();
+        pattern.push(key.clone());
+        self.descend(key, pattern, value)
+    }
+
+    fn item(&self, index: usize, value: &'a Value) -> Walker<'a> {
+        let mut pattern = self.pattern.clone();
+        pattern.push(ANY_ITEM.to_owned());
+        self.descend(index.to_string(), pattern, value)
+    }
+
+    fn descend(&self, key: String, pattern: Vec<String>, value: &'a Value) -> Walker<'a> {
         let mut path = self.path.clone();
         path.push(key);
         Walker {
             value,
             path,
+            pattern,
             notes: self.notes,
         }
     }
+}
+
+/// A list's items in a [`fields_by_pattern`] path.
+pub(super) const ANY_ITEM: &str = "*";
+
+/// The fields that `R` (the runtime's type) and `C` (the sink's) read in
+/// each section of `value`, by path pattern (a list's items under
+/// [`ANY_ITEM`]). Sections past one that fails to deserialize may be
+/// missing: the caller walks again once it has changed the value.
+pub(super) fn fields_by_pattern<R, C>(value: &Value) -> BTreeMap<Vec<String>, Vec<&'static str>>
+where
+    R: for<'de> Deserialize<'de>,
+    C: for<'de> Deserialize<'de>,
+{
+    let mut fields: BTreeMap<Vec<String>, Vec<&'static str>> = BTreeMap::new();
+    for notes in [Notes::of::<R>(value), Notes::of::<C>(value)] {
+        for (pattern, known) in notes.patterns {
+            fields
+                .entry(pattern)
+                .or_default()
+                .extend(known.iter().copied());
+        }
+    }
+    fields
 }
 
 impl<'de> Deserializer<'de> for Walker<'_> {
@@ -162,10 +205,11 @@ impl<'de> Deserializer<'de> for Walker<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.notes
-            .borrow_mut()
-            .fields
-            .insert(self.path.clone(), fields);
+        {
+            let mut notes = self.notes.borrow_mut();
+            notes.fields.insert(self.path.clone(), fields);
+            notes.patterns.insert(self.pattern.clone(), fields);
+        }
         self.deserialize_any(visitor)
     }
 
@@ -259,9 +303,7 @@ impl<'de> SeqAccess<'de> for SeqWalker<'_> {
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
         match self.items.next() {
-            Some((index, item)) => seed
-                .deserialize(self.parent.child(index.to_string(), item))
-                .map(Some),
+            Some((index, item)) => seed.deserialize(self.parent.item(index, item)).map(Some),
             None => Ok(None),
         }
     }

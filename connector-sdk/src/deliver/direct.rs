@@ -95,7 +95,6 @@ impl<D: Destination> Pool<D> {
             };
             if let Some(key) = &sent_key
                 && receipt.outcome == Outcome::Delivered
-                && !receipt.queued
                 && let Err(err) = store.put(key, Vec::new(), REMEMBERED).await
             {
                 tracing::error!(event_id = %shorten(&work.parcel.event_id, ID_BYTES), target = %work.parcel.target, %err, "cannot remember a sent parcel; a redelivery of its event may send it again");
@@ -231,7 +230,7 @@ impl<D: Destination> Pool<D> {
             // did not get to answer: it is in the outbox, and there once.
             Ok(Pushed::Queued { .. } | Pushed::Already) => {
                 return Receipt {
-                    outcome: Outcome::Delivered,
+                    outcome: Outcome::Queued,
                     code: None,
                     queued: true,
                 };
@@ -322,7 +321,7 @@ fn not_sent_after(earlier: &Outcome) -> Outcome {
     match earlier {
         Outcome::Throttled { retry_after, .. } => Outcome::throttled(*retry_after, reason),
         Outcome::Unavailable { kind, .. } => Outcome::unavailable(*kind, reason),
-        Outcome::Delivered | Outcome::Rejected { .. } => {
+        Outcome::Delivered | Outcome::Queued | Outcome::Rejected { .. } => {
             Outcome::unavailable(Unavailable::ServiceUnavailable, reason)
         }
     }

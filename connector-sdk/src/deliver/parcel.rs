@@ -95,6 +95,6 @@ pub struct Receipt {
     /// The destination's code for its last send, if any.
     pub code: Option<i64>,
     /// True when it joined an outbox instead of being sent (the outcome is
-    /// then [`Outcome::Delivered`]: durably queued).
+    /// then [`Outcome::Queued`]: durably queued).
     pub queued: bool,
 }

@@ -13,12 +13,10 @@
 use std::collections::VecDeque;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use super::pool::lock;
 
 /// One pool's recent arrivals.
 #[derive(Debug)]
@@ -58,7 +56,7 @@ impl Storm {
         let keep = usize::try_from(self.burst)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(seen) = recent.iter_mut().find(|(_, seen)| *seen == hash) {
             // A retry: the storm's state as it is, counted once.
             seen.0 = now;
@@ -77,7 +75,9 @@ impl Storm {
 
     /// How long since the latest arrival; `None` before the first.
     pub(crate) fn quiet_for(&self) -> Option<Duration> {
-        lock(&self.recent)
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(when, _)| when.elapsed())
             .min()

@@ -16,7 +16,7 @@ use crate::text::{REASON_BYTES, shorten};
 /// The HTTP status code for an outcome.
 pub(crate) fn http_status(outcome: &Outcome) -> StatusCode {
     match outcome {
-        Outcome::Delivered => StatusCode::OK,
+        Outcome::Delivered | Outcome::Queued => StatusCode::OK,
         Outcome::Rejected { .. } => StatusCode::BAD_REQUEST,
         Outcome::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Outcome::Unavailable { kind, .. } => match kind {
@@ -30,9 +30,11 @@ pub(crate) fn http_status(outcome: &Outcome) -> StatusCode {
 /// The full HTTP answer: status, a one-line plain-text reason, and
 /// `Retry-After` (whole seconds, rounded up) when throttled.
 pub(crate) fn http_response(outcome: &Outcome) -> Response {
-    if let Outcome::Delivered = outcome {
-        // The common answer: a static body, nothing to format.
-        return (StatusCode::OK, "delivered\n").into_response();
+    // The common answers: a static body, nothing to format.
+    match outcome {
+        Outcome::Delivered => return (StatusCode::OK, "delivered\n").into_response(),
+        Outcome::Queued => return (StatusCode::OK, "queued\n").into_response(),
+        _ => {}
     }
     let reason = shorten(outcome.reason(), REASON_BYTES);
     let mut response = (http_status(outcome), format!("{reason}\n")).into_response();
@@ -50,7 +52,7 @@ pub(crate) fn grpc_result(outcome: &Outcome) -> Result<tonic::Response<()>, toni
     // Only a failure carries a reason: success allocates nothing.
     let reason = || shorten(outcome.reason(), REASON_BYTES).into_owned();
     match outcome {
-        Outcome::Delivered => Ok(tonic::Response::new(())),
+        Outcome::Delivered | Outcome::Queued => Ok(tonic::Response::new(())),
         Outcome::Rejected { .. } => Err(tonic::Status::invalid_argument(reason())),
         Outcome::Throttled { retry_after, .. } => {
             let mut status = tonic::Status::resource_exhausted(reason());
@@ -126,6 +128,7 @@ mod tests {
     #[test]
     fn every_outcome_has_its_http_status() {
         assert_eq!(http_status(&Outcome::Delivered), StatusCode::OK);
+        assert_eq!(http_status(&Outcome::Queued), StatusCode::OK);
         assert_eq!(
             http_status(&Outcome::rejected("x")),
             StatusCode::BAD_REQUEST
@@ -219,6 +222,7 @@ mod tests {
         use tonic::Code;
         let code = |o: Outcome| grpc_result(&o).err().map(|s| s.code());
         assert_eq!(code(Outcome::Delivered), None);
+        assert_eq!(code(Outcome::Queued), None);
         assert_eq!(code(Outcome::rejected("x")), Some(Code::InvalidArgument));
         assert_eq!(
             code(Outcome::throttled(Duration::from_secs(1), "x")),

@@ -155,6 +155,18 @@ impl Summary {
 /// that message on its own). When some do not fit, the digest says how
 /// many follow in the next.
 pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Digest> {
+    pack_within(summaries, timezone, uuid_seed, 0)
+}
+
+/// [`pack`], leaving `room` bytes of DingTalk's limit free (for a keyword
+/// to be added, say).
+pub fn pack_within(
+    summaries: &[Summary],
+    timezone: Tz,
+    uuid_seed: &str,
+    room: usize,
+) -> Option<Digest> {
+    let limit = MAX_BODY_BYTES.saturating_sub(room);
     // The most that fit: adding events only ever lengthens a digest (but
     // for a few bytes of the counts), so a binary search finds it, each
     // candidate checked whole.
@@ -167,6 +179,7 @@ pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Dige
             summaries.len() - mid,
             timezone,
             uuid_seed,
+            limit,
         ) {
             Some(bytes) => {
                 lo = mid;
@@ -180,7 +193,13 @@ pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Dige
     }
     let body = match best {
         Some(bytes) => bytes,
-        None => body(&summaries[..lo], summaries.len() - lo, timezone, uuid_seed)?,
+        None => body(
+            &summaries[..lo],
+            summaries.len() - lo,
+            timezone,
+            uuid_seed,
+            limit,
+        )?,
     };
     Some(Digest {
         body: Bytes::from(body),
@@ -189,14 +208,20 @@ pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Dige
 }
 
 /// The body of a digest of `taken`, saying `more` follow; `None` when over
-/// the limit.
-fn body(taken: &[Summary], more: usize, timezone: Tz, uuid_seed: &str) -> Option<Vec<u8>> {
+/// `limit` bytes.
+fn body(
+    taken: &[Summary],
+    more: usize,
+    timezone: Tz,
+    uuid_seed: &str,
+    limit: usize,
+) -> Option<Vec<u8>> {
     let (title, mut text) = render(taken, more, timezone);
     let mentions = taken
         .iter()
         .fold(Mentions::default(), |all, s| all.merged(&s.mentions));
     text.push_str(&mentions.missing_tokens(&text, false));
-    if body_len(&title, &text, &mentions) > MAX_BODY_BYTES {
+    if body_len(&title, &text, &mentions) > limit {
         return None;
     }
     let uuid = msg_uuid("sink-dingtalk/digest", uuid_seed, "", text.as_bytes());

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 pub mod digest;
 mod error;
 pub mod group;
+pub mod keywords;
 pub mod mention;
 pub mod truncate;
 mod validate;

@@ -4,6 +4,10 @@
 //! even on failure, so most of the verdict is in the body's `errcode`; the
 //! rest comes from HTTP itself (a gateway's 429, a 5xx, a timeout, a
 //! connection that never opened).
+//!
+//! App robots (DingTalk's OpenAPI) answer errors as HTTP 4xx/5xx with
+//! `{"code","message"}`, `code` a string: `APP_CODES` is their part of
+//! the table, and [`SendError::App`] their failure.
 
 use std::time::Duration;
 
@@ -24,6 +28,8 @@ enum Meaning {
     Busy,
     /// Refused for good; whose fault, and what to check.
     Refused(Blame, &'static str),
+    /// The app's access token is invalid or expired: refresh it once.
+    TokenInvalid,
 }
 
 const SECURITY: &str = "check the robot's security settings: the signature secret, the keywords the message must contain, or the IP allow-list";
@@ -59,6 +65,55 @@ const ERRCODES: &[(i64, Meaning)] = &[
     (430_104, Meaning::Refused(Blame::Message, BLOCKED)),
     (460_101, Meaning::Refused(Blame::Message, TOO_LONG)),
 ];
+
+const APP_BAD_REQUEST: &str = "the message is not acceptable to DingTalk's OpenAPI; fix the event";
+const APP_SETTINGS: &str = "check the app's robot_code, its permissions (the robot must be in the group, the app allowed to send robot messages) and open_conversation_id";
+const APP_TOKEN: &str =
+    "DingTalk refused a freshly fetched access token; check the app's permissions";
+
+/// DingTalk OpenAPI error codes (app robots), matched as prefixes, first
+/// match wins: what each means for the next send. A code not listed is
+/// read from its HTTP status (see [`SendError::App`]).
+const APP_CODES: &[(&str, Meaning)] = &[
+    ("InvalidAuthentication", Meaning::TokenInvalid),
+    ("invalidAuthentication", Meaning::TokenInvalid),
+    ("Forbidden.AccessDenied.QpsLimit", Meaning::TooFast),
+    ("Throttling", Meaning::TooFast),
+    (
+        "invalidParameter",
+        Meaning::Refused(Blame::Message, APP_BAD_REQUEST),
+    ),
+    ("param.", Meaning::Refused(Blame::Message, APP_BAD_REQUEST)),
+    (
+        "Forbidden",
+        Meaning::Refused(Blame::Destination, APP_SETTINGS),
+    ),
+    (
+        "resource.not.found",
+        Meaning::Refused(Blame::Destination, APP_SETTINGS),
+    ),
+    ("robot.", Meaning::Refused(Blame::Destination, APP_SETTINGS)),
+    ("ServiceUnavailable", Meaning::Busy),
+    ("SystemBusy", Meaning::Busy),
+];
+
+/// What an OpenAPI error means: its code in [`APP_CODES`], else its HTTP
+/// status (401 a bad token, 429 too fast, 5xx busy, another 4xx the app's
+/// settings).
+fn app_meaning(status: u16, code: &str) -> Meaning {
+    if let Some((_, meaning)) = APP_CODES
+        .iter()
+        .find(|(prefix, _)| code.starts_with(prefix))
+    {
+        return *meaning;
+    }
+    match status {
+        401 => Meaning::TokenInvalid,
+        429 => Meaning::TooFast,
+        500.. => Meaning::Busy,
+        _ => Meaning::Refused(Blame::Destination, APP_SETTINGS),
+    }
+}
 
 /// An errcode this sink does not know: refused, and (as it may be about the
 /// robot) a queued message waits for the operator rather than being dropped.
@@ -129,6 +184,42 @@ pub enum SendError {
     /// The connection failed after it opened: the request may have arrived.
     #[error("the connection to DingTalk failed: {0}")]
     Broken(String),
+    /// DingTalk's OpenAPI (an app robot) answered an error.
+    #[error("DingTalk's OpenAPI answered HTTP {status} {code} ({message}){}", app_hint(*.status, .code))]
+    App {
+        /// The HTTP status.
+        status: u16,
+        /// The answer's `code`.
+        code: String,
+        /// The answer's `message`, secrets masked.
+        message: String,
+    },
+    /// DingTalk refused an app's key and secret (its token request).
+    #[error(
+        "app `{app}`: DingTalk refused its app_key or app_secret (HTTP {status} {code}: {message}); check bot.apps[].app_key and app_secret (or app_secret_file)"
+    )]
+    AppCredentials {
+        /// The app's name in the config.
+        app: String,
+        /// The HTTP status.
+        status: u16,
+        /// The answer's `code`.
+        code: String,
+        /// The answer's `message`, secrets masked.
+        message: String,
+    },
+    /// The app robot cannot send this message (a type it has no form for,
+    /// a `msgParam` too long).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn app_hint(status: u16, code: &str) -> String {
+    match app_meaning(status, code) {
+        Meaning::Refused(_, hint) => format!("; {hint}"),
+        Meaning::TokenInvalid => format!("; {APP_TOKEN}"),
+        Meaning::Ok | Meaning::TooFast | Meaning::Busy => String::new(),
+    }
 }
 
 impl SendError {
@@ -140,6 +231,12 @@ impl SendError {
             | SendError::Busy { errcode, .. } => Some(*errcode),
             _ => None,
         }
+    }
+
+    /// True when an app robot's access token was refused: fetch a new one
+    /// and try once more.
+    pub fn is_token_invalid(&self) -> bool {
+        matches!(self, SendError::App { status, code, .. } if app_meaning(*status, code) == Meaning::TokenInvalid)
     }
 
     /// What the kit does about it. Throttles are never retried at once: the
@@ -166,6 +263,30 @@ impl SendError {
             SendError::Timeout(_) => Verdict::no_answer(true, true, reason),
             SendError::Unreachable(_) => Verdict::no_answer(false, false, reason),
             SendError::Broken(_) => Verdict::no_answer(true, false, reason),
+            SendError::App { status, code, .. } => match app_meaning(*status, code) {
+                Meaning::TooFast => Verdict::Throttled {
+                    hold: Some(GATEWAY_HOLD),
+                    reason,
+                },
+                Meaning::Busy => Verdict::of_http_status(503, None, reason),
+                Meaning::Refused(blame, _) => Verdict::Refused { blame, reason },
+                // Refused again after a refresh: the app's settings.
+                Meaning::TokenInvalid | Meaning::Ok => Verdict::Refused {
+                    blame: Blame::Destination,
+                    reason,
+                },
+            },
+            SendError::AppCredentials { status, .. } if *status >= 500 => {
+                Verdict::of_http_status(*status, None, reason)
+            }
+            SendError::AppCredentials { .. } => Verdict::Refused {
+                blame: Blame::Destination,
+                reason,
+            },
+            SendError::Unsupported(_) => Verdict::Refused {
+                blame: Blame::Message,
+                reason,
+            },
         }
     }
 
@@ -190,7 +311,9 @@ fn blame(errcode: i64, errmsg: &str) -> Blame {
     }
     match meaning(errcode).unwrap_or(UNKNOWN) {
         Meaning::Refused(blame, _) => blame,
-        Meaning::Ok | Meaning::TooFast | Meaning::Busy => Blame::Destination,
+        Meaning::Ok | Meaning::TooFast | Meaning::Busy | Meaning::TokenInvalid => {
+            Blame::Destination
+        }
     }
 }
 
@@ -214,6 +337,11 @@ pub fn classify(errcode: i64, errmsg: String) -> Result<(), SendError> {
             errcode,
             errmsg,
             hint,
+        }),
+        Meaning::TokenInvalid => Err(SendError::Refused {
+            errcode,
+            errmsg,
+            hint: GONE,
         }),
     }
 }
@@ -400,6 +528,53 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn openapi_codes_are_in_the_same_table() {
+        let app = |status: u16, code: &str| SendError::App {
+            status,
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert!(app(401, "InvalidAuthentication").is_token_invalid());
+        assert!(app(401, "somethingNew").is_token_invalid());
+        assert!(!app(400, "invalidParameter").is_token_invalid());
+        let cases = [
+            (app(400, "invalidParameter"), "give up", 400_u16),
+            (app(400, "invalidParameter.msgParam"), "give up", 400),
+            (
+                app(403, "Forbidden.AccessDenied.QpsLimitForApi"),
+                "hold",
+                429,
+            ),
+            (app(429, "anything"), "hold", 429),
+            (app(500, "InternalError"), "retry", 503),
+            (app(503, "ServiceUnavailable"), "retry", 503),
+            (
+                app(403, "Forbidden.AccessDenied.RobotNotInGroup"),
+                "give up",
+                400,
+            ),
+            (app(401, "InvalidAuthentication"), "give up", 400),
+        ];
+        for (err, next, status) in cases {
+            assert_eq!(next_and_status(&err), (next, status), "{err}");
+        }
+        let blame = |err: SendError| match err.verdict() {
+            Verdict::Refused { blame, .. } => blame,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(blame(app(400, "invalidParameter")), Blame::Message);
+        assert_eq!(blame(app(404, "resource.not.found")), Blame::Destination);
+        let bad = SendError::AppCredentials {
+            app: "oncall".into(),
+            status: 400,
+            code: "invalidClientIdOrSecret".into(),
+            message: "m".into(),
+        };
+        assert!(bad.to_string().contains("app `oncall`"), "{bad}");
+        assert_eq!(blame(bad), Blame::Destination);
     }
 
     #[test]

@@ -12,13 +12,14 @@ use serde::Deserialize;
 
 use super::answer::{SendError, classify};
 use super::mask::{QUOTED_BYTES, quote};
+use super::proxy::ProxyPlan;
 use super::sign::sign;
 use super::webhook::Webhook;
 use crate::secret::Secret;
 
 /// The most of DingTalk's answer that is read: its JSON answer is tens of
 /// bytes; anything much larger is not DingTalk.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The body DingTalk answers with.
 #[derive(Debug, Deserialize)]
@@ -103,7 +104,7 @@ pub async fn post(
 
 /// The answer's body, and whether it is whole: past `MAX_ANSWER_BYTES`,
 /// reading stops.
-async fn read_answer(
+pub(crate) async fn read_answer(
     mut response: reqwest::Response,
     timeout: Duration,
 ) -> Result<(Vec<u8>, bool), SendError> {
@@ -125,7 +126,7 @@ async fn read_answer(
 /// A reqwest failure without its URL (the URL carries the access token):
 /// one that never connected sent nothing; a timeout or a failure after the
 /// connection opened may have reached DingTalk.
-fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
+pub(crate) fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
     let connect = err.is_connect();
     if err.is_timeout() && !connect {
         return SendError::Timeout(timeout);
@@ -146,9 +147,16 @@ fn transport_error(err: reqwest::Error, timeout: Duration) -> SendError {
 }
 
 /// The one HTTP client every robot shares: pooled connections, rustls, a
-/// connect timeout (each request sets its own total timeout), and no
-/// redirects followed.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// connect timeout (each request sets its own total timeout), no redirects
+/// followed, and `proxy`'s proxies.
+pub fn http_client(
+    connect_timeout: Duration,
+    proxy: &ProxyPlan,
+) -> Result<reqwest::Client, reqwest::Error> {
+    proxy.apply(builder(connect_timeout))?.build()
+}
+
+fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
     // reqwest is built without a default crypto provider (ring builds far
     // faster than aws-lc); install it once. A second install is a no-op error.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -157,5 +165,140 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION")))
-        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    //! What a failed send is classed as, with real reqwest errors against
+    //! loopback: reqwest does DNS, TCP and the TLS handshake in its
+    //! connector, so each failure there is `is_connect()` and nothing was
+    //! written; a timeout once the request is on the wire is not.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    async fn post_to(client: &reqwest::Client, url: &str) -> SendError {
+        let webhook = Webhook::parse(url).expect("a webhook");
+        post(
+            client,
+            &webhook,
+            None,
+            bytes::Bytes::from_static(b"{}"),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("fails")
+    }
+
+    fn client() -> reqwest::Client {
+        http_client(TIMEOUT, &ProxyPlan::default()).expect("a client")
+    }
+
+    /// A resolver that knows no name, as a DNS failure looks to reqwest.
+    struct NoSuchHost;
+
+    impl reqwest::dns::Resolve for NoSuchHost {
+        fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            let name = name.as_str().to_owned();
+            Box::pin(
+                async move { Err(std::io::Error::other(format!("no such host: {name}")).into()) },
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let err = post_to(
+            &client(),
+            &format!("http://127.0.0.1:{port}/robot/send?access_token=t"),
+        )
+        .await;
+        assert!(matches!(err, SendError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dns_failure_is_unreachable() {
+        let client = builder(TIMEOUT)
+            .dns_resolver(std::sync::Arc::new(NoSuchHost))
+            .build()
+            .expect("a client");
+        let err = post_to(
+            &client,
+            "https://oapi.dingtalk.invalid/robot/send?access_token=t",
+        )
+        .await;
+        assert!(matches!(err, SendError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_unreachable() {
+        // A server that answers the ClientHello with plain HTTP.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut hello = [0_u8; 512];
+            let _ = socket.read(&mut hello).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let err = post_to(
+            &client(),
+            &format!("https://127.0.0.1:{port}/robot/send?access_token=t"),
+        )
+        .await;
+        assert!(matches!(err, SendError::Unreachable(_)), "{err:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_timeout_after_the_request_was_written_may_have_reached() {
+        // A server that reads the whole request and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (read_tx, read_rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !request.ends_with(b"{}") {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = read_tx.send(request.len());
+            // Hold the connection open, answering nothing.
+            let _ = socket.read(&mut chunk).await;
+        });
+        let client = client();
+        let url = format!("http://127.0.0.1:{port}/robot/send?access_token=t");
+        let webhook = Webhook::parse(&url).expect("a webhook");
+        let err = post(
+            &client,
+            &webhook,
+            None,
+            bytes::Bytes::from_static(b"{}"),
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("no answer");
+        assert!(
+            read_rx.await.expect("the server read it") > 0,
+            "it was written"
+        );
+        assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
+        match err.verdict() {
+            connector_sdk::deliver::Verdict::Failed { reached, .. } => assert!(reached),
+            other => panic!("{other:?}"),
+        }
+        server.abort();
+    }
 }

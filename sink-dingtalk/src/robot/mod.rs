@@ -13,6 +13,7 @@
 //! messages a minute (counted over [`WINDOW`]), and its digest is the
 //! markdown of [`crate::message::digest`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,20 +21,22 @@ use chrono_tz::Tz;
 use connector_sdk::async_trait;
 use connector_sdk::deliver::{Answer, Destination, Digest, Verdict};
 use connector_sdk::store::Window;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub mod answer;
 pub mod client;
 pub mod mask;
+pub mod proxy;
 pub mod sign;
 pub mod webhook;
 
+pub use crate::post::Post;
 pub use answer::{SendError, is_known_errcode};
 pub use client::http_client;
 pub use webhook::{RobotId, Webhook, WebhookUrl};
 
 use crate::message::digest::{self, Summary};
+use crate::message::keywords;
 use crate::metrics;
 use crate::secret::Secret;
 
@@ -44,35 +47,6 @@ pub const DINGTALK_PER_MINUTE: u32 = 20;
 /// recorded when it starts, and the first of a window may be slow to land
 /// while a later one is quick), plus a second for the network's jitter.
 pub const WINDOW: Duration = Duration::from_secs(66);
-
-/// What a robot is sent for one event: the message's exact JSON body, and
-/// what a digest needs of it. This is what waits in an outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Post {
-    /// Its DingTalk type.
-    pub msgtype: String,
-    /// The message's exact JSON body, for sending it on its own (kept as
-    /// text in the store).
-    #[serde(with = "utf8")]
-    pub body: Bytes,
-    /// When it happened (the event's time, else when it arrived), in
-    /// milliseconds since the epoch: the time a digest shows.
-    #[serde(default)]
-    pub at_ms: i64,
-    /// What a digest shows of it, when known before it is needed; worked
-    /// out from the body otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<Summary>,
-}
-
-impl Post {
-    /// What a digest shows of it.
-    pub fn summary(&self) -> Summary {
-        self.summary
-            .clone()
-            .unwrap_or_else(|| Summary::of(&self.body, self.at_ms))
-    }
-}
 
 /// One webhook robot.
 #[derive(Debug, Clone)]
@@ -86,6 +60,8 @@ pub struct Robot {
     paced: bool,
     /// The time zone of the times a digest shows.
     timezone: Tz,
+    /// Its security keywords: a message without any gets the first.
+    keywords: Arc<[String]>,
 }
 
 impl Robot {
@@ -110,7 +86,15 @@ impl Robot {
             windows: [Window::new(per_minute, WINDOW)],
             paced,
             timezone,
+            keywords: Arc::from(Vec::new()),
         }
+    }
+
+    /// The same robot, secured by `keywords`: a message that contains none
+    /// of them gets the first added ([`keywords::ensure`]).
+    pub fn with_keywords(mut self, keywords: Vec<String>) -> Self {
+        self.keywords = Arc::from(keywords);
+        self
     }
 
     /// The webhook, which prints with its token masked.
@@ -157,7 +141,9 @@ impl Destination for Robot {
     }
 
     async fn send(&self, post: &Post, timeout: Duration) -> Answer {
-        let result = self.post(post.body.clone(), timeout).await;
+        let body =
+            keywords::ensure(&post.body, &self.keywords).unwrap_or_else(|| post.body.clone());
+        let result = self.post(body, timeout).await;
         let answer = match result {
             Ok(()) => Answer {
                 verdict: Verdict::Delivered,
@@ -171,13 +157,15 @@ impl Destination for Robot {
 
     fn digest(&self, queued: &[&Post], seed: &str) -> Option<Digest<Post>> {
         let summaries: Vec<Summary> = queued.iter().map(|post| post.summary()).collect();
-        let packed = digest::pack(&summaries, self.timezone, seed)?;
+        let room = keywords::room(&self.keywords);
+        let packed = digest::pack_within(&summaries, self.timezone, seed, room)?;
         Some(Digest {
             payload: Post {
                 msgtype: "markdown".to_owned(),
                 body: packed.body,
                 at_ms: summaries.first().map_or(0, |s| s.at_ms),
                 summary: None,
+                to: None,
             },
             count: packed.count,
         })
@@ -187,21 +175,58 @@ impl Destination for Robot {
         json!({
             "url": self.webhook.masked(),
             "signed": self.is_signed(),
+            "keywords": &*self.keywords,
         })
     }
 }
 
-/// A body of UTF-8 JSON as text in the store, as bytes in memory.
-mod utf8 {
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = std::str::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(text)
+    /// `i` in letters: `12` is `bc`.
+    fn letters(i: usize) -> String {
+        i.to_string()
+            .bytes()
+            .map(|digit| char::from(b'a' + (digit - b'0')))
+            .collect()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
-        String::deserialize(deserializer).map(Bytes::from)
+    #[test]
+    fn a_full_digest_leaves_room_for_the_keyword() {
+        let client =
+            http_client(Duration::from_secs(1), &proxy::ProxyPlan::default()).expect("a client");
+        let webhook = Webhook::parse("https://x.test/robot/send?access_token=t").expect("url");
+        let robot = Robot::new("k".into(), webhook, None, client, 20, true, chrono_tz::UTC)
+            .with_keywords(vec!["[ops]".into()]);
+        let posts: Vec<Post> = (0..400)
+            .map(|i| Post {
+                msgtype: "text".into(),
+                body: Bytes::from(
+                    // Words without digits: every alert is a section of its own.
+                    json!({"msgtype": "text", "text": {"content": format!("alert {} {}", letters(i), "x".repeat(200))}})
+                        .to_string(),
+                ),
+                at_ms: 1_700_000_000_000,
+                summary: None,
+                to: None,
+            })
+            .collect();
+        let queued: Vec<&Post> = posts.iter().collect();
+        let digest = robot.digest(&queued, "seed").expect("a digest");
+        assert!(digest.count < 400, "packed to the limit");
+        let sent = keywords::ensure(&digest.payload.body, &robot.keywords).expect("added");
+        assert!(
+            sent.len() <= crate::message::MAX_BODY_BYTES,
+            "{}",
+            sent.len()
+        );
+        let body: serde_json::Value = serde_json::from_slice(&sent).expect("json");
+        let text = body["markdown"]["text"].as_str().expect("text");
+        assert!(
+            text.ends_with("\n\n[ops]") && !text.contains("truncated"),
+            "{}",
+            &text[text.len() - 40..]
+        );
     }
 }

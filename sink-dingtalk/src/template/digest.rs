@@ -16,10 +16,7 @@ use minijinja::Environment;
 use serde_json::Value as Json;
 
 use super::config::Undefined;
-use super::rule::environment;
-
-/// Characters of a rendered key at most.
-const KEY_CHARS: usize = 200;
+use super::rule::{environment, known};
 
 /// The `digest` expressions as configured.
 #[derive(Debug, Clone, Default)]
@@ -132,12 +129,6 @@ impl DigestRules {
                 .map(|s| s.to_lowercase()),
         }
     }
-}
-
-/// A rendered value, trimmed and shortened; `None` when empty.
-pub(crate) fn known(rendered: &str) -> Option<String> {
-    let trimmed = rendered.trim();
-    (!trimmed.is_empty()).then(|| connector_sdk::shorten(trimmed, KEY_CHARS).into_owned())
 }
 
 /// Alertmanager's alerts' fingerprints, sorted: the same for a group's

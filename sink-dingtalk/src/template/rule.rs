@@ -175,7 +175,7 @@ impl CompiledRule {
                 tracing::debug!(rule = %self.label(), %err, "a template's group_by failed for an event; the digest groups it by its headline");
             })
             .ok()?;
-        super::digest::known(&rendered)
+        known(&rendered)
     }
 
     /// Renders the message's fields for an event whose model is `model`.
@@ -386,4 +386,14 @@ impl io::Write for Bounded<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Characters of a rendered digest key at most.
+const KEY_CHARS: usize = 200;
+
+/// A rendered digest key (`group_by`, `identity`...), trimmed and
+/// shortened; `None` when empty (not known).
+pub(crate) fn known(rendered: &str) -> Option<String> {
+    let trimmed = rendered.trim();
+    (!trimmed.is_empty()).then(|| connector_sdk::shorten(trimmed, KEY_CHARS).into_owned())
 }

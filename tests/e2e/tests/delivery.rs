@@ -12,6 +12,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use connector_sdk::testing::proto::cloud_event::CloudEventAttributeValue;
+use connector_sdk::testing::proto::cloud_event::cloud_event_attribute_value::Attr;
 use fake_dingtalk::Failure;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -316,4 +318,103 @@ async fn events_to_one_robot_keep_their_order_behind_a_failure() {
     );
     assert!(h.fake.accepted_for(TOKEN_1).is_empty());
     assert_eq!(answer.body.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn an_event_queued_in_the_outbox_is_answered_queued() {
+    let h = Harness::with(two_robots(), |fake| {
+        format!("{}delivery:\n  cooldown_secs: 60\n", two_groups(fake))
+    })
+    .await;
+    let sent = h.post_structured(&text_event("q-1", "bot2")).await;
+    assert_eq!((sent.status, sent.body.as_str()), (200, "delivered\n"));
+
+    // "Too fast": the robot is held, and what comes for it waits in its outbox.
+    h.fake
+        .fail_next(TOKEN_2, Failure::ErrCode(410100, "send too fast".into()), 1);
+    let queued = h.post_structured(&text_event("q-2", "bot2")).await;
+    assert_eq!((queued.status, queued.body.as_str()), (200, "queued\n"));
+    let queued = h.post_structured(&text_event("q-3", "bot2")).await;
+    assert_eq!((queued.status, queued.body.as_str()), (200, "queued\n"));
+
+    // A batch of one delivered and one queued: still 200, and it says so.
+    let batch = format!(
+        "[{},{}]",
+        text_event("q-4", "bot1"),
+        text_event("q-5", "bot2")
+    );
+    let mixed = h.post_batch(&batch).await;
+    assert_eq!((mixed.status, mixed.body.as_str()), (200, "queued\n"));
+    // gRPC keeps its code: OK.
+    let mut event = grpc_alert(1);
+    event.attributes.insert(
+        "xvchatgroup".into(),
+        CloudEventAttributeValue {
+            attr: Some(Attr::CeString("bot2".into())),
+        },
+    );
+    h.grpc_send(vec![event]).await.expect("queued is OK");
+
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1, "q-4 went at once");
+    assert_eq!(
+        h.sink
+            .metric("connector_outbox_queued", &[("outbox", "bot2")])
+            .await,
+        4.0,
+        "q-2, q-3, q-5 and the gRPC event wait"
+    );
+}
+
+/// A free loopback port with nothing listening on it (yet).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+#[tokio::test]
+async fn connection_refused_spends_no_budget_and_the_robot_sends_at_once_when_dingtalk_is_back() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/robot/send?access_token={TOKEN_2}");
+    let h = Harness::with(two_robots(), |_| {
+        format!(
+            "bot:\n  webhooks:\n    - {{ chat_group: down, url: '{url}' }}\ndelivery:\n  deadline_ms: 1000\n{DIGESTS_OFF}"
+        )
+    })
+    .await;
+    for i in 0..3 {
+        let answer = h
+            .post_structured(&text_event(&format!("r-{i}"), "down"))
+            .await;
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(answer.body.contains("cannot reach DingTalk"), "{answer:?}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&h.sink.get("/status").await.body).expect("JSON");
+    assert_eq!(
+        status["robots"][0]["sent_in_window"], 0,
+        "nothing reached DingTalk, nothing spent: {status}"
+    );
+
+    // DingTalk comes back on that port: the whole budget is there.
+    let fake = fake_dingtalk::FakeDingTalk::start_on(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        vec![fake_dingtalk::RobotSpec::new(TOKEN_2)],
+    )
+    .await
+    .expect("the fake binds the port");
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        answers.push(
+            h.post_structured(&text_event(&format!("r-{i}"), "down"))
+                .await,
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.status == 200 && a.body == "delivered\n"),
+        "20 of the robot's 20 a minute, at once: {answers:?}"
+    );
+    assert_eq!(fake.accepted_for(TOKEN_2).len(), 20);
+    assert_eq!(fake.throttled_for(TOKEN_2), 0);
 }

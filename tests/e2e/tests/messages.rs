@@ -172,3 +172,100 @@ async fn unknown_fields_pass_through_untouched() {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(h.received(TOKEN_1)[0]["actionCard"], data);
 }
+
+/// One event of each message type, none with a keyword.
+fn one_of_each_type(group: &str) -> Vec<(&'static str, String)> {
+    let card = json!({"title": "Deploy", "text": "v2 is live", "singleTitle": "Open", "singleURL": "https://ci.example.com/1"});
+    let link =
+        json!({"title": "Deploy", "text": "v2 is live", "messageUrl": "https://ci.example.com/1"});
+    let feed = json!({"links": [
+        {"title": "Deploy v2", "messageURL": "https://ci.example.com/1", "picURL": "https://ci.example.com/1.png"},
+        {"title": "Deploy v3", "messageURL": "https://ci.example.com/2", "picURL": "https://ci.example.com/2.png"}
+    ]});
+    let markdown = json!({"title": "Deploy", "text": "### v2 is live"});
+    [
+        ("text", json!("v2 is live")),
+        ("markdown", markdown),
+        ("link", link),
+        ("actionCard", card),
+        ("feedCard", feed),
+    ]
+    .into_iter()
+    .map(|(msgtype, data)| {
+        let content_type = if msgtype == "text" {
+            "text/plain"
+        } else {
+            "application/json"
+        };
+        (
+            msgtype,
+            structured(
+                &format!("kw-{group}-{msgtype}"),
+                &[("xvchatgroup", group), ("xvmsgtype", msgtype)],
+                content_type,
+                data,
+            ),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn a_keyword_secured_robot_gets_its_keyword_in_every_message_type() {
+    let robots = vec![
+        fake_dingtalk::RobotSpec::new("kw-robot").keywords(&["[ops]", "deploy-bot"]),
+        fake_dingtalk::RobotSpec::new("kw-pool").keywords(&["pool-kw"]),
+        fake_dingtalk::RobotSpec::new("kw-unset").keywords(&["[ops]"]),
+    ];
+    let h = Harness::with(robots, |fake| {
+        format!(
+            "bot:\n  webhooks:\n    - chat_group: ops\n      url: \"{}\"\n      keywords: ['[ops]', deploy-bot]\n    - chat_group: pool\n      robots:\n        - {{ url: \"{}\", keywords: [pool-kw] }}\n    - chat_group: none\n      url: \"{}\"\ndigest:\n  burst: 0\n",
+            fake.webhook_url("kw-robot"),
+            fake.webhook_url("kw-pool"),
+            fake.webhook_url("kw-unset"),
+        )
+    })
+    .await;
+    for (msgtype, event) in one_of_each_type("ops") {
+        let answer = h.post_structured(&event).await;
+        assert_eq!(answer.status, 200, "{msgtype}: {answer:?}");
+    }
+    let got = h.received("kw-robot");
+    assert_eq!(got.len(), 5, "rejections: {:?}", h.fake.rejections());
+    assert_eq!(got[0]["text"]["content"], "v2 is live\n[ops]");
+    assert_eq!(got[1]["markdown"]["text"], "### v2 is live\n\n[ops]");
+    assert_eq!(got[1]["markdown"]["title"], "Deploy", "the title stays");
+    assert_eq!(got[2]["link"]["text"], "v2 is live\n[ops]");
+    assert_eq!(got[3]["actionCard"]["text"], "v2 is live\n\n[ops]");
+    assert_eq!(got[4]["feedCard"]["links"][0]["title"], "Deploy v2 [ops]");
+    assert_eq!(got[4]["feedCard"]["links"][1]["title"], "Deploy v3");
+
+    // One that has a keyword already is sent as it is.
+    let has_one = structured(
+        "kw-has",
+        &[("xvchatgroup", "ops")],
+        "text/plain",
+        json!("deploy-bot: v3"),
+    );
+    assert_eq!(h.post_structured(&has_one).await.status, 200);
+    assert_eq!(
+        h.received("kw-robot")[5]["text"]["content"],
+        "deploy-bot: v3"
+    );
+
+    // A pool robot's own keywords.
+    let (_, text) = one_of_each_type("pool").remove(0);
+    assert_eq!(h.post_structured(&text).await.status, 200);
+    assert_eq!(
+        h.received("kw-pool")[0]["text"]["content"],
+        "v2 is live\npool-kw"
+    );
+
+    // Without `keywords` in the config, the fake refuses as DingTalk does:
+    // 310000, the message's fault, 400.
+    let (_, text) = one_of_each_type("none").remove(0);
+    let answer = h.post_structured(&text).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("310000"), "{answer:?}");
+    assert!(h.fake.accepted_for("kw-unset").is_empty());
+}

@@ -286,4 +286,137 @@ async fn a_full_store_volume_posts_nothing_answers_503_and_heals_without_a_resta
     assert_eq!(h.post_structured(&during).await.status, 200);
     assert_eq!(h.post_structured(&text("first")).await.status, 200);
     assert_eq!(h.received(TOKEN_2).len(), 2, "nothing posted twice");
+
+#[tokio::test]
+async fn url_and_signature_from_files_deliver_signed_messages() {
+    // As a Kubernetes Secret mounted as files: one value a file, a newline
+    // at its end.
+    let secrets = tempfile::tempdir().expect("a directory");
+    let url_path = secrets.path().join("bot1-url");
+    let signature_path = secrets.path().join("bot1-signature");
+    let h = Harness::with(two_robots(), |fake| {
+        std::fs::write(&url_path, format!("{}\n", fake.webhook_url(TOKEN_1))).expect("written");
+        std::fs::write(&signature_path, format!("{SECRET_1}\n")).expect("written");
+        format!(
+            "bot:\n  webhooks:\n    - chat_group: bot1\n      url_file: {}\n      signature_file: {}\n",
+            url_path.display(),
+            signature_path.display()
+        )
+    })
+    .await;
+    let answer = h
+        .post_structured(&structured(
+            "from-files",
+            &[("xvchatgroup", "bot1")],
+            "text/plain",
+            json!("signed by a secret from a file"),
+        ))
+        .await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "delivered\n"));
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1, "signed: accepted");
+    assert!(h.fake.rejections().is_empty(), "{:?}", h.fake.rejections());
+    let status = h.sink.get("/status").await.body;
+    assert!(status.contains(r#""signed":true"#), "{status}");
+    assert!(
+        !status.contains(TOKEN_1) && !status.contains(SECRET_1),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn delivery_proxy_carries_every_request_and_no_proxy_bypasses_it() {
+    let proxy = fake_dingtalk::proxy::ForwardProxy::start()
+        .await
+        .expect("the proxy starts");
+    let with_credentials = proxy.url().replace("http://", "http://alice:pr0xy-pass@");
+    let h = Harness::with(two_robots(), |fake| {
+        format!(
+            "{}delivery:\n  proxy: {with_credentials}\n",
+            two_groups(fake)
+        )
+    })
+    .await;
+    for (id, group) in [("p-1", "bot1"), ("p-2", "bot2")] {
+        let answer = h
+            .post_structured(&structured(
+                id,
+                &[("xvchatgroup", group)],
+                "text/plain",
+                json!(id),
+            ))
+            .await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "delivered\n"));
+    }
+    let forwarded = proxy.forwarded();
+    assert_eq!(forwarded.len(), 2, "both through the proxy: {forwarded:?}");
+    assert!(
+        forwarded[0]
+            .target
+            .starts_with(&format!("http://{}/robot/send?", h.fake.addr())),
+        "absolute form, to the fake: {forwarded:?}"
+    );
+    assert!(
+        forwarded.iter().all(|f| f
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic "))),
+        "the proxy's credentials went to the proxy: {forwarded:?}"
+    );
+    assert_eq!(
+        h.fake.accepted_for(TOKEN_1).len(),
+        1,
+        "signed, through the proxy"
+    );
+    assert_eq!(h.fake.accepted_for(TOKEN_2).len(), 1);
+    let status = h.sink.get("/status").await.body;
+    assert!(status.contains(r#""from":"delivery.proxy""#), "{status}");
+    assert!(status.contains(&proxy.addr().to_string()), "{status}");
+    assert!(
+        !status.contains("pr0xy-pass") && !status.contains("alice"),
+        "credentials masked: {status}"
+    );
+
+    // The same, with the fake's address in delivery.no_proxy: straight to it.
+    let direct = Harness::with(two_robots(), |fake| {
+        format!(
+            "{}delivery:\n  proxy: {}\n  no_proxy: 127.0.0.1\n",
+            two_groups(fake),
+            proxy.url()
+        )
+    })
+    .await;
+    let answer = direct
+        .post_structured(&structured("p-3", &[], "text/plain", json!("direct")))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(proxy.forwarded().len(), 2, "not through the proxy");
+    assert_eq!(direct.fake.accepted_for(TOKEN_1).len(), 1);
+}
+
+#[tokio::test]
+async fn a_proxy_that_is_down_is_503_and_its_credentials_never_show() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let h = Harness::with(two_robots(), |fake| {
+        format!(
+            "{}delivery:\n  deadline_ms: 600\n  proxy: http://alice:pr0xy-pass@{closed}\n",
+            two_groups(fake)
+        )
+    })
+    .await;
+    let answer = h
+        .post_structured(&structured("pd-1", &[], "text/plain", json!("x")))
+        .await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(!answer.body.contains("pr0xy-pass"), "{answer:?}");
+    let status = h.sink.get("/status").await.body;
+    assert!(
+        !status.contains("pr0xy-pass") && !status.contains("alice"),
+        "{status}"
+    );
+    assert!(
+        status.contains(r#""sent_in_window":0"#),
+        "never reached DingTalk: {status}"
+    );
 }

@@ -21,6 +21,8 @@
 pub mod events;
 mod limits;
 mod model;
+mod openapi;
+pub mod proxy;
 mod server;
 mod shape;
 mod sign;
@@ -30,6 +32,7 @@ pub use model::{
     Accepted, DEFAULT_BLOCK_FOR, DEFAULT_PER_MINUTE, Event, Failure, MAX_BODY_BYTES, RobotSpec,
     errcode, most_in_any_minute,
 };
+pub use openapi::{AppMessage, AppSpec, AppTarget, MAX_MSG_PARAM_BYTES, MAX_USER_IDS};
 pub use server::FakeDingTalk;
 
 /// The raw gRPC request head and the reading of a process's memory live in

@@ -47,6 +47,9 @@ pub struct RobotSpec {
     /// again. Off by default: DingTalk documents no such de-duplication for
     /// custom robots, so every POST counts and shows.
     pub honours_msg_uuid: bool,
+    /// The robot's security keywords: a message whose text contains none
+    /// of them is refused with errcode 310000. Empty: not keyword-secured.
+    pub keywords: Vec<String>,
 }
 
 impl RobotSpec {
@@ -58,6 +61,7 @@ impl RobotSpec {
             per_minute: DEFAULT_PER_MINUTE,
             block_for: DEFAULT_BLOCK_FOR,
             honours_msg_uuid: false,
+            keywords: Vec::new(),
         }
     }
 
@@ -86,6 +90,15 @@ impl RobotSpec {
         }
     }
 
+    /// Secures the robot by `keywords`, as DingTalk's "custom keywords"
+    /// setting does: a message must contain one of them.
+    pub fn keywords(self, keywords: &[&str]) -> Self {
+        RobotSpec {
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+            ..self
+        }
+    }
+
     /// Sets how long the robot stays blocked after exceeding its limit.
     pub fn block_for(self, d: Duration) -> Self {
         RobotSpec {
@@ -104,6 +117,7 @@ impl std::fmt::Debug for RobotSpec {
             .field("per_minute", &self.per_minute)
             .field("block_for", &self.block_for)
             .field("honours_msg_uuid", &self.honours_msg_uuid)
+            .field("keywords", &self.keywords)
             .finish()
     }
 }

@@ -7,13 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -22,7 +18,8 @@ use tokio::time::Instant;
 use connector_sdk::testing::ShiftedClock;
 
 use crate::model::{Accepted, Event, Failure, RobotSpec};
-use crate::state::{Incoming, Reply, State};
+use crate::openapi::{AppFailure, AppMessage, AppSpec, OpenApi};
+use crate::state::State;
 
 /// Characters left as they are in a token placed in a URL query.
 const QUERY_SAFE: &AsciiSet = &NON_ALPHANUMERIC
@@ -44,6 +41,8 @@ type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 /// State shared by the handle and the request handlers.
 struct Shared {
     state: Mutex<State>,
+    /// The OpenAPI of app robots.
+    openapi: Mutex<OpenApi>,
     /// How far the fake's clock is ahead of tokio's: a test moves it on to
     /// skip a rate-limit window, together with the sink's store clock.
     clock: Option<Arc<ShiftedClock>>,
@@ -55,6 +54,10 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn openapi(&self) -> MutexGuard<'_, OpenApi> {
+        self.openapi.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The fake's wall-clock time, for signatures and the record of what it
@@ -171,12 +174,16 @@ impl FakeDingTalk {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            openapi: Mutex::new(OpenApi::default()),
             clock,
             changes: watch::Sender::new(0),
             listeners: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/robot/send", post(send))
+            .route("/v1.0/oauth2/accessToken", post(openapi))
+            .route("/v1.0/robot/groupMessages/send", post(openapi))
+            .route("/v1.0/robot/oToMessages/batchSend", post(openapi))
             .layer(DefaultBodyLimit::max(READ_LIMIT))
             .with_state(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -235,6 +242,75 @@ impl FakeDingTalk {
             }
             None => url,
         }
+    }
+
+    /// The OpenAPI's base address, for an app's `api_base`.
+    pub fn api_base(&self) -> String {
+        self.webhook_url("")
+            .split("/robot/")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Knows app `app` (its key, secret and robot code) from now on.
+    pub fn add_app(&self, app: AppSpec) {
+        self.shared.openapi().add_app(app);
+    }
+
+    /// App tokens handed out from now on expire after `ttl`.
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.shared.openapi().set_token_ttl(ttl);
+    }
+
+    /// Every app token handed out so far expires now.
+    pub fn expire_tokens(&self) {
+        self.shared.openapi().expire_tokens();
+    }
+
+    /// Token requests for app `app_key`, whatever their answer.
+    pub fn token_fetches(&self, app_key: &str) -> usize {
+        self.shared.openapi().token_fetches(app_key)
+    }
+
+    /// Every app-robot message accepted, in arrival order.
+    pub fn app_messages(&self) -> Vec<AppMessage> {
+        self.shared.openapi().messages().to_vec()
+    }
+
+    /// App-robot message requests (group or one-to-one), whatever their
+    /// answer.
+    pub fn app_requests(&self) -> usize {
+        self.shared.openapi().requests()
+    }
+
+    /// These user ids are answered as invalid by one-to-one sends.
+    pub fn set_invalid_users(&self, users: &[&str]) {
+        self.shared.openapi().set_invalid_users(users);
+    }
+
+    /// The next `times` one-to-one sends to `user` hold it back for flow
+    /// control.
+    pub fn flow_control_next(&self, user: &str, times: usize) {
+        self.shared.openapi().flow_control_next(user, times);
+    }
+
+    /// The next app-robot message request is answered `status` with `code`.
+    pub fn app_fail_next(&self, status: u16, code: &str) {
+        self.shared.openapi().fail_next(AppFailure {
+            status,
+            code: code.to_owned(),
+        });
+    }
+
+    /// Waits until at least `n` app-robot message requests have arrived, or
+    /// `timeout` has passed, and returns the count either way.
+    pub async fn wait_for_app_requests(&self, n: usize, timeout: Duration) -> usize {
+        let mut changes = self.shared.changes.subscribe();
+        let wait = changes.wait_for(|_| self.shared.openapi().requests() >= n);
+        // Timing out is an answer too: callers look at what there is.
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.app_requests()
     }
 
     /// Every accepted message, all robots, in arrival order.
@@ -356,96 +432,9 @@ impl FakeDingTalk {
     }
 }
 
-/// Query parameters of a send.
-#[derive(Debug, Default)]
-struct Params {
-    access_token: Option<String>,
-    timestamp: Option<String>,
-    sign: Option<String>,
-}
+mod handlers;
 
-impl Params {
-    /// Parses (and percent-decodes) a query string; the first of repeated
-    /// keys wins.
-    fn parse(query: &str) -> Self {
-        let mut params = Params::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let slot = match key.as_ref() {
-                "access_token" => &mut params.access_token,
-                "timestamp" => &mut params.timestamp,
-                "sign" => &mut params.sign,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value.into_owned());
-            }
-        }
-        params
-    }
-}
-
-/// `POST /robot/send`.
-async fn send(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = Params::parse(query.as_deref().unwrap_or(""));
-    let token = params.access_token.as_deref().unwrap_or("");
-    let req = Incoming {
-        token: params.access_token.as_deref(),
-        timestamp: params.timestamp.as_deref(),
-        sign: params.sign.as_deref(),
-        content_type: headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        body: &body,
-    };
-    let arrived = shared.wall();
-    let mut failure = shared.state().begin(token, &body, arrived);
-    while let Some(Failure::Delay(delay) | Failure::After(delay, _)) = &failure {
-        tracing::debug!(token, ?delay, "injected delay");
-        tokio::time::sleep(*delay).await;
-        match failure {
-            Some(Failure::After(_, then)) => failure = Some(*then),
-            _ => break,
-        }
-    }
-    let (reply, event) = shared
-        .state()
-        .answer(&req, failure, shared.now(), shared.wall());
-    match &reply {
-        Reply::Json { errcode, errmsg } => tracing::debug!(
-            token,
-            signed = req.sign.is_some(),
-            body_len = body.len(),
-            errcode,
-            errmsg = errmsg.as_str(),
-            "POST /robot/send"
-        ),
-        Reply::Http(status) => tracing::debug!(
-            token,
-            body_len = body.len(),
-            status,
-            "POST /robot/send (injected HTTP failure)"
-        ),
-    }
-    shared.finish(event);
-    match reply {
-        Reply::Json { errcode, errmsg } => {
-            axum::Json(json!({ "errcode": errcode, "errmsg": errmsg })).into_response()
-        }
-        Reply::Http(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (
-                status,
-                format!("injected failure: HTTP {}", status.as_u16()),
-            )
-                .into_response()
-        }
-    }
-}
+use handlers::{openapi, send};
 
 #[cfg(test)]
 mod tests;

@@ -101,6 +101,45 @@ pub fn validate(body: &Value) -> Result<Valid, MissingParam> {
     })
 }
 
+/// The texts a reader sees of a message, which a keyword-secured robot
+/// searches for its keywords: a text's content, the title and text of a
+/// markdown, link or actionCard (and an actionCard's button titles), the
+/// titles of a feedCard's links.
+pub fn shown_texts(body: &Value) -> Vec<&str> {
+    let Some(msgtype) = body.get("msgtype").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let Some(msg) = body.get(msgtype) else {
+        return Vec::new();
+    };
+    let field = |key: &str| msg.get(key).and_then(Value::as_str);
+    let titles = |list: &str| -> Vec<&str> {
+        msg.get(list)
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("title").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match msgtype {
+        "text" => field("content").into_iter().collect(),
+        "link" | "markdown" => [field("title"), field("text")]
+            .into_iter()
+            .flatten()
+            .collect(),
+        "actionCard" => [field("title"), field("text"), field("singleTitle")]
+            .into_iter()
+            .flatten()
+            .chain(titles("btns"))
+            .collect(),
+        "feedCard" => titles("links"),
+        _ => Vec::new(),
+    }
+}
+
 /// The value at `key`, treating an explicit `null` as absent.
 fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())

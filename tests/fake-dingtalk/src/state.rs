@@ -233,6 +233,20 @@ impl State {
         let body: Value = serde_json::from_slice(req.body)
             .map_err(|_| (errcode::MISSING_PARAM, "缺少参数 json".to_owned()))?;
         let valid = shape::validate(&body).map_err(|e| (errcode::MISSING_PARAM, e.to_string()))?;
+        if !robot.spec.keywords.is_empty()
+            && !shape::shown_texts(&body).iter().any(|text| {
+                robot
+                    .spec
+                    .keywords
+                    .iter()
+                    .any(|k| text.contains(k.as_str()))
+            })
+        {
+            return Err((
+                errcode::SIGN,
+                "keywords not in content, more: [https://open.dingtalk.com/document/robots/customize-robot-security-settings]".to_owned(),
+            ));
+        }
         let msg_uuid = valid.msg_uuid.filter(|_| robot.spec.honours_msg_uuid);
         if let Some(uuid) = &msg_uuid
             && robot.seen_uuids.contains(uuid)

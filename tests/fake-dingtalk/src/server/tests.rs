@@ -1,9 +1,10 @@
 //! The tests of [`super`]: the fake's HTTP server, driven as a client would.
 
+use super::handlers::Params;
 use super::*;
 use crate::errcode;
 use crate::sign;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const HELLO: &str = r#"{"msgtype":"text","text":{"content":"Hello dingtalk"}}"#;
 

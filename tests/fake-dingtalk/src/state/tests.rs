@@ -235,3 +235,34 @@ fn failure_queue() {
 fn duplicate_tokens_refused() {
     assert!(State::new(vec![RobotSpec::new("a"), RobotSpec::signed("a", "SEC")]).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_keyword_secured_robot_refuses_a_message_without_a_keyword() {
+    let mut st = State::new(vec![RobotSpec::new("k").keywords(&["alert", "ops"])]).unwrap();
+    let wall = SystemTime::now();
+    let cases = [
+        (HELLO, 310_000),
+        (r#"{"msgtype":"text","text":{"content":"ops: hello"}}"#, 0),
+        (
+            r#"{"msgtype":"markdown","markdown":{"title":"alert","text":"x"}}"#,
+            0,
+        ),
+        (
+            r#"{"msgtype":"markdown","markdown":{"title":"t","text":"x"}}"#,
+            310_000,
+        ),
+        (
+            r#"{"msgtype":"feedCard","feedCard":{"links":[{"title":"x","messageURL":"https://x","picURL":"https://p"},{"title":"alert","messageURL":"https://x","picURL":"https://p"}]}}"#,
+            0,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (reply, _) = st.handle(&text("k", body), Instant::now(), wall);
+        assert_eq!(code(&reply), expected, "{body}");
+        if let Reply::Json { errmsg, .. } = reply
+            && expected != 0
+        {
+            assert!(errmsg.contains("keywords not in content"), "{errmsg}");
+        }
+    }
+}
