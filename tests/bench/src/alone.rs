@@ -6,7 +6,7 @@ use crate::blackhole::Blackhole;
 use crate::format::{self, thousands};
 use crate::load::{self, Plan, Scenario, Target};
 use crate::{Args, Context, attacks, digests, pool, replicas, storm};
-use crate::{report, run, templates};
+use crate::{ledger, report, run, templates};
 
 pub(crate) async fn blackhole_alone() -> Result<(), String> {
     let blackhole = Blackhole::start()
@@ -35,6 +35,17 @@ pub(crate) async fn digests_alone(args: &Args) -> Result<(), String> {
 
 pub(crate) async fn replicas_alone(args: &Args) -> Result<(), String> {
     row_alone(args, replicas, |md, row| replicas::markdown(md, row, None)).await
+}
+
+pub(crate) async fn ledger_alone(args: &Args) -> Result<(), String> {
+    let ctx = Context::prepare(args).await?;
+    let row = tokio::time::timeout(ledger::TIMEOUT, ledger::measure(&ctx, args)).await;
+    drop(ctx);
+    let row = row.map_err(|_| format!("the ledger row took over {:?}", ledger::TIMEOUT))??;
+    let mut md = String::new();
+    ledger::markdown(&mut md, &row);
+    println!("{md}");
+    Ok(())
 }
 
 pub(crate) async fn pool_alone(args: &Args) -> Result<(), String> {

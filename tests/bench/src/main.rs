@@ -14,6 +14,9 @@
 //! target/release/bench --out /tmp/b        # write the report elsewhere
 //! ```
 //!
+//! `bench ledger` runs only the ledger row (an empty ledger, then one filled
+//! with 1,000,000 records by a bench-only path) and prints it.
+//!
 //! `bench attacks` runs only the hostile-client attacks (each on a fresh
 //! sink, about 15 s each) and prints their table; `--only NAME` picks one.
 //!
@@ -36,6 +39,7 @@ mod cell;
 mod digests;
 mod format;
 mod http;
+mod ledger;
 mod load;
 mod plot;
 mod pool;
@@ -118,6 +122,8 @@ enum Command {
     Digests,
     /// Run the replicas row alone (three sinks and one Redis) and print it.
     Replicas,
+    /// Run the ledger row alone (empty, then filled with 1,000,000 records) and print it.
+    Ledger,
     /// Run the pool row alone (one chat group on three robots, 1,000 alerts) and print it.
     Pool,
     /// Run the hostile-client attacks only, and print their table.
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
             Some(Command::Digests) => alone::digests_alone(&args).await,
             Some(Command::Replicas) => alone::replicas_alone(&args).await,
             Some(Command::Pool) => alone::pool_alone(&args).await,
+            Some(Command::Ledger) => alone::ledger_alone(&args).await,
             Some(Command::Attacks { only }) => alone::attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,

@@ -78,22 +78,32 @@ pub struct SinkSpec<'a> {
 /// Starts the sink with its one webhook, HTTP and gRPC on, and a fresh
 /// store: a run never finds the ledger or outbox of another.
 pub async fn start_sink(spec: &SinkSpec<'_>) -> Result<Running, String> {
-    let bot = format!(
+    start_sink_with_bot(spec, &one_bot(spec)).await
+}
+
+/// The `bot:` section of [`start_sink`]: the one webhook of `spec`.
+pub fn one_bot(spec: &SinkSpec<'_>) -> String {
+    format!(
         "bot:\n  webhooks:\n    - chat_group: bench\n      url: \"{url}\"\n      paced: {paced}\n",
         url = spec.webhook_url,
         paced = spec.paced,
-    );
-    start_sink_with_bot(spec, &bot).await
+    )
 }
 
 /// As [`start_sink`], with `bot` as the config's whole `bot:` section
 /// (several robots, say); `spec.webhook_url` and `spec.paced` unused.
 pub async fn start_sink_with_bot(spec: &SinkSpec<'_>, bot: &str) -> Result<Running, String> {
+    let _ = std::fs::remove_dir_all(spec.dir.join("store"));
+    start_sink_on_store(spec, bot).await
+}
+
+/// As [`start_sink_with_bot`], on the store already in `spec.dir/store`
+/// (a ledger filled beforehand, say): nothing is removed.
+pub async fn start_sink_on_store(spec: &SinkSpec<'_>, bot: &str) -> Result<Running, String> {
     let http = free_port()?;
     let grpc = free_port()?;
     let config = spec.dir.join("config.yml");
     let store = spec.dir.join("store");
-    let _ = std::fs::remove_dir_all(&store);
     let yaml = format!(
         "# Written by the benchmark (tests/bench/src/main.rs).\n\
          port: {http}\n\

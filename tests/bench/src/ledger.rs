@@ -1,0 +1,267 @@
+//! The ledger row (`bench ledger`): the release sink on an unpaced robot
+//! against the blackhole, HTTP structured events each with its own id, at
+//! 16 and 128 in flight; once on an empty ledger and once on a ledger
+//! holding `store.max_records` (1,000,000) records. Events/s, p99, peak
+//! RSS and the size of `connector.redb` for each.
+//!
+//! The full ledger is filled by a bench-only path, not by load: before the
+//! sink starts, this program opens the store directory with connector-sdk's
+//! embedded store and writes [`FILLED`] records under the ledger's scope
+//! exactly as the ledger writes an accepted event's record (keys of the
+//! same shape, the default time to live), then closes it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connector_sdk::Store;
+use connector_sdk::store::{Backend, Embedded};
+
+use crate::format::{mib, ms, thousands};
+use crate::load::{self, Measured, Plan, Scenario};
+use crate::procs::{self, SinkSpec};
+use crate::{Args, CELL_TIMEOUT, Context};
+
+/// Records in the full ledger: the default `store.max_records`.
+pub const FILLED: u64 = 1_000_000;
+/// The ledger's scope in the store (connector-sdk's runtime.rs).
+const LEDGER_SCOPE: &str = "ledger";
+/// The ledger's default time to live (`ledger_ttl_secs`).
+const LEDGER_TTL: Duration = Duration::from_secs(86_400);
+/// Records written concurrently while filling.
+const FILL_CHUNK: u64 = 4_096;
+/// The whole row may take this long at most (the fill included).
+pub const TIMEOUT: Duration = Duration::from_secs(600);
+/// Requests in flight of the row's cells.
+const LEVELS: [usize; 2] = [16, 128];
+
+/// One cell of the row.
+#[derive(Debug)]
+pub struct LedgerCell {
+    /// Records in the ledger when the sink started.
+    pub records: u64,
+    pub concurrency: usize,
+    pub measured: Measured,
+    pub peak_rss_kib: u64,
+    /// `connector.redb` after the cell, in bytes.
+    pub file_bytes: u64,
+}
+
+/// The row.
+#[derive(Debug)]
+pub struct Ledger {
+    pub cells: Vec<LedgerCell>,
+    /// `connector.redb` right after the fill, in bytes.
+    pub filled_bytes: u64,
+    /// `connector.redb` of an empty store (opened and closed), in bytes.
+    pub empty_bytes: u64,
+    /// How long the fill took.
+    pub fill_time: Duration,
+}
+
+impl Ledger {
+    /// Bytes on disk per remembered event, from the fill.
+    pub fn bytes_per_record(&self) -> f64 {
+        self.filled_bytes.saturating_sub(self.empty_bytes) as f64 / FILLED as f64
+    }
+}
+
+/// Measures the row: the empty ledger's cells, the fill, the full one's.
+pub async fn measure(ctx: &Context, args: &Args) -> Result<Ledger, String> {
+    let store = ctx.work.join("store");
+    let _ = std::fs::remove_dir_all(&store);
+    fill(&store, 0).await?;
+    let empty_bytes = file_bytes(&store)?;
+    let mut cells = Vec::new();
+    let mut first_worker = 0;
+    for concurrency in LEVELS {
+        cells.push(cell(ctx, args, 0, concurrency, first_worker).await?);
+        first_worker += concurrency;
+    }
+    let _ = std::fs::remove_dir_all(&store);
+    let started = Instant::now();
+    fill(&store, FILLED).await?;
+    let fill_time = started.elapsed();
+    let filled_bytes = file_bytes(&store)?;
+    println!(
+        "  filled the ledger with {} records in {:.1} s: connector.redb {:.1} MB",
+        thousands(FILLED as f64),
+        fill_time.as_secs_f64(),
+        filled_bytes as f64 / 1e6
+    );
+    for concurrency in LEVELS {
+        cells.push(cell(ctx, args, FILLED, concurrency, first_worker).await?);
+        first_worker += concurrency;
+    }
+    Ok(Ledger {
+        cells,
+        filled_bytes,
+        empty_bytes,
+        fill_time,
+    })
+}
+
+/// Writes `records` ledger records into the store in `dir`, as the ledger
+/// writes an accepted event's, and closes it.
+async fn fill(dir: &Path, records: u64) -> Result<(), String> {
+    let embedded = Arc::new(
+        Embedded::open(dir, FILLED).map_err(|err| format!("cannot open the store: {err}"))?,
+    );
+    let backend: Arc<dyn Backend> = embedded.clone();
+    let ledger = Store::new(backend).scope(LEDGER_SCOPE);
+    let mut next = 0;
+    while next < records {
+        let end = (next + FILL_CHUNK).min(records);
+        let writes = (next..end).map(|i| {
+            let key = identity(i);
+            let ledger = &ledger;
+            async move { remember(ledger, &key).await }
+        });
+        for written in futures_util::future::join_all(writes).await {
+            written.map_err(|err| format!("cannot fill the ledger: {err}"))?;
+        }
+        next = end;
+    }
+    embedded.close().await;
+    Ok(())
+}
+
+/// What the ledger writes for an accepted event.
+async fn remember(ledger: &Store, key: &str) -> Result<(), connector_sdk::store::StoreError> {
+    ledger.put_lazily(key, b"done".to_vec(), LEDGER_TTL).await
+}
+
+/// A ledger key of the ledger's shape (32 hex digits, a hash of source and
+/// id), distinct for each `i` and from every id the load sends.
+fn identity(i: u64) -> String {
+    // splitmix64, twice: two well-mixed 64-bit halves.
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    format!("{:016x}{:016x}", mix(i), mix(i ^ 0x5555_5555_5555_5555))
+}
+
+fn file_bytes(store: &Path) -> Result<u64, String> {
+    let file = store.join("connector.redb");
+    std::fs::metadata(&file)
+        .map(|m| m.len())
+        .map_err(|err| format!("cannot read {}: {err}", file.display()))
+}
+
+/// One run of the sink on the store as it is (its records kept).
+async fn cell(
+    ctx: &Context,
+    args: &Args,
+    records: u64,
+    concurrency: usize,
+    first_worker: usize,
+) -> Result<LedgerCell, String> {
+    let scenario = Scenario::Structured;
+    let mut plan = Plan::new(scenario, concurrency, args.events, args.warmup);
+    // Ids never repeat between the cells that share a store.
+    plan.first_worker = first_worker;
+    let spec = SinkSpec {
+        binary: &ctx.sink,
+        dir: &ctx.work,
+        webhook_url: &ctx.webhook,
+        log_level: "info",
+        paced: false,
+        extra_yaml: "",
+    };
+    let running = procs::start_sink_on_store(&spec, &procs::one_bot(&spec)).await?;
+    let measured = tokio::time::timeout(CELL_TIMEOUT, load::run(scenario, running.target, plan))
+        .await
+        .map_err(|_| format!("the ledger cell at {concurrency} took over {CELL_TIMEOUT:?}"))?
+        .map_err(|err| {
+            format!(
+                "the ledger cell at {concurrency}: {err}\nits log ends with:\n{}",
+                running.log_tail()
+            )
+        })?;
+    let peak_rss_kib = running.peak_rss_kib()?;
+    drop(running);
+    let cell = LedgerCell {
+        records,
+        concurrency,
+        measured,
+        peak_rss_kib,
+        file_bytes: file_bytes(&ctx.work.join("store"))?,
+    };
+    println!(
+        "  ledger {:>9} records {:>4} in flight: {:>7} events/s  p99 {:>9}  peak RSS {:>9}  connector.redb {:.1} MB{}",
+        thousands(records as f64),
+        concurrency,
+        thousands(cell.measured.events_per_sec()),
+        ms(cell.measured.percentile(0.99)),
+        mib(cell.peak_rss_kib),
+        cell.file_bytes as f64 / 1e6,
+        if cell.measured.errors > 0 {
+            format!("  {} FAILED", cell.measured.errors)
+        } else {
+            String::new()
+        }
+    );
+    Ok(cell)
+}
+
+/// The row's section of the report.
+pub fn markdown(md: &mut String, row: &Ledger) {
+    use std::fmt::Write;
+    let _ = writeln!(md, "## Ledger: empty and at 1,000,000 records\n");
+    let _ = writeln!(
+        md,
+        "The release sink on an unpaced robot against the blackhole, HTTP structured events each \
+         with its own id, on a fresh process a cell; the store kept between the cells of one \
+         ledger. The full ledger is filled before the sink starts by a bench-only path (`bench \
+         ledger` opens the store directory with connector-sdk's embedded store and writes \
+         {} records as the ledger writes an accepted event's: {:.1} s), not by load. \
+         `connector.redb` after the cell.\n",
+        thousands(FILLED as f64),
+        row.fill_time.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| ledger | in flight | events/s | p99 | peak RSS | `connector.redb` |"
+    );
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+    for cell in &row.cells {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.1} MB |",
+            thousands(cell.records as f64),
+            cell.concurrency,
+            thousands(cell.measured.events_per_sec()),
+            ms(cell.measured.percentile(0.99)),
+            mib(cell.peak_rss_kib),
+            cell.file_bytes as f64 / 1e6
+        );
+    }
+    let empty = |c: usize| {
+        row.cells
+            .iter()
+            .find(|cell| cell.records == 0 && cell.concurrency == c)
+            .map(|cell| cell.measured.events_per_sec())
+    };
+    let mut ratios = Vec::new();
+    for cell in row.cells.iter().filter(|cell| cell.records > 0) {
+        if let Some(base) = empty(cell.concurrency) {
+            ratios.push(format!(
+                "{:+.0}% at {}",
+                (cell.measured.events_per_sec() / base.max(1e-9) - 1.0) * 100.0,
+                cell.concurrency
+            ));
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nOn disk: {:.1} bytes per remembered event (`connector.redb` {:.1} MB after the fill, \
+         {:.1} MB empty). Events/s full against empty: {}.\n",
+        row.bytes_per_record(),
+        row.filled_bytes as f64 / 1e6,
+        row.empty_bytes as f64 / 1e6,
+        ratios.join(", ")
+    );
+}
