@@ -39,7 +39,7 @@ use crate::store::{Store, StoreError, StoreHealth};
 /// a crash left behind lapses before a trigger's fourth retry.
 pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(30);
 
-const DONE: &[u8] = b"done";
+const DONE: &[u8] = crate::store::REMEMBERED;
 const CLAIMED: &[u8] = b"claimed";
 
 /// What the ledger knows of one event of a batch.
@@ -175,7 +175,7 @@ impl Ledger {
             return Ok(entry);
         }
         if !self.store.is_shared() {
-            if self.store.get(&identity.0).await?.as_deref() == Some(DONE) {
+            if self.store.remembered(&identity.0).await? {
                 return Ok(Entry::Done);
             }
             // Checked again under the lock: another request may have
@@ -282,13 +282,7 @@ impl Ledger {
             let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
             let writes = all.iter().map(|identity| {
                 let store = store.clone();
-                async move {
-                    if wait {
-                        store.put(&identity.0, DONE.to_vec(), ttl).await
-                    } else {
-                        store.put_lazily(&identity.0, DONE.to_vec(), ttl).await
-                    }
-                }
+                async move { store.remember(&identity.0, ttl, !wait).await }
             });
             let results = futures_util::future::join_all(writes).await;
             let mut first_error = None;

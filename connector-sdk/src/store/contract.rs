@@ -15,6 +15,7 @@ pub async fn check_all(store: &Store) {
     records(&store.scope("contract-records")).await;
     leases(&store.scope("contract-leases")).await;
     namespaces(&store.scope("contract-namespaces")).await;
+    marks(&store.scope("contract-marks")).await;
     queues(&store.scope("contract-queues")).await;
     once_pushes(&store.scope("contract-once")).await;
     gates(&store.scope("contract-gates")).await;
@@ -55,6 +56,34 @@ pub async fn records(store: &Store) {
         Ok(None),
         "an expired record can be created again"
     );
+}
+
+/// Marks (the ledger's): a key remembered, lazily or durably, is
+/// remembered; another, or the same in another scope, is not; a record
+/// holding [`REMEMBERED`](super::REMEMBERED) counts as remembered too.
+pub async fn marks(store: &Store) {
+    let minute = Duration::from_secs(60);
+    assert_eq!(store.remembered("m").await, Ok(false), "nothing yet");
+    store
+        .remember("m", minute, true)
+        .await
+        .expect("remember lazily");
+    assert_eq!(store.remembered("m").await, Ok(true));
+    store.remember("n", minute, false).await.expect("remember");
+    assert_eq!(store.remembered("n").await, Ok(true));
+    assert_eq!(store.remembered("o").await, Ok(false), "another key");
+    assert_eq!(
+        store.scope("other").remembered("m").await,
+        Ok(false),
+        "another scope"
+    );
+    store
+        .put("r", super::REMEMBERED.to_vec(), minute)
+        .await
+        .expect("put");
+    assert_eq!(store.remembered("r").await, Ok(true), "a record");
+    store.put("s", b"x".to_vec(), minute).await.expect("put");
+    assert_eq!(store.remembered("s").await, Ok(false), "another value");
 }
 
 /// Leases: one holder at a time, renewed by its holder, taken over once it

@@ -229,6 +229,9 @@ pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The value of a record that [`Backend::remember`] wrote by default.
+pub const REMEMBERED: &[u8] = b"done";
+
 /// A storage engine behind [`Store`]. Keys arrive fully namespaced.
 ///
 /// Every method is atomic on its own: a gate's check and record, a push's
@@ -266,6 +269,26 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Removes `key`, if present.
     async fn remove(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Remembers `key` for `ttl`: a mark with no value, what the
+    /// delivered-ledger keeps for each event it accepted. Durably, or with
+    /// `lazily` as [`Backend::put_lazily`]. By default a record under `key`
+    /// holding [`REMEMBERED`] (so a [`Backend::create`] of `key` finds it);
+    /// a backend may keep marks more compactly, in a space of their own
+    /// that [`Backend::get`] does not read.
+    async fn remember(&self, key: &str, ttl: Duration, lazily: bool) -> Result<(), StoreError> {
+        if lazily {
+            self.put_lazily(key, REMEMBERED.to_vec(), ttl).await
+        } else {
+            self.put(key, REMEMBERED.to_vec(), ttl).await
+        }
+    }
+
+    /// True when `key` was remembered ([`Backend::remember`]) and has not
+    /// expired, or holds a record whose value is [`REMEMBERED`].
+    async fn remembered(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.get(key).await?.as_deref() == Some(REMEMBERED))
+    }
 
     /// Takes or renews the lease `key` for `holder`, for `ttl`: true when
     /// `holder` now holds it (it was free, expired, or already its), false
@@ -403,6 +426,16 @@ impl Store {
     /// See [`Backend::remove`].
     pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
         self.backend.remove(&self.key(key)).await
+    }
+
+    /// See [`Backend::remember`].
+    pub async fn remember(&self, key: &str, ttl: Duration, lazily: bool) -> Result<(), StoreError> {
+        self.backend.remember(&self.key(key), ttl, lazily).await
+    }
+
+    /// See [`Backend::remembered`].
+    pub async fn remembered(&self, key: &str) -> Result<bool, StoreError> {
+        self.backend.remembered(&self.key(key)).await
     }
 
     /// See [`Backend::lease`].

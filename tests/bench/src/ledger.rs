@@ -128,7 +128,7 @@ async fn fill(dir: &Path, records: u64) -> Result<(), String> {
 
 /// What the ledger writes for an accepted event.
 async fn remember(ledger: &Store, key: &str) -> Result<(), connector_sdk::store::StoreError> {
-    ledger.put_lazily(key, b"done".to_vec(), LEDGER_TTL).await
+    ledger.remember(key, LEDGER_TTL, true).await
 }
 
 /// A ledger key of the ledger's shape (32 hex digits, a hash of source and

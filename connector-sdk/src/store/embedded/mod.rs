@@ -36,13 +36,14 @@ use file::{FaultSwitch, SwitchedFile};
 use heal::{Healer, Reopen, Slot};
 
 use super::{
-    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, StoreError,
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, REMEMBERED, StoreError,
     SystemClock, Window, millis,
 };
 use tables::{
-    GATES, ITEMS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items, record,
+    GATES, ITEMS, MARKS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items,
+    mark_of, marked, record,
 };
-use writer::{Apply, Failure, Finish, Kind, Op, QUEUE_BOUND, write_loop};
+use writer::{Apply, Failure, Finish, Kind, LazyPut, Op, QUEUE_BOUND, write_loop};
 
 mod file;
 mod heal;
@@ -225,7 +226,8 @@ impl Embedded {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let lazy_put = (kind == Kind::Lazy).then(|| (key.to_owned(), value.clone(), ttl));
+        let lazy_put =
+            (kind == Kind::Lazy).then(|| LazyPut::Record(key.to_owned(), value.clone(), ttl));
         let key = key.to_owned();
         self.run_op(
             kind,
@@ -251,7 +253,7 @@ impl Embedded {
         &self,
         kind: Kind,
         f: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
-        lazy_put: Option<(String, Vec<u8>, Duration)>,
+        lazy_put: Option<LazyPut>,
     ) -> Result<T, StoreError> {
         let (answer, answered) = oneshot::channel();
         let apply: Apply = Box::new(move |tables, now| {
@@ -345,6 +347,29 @@ impl Backend for Embedded {
     async fn remove(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.run(Kind::Durable, move |t, _| t.remove(&key)).await
+    }
+
+    async fn remember(&self, key: &str, ttl: Duration, lazily: bool) -> Result<(), StoreError> {
+        let mark = mark_of(key);
+        let kind = if lazily { Kind::Lazy } else { Kind::Durable };
+        let lazy_put = lazily.then_some(LazyPut::Mark(mark, ttl));
+        self.run_op(
+            kind,
+            move |t, now| t.remember(mark, now.saturating_add(millis(ttl))),
+            lazy_put,
+        )
+        .await
+    }
+
+    async fn remembered(&self, key: &str) -> Result<bool, StoreError> {
+        let mark = mark_of(key);
+        self.read(|txn, now| {
+            if marked(&txn.open_table(MARKS)?, mark, now)? {
+                return Ok(true);
+            }
+            // A record the ledger wrote before it kept marks: it ages out.
+            Ok(record(&txn.open_table(RECORDS)?, key, now)?.as_deref() == Some(REMEMBERED))
+        })
     }
 
     async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -1,5 +1,5 @@
-//! The embedded store's tables (records and their expiry order, queues and
-//! their items, gate logs) and what one write transaction does to them:
+//! The embedded store's tables (records and their expiry order, the
+//! ledger's marks, queues and their items, gate logs) and what one write transaction does to them:
 //! the record, queue and gate operations, and the purge of expired and
 //! excess records that ends every batch.
 
@@ -16,6 +16,11 @@ use crate::store::{Pushed, QueueItem, millis};
 pub(super) const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
 /// (expires at ms, key): the records in expiry order, to purge and evict.
 pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("record_expiry");
+/// The ledger's marks ([`Backend::remember`](crate::store::Backend::remember)):
+/// a 128-bit hash of the key -> expires at (whole seconds). Fixed-size on
+/// both sides and no expiry index: about 20 bytes a mark before the
+/// B-tree's own. Purged by a sweep in key order ([`Tables::purge_marks`]).
+pub(super) const MARKS: TableDefinition<u128, u32> = TableDefinition::new("ledger_marks");
 /// (queue, seq) -> item
 pub(super) const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_items");
 /// queue -> (head seq, next seq)
@@ -26,6 +31,10 @@ pub(super) const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gat
 /// Expired or excess records removed per write transaction at most, so
 /// purging never stalls the requests waiting behind it.
 const PURGE_PER_BATCH: usize = 256;
+/// Marks the sweep looks at per write transaction; more while there are
+/// more than `max_records`, to evict the closest to expiry among them.
+const SWEEP_PER_BATCH: usize = 256;
+const SWEEP_WHEN_FULL: usize = 1024;
 /// Records that expire sooner than this are never evicted to make room.
 pub(super) const EVICTABLE_AFTER: Duration = Duration::from_secs(600);
 
@@ -33,6 +42,7 @@ pub(super) fn create_tables(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(RECORDS)?;
     txn.open_table(EXPIRY)?;
+    txn.open_table(MARKS)?;
     txn.open_table(ITEMS)?;
     txn.open_table(QUEUES)?;
     txn.open_table(GATES)?;
@@ -50,6 +60,36 @@ pub(super) fn record(
         let (expires, value) = guard.value();
         (expires > now).then(|| value.to_vec())
     }))
+}
+
+/// The mark of `key`: the first 128 bits of its SHA-256 (a collision
+/// among a million marks: about 1 in 10^27).
+pub(super) fn mark_of(key: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
+
+/// An expiry in milliseconds as a mark keeps it: whole seconds, rounded up.
+pub(super) fn mark_expiry(expires_ms: u64) -> u32 {
+    u32::try_from(expires_ms.div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
+fn mark_expired(expires_s: u32, now: u64) -> bool {
+    u64::from(expires_s).saturating_mul(1000) <= now
+}
+
+/// True when `mark` is in `marks` and not expired at `now`.
+pub(super) fn marked(
+    marks: &impl ReadableTable<u128, u32>,
+    mark: u128,
+    now: u64,
+) -> Result<bool, redb::Error> {
+    Ok(marks
+        .get(mark)?
+        .is_some_and(|guard| !mark_expired(guard.value(), now)))
 }
 
 /// A queue's (head seq, next seq).
@@ -97,6 +137,7 @@ pub(super) struct Tables<'txn> {
 struct OpenTables<'txn> {
     records: Table<'txn, &'static str, (u64, &'static [u8])>,
     expiry: Table<'txn, (u64, &'static str), ()>,
+    marks: Table<'txn, u128, u32>,
     items: Table<'txn, (&'static str, u64), &'static [u8]>,
     queues: Table<'txn, &'static str, (u64, u64)>,
     gates: Table<'txn, &'static str, &'static [u8]>,
@@ -108,6 +149,7 @@ impl<'txn> Tables<'txn> {
             open: Some(OpenTables {
                 records: txn.open_table(RECORDS)?,
                 expiry: txn.open_table(EXPIRY)?,
+                marks: txn.open_table(MARKS)?,
                 items: txn.open_table(ITEMS)?,
                 queues: txn.open_table(QUEUES)?,
                 gates: txn.open_table(GATES)?,
@@ -154,6 +196,62 @@ impl<'txn> Tables<'txn> {
         let removed = t.records.remove(key)?.map(|old| old.value().0);
         if let Some(expires) = removed {
             t.expiry.remove((expires, key))?;
+        }
+        Ok(())
+    }
+
+    /// Sets `mark` until `expires` (ms).
+    pub(super) fn remember(&mut self, mark: u128, expires: u64) -> Result<(), redb::Error> {
+        self.tables()?.marks.insert(mark, mark_expiry(expires))?;
+        Ok(())
+    }
+
+    /// Sweeps the next marks after `cursor` (in key order, wrapping around),
+    /// removing the expired; while there are more than `max_records`, also
+    /// the closest to expiry among those it looked at. A bounded amount per
+    /// transaction; `cursor` moves on past what it looked at.
+    pub(super) fn purge_marks(
+        &mut self,
+        now: u64,
+        max_records: u64,
+        cursor: &mut u128,
+    ) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let len = t.marks.len()?;
+        if len == 0 {
+            return Ok(());
+        }
+        let excess = len.saturating_sub(max_records);
+        let window = if excess > 0 {
+            SWEEP_WHEN_FULL
+        } else {
+            SWEEP_PER_BATCH
+        };
+        let mut seen: Vec<(u128, u32)> = Vec::with_capacity(window);
+        for entry in t.marks.range(*cursor..)?.take(window) {
+            let (mark, expires) = entry?;
+            seen.push((mark.value(), expires.value()));
+        }
+        if seen.len() < window {
+            for entry in t.marks.range(..*cursor)?.take(window - seen.len()) {
+                let (mark, expires) = entry?;
+                seen.push((mark.value(), expires.value()));
+            }
+        }
+        *cursor = seen.last().map_or(0, |(mark, _)| mark.wrapping_add(1));
+        let (mut doomed, mut rest): (Vec<_>, Vec<_>) = seen
+            .into_iter()
+            .partition(|(_, expires)| mark_expired(*expires, now));
+        let evict = usize::try_from(excess)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(doomed.len())
+            .min(rest.len());
+        if evict > 0 {
+            rest.sort_unstable_by_key(|(_, expires)| *expires);
+            doomed.extend(rest.drain(..evict));
+        }
+        for (mark, _) in doomed {
+            t.marks.remove(mark)?;
         }
         Ok(())
     }

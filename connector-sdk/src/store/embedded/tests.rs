@@ -224,3 +224,103 @@ async fn lazy_puts_not_yet_durable_are_written_again_after_the_reopen() {
         "durable"
     );
 }
+
+#[tokio::test]
+async fn marks_expire_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ShiftedClock::default());
+    let minute = Duration::from_secs(60);
+    {
+        let embedded =
+            Arc::new(Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens"));
+        let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+        store
+            .remember("lazy", minute, true)
+            .await
+            .expect("remember");
+        store
+            .remember("long", 10 * minute, false)
+            .await
+            .expect("remember");
+        embedded.close().await;
+    }
+    let embedded = Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens");
+    let store = Store::new(Arc::new(embedded));
+    assert_eq!(
+        store.remembered("lazy").await,
+        Ok(true),
+        "closing flushed it"
+    );
+    assert_eq!(store.remembered("long").await, Ok(true));
+    clock.advance(minute + Duration::from_secs(1));
+    assert_eq!(store.remembered("lazy").await, Ok(false), "expired");
+    assert_eq!(store.remembered("long").await, Ok(true));
+}
+
+#[tokio::test]
+async fn marks_are_bounded_closest_to_expiry_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::new(Arc::new(Embedded::open(dir.path(), 3).expect("opens")));
+    let keys = ["a", "b", "c", "d", "e"];
+    for (i, key) in keys.iter().enumerate() {
+        let ttl = Duration::from_secs(1_000 + 100 * u64::try_from(i).expect("small"));
+        store.remember(key, ttl, false).await.expect("remember");
+    }
+    // One more write: its batch's sweep sees the excess of the last one.
+    store
+        .put("x", b"v".to_vec(), Duration::from_secs(60))
+        .await
+        .expect("put");
+    assert_eq!(store.remembered("a").await, Ok(false), "evicted");
+    assert_eq!(store.remembered("b").await, Ok(false), "evicted");
+    for key in ["c", "d", "e"] {
+        assert_eq!(store.remembered(key).await, Ok(true), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn expired_marks_are_swept_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ShiftedClock::default());
+    let embedded =
+        Arc::new(Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens"));
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    for i in 0..600 {
+        store
+            .remember(&format!("m{i}"), Duration::from_secs(60), true)
+            .await
+            .expect("remember");
+    }
+    clock.advance(Duration::from_secs(61));
+    // Each write's batch sweeps a bounded number: a few writes sweep all.
+    for _ in 0..10 {
+        store
+            .put("x", b"v".to_vec(), Duration::from_secs(600))
+            .await
+            .expect("put");
+    }
+    let left = embedded
+        .read(|txn, _| Ok(redb::ReadableTableMetadata::len(&txn.open_table(MARKS)?)?))
+        .expect("read");
+    assert_eq!(left, 0, "every expired mark is gone");
+}
+
+#[tokio::test]
+async fn lazy_marks_not_yet_durable_are_written_again_after_the_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
+    let faults = embedded.fault_switch();
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    store
+        .remember("answered", Duration::from_secs(600), true)
+        .await
+        .expect("remember lazily");
+    faults.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(embedded.health().await.is_err(), "the durable commit fails");
+    faults.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually(|| embedded.health()).await.expect("healed");
+    assert_eq!(store.remembered("answered").await, Ok(true));
+    embedded.close().await;
+    let reopened = open(dir.path());
+    assert_eq!(reopened.remembered("answered").await, Ok(true), "durable");
+}

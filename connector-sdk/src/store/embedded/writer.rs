@@ -67,9 +67,35 @@ impl Failure {
 pub(super) struct Op {
     pub(super) kind: Kind,
     pub(super) apply: Apply,
-    /// For a lazy put: its key, value and time to live, to write again if
-    /// the database fails before a durable commit carried it.
-    pub(super) lazy_put: Option<(String, Vec<u8>, Duration)>,
+    /// For a lazy put: what it writes, to write again if the database fails
+    /// before a durable commit carried it.
+    pub(super) lazy_put: Option<LazyPut>,
+}
+
+/// What a lazy write writes, with its time to live.
+pub(super) enum LazyPut {
+    /// A record: key, value.
+    Record(String, Vec<u8>, Duration),
+    /// A mark ([`Tables::remember`]).
+    Mark(u128, Duration),
+}
+
+impl LazyPut {
+    fn expiring(self, now: u64) -> Written {
+        match self {
+            LazyPut::Record(key, value, ttl) => {
+                Written::Record(key, value, now.saturating_add(millis(ttl)))
+            }
+            LazyPut::Mark(mark, ttl) => Written::Mark(mark, now.saturating_add(millis(ttl))),
+        }
+    }
+}
+
+/// A lazy write committed, with its expiry (ms).
+#[derive(Debug)]
+enum Written {
+    Record(String, Vec<u8>, u64),
+    Mark(u128, u64),
 }
 
 /// Lazy puts kept until they are durable at most; past it the oldest go
@@ -79,8 +105,7 @@ const MAX_UNFLUSHED: usize = 100_000;
 /// The lazy puts committed since the last durable commit.
 #[derive(Debug, Default)]
 struct Unflushed {
-    /// Key, value, expiry (ms).
-    puts: VecDeque<(String, Vec<u8>, u64)>,
+    puts: VecDeque<Written>,
     /// True after an I/O error: the next commit writes them again.
     replay: bool,
     /// Dropped past [`MAX_UNFLUSHED`] since the last line about it.
@@ -88,7 +113,7 @@ struct Unflushed {
 }
 
 impl Unflushed {
-    fn committed(&mut self, durable: bool, puts: Vec<(String, Vec<u8>, u64)>) {
+    fn committed(&mut self, durable: bool, puts: Vec<Written>) {
         if durable {
             self.puts.clear();
             self.replay = false;
@@ -125,6 +150,8 @@ pub(super) fn write_loop(
     clock: &dyn Clock,
 ) {
     let mut unflushed = Unflushed::default();
+    // Where the sweep of the ledger's marks goes on from.
+    let mut sweep = 0u128;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         drain(&mut queue, &mut batch);
@@ -144,7 +171,15 @@ pub(super) fn write_loop(
         // answered (their channels close), the next batch goes on.
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut broke = |reason| healer.broke(Instant::now(), reason);
-            apply_batch(&db, batch, max_records, now, &mut unflushed, &mut broke);
+            apply_batch(
+                &db,
+                batch,
+                max_records,
+                now,
+                &mut unflushed,
+                &mut sweep,
+                &mut broke,
+            );
         }));
         drop(db);
         if applied.is_err() {
@@ -179,8 +214,12 @@ fn replay(tables: &mut Tables<'_>, unflushed: &Unflushed) -> Option<Failure> {
     if !unflushed.replay {
         return None;
     }
-    for (key, value, expires) in &unflushed.puts {
-        if let Err(err) = tables.put(key, value, *expires) {
+    for put in &unflushed.puts {
+        let written = match put {
+            Written::Record(key, value, expires) => tables.put(key, value, *expires),
+            Written::Mark(mark, expires) => tables.remember(*mark, *expires),
+        };
+        if let Err(err) = written {
             return Some(Failure::of(&err));
         }
     }
@@ -206,6 +245,7 @@ fn apply_batch(
     max_records: u64,
     now: u64,
     unflushed: &mut Unflushed,
+    sweep: &mut u128,
     broke: &mut dyn FnMut(String),
 ) {
     // After an I/O error, the lazy puts written again must be durable.
@@ -227,7 +267,7 @@ fn apply_batch(
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, lazy_puts, failure) = run_ops(&txn, batch, now, max_records, unflushed);
+    let (finishes, lazy_puts, failure) = run_ops(&txn, batch, now, max_records, unflushed, sweep);
     let failure = match failure {
         Some(failure) => {
             let _ = txn.abort();
@@ -253,7 +293,7 @@ fn apply_batch(
 }
 
 /// The answers to give once the transaction is done.
-type Applied = (Vec<Finish>, Vec<(String, Vec<u8>, u64)>, Option<Failure>);
+type Applied = (Vec<Finish>, Vec<Written>, Option<Failure>);
 
 /// Applies every op of a batch (after the lazy puts to write again, if
 /// any); the first failure (if any) aborts it. Returns the lazy puts among
@@ -264,6 +304,7 @@ fn run_ops(
     now: u64,
     max_records: u64,
     unflushed: &Unflushed,
+    sweep: &mut u128,
 ) -> Applied {
     let mut tables = match Tables::open(txn) {
         Ok(tables) => tables,
@@ -280,8 +321,8 @@ fn run_ops(
     let mut finishes = Vec::with_capacity(batch.len());
     let mut lazy_puts = Vec::new();
     for op in batch {
-        if let Some((key, value, ttl)) = op.lazy_put {
-            lazy_puts.push((key, value, now.saturating_add(millis(ttl))));
+        if let Some(put) = op.lazy_put {
+            lazy_puts.push(put.expiring(now));
         }
         let (failed, finish) = (op.apply)(&mut tables, now);
         failure = failure.or(failed);
@@ -290,6 +331,7 @@ fn run_ops(
     if failure.is_none() {
         failure = tables
             .purge(now, max_records)
+            .and_then(|()| tables.purge_marks(now, max_records, sweep))
             .err()
             .map(|e| Failure::of(&e));
     }
