@@ -54,8 +54,9 @@ pub struct StoreConfig {
     /// The directory of the embedded database, created if missing.
     /// Default `/vanus-connect/data`.
     pub path: PathBuf,
-    /// Records kept at most (the ledger's entries, mostly); past it the
-    /// ones closest to expiry go first. Default 1,000,000.
+    /// Records kept at most, and the ledger's marks at most (each bound on
+    /// its own); past it the ones closest to expiry go first. Default
+    /// 1,000,000.
     pub max_records: u64,
     /// A Redis shared by every replica, instead of the embedded database.
     pub redis: Option<RedisConfig>,

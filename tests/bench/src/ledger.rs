@@ -199,7 +199,11 @@ async fn cell(
         mib(cell.peak_rss_kib),
         cell.file_bytes as f64 / 1e6,
         if cell.measured.errors > 0 {
-            format!("  {} FAILED", cell.measured.errors)
+            format!(
+                "  {} FAILED (first: {})",
+                cell.measured.errors,
+                cell.measured.first_error.as_deref().unwrap_or("?")
+            )
         } else {
             String::new()
         }
