@@ -23,7 +23,7 @@ use crate::message::digest::Summary;
 use crate::metrics;
 use crate::plan::Plan;
 use crate::robot::{Post, Robot, http_client};
-use crate::route::{asked_group, not_configured};
+use crate::route::{asked_group, chat_groups, more_retry_worthy};
 use crate::template::Templates;
 
 pub use crate::route::CHAT_GROUP_EXTENSION;
@@ -193,8 +193,8 @@ impl DingTalkSink {
         let mut rejected = 0;
         for (index, event) in events.iter().enumerate() {
             match self.prepare(event) {
-                Ok((prepared, msgtype)) => {
-                    for parcel in prepared {
+                Ok(prepared) => {
+                    for (parcel, msgtype) in prepared {
                         handed.push(Handed {
                             index,
                             group: Arc::clone(&parcel.target),
@@ -221,14 +221,13 @@ impl DingTalkSink {
         let receipts = self.delivery.deliver(parcels, deadline).await;
         for (handed, receipt) in handed.into_iter().zip(receipts) {
             log_handled(&events[handed.index], &handed, &receipt, started);
-            // An event of several parcels (one-to-one calls): the most
-            // retry-worthy of their outcomes.
+            // An event of several parcels (chat groups, one-to-one calls):
+            // the most retry-worthy of their outcomes.
             let slot = &mut outcomes[handed.index];
-            let worse = match slot {
-                None | Some(Outcome::Delivered) => true,
-                Some(earlier) => receipt.outcome.is_retryable() && !earlier.is_retryable(),
-            };
-            if worse {
+            if slot
+                .as_ref()
+                .is_none_or(|earlier| more_retry_worthy(&receipt.outcome, earlier))
+            {
                 *slot = Some(receipt.outcome);
             }
         }
@@ -246,26 +245,56 @@ impl DingTalkSink {
             .collect()
     }
 
-    /// Routes and builds one event, or says why it can never be sent.
-    fn prepare(&self, event: &Event) -> Result<(Vec<Parcel<Post>>, MsgType), Unsendable> {
-        let reject = |reason: String| {
-            Outcome::rejected(format!("event {}: {reason}", shorten(event.id(), ID_BYTES)))
+    /// Routes and builds one event for each of its chat groups, or says
+    /// why it can never be sent (to any of them: nothing is sent). Sent to
+    /// several, each group's parcels are remembered, so a redelivery after
+    /// a partial failure posts only to the groups that did not get it.
+    fn prepare(&self, event: &Event) -> Result<Vec<(Parcel<Post>, MsgType)>, Unsendable> {
+        let reject = |reason: String| Unsendable {
+            group: None,
+            outcome: Outcome::rejected(format!(
+                "event {}: {reason}",
+                shorten(event.id(), ID_BYTES)
+            )),
+        };
+        let routed = |name: &str| {
+            let group = self.delivery.target(name)?;
+            (!self.one_to_one.contains(&group)).then_some(group)
         };
         let asked = asked_group(event);
         let asked = asked.as_deref().unwrap_or(&self.default_group);
-        let group = self
-            .delivery
-            .target(asked)
-            .filter(|group| !self.one_to_one.contains(group))
-            .ok_or_else(|| Unsendable {
-                group: None,
-                outcome: reject(not_configured(
-                    asked,
-                    self.delivery
-                        .targets()
-                        .filter(|t| !self.one_to_one.contains(*t)),
-                )),
-            })?;
+        let configured = || {
+            let targets = self.delivery.targets();
+            targets.filter(|t| !self.one_to_one.contains(*t))
+        };
+        let groups = chat_groups(asked, routed, configured).map_err(reject)?;
+        let fan_out = groups.len() > 1;
+        if fan_out && users_of(event).is_ok_and(|users| users.is_some()) {
+            return Err(reject(
+                "xvusers takes one chat group; xvchatgroup names several".into(),
+            ));
+        }
+        let mut prepared = Vec::new();
+        for group in groups {
+            let (parcels, msgtype) = self.prepare_for(event, group)?;
+            prepared.extend(
+                parcels
+                    .into_iter()
+                    .map(|parcel| (if fan_out { parcel.remembered() } else { parcel }, msgtype)),
+            );
+        }
+        Ok(prepared)
+    }
+
+    /// Builds one event for `group`, or says why it can never be sent.
+    fn prepare_for(
+        &self,
+        event: &Event,
+        group: Arc<str>,
+    ) -> Result<(Vec<Parcel<Post>>, MsgType), Unsendable> {
+        let reject = |reason: String| {
+            Outcome::rejected(format!("event {}: {reason}", shorten(event.id(), ID_BYTES)))
+        };
         let (message, meta) = self
             .templates
             .prepare(event, &group)
