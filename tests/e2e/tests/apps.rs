@@ -223,6 +223,34 @@ async fn one_to_one_to_45_people_is_3_calls_and_each_gets_it_once() {
 }
 
 #[tokio::test]
+async fn fan_out_reaches_a_webhook_group_and_an_app_group_but_not_with_xvusers() {
+    let h = start(APP_SECRET).await;
+    let both = event("fan-app-1", &[("xvchatgroup", "bot1,room")], "to both");
+    let reply = h.post_structured(&both).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1, "the webhook group");
+    assert_eq!(in_room(&h.fake).len(), 1, "the app group");
+
+    // xvusers takes one chat group: nothing is sent.
+    let reply = h
+        .post_structured(&event(
+            "fan-app-2",
+            &[("xvchatgroup", "room,bot1"), ("xvusers", "u01")],
+            "x",
+        ))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("xvusers takes one chat group"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1);
+    assert_eq!(in_room(&h.fake).len(), 1);
+    assert!(per_user(&h.fake).is_empty());
+}
+
+#[tokio::test]
 async fn flow_controlled_people_are_sent_to_again_and_unknown_ones_reported() {
     let h = start(APP_SECRET).await;
     h.fake.set_invalid_users(&["ghost"]);
