@@ -117,6 +117,10 @@ fn describe() {
         CONNECTIONS_EXPIRED,
         "Connections closed past their time, by transport and reason"
     );
+    metrics::describe_counter!(
+        crate::reload::RELOADS,
+        "Live reloads of the config, by result: ok, invalid (the new config did not load), failed (the sink could not apply it)"
+    );
 }
 
 /// The store's health, as its probe last saw it (`store/health.rs`).

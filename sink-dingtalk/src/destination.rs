@@ -73,4 +73,11 @@ impl Destination for Bot {
             Bot::App(app) => app.describe(),
         }
     }
+
+    fn adopt(&self, newer: Self) {
+        // An app robot's credentials live in its app, which a reload keeps.
+        if let (Bot::Webhook(robot), Bot::Webhook(newer)) = (self, &newer) {
+            robot.adopt(newer);
+        }
+    }
 }

@@ -94,6 +94,18 @@ pub trait Destination: Send + Sync + 'static {
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// Takes the settings of `newer`, a destination of the same key that a
+    /// live reload built ([`Delivery::renew`](super::Delivery::renew)): a
+    /// changed secret, say, so that what is queued is sent with it too.
+    /// This endpoint keeps its budget and state. The default keeps the old
+    /// settings.
+    fn adopt(&self, newer: Self)
+    where
+        Self: Sized,
+    {
+        drop(newer);
+    }
 }
 
 /// Several queued payloads merged into one.
