@@ -263,17 +263,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// SIGHUP, listened for from now on: before the servers listen, so a
+/// SIGHUP never finds its default action (exit) in place.
+#[cfg(unix)]
+pub(crate) type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub(crate) type Hangup = Option<()>;
+
+/// Starts listening for SIGHUP.
+pub(crate) fn hangup() -> Hangup {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGHUP; reload by POST /-/reload or a file change");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Serves the reload triggers that are not HTTP: SIGHUP and the file's
 /// content, until the task is aborted.
-pub(crate) async fn watch<S: Sink>(reloader: Arc<Reloader<S>>) {
-    #[cfg(unix)]
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(stream) => Some(stream),
-        Err(err) => {
-            tracing::error!(%err, "cannot listen for SIGHUP; reload by POST /-/reload or a file change");
-            None
-        }
-    };
+pub(crate) async fn watch<S: Sink>(reloader: Arc<Reloader<S>>, mut hangup: Hangup) {
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -285,7 +300,10 @@ pub(crate) async fn watch<S: Sink>(reloader: Arc<Reloader<S>>) {
             }
         };
         #[cfg(not(unix))]
-        let hup = std::future::pending::<Option<()>>();
+        let hup = {
+            let _ = &mut hangup;
+            std::future::pending::<Option<()>>()
+        };
         tokio::select! {
             _ = hup => {
                 tracing::info!("SIGHUP received, reloading the config");

@@ -302,6 +302,7 @@ fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
 }
 
 async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
+    let hangup = reload::hangup();
     let (loaded, text) = match config::load_with_text::<S::Config>(path) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -354,7 +355,7 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
         }
     };
     tracing::info!(sink = S::name(), store = store.backend_name(), "ready");
-    let watch = tokio::spawn(reload::watch(reloader));
+    let watch = tokio::spawn(reload::watch(reloader, hangup));
     shutdown::signal().await;
     // No reload once the drain starts.
     watch.abort();
