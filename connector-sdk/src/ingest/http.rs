@@ -187,16 +187,14 @@ async fn reload_config<S: Sink>(
         )
             .into_response();
     };
-    let loopback = peer.is_some_and(|peer| peer.0.0.ip().to_canonical().is_loopback());
     let bearer = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let token_ok = match (reloader.token(), bearer) {
-        (Some(token), Some(given)) => equal_in_constant_time(token.as_bytes(), given.as_bytes()),
-        _ => false,
-    };
-    if !loopback && !token_ok {
+        .and_then(|v| v.to_str().ok());
+    if !may_reload(
+        peer.map(|peer| peer.0.0),
+        reloader.token().as_deref(),
+        bearer,
+    ) {
         return (
             StatusCode::FORBIDDEN,
             "POST /-/reload is taken from loopback, or with Authorization: Bearer <reload.token>\n",
@@ -210,6 +208,23 @@ async fn reload_config<S: Sink>(
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, axum::Json(report)).into_response()
+}
+
+/// True when a reload may be asked from `peer` with the `Authorization`
+/// header `authorization`: from loopback, or with the token.
+fn may_reload(
+    peer: Option<std::net::SocketAddr>,
+    token: Option<&str>,
+    authorization: Option<&str>,
+) -> bool {
+    if peer.is_some_and(|peer| peer.ip().to_canonical().is_loopback()) {
+        return true;
+    }
+    let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+    match (token, given) {
+        (Some(token), Some(given)) => equal_in_constant_time(token.as_bytes(), given.as_bytes()),
+        _ => false,
+    }
 }
 
 fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
@@ -350,6 +365,22 @@ mod tests {
             map.insert(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn a_reload_is_taken_from_loopback_or_with_the_token() {
+        let at = |addr: &str| Some(addr.parse::<std::net::SocketAddr>().expect("an address"));
+        assert!(may_reload(at("127.0.0.1:5000"), None, None));
+        assert!(may_reload(at("[::1]:5000"), None, None));
+        assert!(may_reload(at("[::ffff:127.0.0.1]:5000"), None, None));
+        let remote = at("10.1.2.3:5000");
+        assert!(!may_reload(remote, None, None));
+        assert!(!may_reload(remote, None, Some("Bearer anything")));
+        assert!(!may_reload(remote, Some("s3cret"), None));
+        assert!(!may_reload(remote, Some("s3cret"), Some("Bearer s3cre")));
+        assert!(!may_reload(remote, Some("s3cret"), Some("s3cret")));
+        assert!(may_reload(remote, Some("s3cret"), Some("Bearer s3cret")));
+        assert!(!may_reload(None, Some("s3cret"), Some("Bearer wrong")));
     }
 
     #[test]
