@@ -308,3 +308,48 @@ async fn sighup_reloads_the_running_binary() {
     assert_eq!(times_shown(&fake, "before", 2), [1, 0]);
     assert_eq!(times_shown(&fake, "after", 2), [0, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_signing_secret_applies_to_the_same_robot_on_reload() {
+    let fake = FakeDingTalk::start(vec![
+        RobotSpec::signed("rotated", "SECnew").per_minute(1_000),
+    ])
+    .await
+    .expect("fake starts");
+    let url_file = write_config("reload-secret.url", &fake.webhook_url("rotated"));
+    let secret_file = write_config("reload-secret.sig", "SECold\n");
+    let config = write_config(
+        "reload-secret.yml",
+        &format!(
+            "digest:\n  enabled: false\nbot:\n  webhooks:\n    - chat_group: ops\n      url_file: {}\n      signature_file: {}\n      paced: false\n",
+            url_file.display(),
+            secret_file.display()
+        ),
+    );
+    let port = free_port();
+    let mut child = spawn("reload-secret", &config, port);
+    let answers = tokio::task::spawn_blocking(move || {
+        wait_ready(port);
+        let refused = send(port, 0);
+        std::fs::write(&secret_file, "SECnew\n").expect("written");
+        let reloaded = reload(port);
+        (refused, reloaded, send(port, 1))
+    })
+    .await;
+    terminate(child.id());
+    tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(20)))
+        .await
+        .expect("exited");
+    let (refused, reloaded, signed) = answers.expect("the steps pass");
+    assert!(
+        !refused.starts_with("HTTP/1.1 200"),
+        "the old secret: {refused}"
+    );
+    assert!(reloaded.starts_with("HTTP/1.1 200"), "{reloaded}");
+    assert!(
+        signed.starts_with("HTTP/1.1 200"),
+        "the new secret: {signed}"
+    );
+    assert_eq!(times_shown(&fake, "rotated", 2), [0, 1]);
+    assert!(!reloaded.contains("SECnew"), "no secret in the answer");
+}
