@@ -286,6 +286,7 @@ async fn a_full_store_volume_posts_nothing_answers_503_and_heals_without_a_resta
     assert_eq!(h.post_structured(&during).await.status, 200);
     assert_eq!(h.post_structured(&text("first")).await.status, 200);
     assert_eq!(h.received(TOKEN_2).len(), 2, "nothing posted twice");
+}
 
 #[tokio::test]
 async fn url_and_signature_from_files_deliver_signed_messages() {
