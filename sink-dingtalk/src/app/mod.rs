@@ -397,12 +397,17 @@ pub fn users_of(event: &connector_sdk::cloudevents::Event) -> Result<Option<Vec<
     let Some(value) = event.extension(USERS_EXTENSION) else {
         return Ok(None);
     };
-    let text = value.to_string();
+    parse_users(&value.to_string(), USERS_EXTENSION).map(Some)
+}
+
+/// The user ids of `text` (comma-separated, trimmed, each once), given by
+/// `what` (`xvusers`, a rule's `users`), checked.
+pub fn parse_users(text: &str, what: &str) -> Result<Vec<String>, String> {
     let mut users: Vec<String> = Vec::new();
     for user in text.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         if user.len() > MAX_USER_ID_BYTES {
             return Err(format!(
-                "{USERS_EXTENSION} holds a user id over {MAX_USER_ID_BYTES} bytes (`{}`)",
+                "{what} holds a user id over {MAX_USER_ID_BYTES} bytes (`{}`)",
                 shorten(user, MAX_USER_ID_BYTES)
             ));
         }
@@ -411,12 +416,12 @@ pub fn users_of(event: &connector_sdk::cloudevents::Event) -> Result<Option<Vec<
         }
         if users.len() > MAX_USERS_PER_EVENT {
             return Err(format!(
-                "{USERS_EXTENSION} names over {MAX_USERS_PER_EVENT} users; split the event"
+                "{what} names over {MAX_USERS_PER_EVENT} users; split the event"
             ));
         }
     }
     if users.is_empty() {
-        return Err(format!("{USERS_EXTENSION} names no user id"));
+        return Err(format!("{what} names no user id"));
     }
-    Ok(Some(users))
+    Ok(users)
 }

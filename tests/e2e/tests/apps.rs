@@ -381,3 +381,55 @@ async fn past_an_app_groups_budget_events_are_queued_and_sent_as_digests() {
         "a digest is markdown: {got:?}"
     );
 }
+
+#[tokio::test]
+async fn a_template_rule_picks_the_people_of_a_one_to_one_message() {
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        format!(
+            "{}templates:\n  - name: page\n    match: {{ type: \"page\" }}\n    msgtype: text\n    message:\n      content: \"{{{{ data.summary }}}}\"\n    users: \"{{{{ data.oncall | join(',') }}}}\"\n",
+            config(fake, APP_SECRET)
+        )
+    })
+    .await;
+    let page = |id: &str, oncall: serde_json::Value, summary: &str| {
+        let mut event: serde_json::Value = serde_json::from_str(&structured(
+            id,
+            &[("xvchatgroup", "room")],
+            "application/json",
+            json!({"summary": summary, "oncall": oncall}),
+        ))
+        .expect("JSON");
+        event["type"] = json!("page");
+        event.to_string()
+    };
+    let reply = h
+        .post_structured(&page("p1", json!(["alice", "bob"]), "db-1 is down"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = per_user(&h.fake);
+    assert_eq!(got.get("alice"), Some(&1), "{got:?}");
+    assert_eq!(got.get("bob"), Some(&1), "{got:?}");
+    assert!(in_room(&h.fake).is_empty(), "to the people, not the group");
+
+    // Nobody on call: the rule's users is empty, the group gets it.
+    let reply = h
+        .post_structured(&page("p2", json!([]), "db-2 is down"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(in_room(&h.fake).len(), 1);
+    assert_eq!(
+        in_room(&h.fake)[0].msg_param["content"],
+        json!("db-2 is down")
+    );
+
+    // xvusers wins over the rule.
+    let mut event: serde_json::Value =
+        serde_json::from_str(&page("p3", json!(["alice"]), "db-3 is down")).expect("JSON");
+    event["xvusers"] = json!("carol");
+    let reply = h.post_structured(&event.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = per_user(&h.fake);
+    assert_eq!(got.get("carol"), Some(&1), "{got:?}");
+    assert_eq!(got.get("alice"), Some(&1), "alice got p1 only: {got:?}");
+}
