@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use connector_sdk::deliver::{Answer, Blame, Digest, Retry, Verdict};
+use connector_sdk::deliver::{Answer, Blame, Digest, Retry, SharedBudget, Verdict};
 use connector_sdk::store::Window;
 use connector_sdk::{Store, Unavailable, shorten};
 use serde_json::{Value, json};
@@ -71,6 +71,7 @@ pub struct App {
     api: Api,
     tokens: Tokens,
     per_minute: u32,
+    app_per_minute: u32,
 }
 
 impl App {
@@ -91,6 +92,7 @@ impl App {
             ),
             api,
             per_minute: plan.per_minute,
+            app_per_minute: plan.app_per_minute,
         }
     }
 
@@ -212,6 +214,14 @@ impl AppBot {
     /// Its budget.
     pub fn windows(&self) -> &[Window] {
         &self.windows
+    }
+
+    /// The budget of its app, shared by all the app's destinations.
+    pub fn shared_budget(&self) -> SharedBudget {
+        SharedBudget {
+            key: self.app.key("app"),
+            windows: vec![Window::new(self.app.app_per_minute, WINDOW)],
+        }
     }
 
     /// Sends one message, within `timeout`.

@@ -433,3 +433,56 @@ async fn a_template_rule_picks_the_people_of_a_one_to_one_message() {
     assert_eq!(got.get("carol"), Some(&1), "{got:?}");
     assert_eq!(got.get("alice"), Some(&1), "alice got p1 only: {got:?}");
 }
+
+#[tokio::test]
+async fn an_apps_own_rate_bounds_all_its_groups_together() {
+    const ROOM_2: &str = "cid-room-2==";
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        format!(
+            r#"
+bot:
+  default: room
+  apps:
+    - name: oncall
+      app_key: {APP_KEY}
+      app_secret: {APP_SECRET}
+      robot_code: {APP_KEY}
+      api_base: "{}"
+      app_per_minute: 3
+  webhooks:
+    - chat_group: room
+      app: oncall
+      open_conversation_id: "{ROOM}"
+    - chat_group: room2
+      app: oncall
+      open_conversation_id: "{ROOM_2}"
+digest:
+  burst: 0
+  reserved: 1
+"#,
+            fake.api_base(),
+        )
+    })
+    .await;
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let group = if i % 2 == 0 { "room" } else { "room2" };
+        let reply = h
+            .post_structured(&event(
+                &format!("r{i}"),
+                &[("xvchatgroup", group)],
+                &format!("m{i}"),
+            ))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        answers.push(reply.body);
+    }
+    // Each group may post 20 a minute, the app 3 over both: the rest wait
+    // in the outboxes (answered `queued`).
+    let sent = h.fake.app_messages().len();
+    assert!(sent <= 3, "{sent} sent at once");
+    assert!(answers.iter().any(|a| a.contains("queued")), "{answers:?}");
+    let status = h.sink.get("/status").await;
+    assert!(status.body.contains("room2"), "{}", status.body);
+}
