@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use connector_sdk::async_trait;
-use connector_sdk::deliver::{Answer, Destination, Digest};
+use connector_sdk::deliver::{Answer, Destination, Digest, SharedBudget};
 use connector_sdk::store::Window;
 
 use crate::app::AppBot;
@@ -50,6 +50,13 @@ impl Destination for Bot {
         match self {
             Bot::Webhook(robot) => robot.paced(),
             Bot::App(_) => true,
+        }
+    }
+
+    fn shared_budget(&self) -> Option<SharedBudget> {
+        match self {
+            Bot::Webhook(_) => None,
+            Bot::App(app) => Some(app.shared_budget()),
         }
     }
 

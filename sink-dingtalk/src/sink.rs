@@ -13,7 +13,7 @@ use connector_sdk::{BoxError, Context, Outcome, Sink, Store, Unavailable, async_
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::app::{MAX_USERS_PER_CALL, People, users_of};
+use crate::app::{MAX_USERS_PER_CALL, People, parse_users, users_of};
 use crate::config::DingTalkConfig;
 use crate::destination::Bot;
 use crate::message::MsgType;
@@ -195,18 +195,19 @@ impl DingTalkSink {
                         .filter(|t| !live.one_to_one.contains(*t)),
                 )),
             })?;
-        let (message, meta) = live
-            .templates
-            .prepare(event, &group)
-            .map_err(|err| Unsendable {
-                group: Some(Arc::clone(&group)),
-                outcome: reject(err.to_string()),
-            })?;
+        let (message, mut meta) =
+            live.templates
+                .prepare(event, &group)
+                .map_err(|err| Unsendable {
+                    group: Some(Arc::clone(&group)),
+                    outcome: reject(err.to_string()),
+                })?;
         let msgtype = message.msgtype;
         let at_ms = event
             .time()
             .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
         // What a digest shows of it, worked out once, kept with it.
+        let rule_users = meta.users.take();
         let summary = Summary::of(&message.body, at_ms).with(meta);
         let post = Post {
             msgtype: msgtype.as_str().to_owned(),
@@ -232,6 +233,15 @@ impl DingTalkSink {
         if let Err(err) = crate::app::message::of(&post) {
             return Err(unsendable(format!("chat group `{group}`: {err}")));
         }
+        // `xvusers`, else what the event's template rule says (a rule may
+        // match webhook groups too: there its `users` does not apply).
+        let users = match users {
+            Some(users) => Some(users),
+            None => rule_users
+                .map(|text| parse_users(&text, "the template's users"))
+                .transpose()
+                .map_err(&unsendable)?,
+        };
         let Some(users) = users else {
             let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
             return Ok((vec![parcel], msgtype));

@@ -78,7 +78,7 @@ use futures_util::future::join_all;
 use sha2::{Digest as _, Sha256};
 
 pub use deadline::{ANSWER_RESERVE, Deadline, MIN_ATTEMPT};
-pub use destination::{Answer, Blame, Destination, Digest, Retry, Verdict};
+pub use destination::{Answer, Blame, Destination, Digest, Retry, SharedBudget, Verdict};
 pub use flusher::MAX_PER_DIGEST;
 pub use outbox::Entry;
 pub use parcel::{Parcel, Receipt, Route};

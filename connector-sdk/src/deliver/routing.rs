@@ -96,7 +96,8 @@ pub(crate) async fn build<D: Destination>(
                                 destination.windows(),
                                 destination.paced(),
                                 reserved,
-                            );
+                            )
+                            .sharing(destination.shared_budget());
                             if !store.is_shared() {
                                 // A hold from before a restart still holds.
                                 budget.restore().await?;
