@@ -81,7 +81,7 @@ impl<S: Sink> Dispatch<S> {
         let mut fresh = Vec::new();
         let mut fresh_at = Vec::new();
         for (index, (event, entry)) in events.into_iter().zip(&entries).enumerate() {
-            metrics::ledger(entry);
+            metrics::ledger(entry.label());
             match entry {
                 Entry::Fresh => {
                     fresh_at.push(index);

@@ -56,6 +56,18 @@ pub(crate) enum Entry {
     SameAs(usize),
 }
 
+impl Entry {
+    /// Its `result` in the metric `connector_ledger_events_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Entry::Fresh => "fresh",
+            Entry::Done => "redelivered",
+            Entry::Busy => "busy",
+            Entry::SameAs(_) => "repeated",
+        }
+    }
+}
+
 /// An event's identity in the ledger: a hash of `source` and `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Identity(String);

@@ -118,6 +118,7 @@ mod ledger;
 mod logging;
 mod metrics;
 mod proto;
+mod reload;
 mod runtime;
 mod shutdown;
 mod sink;

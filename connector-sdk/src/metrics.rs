@@ -11,7 +11,6 @@ use std::time::Instant;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::ingest::Refusal;
-use crate::ledger::Entry;
 use crate::sink::Outcome;
 
 /// Events received, by `transport` (http, grpc) and `encoding`
@@ -117,6 +116,10 @@ fn describe() {
         CONNECTIONS_EXPIRED,
         "Connections closed past their time, by transport and reason"
     );
+    metrics::describe_counter!(
+        crate::reload::RELOADS,
+        "Live reloads of the config, by result: ok, invalid (the new config did not load), failed (the sink could not apply it)"
+    );
 }
 
 /// The store's health, as its probe last saw it (`store/health.rs`).
@@ -124,14 +127,8 @@ pub(crate) fn store_up(up: bool) {
     metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
-/// One event looked up in the ledger.
-pub(crate) fn ledger(entry: &Entry) {
-    let result = match entry {
-        Entry::Fresh => "fresh",
-        Entry::Done => "redelivered",
-        Entry::Busy => "busy",
-        Entry::SameAs(_) => "repeated",
-    };
+/// One event looked up in the ledger, by its result (`Entry::label`).
+pub(crate) fn ledger(result: &'static str) {
     metrics::counter!(LEDGER, "result" => result).increment(1);
 }
 

@@ -18,6 +18,7 @@ use crate::dispatch::Dispatch;
 use crate::ingest::{self, Admission};
 use crate::ledger::Ledger;
 use crate::logging;
+use crate::reload::{self, Reloader};
 use crate::shutdown::{self, Readiness, Trigger};
 use crate::sink::{Context, Sink};
 use crate::store::{self, Opened, StoreHealth};
@@ -109,6 +110,7 @@ impl Server {
         sink: Arc<S>,
         store: &Opened,
         options: &ServeOptions,
+        reload: Option<Arc<Reloader<S>>>,
     ) -> Result<Self, StartError> {
         crate::metrics::install();
         let (http_listener, http_addr) = bind("HTTP", options.http).await?;
@@ -144,6 +146,7 @@ impl Server {
             readiness.clone(),
             store_status,
             admission.clone(),
+            reload,
         );
         tasks.push(tokio::spawn(connection::serve(
             http_listener,
@@ -299,7 +302,8 @@ fn run_with_config<S: Sink>(path: &Path) -> ExitCode {
 }
 
 async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
-    let loaded = match config::load::<S::Config>(path) {
+    let hangup = reload::hangup();
+    let (loaded, text) = match config::load_with_text::<S::Config>(path) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("error: {err}");
@@ -327,7 +331,20 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
         }
     };
     let options = ServeOptions::from(&loaded.runtime);
-    let server = match Server::start(Arc::clone(&sink), &store, &options).await {
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&sink),
+        path.to_path_buf(),
+        loaded.runtime.clone(),
+        &text,
+    ));
+    let server = match Server::start(
+        Arc::clone(&sink),
+        &store,
+        &options,
+        Some(Arc::clone(&reloader)),
+    )
+    .await
+    {
         Ok(server) => server,
         Err(err) => {
             eprintln!("error: {err}");
@@ -338,7 +355,10 @@ async fn serve_until_signal<S: Sink>(path: &Path) -> ExitCode {
         }
     };
     tracing::info!(sink = S::name(), store = store.backend_name(), "ready");
+    let watch = tokio::spawn(reload::watch(reloader, hangup));
     shutdown::signal().await;
+    // No reload once the drain starts.
+    watch.abort();
     let drain = async {
         let drained = server.shutdown(grace).await;
         if !context.stop_tasks(grace).await {

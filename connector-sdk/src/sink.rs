@@ -93,6 +93,23 @@ pub trait Sink: Send + Sync + Sized + 'static {
     async fn status(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// Applies a new configuration while the servers run (a live reload:
+    /// SIGHUP, `POST /-/reload`, or the config file changed). `new` has
+    /// passed [`SinkConfig::validate`], read by the same loader as at
+    /// start. Requests already in flight must finish on the configuration
+    /// they started with: build the new state aside and swap it in (an
+    /// `Arc`), never mutate it in place. An error leaves the running
+    /// configuration in place and is the reload's answer. The default
+    /// refuses: this sink needs a restart to change its configuration.
+    async fn reload(&self, new: Self::Config) -> Result<(), BoxError> {
+        drop(new);
+        Err(format!(
+            "{} does not reload its configuration; restart it",
+            Self::name()
+        )
+        .into())
+    }
 }
 
 /// What the runtime hands a sink at start-up, beside its configuration:

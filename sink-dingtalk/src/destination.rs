@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use connector_sdk::async_trait;
-use connector_sdk::deliver::{Answer, Destination, Digest};
+use connector_sdk::deliver::{Answer, Destination, Digest, SharedBudget};
 use connector_sdk::store::Window;
 
 use crate::app::AppBot;
@@ -53,6 +53,13 @@ impl Destination for Bot {
         }
     }
 
+    fn shared_budget(&self) -> Option<SharedBudget> {
+        match self {
+            Bot::Webhook(_) => None,
+            Bot::App(app) => Some(app.shared_budget()),
+        }
+    }
+
     async fn send(&self, post: &Post, timeout: Duration) -> Answer {
         match self {
             Bot::Webhook(robot) => robot.send(post, timeout).await,
@@ -71,6 +78,13 @@ impl Destination for Bot {
         match self {
             Bot::Webhook(robot) => robot.describe(),
             Bot::App(app) => app.describe(),
+        }
+    }
+
+    fn adopt(&self, newer: Self) {
+        // An app robot's credentials live in its app, which a reload keeps.
+        if let (Bot::Webhook(robot), Bot::Webhook(newer)) = (self, &newer) {
+            robot.adopt(newer);
         }
     }
 }

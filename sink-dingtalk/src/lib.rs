@@ -12,7 +12,8 @@
 //! side of that: signing, the POST, and what its answers mean. `plan` reads
 //! the config once into all of that. `app` is the second kind of DingTalk
 //! robot, an organisation's app robot (DingTalk's OpenAPI: groups and
-//! one-to-one messages); `destination` puts both kinds behind one type.
+//! one-to-one messages); `destination` puts both kinds behind one type;
+//! `wire` turns a plan into the kit's routes, at start and on a live reload.
 
 pub mod app;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod route;
 pub mod secret;
 pub mod sink;
 pub mod template;
+mod wire;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

@@ -5,26 +5,24 @@
 //! reads the config into a [`Plan`] and starts the kit's flushers on the
 //! runtime's task tracker; `/status` shows each robot and outbox.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use connector_sdk::cloudevents::{AttributesReader, Event};
-use connector_sdk::deliver::{Delivery, Parcel, Receipt, Route, Status};
+use connector_sdk::deliver::{Delivery, Parcel, Receipt, Status};
 use connector_sdk::{BoxError, Context, Outcome, Sink, Store, Unavailable, async_trait, shorten};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::app::config::one_to_one_target;
-use crate::app::{App, AppBot, MAX_USERS_PER_CALL, People, users_of};
+use crate::app::{MAX_USERS_PER_CALL, People, parse_users, users_of};
 use crate::config::DingTalkConfig;
 use crate::destination::Bot;
 use crate::message::MsgType;
 use crate::message::digest::Summary;
 use crate::metrics;
 use crate::plan::Plan;
-use crate::robot::{Post, Robot, http_client};
-use crate::route::{asked_group, not_configured};
-use crate::template::Templates;
+use crate::robot::Post;
+use crate::route::{asked_group, chat_groups, more_retry_worthy};
+use crate::wire::{Live, wire};
 
 pub use crate::route::CHAT_GROUP_EXTENSION;
 
@@ -41,16 +39,10 @@ const REJECTIONS_LOGGED: usize = 10;
 #[derive(Debug)]
 pub struct DingTalkSink {
     delivery: Delivery<Bot>,
-    templates: Templates,
-    default_group: Arc<str>,
-    /// Each chat group of an app robot, with the target of its app's
-    /// one-to-one messages.
-    app_groups: HashMap<Arc<str>, Arc<str>>,
-    /// The targets of one-to-one messages: no event names them.
-    one_to_one: HashSet<Arc<str>>,
-    apps: Vec<Arc<App>>,
-    /// The proxies in use, masked, for `/status`.
-    proxies: Value,
+    /// What a live reload swaps whole: a request finishes on the one it
+    /// started with.
+    live: RwLock<Arc<Live>>,
+    store: Store,
 }
 
 /// An event that can never be sent: why, and its chat group when that is a
@@ -72,110 +64,44 @@ impl DingTalkSink {
     /// previous run queued included). Nothing runs in the background until
     /// [`DingTalkSink::start`].
     pub async fn new(plan: Plan, store: Store) -> Result<Self, BoxError> {
-        let client = http_client(plan.connect_timeout, &plan.proxy)?;
-        let proxies = plan.proxy.describe();
-        if let Some(proxies) = proxies.as_array().filter(|p| !p.is_empty()) {
-            for proxy in proxies {
-                tracing::info!(
-                    url = %proxy["url"].as_str().unwrap_or_default(),
-                    from = %proxy["from"].as_str().unwrap_or_default(),
-                    no_proxy = proxy["no_proxy"].as_str(),
-                    "requests to DingTalk go through a proxy"
-                );
-            }
-        }
-        let robots: Vec<Bot> = plan
-            .robots
-            .iter()
-            .map(|robot| {
-                Bot::Webhook(
-                    Robot::new(
-                        robot.name.clone(),
-                        robot.webhook.clone(),
-                        robot.secret.clone(),
-                        client.clone(),
-                        robot.per_minute,
-                        robot.paced,
-                        plan.timezone,
-                    )
-                    .with_keywords(robot.keywords.clone()),
-                )
-            })
-            .collect();
-        let apps: Vec<Arc<App>> = plan
-            .apps
-            .iter()
-            .map(|app| Arc::new(App::new(app, client.clone(), &store)))
-            .collect();
-        for app in &plan.apps {
-            tracing::info!(app = %app.name, api_base = %app.api_base, per_minute = app.per_minute, "app robot configured");
-        }
-        for robot in &plan.robots {
-            tracing::info!(
-                robot = %robot.name,
-                chat_groups = ?robot.chat_groups,
-                url = %robot.webhook,
-                signed = robot.secret.is_some(),
-                keywords = robot.keywords.len(),
-                per_minute = robot.per_minute,
-                "robot configured"
-            );
-        }
-        let mut routes: Vec<Route<Bot>> = Vec::new();
-        let mut app_groups = HashMap::new();
-        let mut users_of_app: Vec<Option<String>> = vec![None; apps.len()];
-        for group in &plan.groups {
-            let members = match &group.app {
-                Some(on) => {
-                    let app = &apps[on.app];
-                    let target =
-                        users_of_app[on.app].get_or_insert_with(|| one_to_one_target(app.name()));
-                    app_groups.insert(group.name.clone(), target.clone());
-                    vec![Bot::App(AppBot::group(
-                        Arc::clone(app),
-                        group.name.clone(),
-                        on.open_conversation_id.clone(),
-                        plan.timezone,
-                    ))]
-                }
-                None => group.robots.iter().map(|&at| robots[at].clone()).collect(),
-            };
-            routes.push(Route::new(group.name.clone(), members));
-        }
-        for (app, target) in apps.iter().zip(&users_of_app) {
-            if let Some(target) = target {
-                let users = AppBot::users(Arc::clone(app), target.clone(), &store, plan.timezone);
-                routes.push(Route::new(target.clone(), vec![Bot::App(users)]));
-            }
-        }
-        let delivery = Delivery::new(store, plan.settings, routes).await?;
-        let shared = |name: &str| delivery.target(name).ok_or("a target is not routed");
-        let app_groups = app_groups
-            .iter()
-            .map(|(group, users)| Ok((shared(group)?, shared(users)?)))
-            .collect::<Result<HashMap<_, _>, &str>>()?;
-        let one_to_one = app_groups.values().cloned().collect();
-        let default_group = delivery
-            .target(&plan.default_group)
-            .ok_or("bot.webhooks is empty; configure at least one chat group")?;
+        let (routes, wired) = wire(&plan, &store)?;
+        let delivery = Delivery::new(store.clone(), plan.settings.clone(), routes).await?;
+        let live = Live::of(plan, &delivery, wired)?;
         Ok(Self {
             delivery,
-            templates: plan.templates,
-            default_group,
-            app_groups,
-            one_to_one,
-            apps,
-            proxies,
+            live: RwLock::new(Arc::new(live)),
+            store,
         })
+    }
+
+    /// Applies a new plan while events flow (a live reload): the kit's
+    /// routing is renewed (robots kept by key with their budgets and
+    /// outboxes, new ones added, removed ones flushed to the end), then the
+    /// templates, default chat group and app groups are swapped.
+    pub async fn renew(&self, plan: Plan) -> Result<(), BoxError> {
+        if plan.settings != *self.delivery.settings() {
+            tracing::warn!(
+                "delivery settings (delivery.*, outbox) changed; they take effect after a restart"
+            );
+        }
+        let (routes, wired) = wire(&plan, &self.store)?;
+        self.delivery.renew(routes).await?;
+        let live = Live::of(plan, &self.delivery, wired)?;
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(live);
+        Ok(())
+    }
+
+    fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Starts the flushers on `context`'s task tracker, and shows every
     /// metric series known at start.
     pub fn start(&self, context: &Context) {
-        metrics::export_from_the_start(self.delivery.targets());
+        metrics::export_from_the_start(self.delivery.targets().iter().map(AsRef::as_ref));
         self.delivery.start(context);
         let timeout = self.delivery.settings().deadline;
-        for app in &self.apps {
+        for app in &self.live().apps {
             let app = Arc::clone(app);
             context
                 .tasks()
@@ -193,8 +119,8 @@ impl DingTalkSink {
         let mut rejected = 0;
         for (index, event) in events.iter().enumerate() {
             match self.prepare(event) {
-                Ok((prepared, msgtype)) => {
-                    for parcel in prepared {
+                Ok(prepared) => {
+                    for (parcel, msgtype) in prepared {
                         handed.push(Handed {
                             index,
                             group: Arc::clone(&parcel.target),
@@ -221,14 +147,13 @@ impl DingTalkSink {
         let receipts = self.delivery.deliver(parcels, deadline).await;
         for (handed, receipt) in handed.into_iter().zip(receipts) {
             log_handled(&events[handed.index], &handed, &receipt, started);
-            // An event of several parcels (one-to-one calls): the most
-            // retry-worthy of their outcomes.
+            // An event of several parcels (chat groups, one-to-one calls):
+            // the most retry-worthy of their outcomes.
             let slot = &mut outcomes[handed.index];
-            let worse = match slot {
-                None | Some(Outcome::Delivered) => true,
-                Some(earlier) => receipt.outcome.is_retryable() && !earlier.is_retryable(),
-            };
-            if worse {
+            if slot
+                .as_ref()
+                .is_none_or(|earlier| more_retry_worthy(&receipt.outcome, earlier))
+            {
                 *slot = Some(receipt.outcome);
             }
         }
@@ -246,38 +171,74 @@ impl DingTalkSink {
             .collect()
     }
 
-    /// Routes and builds one event, or says why it can never be sent.
-    fn prepare(&self, event: &Event) -> Result<(Vec<Parcel<Post>>, MsgType), Unsendable> {
+    /// Routes and builds one event for each of its chat groups, or says
+    /// why it can never be sent (to any of them: nothing is sent). Sent to
+    /// several, each group's parcels are remembered, so a redelivery after
+    /// a partial failure posts only to the groups that did not get it.
+    fn prepare(&self, event: &Event) -> Result<Vec<(Parcel<Post>, MsgType)>, Unsendable> {
+        let live = self.live();
+        let reject = |reason: String| Unsendable {
+            group: None,
+            outcome: Outcome::rejected(format!(
+                "event {}: {reason}",
+                shorten(event.id(), ID_BYTES)
+            )),
+        };
+        let routed = |name: &str| {
+            let group = self.delivery.target(name)?;
+            (!live.one_to_one.contains(&group)).then_some(group)
+        };
+        let asked = asked_group(event);
+        let asked = asked.as_deref().unwrap_or(&live.default_group);
+        let targets = self.delivery.targets();
+        let configured = || {
+            targets
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|t| !live.one_to_one.contains(*t))
+        };
+        let groups = chat_groups(asked, routed, configured).map_err(reject)?;
+        let fan_out = groups.len() > 1;
+        if fan_out && users_of(event).is_ok_and(|users| users.is_some()) {
+            return Err(reject(
+                "xvusers takes one chat group; xvchatgroup names several".into(),
+            ));
+        }
+        let mut prepared = Vec::new();
+        for group in groups {
+            let (parcels, msgtype) = self.prepare_for(&live, event, group)?;
+            prepared.extend(
+                parcels
+                    .into_iter()
+                    .map(|parcel| (if fan_out { parcel.remembered() } else { parcel }, msgtype)),
+            );
+        }
+        Ok(prepared)
+    }
+
+    /// Builds one event for `group`, or says why it can never be sent.
+    fn prepare_for(
+        &self,
+        live: &Live,
+        event: &Event,
+        group: Arc<str>,
+    ) -> Result<(Vec<Parcel<Post>>, MsgType), Unsendable> {
         let reject = |reason: String| {
             Outcome::rejected(format!("event {}: {reason}", shorten(event.id(), ID_BYTES)))
         };
-        let asked = asked_group(event);
-        let asked = asked.as_deref().unwrap_or(&self.default_group);
-        let group = self
-            .delivery
-            .target(asked)
-            .filter(|group| !self.one_to_one.contains(group))
-            .ok_or_else(|| Unsendable {
-                group: None,
-                outcome: reject(not_configured(
-                    asked,
-                    self.delivery
-                        .targets()
-                        .filter(|t| !self.one_to_one.contains(*t)),
-                )),
-            })?;
-        let (message, meta) = self
-            .templates
-            .prepare(event, &group)
-            .map_err(|err| Unsendable {
-                group: Some(Arc::clone(&group)),
-                outcome: reject(err.to_string()),
-            })?;
+        let (message, mut meta) =
+            live.templates
+                .prepare(event, &group)
+                .map_err(|err| Unsendable {
+                    group: Some(Arc::clone(&group)),
+                    outcome: reject(err.to_string()),
+                })?;
         let msgtype = message.msgtype;
         let at_ms = event
             .time()
             .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
         // What a digest shows of it, worked out once, kept with it.
+        let rule_users = meta.users.take();
         let summary = Summary::of(&message.body, at_ms).with(meta);
         let post = Post {
             msgtype: msgtype.as_str().to_owned(),
@@ -291,7 +252,7 @@ impl DingTalkSink {
             outcome: reject(reason),
         };
         let users = users_of(event).map_err(&unsendable)?;
-        let Some(one_to_one) = self.app_groups.get(&group) else {
+        let Some(one_to_one) = live.app_groups.get(&group) else {
             if users.is_some() {
                 return Err(unsendable(format!(
                     "xvusers needs a chat group of an app robot; `{group}` is served by webhook robots"
@@ -303,6 +264,15 @@ impl DingTalkSink {
         if let Err(err) = crate::app::message::of(&post) {
             return Err(unsendable(format!("chat group `{group}`: {err}")));
         }
+        // `xvusers`, else what the event's template rule says (a rule may
+        // match webhook groups too: there its `users` does not apply).
+        let users = match users {
+            Some(users) => Some(users),
+            None => rule_users
+                .map(|text| parse_users(&text, "the template's users"))
+                .transpose()
+                .map_err(&unsendable)?,
+        };
         let Some(users) = users else {
             let parcel = Parcel::new(group, event.id(), event.source().as_str(), post);
             return Ok((vec![parcel], msgtype));
@@ -326,8 +296,9 @@ impl DingTalkSink {
     /// Every robot with its chat groups, budget, outbox and DingTalk's latest
     /// answer, and each pool of several robots; URLs masked.
     pub async fn status_view(&self) -> Value {
-        let mut view = status_view(&self.delivery.status().await, &self.default_group);
-        view["proxies"] = self.proxies.clone();
+        let live = self.live();
+        let mut view = status_view(&self.delivery.status().await, &live.default_group);
+        view["proxies"] = live.proxies.clone();
         view
     }
 }
@@ -342,11 +313,7 @@ impl Sink for DingTalkSink {
 
     async fn initialize(config: DingTalkConfig, context: Context) -> Result<Self, BoxError> {
         metrics::describe();
-        let plan = Plan::build(&config).map_err(|problems| {
-            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            problems.join("; ")
-        })?;
-        let sink = Self::new(plan, context.store().clone()).await?;
+        let sink = Self::new(plan_of(&config)?, context.store().clone()).await?;
         sink.start(&context);
         Ok(sink)
     }
@@ -358,6 +325,18 @@ impl Sink for DingTalkSink {
     async fn status(&self) -> Option<Value> {
         Some(self.status_view().await)
     }
+
+    async fn reload(&self, config: DingTalkConfig) -> Result<(), BoxError> {
+        self.renew(plan_of(&config)?).await
+    }
+}
+
+/// The plan of a validated config, or every problem in one line.
+fn plan_of(config: &DingTalkConfig) -> Result<Plan, BoxError> {
+    Plan::build(config).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        problems.join("; ").into()
+    })
 }
 
 /// The kit's status in the sink's words: robots and chat groups. A robot

@@ -41,6 +41,13 @@ pub fn config_path() -> PathBuf {
 
 /// Loads and validates the configuration from `path`, then the environment.
 pub fn load<C: SinkConfig>(path: &Path) -> Result<Loaded<C>, ConfigError> {
+    load_with_text(path).map(|(loaded, _)| loaded)
+}
+
+/// [`load`], and the file's text as read (what a live reload compares).
+pub(crate) fn load_with_text<C: SinkConfig>(
+    path: &Path,
+) -> Result<(Loaded<C>, String), ConfigError> {
     let source_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
         source_name: source_name.clone(),
@@ -52,7 +59,7 @@ pub fn load<C: SinkConfig>(path: &Path) -> Result<Loaded<C>, ConfigError> {
         )],
         unknown_keys: Vec::new(),
     })?;
-    load_from_str(&text, &source_name)
+    load_from_str(&text, &source_name).map(|loaded| (loaded, text))
 }
 
 /// Loads and validates the configuration from YAML text, then the environment.

@@ -23,9 +23,10 @@ mod runtime;
 mod tests;
 mod unknown_keys;
 
+pub(crate) use load::load_with_text;
 pub use load::{Loaded, config_path, load, load_from_str};
 pub(crate) use runtime::MIN_HEADER_BYTES;
-pub use runtime::{Limits, RuntimeConfig};
+pub use runtime::{Limits, ReloadConfig, RuntimeConfig};
 pub use unknown_keys::UnknownKey;
 
 /// A sink's own configuration type.

@@ -63,6 +63,18 @@ pub struct RuntimeConfig {
     /// redelivery of it is answered without reaching the sink. Default
     /// 86400 (a day: a Vanus trigger gives up after about 23 hours).
     pub ledger_ttl_secs: u64,
+    /// Live reload (`reload.token`).
+    pub reload: ReloadConfig,
+}
+
+/// Live reload's keys: who may ask for one over HTTP.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadConfig {
+    /// With it, `POST /-/reload` is also taken from other than loopback
+    /// when it carries `Authorization: Bearer <token>`; a secret (give it
+    /// as `token_file` or `token_env`). Unset: loopback only.
+    pub token: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +96,7 @@ impl Default for RuntimeConfig {
             drain_delay_ms: 0,
             store: StoreConfig::default(),
             ledger_ttl_secs: 86_400,
+            reload: ReloadConfig::default(),
         }
     }
 }
@@ -186,6 +199,15 @@ impl RuntimeConfig {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             grpc_max_concurrent_streams: self.grpc_max_concurrent_streams,
         }
+    }
+}
+
+impl std::fmt::Debug for ReloadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("ReloadConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 

@@ -217,7 +217,7 @@ pub(crate) async fn serve<S: Served>(
             () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let new = Connection { stream, gate: gate.clone(), service: service.clone(), settings, stop: stop.clone() };
+                    let new = Connection { stream, peer, gate: gate.clone(), service: service.clone(), settings, stop: stop.clone() };
                     if !new.start(&mut connections) {
                         metrics::connection_refused(settings.transport);
                         tracing::debug!(%peer, max_connections = gate.max, "connection refused: max_connections are open, each with a request in flight");
@@ -238,6 +238,7 @@ pub(crate) async fn serve<S: Served>(
 /// A connection just accepted, and what serving it takes.
 struct Connection<S> {
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     gate: Gate,
     service: S,
     settings: Settings,
@@ -274,6 +275,7 @@ impl<S: Served> Connection<S> {
     async fn serve(self, permit: OwnedSemaphorePermit) {
         let Self {
             stream,
+            peer,
             gate,
             service,
             settings,
@@ -286,7 +288,7 @@ impl<S: Served> Connection<S> {
         }
         let clock = ConnectionClock::new(settings.protocol, settings.timeouts);
         let _admitted = gate.admit(permit, &clock);
-        let service = count_requests(service, &clock);
+        let service = count_requests(service, &clock, peer);
         match settings.protocol {
             Protocol::Http1 => {
                 let io = Http1Io::new(stream, Arc::clone(&clock), settings.max_header_bytes);
@@ -317,6 +319,7 @@ impl<S: Served> Connection<S> {
 fn count_requests<S: Served>(
     service: S,
     clock: &Arc<ConnectionClock>,
+    peer: std::net::SocketAddr,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<S::Body>,
@@ -325,7 +328,9 @@ fn count_requests<S: Served>(
 > + Clone {
     let clock = Arc::clone(clock);
     let inner = TowerToHyperService::new(service);
-    service_fn(move |request: Request<Incoming>| {
+    service_fn(move |mut request: Request<Incoming>| {
+        // Who asked: `POST /-/reload` takes loopback without a token.
+        request.extensions_mut().insert(crate::ingest::Peer(peer));
         let open = clock.request_started();
         let answer = hyper::service::Service::call(&inner, request);
         async move {

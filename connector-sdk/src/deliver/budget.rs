@@ -29,6 +29,9 @@ pub(crate) struct Budget {
     direct: Vec<Window>,
     /// False for a stand-in without limits: only holds apply.
     paced: bool,
+    /// A gate shared with other destinations, and its windows: a send
+    /// needs room there too.
+    shared: Option<(String, Vec<Window>)>,
     /// The hold as this process knows it.
     local_hold: Mutex<Option<Instant>>,
 }
@@ -54,8 +57,16 @@ impl Budget {
             windows: windows.to_vec(),
             direct,
             paced,
+            shared: None,
             local_hold: Mutex::new(None),
         }
+    }
+
+    /// This budget, counted also against `shared` (see
+    /// [`super::SharedBudget`]).
+    pub(crate) fn sharing(mut self, shared: Option<super::SharedBudget>) -> Self {
+        self.shared = shared.map(|s| (format!("gate/shared/{}", s.key), s.windows));
+        self
     }
 
     /// Takes up a hold a previous run recorded in the store.
@@ -124,7 +135,26 @@ impl Budget {
             return Ok(Passage::Held(held));
         }
         if self.paced {
-            return self.store.pass_windows(&self.gate, windows).await;
+            let own = self.store.pass_windows(&self.gate, windows).await?;
+            let Some((gate, shared)) = &self.shared else {
+                return Ok(own);
+            };
+            if !matches!(own, Passage::Open { .. }) {
+                return Ok(own);
+            }
+            return match self.store.pass_windows(gate, shared).await {
+                Ok(Passage::Open { .. }) => Ok(own),
+                // No room in the shared budget: this send is not made, so
+                // its own slot goes back.
+                Ok(refused) => {
+                    self.store.refund(&self.gate).await?;
+                    Ok(refused)
+                }
+                Err(err) => {
+                    let _ = self.store.refund(&self.gate).await;
+                    Err(err)
+                }
+            };
         }
         // No budget: only a hold stops a send, and without other processes
         // sharing the store, this process knows every hold.
@@ -141,6 +171,9 @@ impl Budget {
     pub(crate) async fn refund(&self) -> Result<(), StoreError> {
         if !self.paced {
             return Ok(());
+        }
+        if let Some((gate, _)) = &self.shared {
+            self.store.refund(gate).await?;
         }
         self.store.refund(&self.gate).await
     }
@@ -247,6 +280,44 @@ mod tests {
         assert_eq!(
             flusher_pause(&state(2, 1), ROBOT, Some(Duration::from_secs(5)), true),
             Duration::ZERO
+        );
+    }
+}
+
+#[cfg(test)]
+mod shared {
+    use super::*;
+    use crate::deliver::SharedBudget;
+    use crate::store::Embedded;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_shared_budget_bounds_its_destinations_together_and_gives_back_what_it_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(Arc::new(Embedded::open(dir.path(), 1_000).expect("opens")));
+        let own = [Window::new(20, Duration::from_secs(60))];
+        let app = || {
+            Some(SharedBudget {
+                key: "app".into(),
+                windows: vec![Window::new(3, Duration::from_secs(60))],
+            })
+        };
+        let one = Budget::new(store.clone(), "one", &own, true, 0).sharing(app());
+        let two = Budget::new(store.clone(), "two", &own, true, 0).sharing(app());
+        let mut open = 0;
+        for budget in [&one, &two, &one, &two, &one] {
+            if matches!(budget.for_event().await, Ok(Passage::Open { .. })) {
+                open += 1;
+            }
+        }
+        assert_eq!(open, 3, "three sends over both");
+        // The refused ones gave their own slots back.
+        assert_eq!(one.state().await.expect("state").used, 2);
+        assert_eq!(two.state().await.expect("state").used, 1);
+        let alone = Budget::new(store, "three", &own, true, 0);
+        assert!(
+            matches!(alone.for_event().await, Ok(Passage::Open { .. })),
+            "a destination not sharing it is not bound"
         );
     }
 }

@@ -76,6 +76,13 @@ pub trait Destination: Send + Sync + 'static {
         true
     }
 
+    /// A budget this destination shares with others on top of its own: a
+    /// store key and its windows (an app's rate over all its
+    /// conversations, say). A send needs room in both. None by default.
+    fn shared_budget(&self) -> Option<SharedBudget> {
+        None
+    }
+
     /// Sends one payload and says what the answer means. Must return within
     /// `timeout` (give the HTTP request that timeout).
     async fn send(&self, payload: &Self::Payload, timeout: Duration) -> Answer;
@@ -93,6 +100,18 @@ pub trait Destination: Send + Sync + 'static {
     /// with the secrets masked, whether it signs. Never a secret.
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// Takes the settings of `newer`, a destination of the same key that a
+    /// live reload built ([`Delivery::renew`](super::Delivery::renew)): a
+    /// changed secret, say, so that what is queued is sent with it too.
+    /// This endpoint keeps its budget and state. The default keeps the old
+    /// settings.
+    fn adopt(&self, newer: Self)
+    where
+        Self: Sized,
+    {
+        drop(newer);
     }
 }
 
@@ -346,4 +365,14 @@ mod tests {
         );
         assert_eq!(Verdict::Delivered.outcome("x", hold), Outcome::Delivered);
     }
+}
+
+/// A budget several destinations share, on top of each one's own: every
+/// destination naming the same `key` counts against the same `windows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBudget {
+    /// A stable name for the store, the same in every replica.
+    pub key: String,
+    /// Its sliding windows.
+    pub windows: Vec<Window>,
 }

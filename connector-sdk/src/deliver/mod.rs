@@ -66,19 +66,19 @@ pub mod metrics;
 mod outbox;
 mod parcel;
 mod pool;
+mod routing;
 mod settings;
 mod status;
 mod storm;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use sha2::{Digest as _, Sha256};
 
 pub use deadline::{ANSWER_RESERVE, Deadline, MIN_ATTEMPT};
-pub use destination::{Answer, Blame, Destination, Digest, Retry, Verdict};
+pub use destination::{Answer, Blame, Destination, Digest, Retry, SharedBudget, Verdict};
 pub use flusher::MAX_PER_DIGEST;
 pub use outbox::Entry;
 pub use parcel::{Parcel, Receipt, Route};
@@ -86,11 +86,9 @@ pub use settings::{OutboxSettings, SettingNames, Settings};
 pub use status::{DestinationStatus, LastAnswer, OutboxStatus, Status};
 pub use storm::STORM_SPACING;
 
-use budget::Budget;
 use direct::Work;
-use endpoint::Endpoint;
-use outbox::Outbox;
 use pool::{Pool, lock};
+use routing::{Routing, build};
 
 use crate::sink::{Context, Outcome};
 use crate::store::{Store, StoreError};
@@ -100,19 +98,21 @@ use crate::text::shorten;
 pub struct Delivery<D: Destination> {
     /// Where remembered parcels are recorded.
     store: Store,
-    targets: HashMap<Arc<str>, Arc<Pool<D>>>,
-    pools: Vec<Arc<Pool<D>>>,
-    endpoints: Vec<Arc<Endpoint<D>>>,
+    /// The routing now; [`Delivery::renew`] swaps it whole, so a request
+    /// finishes on the routing it started with.
+    routing: RwLock<Arc<Routing<D>>>,
     settings: Arc<Settings>,
+    /// Where new outboxes' flushers start, once [`Delivery::start`] ran.
+    started: Mutex<Option<(Context, String)>>,
 }
 
 impl<D: Destination> std::fmt::Debug for Delivery<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut targets: Vec<&str> = self.targets().collect();
+        let mut targets: Vec<Arc<str>> = self.targets();
         targets.sort_unstable();
         f.debug_struct("Delivery")
             .field("targets", &targets)
-            .field("destinations", &self.endpoints.len())
+            .field("destinations", &self.routing().endpoints.len())
             .field("settings", &self.settings)
             .finish()
     }
@@ -162,101 +162,43 @@ impl<D: Destination> Delivery<D> {
     ) -> Result<Self, StartError> {
         metrics::describe();
         let settings = Arc::new(settings);
-        let reserved = settings.outbox.as_ref().map_or(0, |outbox| outbox.reserved);
-        let mut endpoints: Vec<Arc<Endpoint<D>>> = Vec::new();
-        let mut by_key: HashMap<String, usize> = HashMap::new();
-        let mut pools: Vec<Arc<Pool<D>>> = Vec::new();
-        let mut pool_of_members: HashMap<Vec<usize>, usize> = HashMap::new();
-        let mut targets = HashMap::new();
-        for route in routes {
-            let target: Arc<str> = Arc::from(route.target);
-            if targets.contains_key(&target) {
-                return Err(RouteError::Twice(target.to_string()).into());
-            }
-            if route.destinations.is_empty() {
-                return Err(RouteError::NoDestination(target.to_string()).into());
-            }
-            let mut members = Vec::new();
-            for destination in route.destinations {
-                let key = destination.key().to_owned();
-                let at = match by_key.get(&key) {
-                    Some(&at) => {
-                        lock(&endpoints[at].targets).push(Arc::clone(&target));
-                        at
-                    }
-                    None => {
-                        if !destination.paced() {
-                            tracing::warn!(target = %target, key, "pacing is OFF for this destination; a real one blocks a sender that goes over its limit");
-                        }
-                        let budget = Budget::new(
-                            store.clone(),
-                            &key,
-                            destination.windows(),
-                            destination.paced(),
-                            reserved,
-                        );
-                        if !store.is_shared() {
-                            // A hold from before a restart still holds.
-                            budget.restore().await?;
-                        }
-                        endpoints.push(Arc::new(Endpoint::new(
-                            destination,
-                            budget,
-                            Arc::clone(&target),
-                            settings.cooldown,
-                        )));
-                        by_key.insert(key, endpoints.len() - 1);
-                        endpoints.len() - 1
-                    }
-                };
-                if !members.contains(&at) {
-                    members.push(at);
-                }
-            }
-            let mut member_set = members.clone();
-            member_set.sort_unstable();
-            let pool = match pool_of_members.get(&member_set) {
-                Some(&at) => {
-                    lock(&pools[at].targets).push(Arc::clone(&target));
-                    Arc::clone(&pools[at])
-                }
-                None => {
-                    let keys: Vec<&str> = members
-                        .iter()
-                        .map(|&m| endpoints[m].destination.key())
-                        .collect();
-                    let outbox = match &settings.outbox {
-                        Some(outbox) => Some(
-                            Outbox::open(
-                                store.clone(),
-                                &pool_key(&keys),
-                                outbox.max_queued,
-                                Arc::clone(&target),
-                            )
-                            .await?,
-                        ),
-                        None => None,
-                    };
-                    let pool = Arc::new(Pool::new(
-                        members.iter().map(|&m| Arc::clone(&endpoints[m])).collect(),
-                        outbox,
-                        Arc::clone(&target),
-                        Arc::clone(&settings),
-                    ));
-                    pool_of_members.insert(member_set, pools.len());
-                    pools.push(Arc::clone(&pool));
-                    pool
-                }
-            };
-            targets.insert(target, pool);
-        }
+        let routing = build(&store, &settings, routes, &Routing::empty()).await?;
         Ok(Self {
             store,
-            targets,
-            pools,
-            endpoints,
+            routing: RwLock::new(Arc::new(routing)),
             settings,
+            started: Mutex::new(None),
         })
+    }
+
+    /// Swaps the routing for `routes` (a live reload), keeping the kit's
+    /// settings. A destination already known by its key keeps its endpoint
+    /// (its budget, holds and last answer), told of the new one with
+    /// [`Destination::adopt`] (a new secret applies to what is queued too);
+    /// a pool of the same destinations keeps its outbox and flusher. New
+    /// pools get an outbox and, once started, a flusher. A pool no longer
+    /// routed keeps its flusher, with its last settings, so what its outbox
+    /// holds is still sent. Requests in flight finish on the routing they
+    /// started with. On an error nothing changes.
+    pub async fn renew(&self, routes: Vec<Route<D>>) -> Result<(), StartError> {
+        let old = self.routing();
+        let routing = Arc::new(build(&self.store, &self.settings, routes, &old).await?);
+        let started = lock(&self.started).clone();
+        if let Some((context, holder)) = started {
+            let known: Vec<&Arc<Pool<D>>> = old.pools.iter().chain(&old.retired_pools).collect();
+            let fresh: Vec<&Arc<Pool<D>>> = routing
+                .pools
+                .iter()
+                .filter(|pool| !known.iter().any(|k| Arc::ptr_eq(k, pool)))
+                .collect();
+            self.start_pools(&fresh, &context, &holder);
+        }
+        *self.routing.write().unwrap_or_else(PoisonError::into_inner) = routing;
+        Ok(())
+    }
+
+    fn routing(&self) -> Arc<Routing<D>> {
+        Arc::clone(&self.routing.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Starts one flusher per outbox, on the context's task tracker; they
@@ -265,24 +207,36 @@ impl<D: Destination> Delivery<D> {
     /// flusher at a time works on an outbox. Also puts every metric series
     /// known at start at zero.
     pub fn start(&self, context: &Context) {
-        metrics::export_from_the_start(
-            self.targets.keys().map(AsRef::as_ref),
-            self.pools
-                .iter()
-                .filter(|pool| pool.outbox.is_some())
-                .map(|pool| pool.name.as_ref()),
-        );
+        let routing = self.routing();
         let holder = format!(
             "{}-{}-{:08x}",
             hostname(),
             std::process::id(),
             fastrand::u32(..)
         );
-        for pool in &self.pools {
+        let pools: Vec<&Arc<Pool<D>>> = routing.pools.iter().collect();
+        self.start_pools(&pools, context, &holder);
+        *lock(&self.started) = Some((context.clone(), holder));
+    }
+
+    fn start_pools(&self, pools: &[&Arc<Pool<D>>], context: &Context, holder: &str) {
+        metrics::export_from_the_start(
+            pools
+                .iter()
+                .flat_map(|pool| lock(&pool.targets).clone())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(AsRef::as_ref),
+            pools
+                .iter()
+                .filter(|pool| pool.outbox.is_some())
+                .map(|pool| pool.name.as_ref()),
+        );
+        for pool in pools {
             if pool.outbox.is_some() {
                 context.tasks().spawn(flusher::run(
                     Arc::clone(pool),
-                    holder.clone(),
+                    holder.to_owned(),
                     context.shutdown().child_token(),
                 ));
             } else {
@@ -298,26 +252,27 @@ impl<D: Destination> Delivery<D> {
 
     /// True when `target` is routed.
     pub fn serves(&self, target: &str) -> bool {
-        self.targets.contains_key(target)
+        self.routing().targets.contains_key(target)
     }
 
     /// The routed target named `target`, shared (cheap to clone).
     pub fn target(&self, target: &str) -> Option<Arc<str>> {
-        self.targets
+        self.routing()
+            .targets
             .get_key_value(target)
             .map(|(name, _)| Arc::clone(name))
     }
 
     /// Every routed target's name.
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
-        self.targets.keys().map(AsRef::as_ref)
+    pub fn targets(&self) -> Vec<Arc<str>> {
+        self.routing().targets.keys().cloned().collect()
     }
 
     /// The routed target named `asked`, or why there is none (naming every
     /// routed one), for the sink's 400.
     pub fn route(&self, asked: &str) -> Result<Arc<str>, NotRouted> {
         self.target(asked).ok_or_else(|| {
-            let mut configured: Vec<&str> = self.targets().collect();
+            let mut configured: Vec<Arc<str>> = self.targets();
             configured.sort_unstable();
             NotRouted {
                 asked: shorten(asked, direct::ID_BYTES).into_owned(),
@@ -339,8 +294,9 @@ impl<D: Destination> Delivery<D> {
         // One queue per pool, in arrival order.
         let mut queues: Vec<PoolQueue<D>> = Vec::new();
         let mut receipts: Vec<Option<Receipt>> = vec![None; count];
+        let routing = self.routing();
         for (index, parcel) in parcels.into_iter().enumerate() {
-            let Some(pool) = self.targets.get(&parcel.target) else {
+            let Some(pool) = routing.targets.get(&parcel.target) else {
                 continue;
             };
             let work = (index, Work::new(parcel));
@@ -398,14 +354,17 @@ impl<D: Destination> Delivery<D> {
 
     /// Every destination and outbox as they are now, for `/status`.
     pub async fn status(&self) -> Status {
+        let routing = self.routing();
         let destinations = join_all(
-            self.endpoints
+            routing
+                .endpoints
                 .iter()
                 .map(|endpoint| status::destination(endpoint)),
         )
         .await;
         let outboxes = join_all(
-            self.pools
+            routing
+                .pools
                 .iter()
                 .filter(|pool| pool.outbox.is_some())
                 .map(|pool| status::outbox(pool)),

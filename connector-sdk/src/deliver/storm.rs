@@ -27,6 +27,9 @@ pub(crate) struct Storm {
     /// The latest `burst + 1` arrivals (at least the latest one), oldest
     /// first: when, and a hash of the event's identity.
     recent: Mutex<VecDeque<(Instant, u64)>>,
+    /// When the current run of arrivals began: the first after a quiet
+    /// linger.
+    began: Mutex<Option<Instant>>,
 }
 
 impl Storm {
@@ -35,6 +38,7 @@ impl Storm {
             burst,
             linger,
             recent: Mutex::new(VecDeque::new()),
+            began: Mutex::new(None),
         }
     }
 
@@ -57,6 +61,13 @@ impl Storm {
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let quiet = recent
+            .iter()
+            .map(|(when, _)| now.saturating_duration_since(*when))
+            .min();
+        if quiet.is_none_or(|quiet| quiet > self.linger) {
+            *self.began.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
         if let Some(seen) = recent.iter_mut().find(|(_, seen)| *seen == hash) {
             // A retry: the storm's state as it is, counted once.
             seen.0 = now;
@@ -84,20 +95,30 @@ impl Storm {
     }
 
     /// How long the flusher waits before the next digest of a storm that
-    /// goes on, after its last send `since` ago: until the storm has been
-    /// quiet for the linger, or [`STORM_SPACING`] since the last send,
-    /// whichever comes first. Zero when the burst rule is off, nothing was
-    /// sent yet (a storm's first digest goes after the linger), or the
+    /// goes on: until the storm has been quiet for the linger, or
+    /// [`STORM_SPACING`] has passed since the later of the flusher's last
+    /// send (`since_last_post` ago) and the storm's start, whichever comes
+    /// first; so a storm's first digest, too, says what happened while it
+    /// went on, not its first second. Zero when the burst rule is off or the
     /// backlog outgrows one digest (then the budget's pace applies).
     pub(crate) fn digest_wait(
         &self,
         since_last_post: Option<Duration>,
         backlog_fits: bool,
     ) -> Duration {
-        let Some(since) = since_last_post else {
+        if !self.is_on() || !backlog_fits {
             return Duration::ZERO;
+        }
+        let since_began = self
+            .began
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|at| at.elapsed());
+        let since = match (since_last_post, since_began) {
+            (Some(post), Some(began)) => post.min(began),
+            (post, began) => post.or(began).unwrap_or(Duration::ZERO),
         };
-        if !self.is_on() || !backlog_fits || since >= STORM_SPACING {
+        if since >= STORM_SPACING {
             return Duration::ZERO;
         }
         match self.quiet_for() {
@@ -145,26 +166,42 @@ mod tests {
     async fn a_storm_that_goes_on_waits_for_quiet_or_the_spacing() {
         let linger = Duration::from_secs(1);
         let storm = Storm::new(3, linger);
-        storm.arrive("e");
-        let since = Some(Duration::from_secs(2));
+        storm.arrive("e0");
         assert_eq!(
             storm.digest_wait(None, true),
-            Duration::ZERO,
-            "the first goes"
+            linger,
+            "the first waits for quiet too"
         );
-        assert_eq!(storm.digest_wait(since, true), linger);
         assert_eq!(
-            storm.digest_wait(since, false),
+            storm.digest_wait(Some(Duration::from_secs(60)), true),
+            linger,
+            "a post long ago does not count: the storm just began"
+        );
+        assert_eq!(
+            storm.digest_wait(None, false),
             Duration::ZERO,
             "a backlog goes"
         );
+        // Arrivals every half second: never quiet; the spacing since the
+        // storm began bounds the wait.
+        for i in 1..=23 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            storm.arrive(&format!("e{i}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
-            storm.digest_wait(Some(STORM_SPACING - Duration::from_millis(300)), true),
-            Duration::from_millis(300)
+            storm.digest_wait(None, true),
+            Duration::from_millis(300),
+            "12 s after it began"
+        );
+        assert_eq!(
+            storm.digest_wait(Some(Duration::from_secs(2)), true),
+            Duration::from_millis(800),
+            "until quiet, within 12 s of the last post"
         );
         tokio::time::sleep(linger).await;
         assert_eq!(
-            storm.digest_wait(since, true),
+            storm.digest_wait(Some(Duration::from_secs(2)), true),
             Duration::ZERO,
             "quiet: it goes"
         );

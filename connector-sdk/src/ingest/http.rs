@@ -29,6 +29,7 @@ use super::refusal::Refusal;
 use super::{answer, codec, decoded, validate};
 use crate::dispatch::Dispatch;
 use crate::metrics::{self, RequestTimer};
+use crate::reload::{Reloader, Trigger as ReloadTrigger};
 use crate::shutdown::Readiness;
 use crate::sink::{Outcome, Sink};
 use crate::store::StoreHealth;
@@ -47,11 +48,16 @@ struct App<S> {
     readiness: Readiness,
     store: StoreStatus,
     admission: Admission,
+    reload: Option<Arc<Reloader<S>>>,
 }
 
+/// The peer address of the connection a request came on (the connection
+/// layer puts it in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub std::net::SocketAddr);
+
 /// What the HTTP port serves.
-const ENDPOINTS: &str =
-    "POST / takes CloudEvents; GET /healthz, /readyz, /metrics and /status answer probes";
+const ENDPOINTS: &str = "POST / takes CloudEvents; GET /healthz, /readyz, /metrics and /status answer probes; POST /-/reload reloads the config";
 
 /// The HTTP routes for the sink behind `dispatch`. A request to `POST /` is
 /// handled only once `admission` admits it (503 past `max_in_flight` or the
@@ -61,12 +67,14 @@ pub(crate) fn router<S: Sink>(
     readiness: Readiness,
     store: StoreStatus,
     admission: Admission,
+    reload: Option<Arc<Reloader<S>>>,
 ) -> Router {
     let app = Arc::new(App {
         dispatch,
         readiness,
         store,
         admission,
+        reload,
     });
     Router::new()
         .route("/", post(ingest::<S>))
@@ -74,6 +82,7 @@ pub(crate) fn router<S: Sink>(
         .route("/readyz", get(ready::<S>))
         .route("/metrics", get(|| async { metrics::render() }))
         .route("/status", get(status_view::<S>))
+        .route("/-/reload", post(reload_config::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The body is read in `ingest`, after admission, with its own limit.
@@ -149,7 +158,7 @@ async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
         "healthy": problem.is_none(),
         "problem": problem,
     });
-    let view = match app.dispatch.sink().status().await {
+    let mut view = match app.dispatch.sink().status().await {
         Some(serde_json::Value::Object(mut view)) => {
             view.insert("store".into(), store);
             serde_json::Value::Object(view)
@@ -157,7 +166,69 @@ async fn status_view<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
         Some(other) => serde_json::json!({"sink": other, "store": store}),
         None => serde_json::json!({"store": store}),
     };
+    if let Some(reload) = &app.reload {
+        view["config"] = reload.status();
+    }
     axum::Json(view).into_response()
+}
+
+/// `POST /-/reload`: from loopback, or with `Authorization: Bearer
+/// <reload.token>`; answers the reload's report as JSON: 200 when applied,
+/// 422 when the new config is invalid, 500 when the sink could not apply it.
+async fn reload_config<S: Sink>(
+    State(app): State<Arc<App<S>>>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(reloader) = &app.reload else {
+        return (
+            StatusCode::NOT_FOUND,
+            "live reload is off: this server was not started from a config file\n",
+        )
+            .into_response();
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !may_reload(
+        peer.map(|peer| peer.0.0),
+        reloader.token().as_deref(),
+        bearer,
+    ) {
+        return (
+            StatusCode::FORBIDDEN,
+            "POST /-/reload is taken from loopback, or with Authorization: Bearer <reload.token>\n",
+        )
+            .into_response();
+    }
+    let report = reloader.reload(ReloadTrigger::Http).await;
+    let status = match report.result {
+        "ok" => StatusCode::OK,
+        "invalid" => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(report)).into_response()
+}
+
+/// True when a reload may be asked from `peer` with the `Authorization`
+/// header `authorization`: from loopback, or with the token.
+fn may_reload(
+    peer: Option<std::net::SocketAddr>,
+    token: Option<&str>,
+    authorization: Option<&str>,
+) -> bool {
+    if peer.is_some_and(|peer| peer.ip().to_canonical().is_loopback()) {
+        return true;
+    }
+    let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+    match (token, given) {
+        (Some(token), Some(given)) => equal_in_constant_time(token.as_bytes(), given.as_bytes()),
+        _ => false,
+    }
+}
+
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn alive<S: Sink>(State(app): State<Arc<App<S>>>) -> Response {
@@ -294,6 +365,22 @@ mod tests {
             map.insert(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn a_reload_is_taken_from_loopback_or_with_the_token() {
+        let at = |addr: &str| Some(addr.parse::<std::net::SocketAddr>().expect("an address"));
+        assert!(may_reload(at("127.0.0.1:5000"), None, None));
+        assert!(may_reload(at("[::1]:5000"), None, None));
+        assert!(may_reload(at("[::ffff:127.0.0.1]:5000"), None, None));
+        let remote = at("10.1.2.3:5000");
+        assert!(!may_reload(remote, None, None));
+        assert!(!may_reload(remote, None, Some("Bearer anything")));
+        assert!(!may_reload(remote, Some("s3cret"), None));
+        assert!(!may_reload(remote, Some("s3cret"), Some("Bearer s3cre")));
+        assert!(!may_reload(remote, Some("s3cret"), Some("s3cret")));
+        assert!(may_reload(remote, Some("s3cret"), Some("Bearer s3cret")));
+        assert!(!may_reload(None, Some("s3cret"), Some("Bearer wrong")));
     }
 
     #[test]

@@ -36,5 +36,5 @@ pub(crate) use codec::{decode_batch, encode_event};
 pub(crate) use grpc::service as grpc_service;
 #[cfg(feature = "testing")]
 pub use http::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
-pub(crate) use http::{StoreStatus, router as http_router};
+pub(crate) use http::{Peer, StoreStatus, router as http_router};
 pub(crate) use refusal::Refusal;

@@ -144,7 +144,7 @@ impl<S: Sink> TestServer<S> {
         options: &ServeOptions,
         grace: Duration,
     ) -> Self {
-        let server = Server::start(Arc::clone(&sink), &store, options)
+        let server = Server::start(Arc::clone(&sink), &store, options, None)
             .await
             .unwrap_or_else(|err| panic!("{} cannot be served: {err}", S::name()));
         let grpc_addr = server.grpc_addr();

@@ -12,6 +12,7 @@
 //!       robot_code: dingxxxxxxxx     # its robot's code (often the AppKey)
 //!       api_base: https://api.dingtalk.com   # optional: a proxy, a test
 //!       per_minute: 20               # optional: per conversation, and for its one-to-one sends
+//!       app_per_minute: 100          # optional: over all of them together
 //!   webhooks:
 //!     - chat_group: oncall-room
 //!       app: oncall
@@ -30,6 +31,11 @@ pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
 /// The default budget of an app robot per conversation (DingTalk does not
 /// publish one for every edition: a conservative one).
 pub const APP_PER_MINUTE: u32 = 20;
+
+/// The default budget of an app robot over all its conversations and its
+/// one-to-one messages together (conservative, as DingTalk publishes no
+/// one figure for every edition).
+pub const APP_TOTAL_PER_MINUTE: u32 = 100;
 
 /// The highest `per_minute` an app may be given.
 pub const MAX_APP_PER_MINUTE: u32 = 600;
@@ -61,6 +67,10 @@ pub struct AppConfig {
     /// Messages a minute per conversation (and for its one-to-one sends).
     #[serde(default = "default_per_minute")]
     pub per_minute: u32,
+    /// Messages a minute over all its conversations and one-to-one sends
+    /// together.
+    #[serde(default = "default_app_per_minute")]
+    pub app_per_minute: u32,
 }
 
 fn default_api_base() -> String {
@@ -69,4 +79,8 @@ fn default_api_base() -> String {
 
 fn default_per_minute() -> u32 {
     APP_PER_MINUTE
+}
+
+fn default_app_per_minute() -> u32 {
+    APP_TOTAL_PER_MINUTE
 }

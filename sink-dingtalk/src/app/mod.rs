@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use connector_sdk::deliver::{Answer, Blame, Digest, Retry, Verdict};
+use connector_sdk::deliver::{Answer, Blame, Digest, Retry, SharedBudget, Verdict};
 use connector_sdk::store::Window;
 use connector_sdk::{Store, Unavailable, shorten};
 use serde_json::{Value, json};
@@ -71,6 +71,7 @@ pub struct App {
     api: Api,
     tokens: Tokens,
     per_minute: u32,
+    app_per_minute: u32,
 }
 
 impl App {
@@ -91,6 +92,7 @@ impl App {
             ),
             api,
             per_minute: plan.per_minute,
+            app_per_minute: plan.app_per_minute,
         }
     }
 
@@ -212,6 +214,14 @@ impl AppBot {
     /// Its budget.
     pub fn windows(&self) -> &[Window] {
         &self.windows
+    }
+
+    /// The budget of its app, shared by all the app's destinations.
+    pub fn shared_budget(&self) -> SharedBudget {
+        SharedBudget {
+            key: self.app.key("app"),
+            windows: vec![Window::new(self.app.app_per_minute, WINDOW)],
+        }
     }
 
     /// Sends one message, within `timeout`.
@@ -397,12 +407,17 @@ pub fn users_of(event: &connector_sdk::cloudevents::Event) -> Result<Option<Vec<
     let Some(value) = event.extension(USERS_EXTENSION) else {
         return Ok(None);
     };
-    let text = value.to_string();
+    parse_users(&value.to_string(), USERS_EXTENSION).map(Some)
+}
+
+/// The user ids of `text` (comma-separated, trimmed, each once), given by
+/// `what` (`xvusers`, a rule's `users`), checked.
+pub fn parse_users(text: &str, what: &str) -> Result<Vec<String>, String> {
     let mut users: Vec<String> = Vec::new();
     for user in text.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         if user.len() > MAX_USER_ID_BYTES {
             return Err(format!(
-                "{USERS_EXTENSION} holds a user id over {MAX_USER_ID_BYTES} bytes (`{}`)",
+                "{what} holds a user id over {MAX_USER_ID_BYTES} bytes (`{}`)",
                 shorten(user, MAX_USER_ID_BYTES)
             ));
         }
@@ -411,12 +426,12 @@ pub fn users_of(event: &connector_sdk::cloudevents::Event) -> Result<Option<Vec<
         }
         if users.len() > MAX_USERS_PER_EVENT {
             return Err(format!(
-                "{USERS_EXTENSION} names over {MAX_USERS_PER_EVENT} users; split the event"
+                "{what} names over {MAX_USERS_PER_EVENT} users; split the event"
             ));
         }
     }
     if users.is_empty() {
-        return Err(format!("{USERS_EXTENSION} names no user id"));
+        return Err(format!("{what} names no user id"));
     }
-    Ok(Some(users))
+    Ok(users)
 }

@@ -24,6 +24,8 @@ pub struct AppPlan {
     pub api_base: url::Url,
     /// Messages a minute per conversation.
     pub per_minute: u32,
+    /// Messages a minute over all of them.
+    pub app_per_minute: u32,
 }
 
 /// A chat group of an app robot.
@@ -124,6 +126,14 @@ pub fn apps(config: &DingTalkConfig, problems: &mut Vec<ConfigProblem>) -> Vec<A
                     app.per_minute
                 ),
             );
+        } else if !(1..=MAX_APP_PER_MINUTE).contains(&app.app_per_minute) {
+            problem(
+                "app_per_minute",
+                format!(
+                    "is {}; it must be between 1 and {MAX_APP_PER_MINUTE}",
+                    app.app_per_minute
+                ),
+            );
         } else if config.digest.enabled && config.digest.reserved >= app.per_minute {
             problems.push(ConfigProblem::new(
                 "digest.reserved",
@@ -141,6 +151,7 @@ pub fn apps(config: &DingTalkConfig, problems: &mut Vec<ConfigProblem>) -> Vec<A
                 robot_code: app.robot_code.trim().to_owned(),
                 api_base,
                 per_minute: app.per_minute,
+                app_per_minute: app.app_per_minute,
             });
         }
     }

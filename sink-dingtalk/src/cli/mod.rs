@@ -87,6 +87,17 @@ fn load(path: &Path) -> Result<Loaded<DingTalkConfig>, ConfigError> {
     config::load::<DingTalkConfig>(path)
 }
 
+/// The config a command runs with (`config`, else the runtime's), its
+/// unknown keys warned of; or, said on stderr, why there is none.
+fn load_for_command(config: Option<&Path>) -> Result<Loaded<DingTalkConfig>, ExitCode> {
+    let loaded = load(&path_or_default(config)).map_err(|err| {
+        eprintln!("{err}");
+        ExitCode::FAILURE
+    })?;
+    warn_unknown_keys(&loaded);
+    Ok(loaded)
+}
+
 /// `--check-config`: prints the problems (exit 1) or a summary (exit 0).
 pub fn check_config(path: Option<&Path>) -> ExitCode {
     let path = path_or_default(path);
@@ -212,13 +223,9 @@ pub async fn send(
     config: Option<&Path>,
     data: String,
 ) -> ExitCode {
-    let path = path_or_default(config);
-    let loaded = match load(&path) {
+    let loaded = match load_for_command(config) {
         Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
     let group = group
         .or_else(|| loaded.sink.default_group().map(str::to_owned))

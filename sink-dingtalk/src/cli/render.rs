@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use connector_sdk::Event;
 use connector_sdk::cloudevents::AttributesReader;
 
-use super::{load, path_or_default, warn_unknown_keys};
+use super::load_for_command;
 use crate::config::DingTalkConfig;
 use crate::message::digest::{self, Summary};
 use crate::plan::{Plan, digest_timezone};
@@ -17,15 +17,10 @@ use crate::route::{asked_group, not_configured};
 /// `render`: what the sink would POST for the event in `event_path`, and
 /// where; nothing is sent. Exit 1 when the sink would answer 400.
 pub fn render(config: Option<&Path>, event_path: &Path) -> ExitCode {
-    let path = path_or_default(config);
-    let loaded = match load(&path) {
+    let loaded = match load_for_command(config) {
         Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
-    warn_unknown_keys(&loaded);
     let event = match read_event(event_path) {
         Ok(event) => event,
         Err(err) => {
@@ -91,15 +86,10 @@ fn chat_group_of(plan: &Plan, event: &Event) -> Result<String, String> {
 /// Lines) would become; nothing is sent. Exit 1 when an event would be
 /// answered 400 (the rest are still shown).
 pub fn render_digest(config: Option<&Path>, events_path: &Path) -> ExitCode {
-    let path = path_or_default(config);
-    let loaded = match load(&path) {
+    let loaded = match load_for_command(config) {
         Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
-    warn_unknown_keys(&loaded);
     let events = match read_events(events_path) {
         Ok(events) => events,
         Err(err) => {
@@ -189,14 +179,19 @@ pub fn rendered_digests(
     Ok((out.join("\n"), refused))
 }
 
-/// The events of a JSON Lines file (`-`: standard input); blank lines skipped.
-fn read_events(path: &Path) -> Result<Vec<Event>, String> {
-    let text = if path == Path::new("-") {
+/// The text of `path` (`-`: standard input).
+fn read_text(path: &Path) -> Result<String, String> {
+    if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
     } else {
         std::fs::read_to_string(path)
     }
-    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    .map_err(|err| format!("cannot read {}: {err}", path.display()))
+}
+
+/// The events of a JSON Lines file (`-`: standard input); blank lines skipped.
+fn read_events(path: &Path) -> Result<Vec<Event>, String> {
+    let text = read_text(path)?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -213,12 +208,7 @@ fn read_events(path: &Path) -> Result<Vec<Event>, String> {
 }
 
 fn read_event(path: &Path) -> Result<Event, String> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(path)
-    }
-    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let text = read_text(path)?;
     serde_json::from_str(&text).map_err(|err| {
         format!(
             "{} is not a CloudEvent in structured-mode JSON ({err}); with specversion, id, source and type",

@@ -13,7 +13,7 @@
 //! messages a minute (counted over [`WINDOW`]), and its digest is the
 //! markdown of [`crate::message::digest`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,7 +53,9 @@ pub const WINDOW: Duration = Duration::from_secs(66);
 pub struct Robot {
     name: String,
     webhook: Webhook,
-    secret: Option<Secret>,
+    /// Swapped by a live reload ([`Destination::adopt`]): shared by every
+    /// clone, so what is queued is signed with the new secret too.
+    secret: Arc<RwLock<Option<Secret>>>,
     client: reqwest::Client,
     key: String,
     windows: [Window; 1],
@@ -81,7 +83,7 @@ impl Robot {
             name,
             key: webhook.robot().key(),
             webhook,
-            secret,
+            secret: Arc::new(RwLock::new(secret)),
             client,
             windows: [Window::new(per_minute, WINDOW)],
             paced,
@@ -104,19 +106,29 @@ impl Robot {
 
     /// Whether requests carry a signature.
     pub fn is_signed(&self) -> bool {
-        self.secret.is_some()
+        self.secret().is_some()
     }
 
     /// Posts one message body, signed afresh, and waits at most `timeout`.
     pub async fn post(&self, body: Bytes, timeout: Duration) -> Result<(), SendError> {
-        client::post(
-            &self.client,
-            &self.webhook,
-            self.secret.as_ref(),
-            body,
-            timeout,
-        )
-        .await
+        let secret = self.secret();
+        client::post(&self.client, &self.webhook, secret.as_ref(), body, timeout).await
+    }
+
+    fn secret(&self) -> Option<Secret> {
+        self.secret
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the signing secret of `newer`, the same robot as a live reload
+    /// configured it.
+    pub fn adopt(&self, newer: &Robot) {
+        *self
+            .secret
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = newer.secret();
     }
 }
 

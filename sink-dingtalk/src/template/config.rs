@@ -9,6 +9,7 @@
 //!     msgtype: markdown
 //!     undefined: strict                        # optional; or lenient
 //!     group_by: "{{ data.commonLabels.alertname }}"  # optional; its events' group in a digest
+//!     users: "{{ data.commonLabels.oncall }}"  # optional; an app robot's one-to-one recipients
 //!     message:                                 # DingTalk's fields of msgtype; every string is a template
 //!       title: "{{ data.commonLabels.alertname }} {{ data.status }}"
 //!       text: "..."
@@ -43,6 +44,11 @@ pub struct TemplateRule {
     /// place of `digest.group_by`, and of the masked headline).
     #[serde(default)]
     pub group_by: Option<String>,
+    /// A template whose value is the people (comma-separated user ids) a
+    /// chat group of an app robot sends this rule's events to one-to-one,
+    /// when the event has no `xvusers`; empty: the group.
+    #[serde(default)]
+    pub users: Option<String>,
 }
 
 /// `templates[].match`: globs (`*`, `?`, `[abc]`) that must all match.

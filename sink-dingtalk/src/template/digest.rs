@@ -43,6 +43,9 @@ pub struct Meta {
     pub status: Option<String>,
     /// Its severity, lowercase.
     pub severity: Option<String>,
+    /// Who its rule's `users` sends it to one-to-one (comma-separated user
+    /// ids), for a chat group of an app robot.
+    pub users: Option<String>,
 }
 
 /// The compiled expressions.
@@ -127,6 +130,7 @@ impl DigestRules {
                 .render(3, model)
                 .or_else(|| alertmanager.and_then(severity_label))
                 .map(|s| s.to_lowercase()),
+            users: None,
         }
     }
 }
@@ -173,6 +177,7 @@ mod tests {
         assert_eq!(
             meta,
             Meta {
+                users: None,
                 group: None,
                 identity: Some("a1,b2".into()),
                 status: Some("resolved".into()),

@@ -60,6 +60,12 @@ pub enum TemplateError {
         /// What went wrong.
         reason: String,
     },
+    /// A rule's `users` failed for this event.
+    #[error("{reason}")]
+    Users {
+        /// The rule and what went wrong.
+        reason: String,
+    },
     /// A rule's rendered fields are not a message DingTalk would take.
     #[error("template {rule}: {source}")]
     Built {
@@ -151,11 +157,16 @@ impl Templates {
             Some(rule) => self.render(rule, event, &model, chat_group)?,
         };
         let data = model::data_json(event);
-        let meta = self.digest.meta(
+        let mut meta = self.digest.meta(
             &model,
             data.as_deref(),
             rule.and_then(|rule| rule.group_key(&model)),
         );
+        if let Some(rule) = rule {
+            meta.users = rule
+                .users(&model)
+                .map_err(|reason| TemplateError::Users { reason })?;
+        }
         Ok((message, meta))
     }
 

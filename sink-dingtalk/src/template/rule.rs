@@ -47,6 +47,8 @@ pub struct CompiledRule {
     message: Vec<(String, Node)>,
     /// The name of its `group_by` template in `env`, if it has one.
     group_by: Option<String>,
+    /// The name of its `users` template in `env`, if it has one.
+    users: Option<String>,
 }
 
 /// The shape of `message`, with a template where each string was.
@@ -131,6 +133,13 @@ impl CompiledRule {
             }
             name
         });
+        let users = rule.users.as_ref().map(|source| {
+            let name = format!("{path}.users");
+            if let Err(err) = env.add_template_owned(name.clone(), source.clone()) {
+                problems.push(ConfigProblem::new(name.as_str(), explain(&err)));
+            }
+            name
+        });
         if let Some(msgtype) = msgtype
             && problems.is_empty()
             && let Err(err) = check_shape(msgtype, &rule.message)
@@ -150,6 +159,7 @@ impl CompiledRule {
                 env,
                 message,
                 group_by,
+                users,
             }),
             _ => Err(problems),
         }
@@ -176,6 +186,22 @@ impl CompiledRule {
             })
             .ok()?;
         known(&rendered)
+    }
+
+    /// The people its `users` names for an event whose model is `model`, as
+    /// written (comma-separated user ids); `None` without one or when it
+    /// renders empty; a failure to render is the event's fault.
+    pub fn users(&self, model: &minijinja::Value) -> Result<Option<String>, String> {
+        let Some(name) = self.users.as_ref() else {
+            return Ok(None);
+        };
+        let rendered = self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(model))
+            .map_err(|err| format!("template {}: users: {}", self.label(), explain(&err)))?;
+        let trimmed = rendered.trim();
+        Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
     }
 
     /// Renders the message's fields for an event whose model is `model`.

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_dingtalk::{FakeDingTalk, RobotSpec, most_in_any_minute};
@@ -71,13 +72,20 @@ pub struct Digests {
     pub burst: Seen,
     /// [`MIXED`] of five kinds over [`MIXED_OVER`].
     pub mixed: Seen,
+    /// Firing alerts, and firing alerts with their resolutions.
+    pub resolutions: Resolutions,
 }
 
 /// Runs both.
 pub async fn measure(binary: &Path, work: &Path) -> Result<Digests, String> {
     let burst = run(binary, work, BURST, 1, Duration::ZERO).await?;
     let mixed = run(binary, work, MIXED, KINDS.len(), MIXED_OVER).await?;
-    Ok(Digests { burst, mixed })
+    let resolutions = resolutions(binary, work).await?;
+    Ok(Digests {
+        burst,
+        mixed,
+        resolutions,
+    })
 }
 
 /// The host of alert `i`: four digits, unique even as a substring.
@@ -109,7 +117,12 @@ async fn run(
     // Sending and watching at once: the first alert shows while the rest
     // are still being sent.
     let sending = async {
-        let refused = send(running.target.http, alerts, kinds, over).await;
+        let refused = send(
+            running.target.http,
+            Arc::new(kind_bodies(alerts, kinds)),
+            over,
+        )
+        .await;
         (refused, Instant::now())
     };
     let ((refused, last_sent), watched) = tokio::join!(sending, watch(&fake, alerts, first, over));
@@ -178,23 +191,20 @@ async fn watch(fake: &FakeDingTalk, alerts: usize, first: Instant, over: Duratio
 
 /// Sends `alerts` of `kinds` kinds, alert `i` at `i * over / alerts` from
 /// the start, from [`IN_FLIGHT`] connections; the count not answered 200.
-async fn send(http: SocketAddr, alerts: usize, kinds: usize, over: Duration) -> usize {
+async fn send(http: SocketAddr, bodies: Arc<Vec<String>>, over: Duration) -> usize {
     let start = tokio::time::Instant::now();
+    let alerts = bodies.len();
     let workers: Vec<_> = (0..IN_FLIGHT)
         .map(|worker| {
+            let bodies = Arc::clone(&bodies);
             tokio::spawn(async move {
                 let mut connection = Connection::new(http);
                 let mut refused = 0;
                 for i in (worker..alerts).step_by(IN_FLIGHT) {
                     let offset = over.mul_f64(i as f64 / alerts as f64);
                     tokio::time::sleep_until(start + offset).await;
-                    let (name, text) = KINDS[i % kinds];
-                    let body = format!(
-                        r#"{{"specversion":"1.0","id":"digest-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[FIRING] {name} on {}: {text}"}}"#,
-                        host(i)
-                    );
                     let headers = [("content-type", "application/cloudevents+json".to_owned())];
-                    let ok = match post(&headers, Bytes::from(body)) {
+                    let ok = match post(&headers, Bytes::from(bodies[i].clone())) {
                         Ok(request) => connection
                             .send(request)
                             .await
@@ -214,6 +224,124 @@ async fn send(http: SocketAddr, alerts: usize, kinds: usize, over: Duration) -> 
         refused += worker.await.unwrap_or(0);
     }
     refused
+}
+
+/// Alerts `0..alerts` of `kinds` kinds, as plain text events.
+fn kind_bodies(alerts: usize, kinds: usize) -> Vec<String> {
+    (0..alerts)
+        .map(|i| {
+            let (name, text) = KINDS[i % kinds];
+            format!(
+                r#"{{"specversion":"1.0","id":"digest-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[FIRING] {name} on {}: {text}"}}"#,
+                host(i)
+            )
+        })
+        .collect()
+}
+
+/// A rule that makes the resolutions run's Alertmanager-like events
+/// (`status`, `host`, one alert with a fingerprint) markdown: the digest's
+/// defaults then know their status and identity.
+const ALERT_RULE: &str = "templates:\n  - name: disk\n    match: { type: \"disk\" }\n    msgtype: markdown\n    message:\n      title: \"[{{ data.status | upper }}] DiskFull on {{ data.host }}\"\n      text: \"{{ data.host }}: /var/lib is 97% full\"\n";
+
+/// Alert `i` firing or resolved, as the resolutions run sends it.
+fn status_body(i: usize, status: &str) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"disk-{status}-{i}","source":"alertmanager","type":"disk","datacontenttype":"application/json","data":{{"status":"{status}","host":"{}","alerts":[{{"status":"{status}","fingerprint":"fp{i:04}"}}]}}}}"#,
+        host(i)
+    )
+}
+
+/// What the resolutions run measured.
+#[derive(Debug, Clone)]
+pub struct Resolutions {
+    /// Posts for [`RESOLVED`] alerts firing alone.
+    pub firing_posts: usize,
+    /// Posts for the same firing and, within the storm, their resolutions.
+    pub both_posts: usize,
+    /// Alerts whose last line read in the group says resolved.
+    pub final_state_shown: usize,
+    /// POSTs refused as too fast, over both runs.
+    pub throttled: usize,
+}
+
+/// Alerts of the resolutions run.
+pub const RESOLVED: usize = 200;
+
+/// [`RESOLVED`] alerts firing over a second, alone; then on a fresh sink the
+/// same and their resolutions over the next second.
+async fn resolutions(binary: &Path, work: &Path) -> Result<Resolutions, String> {
+    let firing: Vec<String> = (0..RESOLVED).map(|i| status_body(i, "firing")).collect();
+    let resolved: Vec<String> = (0..RESOLVED).map(|i| status_body(i, "resolved")).collect();
+    let alone = posts_for(binary, work, firing.clone(), |_| true).await?;
+    let both: Vec<String> = firing.into_iter().chain(resolved).collect();
+    let with = posts_for(binary, work, both, |line| line.contains("RESOLVED")).await?;
+    Ok(Resolutions {
+        firing_posts: alone.0,
+        both_posts: with.0,
+        final_state_shown: with.1,
+        throttled: alone.2 + with.2,
+    })
+}
+
+/// Sends `bodies` over a second per [`RESOLVED`], waits until the last line
+/// naming each host passes `done` (or [`VISIBLE_WITHIN`]): the posts, the
+/// hosts whose last line passes, the throttled.
+async fn posts_for(
+    binary: &Path,
+    work: &Path,
+    bodies: Vec<String>,
+    done: impl Fn(&str) -> bool,
+) -> Result<(usize, usize, usize), String> {
+    let fake = FakeDingTalk::start(vec![RobotSpec::new("digests")])
+        .await
+        .map_err(|err| format!("cannot start the fake DingTalk: {err}"))?;
+    let url = fake.webhook_url("digests");
+    let spec = SinkSpec {
+        binary,
+        dir: work,
+        webhook_url: &url,
+        log_level: "warn",
+        paced: true,
+        extra_yaml: ALERT_RULE,
+    };
+    let running = procs::start_sink(&spec).await?;
+    let over = Duration::from_secs((bodies.len() / RESOLVED) as u64);
+    send(running.target.http, Arc::new(bodies), over).await;
+    let started = Instant::now();
+    let mut shown = 0;
+    while started.elapsed() < VISIBLE_WITHIN {
+        let texts: Vec<String> = fake
+            .accepted_for("digests")
+            .iter()
+            .map(|a| {
+                a.body["markdown"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        shown = (0..RESOLVED)
+            .filter(|i| {
+                let host = host(*i);
+                texts
+                    .iter()
+                    .rev()
+                    .find_map(|t| t.split("\n\n").find(|line| line.contains(&host)))
+                    .is_some_and(&done)
+            })
+            .count();
+        if shown == RESOLVED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(running);
+    Ok((
+        fake.accepted_for("digests").len(),
+        shown,
+        fake.throttled_for("digests"),
+    ))
 }
 
 /// The digests section of BENCHMARKS.md.
@@ -281,4 +409,24 @@ pub fn markdown(md: &mut String, row: &Digests) {
         let _ = writeln!(md, "| {name} | {burst} | {mixed} |");
     }
     let _ = writeln!(md);
+    let r = &row.resolutions;
+    let _ = writeln!(
+        md,
+        "Then {RESOLVED} alerts firing over a second, alone; and on a fresh sink the same {RESOLVED} \
+         and, over the next second, their resolutions (Alertmanager-like events through a template: \
+         their status and fingerprint are the digest's defaults).\n"
+    );
+    let _ = writeln!(md, "| measure | value |\n|:--|--:|");
+    let _ = writeln!(md, "| posts for the firing alone | {} |", r.firing_posts);
+    let _ = writeln!(
+        md,
+        "| posts for the firing and their resolutions | {} |",
+        r.both_posts
+    );
+    let _ = writeln!(
+        md,
+        "| alerts whose last line read says resolved | {} of {RESOLVED} |",
+        r.final_state_shown
+    );
+    let _ = writeln!(md, "| throttled by DingTalk | {} |\n", r.throttled);
 }

@@ -223,6 +223,34 @@ async fn one_to_one_to_45_people_is_3_calls_and_each_gets_it_once() {
 }
 
 #[tokio::test]
+async fn fan_out_reaches_a_webhook_group_and_an_app_group_but_not_with_xvusers() {
+    let h = start(APP_SECRET).await;
+    let both = event("fan-app-1", &[("xvchatgroup", "bot1,room")], "to both");
+    let reply = h.post_structured(&both).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1, "the webhook group");
+    assert_eq!(in_room(&h.fake).len(), 1, "the app group");
+
+    // xvusers takes one chat group: nothing is sent.
+    let reply = h
+        .post_structured(&event(
+            "fan-app-2",
+            &[("xvchatgroup", "room,bot1"), ("xvusers", "u01")],
+            "x",
+        ))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("xvusers takes one chat group"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(h.fake.accepted_for(TOKEN_1).len(), 1);
+    assert_eq!(in_room(&h.fake).len(), 1);
+    assert!(per_user(&h.fake).is_empty());
+}
+
+#[tokio::test]
 async fn flow_controlled_people_are_sent_to_again_and_unknown_ones_reported() {
     let h = start(APP_SECRET).await;
     h.fake.set_invalid_users(&["ghost"]);
@@ -380,4 +408,109 @@ async fn past_an_app_groups_budget_events_are_queued_and_sent_as_digests() {
         got.iter().any(|m| m.msg_key == "sampleMarkdown"),
         "a digest is markdown: {got:?}"
     );
+}
+
+#[tokio::test]
+async fn a_template_rule_picks_the_people_of_a_one_to_one_message() {
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        format!(
+            "{}templates:\n  - name: page\n    match: {{ type: \"page\" }}\n    msgtype: text\n    message:\n      content: \"{{{{ data.summary }}}}\"\n    users: \"{{{{ data.oncall | join(',') }}}}\"\n",
+            config(fake, APP_SECRET)
+        )
+    })
+    .await;
+    let page = |id: &str, oncall: serde_json::Value, summary: &str| {
+        let mut event: serde_json::Value = serde_json::from_str(&structured(
+            id,
+            &[("xvchatgroup", "room")],
+            "application/json",
+            json!({"summary": summary, "oncall": oncall}),
+        ))
+        .expect("JSON");
+        event["type"] = json!("page");
+        event.to_string()
+    };
+    let reply = h
+        .post_structured(&page("p1", json!(["alice", "bob"]), "db-1 is down"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = per_user(&h.fake);
+    assert_eq!(got.get("alice"), Some(&1), "{got:?}");
+    assert_eq!(got.get("bob"), Some(&1), "{got:?}");
+    assert!(in_room(&h.fake).is_empty(), "to the people, not the group");
+
+    // Nobody on call: the rule's users is empty, the group gets it.
+    let reply = h
+        .post_structured(&page("p2", json!([]), "db-2 is down"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(in_room(&h.fake).len(), 1);
+    assert_eq!(
+        in_room(&h.fake)[0].msg_param["content"],
+        json!("db-2 is down")
+    );
+
+    // xvusers wins over the rule.
+    let mut event: serde_json::Value =
+        serde_json::from_str(&page("p3", json!(["alice"]), "db-3 is down")).expect("JSON");
+    event["xvusers"] = json!("carol");
+    let reply = h.post_structured(&event.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = per_user(&h.fake);
+    assert_eq!(got.get("carol"), Some(&1), "{got:?}");
+    assert_eq!(got.get("alice"), Some(&1), "alice got p1 only: {got:?}");
+}
+
+#[tokio::test]
+async fn an_apps_own_rate_bounds_all_its_groups_together() {
+    const ROOM_2: &str = "cid-room-2==";
+    let h = Harness::with(two_robots(), |fake| {
+        fake.add_app(AppSpec::new(APP_KEY, APP_SECRET));
+        format!(
+            r#"
+bot:
+  default: room
+  apps:
+    - name: oncall
+      app_key: {APP_KEY}
+      app_secret: {APP_SECRET}
+      robot_code: {APP_KEY}
+      api_base: "{}"
+      app_per_minute: 3
+  webhooks:
+    - chat_group: room
+      app: oncall
+      open_conversation_id: "{ROOM}"
+    - chat_group: room2
+      app: oncall
+      open_conversation_id: "{ROOM_2}"
+digest:
+  burst: 0
+  reserved: 1
+"#,
+            fake.api_base(),
+        )
+    })
+    .await;
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let group = if i % 2 == 0 { "room" } else { "room2" };
+        let reply = h
+            .post_structured(&event(
+                &format!("r{i}"),
+                &[("xvchatgroup", group)],
+                &format!("m{i}"),
+            ))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        answers.push(reply.body);
+    }
+    // Each group may post 20 a minute, the app 3 over both: the rest wait
+    // in the outboxes (answered `queued`).
+    let sent = h.fake.app_messages().len();
+    assert!(sent <= 3, "{sent} sent at once");
+    assert!(answers.iter().any(|a| a.contains("queued")), "{answers:?}");
+    let status = h.sink.get("/status").await;
+    assert!(status.body.contains("room2"), "{}", status.body);
 }

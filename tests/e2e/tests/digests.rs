@@ -225,3 +225,128 @@ async fn a_firing_and_its_resolved_in_one_digest_are_one_line() {
         "the firing is not shown apart: {text}"
     );
 }
+
+/// A rule that makes Alertmanager-like events (`status`, `host`, one alert
+/// with a fingerprint) readable markdown: the digest's defaults then know
+/// their status and identity.
+const ALERT_RULE: &str = r#"
+templates:
+  - name: disk
+    match: { type: "disk" }
+    msgtype: markdown
+    message:
+      title: "[{{ data.status | upper }}] DiskFull on {{ data.host }}"
+      text: "{{ data.host }}: /var/lib is 97% full"
+"#;
+
+/// Alert `i`, firing or resolved, on host `db-<i>`, for chat group bot1.
+fn disk_alert(i: usize, status: &str) -> String {
+    let mut event: Value = serde_json::from_str(&structured(
+        &format!("disk-{status}-{i}"),
+        &[("xvchatgroup", "bot1")],
+        "application/json",
+        json!({
+            "status": status,
+            "host": host(i),
+            "alerts": [{"status": status, "fingerprint": format!("fp{i:04}")}],
+        }),
+    ))
+    .expect("JSON");
+    event["type"] = json!("disk");
+    event.to_string()
+}
+
+/// Sends `events` evenly over `over`, one request each; all must be 200.
+async fn send_over(h: &Harness, events: &[String], over: Duration) {
+    let start = Instant::now();
+    for (i, event) in events.iter().enumerate() {
+        tokio::time::sleep_until(start + over.mul_f64(i as f64 / events.len() as f64)).await;
+        let answer = h.post_structured(event).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+}
+
+/// The last post's line that names each host of `0..n`, if any.
+fn last_lines(accepted: &[Accepted], n: usize) -> Vec<Option<String>> {
+    let texts: Vec<String> = accepted
+        .iter()
+        .map(|a| {
+            let body = &a.body;
+            body["markdown"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+                + "\n"
+                + body["markdown"]["text"].as_str().unwrap_or_default()
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let host = host(i);
+            texts.iter().rev().find_map(|text| {
+                text.split("\n\n")
+                    .find(|line| line.contains(&host))
+                    .map(str::to_owned)
+            })
+        })
+        .collect()
+}
+
+/// Waits until `done` holds for what bot1 was sent, at most `timeout`.
+async fn wait_for(h: &Harness, timeout: Duration, done: impl Fn(&[Accepted]) -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < timeout && !done(&h.fake.accepted_for(TOKEN_1)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_firing_and_their_resolutions_cost_no_more_posts_than_the_firing() {
+    const ALERTS: usize = 200;
+    let over = Duration::from_secs(1);
+    let config = |fake: &fake_dingtalk::FakeDingTalk| format!("{}{ALERT_RULE}", two_groups(fake));
+    let firing: Vec<String> = (0..ALERTS).map(|i| disk_alert(i, "firing")).collect();
+    let resolved: Vec<String> = (0..ALERTS).map(|i| disk_alert(i, "resolved")).collect();
+
+    // The firing alone.
+    let alone = Harness::with(two_robots(), config).await;
+    send_over(&alone, &firing, over).await;
+    wait_for(&alone, Duration::from_secs(20), |a| {
+        last_lines(a, ALERTS).iter().all(Option::is_some)
+    })
+    .await;
+    let firing_posts = alone.fake.accepted_for(TOKEN_1).len();
+    assert!(
+        last_lines(&alone.fake.accepted_for(TOKEN_1), ALERTS)
+            .iter()
+            .all(Option::is_some),
+        "every firing alert shown"
+    );
+
+    // The firing, then within the storm their resolutions.
+    let both = Harness::with(two_robots(), config).await;
+    send_over(&both, &firing, over).await;
+    send_over(&both, &resolved, over).await;
+    let final_state_shown = |a: &[Accepted]| {
+        last_lines(a, ALERTS)
+            .iter()
+            .all(|line| line.as_deref().is_some_and(|l| l.contains("RESOLVED")))
+    };
+    wait_for(&both, Duration::from_secs(30), final_state_shown).await;
+    let accepted = both.fake.accepted_for(TOKEN_1);
+    let missing: Vec<_> = last_lines(&accepted, ALERTS)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, line)| !line.as_deref().is_some_and(|l| l.contains("RESOLVED")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "every alert's final state (resolved) is what the group last read of it: {missing:?}"
+    );
+    assert!(
+        accepted.len() <= firing_posts,
+        "{} posts for the firing and their resolutions, {firing_posts} for the firing alone",
+        accepted.len()
+    );
+    assert_eq!(both.fake.throttled_for(TOKEN_1), 0);
+}

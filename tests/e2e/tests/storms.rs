@@ -110,6 +110,14 @@ async fn an_alert_storm_is_seen_in_digests_within_seconds() {
     );
 }
 
+/// `i` in letters, no digit: `12` is `bc`.
+fn letters(i: usize) -> String {
+    i.to_string()
+        .bytes()
+        .map(|digit| char::from(b'a' + (digit - b'0')))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_digest_stays_under_the_body_limit_and_the_rest_waits_for_the_next() {
     let h = Harness::with(two_robots(), |fake| {
@@ -123,7 +131,9 @@ async fn a_digest_stays_under_the_body_limit_and_the_rest_waits_for_the_next() {
             &format!("long-{i}"),
             &[("xvchatgroup", "bot1"), ("xvmsgtype", "markdown")],
             "application/json",
-            json!({"title": format!("{} host down", marker(i)), "text": long}),
+            // A word of its own in each title: no two are grouped, so each
+            // brings its long text into the digest.
+            json!({"title": format!("{} host {} down", marker(i), letters(i)), "text": long}),
         );
         assert_eq!(h.post_structured(&body).await.status, 200);
     }
