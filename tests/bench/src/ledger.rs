@@ -36,7 +36,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(600);
 const LEVELS: [usize; 2] = [16, 128];
 
 /// One cell of the row.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LedgerCell {
     /// Records in the ledger when the sink started.
     pub records: u64,
@@ -48,7 +48,7 @@ pub struct LedgerCell {
 }
 
 /// The row.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ledger {
     pub cells: Vec<LedgerCell>,
     /// `connector.redb` right after the fill, in bytes.

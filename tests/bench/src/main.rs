@@ -314,7 +314,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
     let rows = if args.throughput_only {
         Rows::default()
     } else {
-        rows(&ctx).await?
+        rows(&ctx, args).await?
     };
 
     let attacked = if args.skip_attacks || args.throughput_only {
@@ -340,6 +340,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         templates: rows.templates,
         storm: rows.storm,
         digests: rows.digests,
+        ledger: rows.ledger,
         pool: rows.pool,
         replicas: rows.replicas,
         attacks: attacked,
@@ -354,11 +355,12 @@ struct Rows {
     templates: Option<templates::Cost>,
     storm: Option<storm::Storm>,
     digests: Option<digests::Digests>,
+    ledger: Option<ledger::Ledger>,
     pool: Option<pool::Pool>,
     replicas: Option<replicas::Replicas>,
 }
 
-async fn rows(ctx: &Context) -> Result<Rows, String> {
+async fn rows(ctx: &Context, args: &Args) -> Result<Rows, String> {
     println!("bench: template rendering cost, in process");
     let templates = templates::measure()?;
 
@@ -382,12 +384,21 @@ async fn rows(ctx: &Context) -> Result<Rows, String> {
     );
     let pool = pool(ctx).await?;
 
+    println!("bench: ledger: empty, then filled with 1,000,000 records (a few minutes)");
+    let ledger = within(
+        ledger::TIMEOUT,
+        "the ledger row",
+        ledger::measure(ctx, args),
+    )
+    .await?;
+
     println!("bench: replicas: three sinks and one redis-server");
     let replicas = replicas(ctx).await?;
     Ok(Rows {
         templates: Some(templates),
         storm: Some(storm),
         digests: Some(digests),
+        ledger: Some(ledger),
         pool: Some(pool),
         replicas: Some(replicas),
     })

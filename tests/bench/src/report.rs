@@ -72,6 +72,9 @@ pub fn markdown(run: &Run, kept: Option<&str>) -> String {
     if let Some(digests) = &run.digests {
         crate::digests::markdown(&mut md, digests);
     }
+    if let Some(ledger) = &run.ledger {
+        crate::ledger::markdown(&mut md, ledger);
+    }
     if let Some(pool) = &run.pool {
         crate::pool::markdown(&mut md, pool, run.storm.as_ref());
     }

@@ -113,6 +113,8 @@ pub struct Run {
     pub storm: Option<crate::storm::Storm>,
     /// The digests row, when measured.
     pub digests: Option<crate::digests::Digests>,
+    /// The ledger row, when measured.
+    pub ledger: Option<crate::ledger::Ledger>,
     /// The pool row, when measured.
     pub pool: Option<crate::pool::Pool>,
     /// The replicas row, when measured.
