@@ -14,6 +14,9 @@ use fake_dingtalk::{Accepted, most_in_any_minute};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+/// The longest the tests wait for what an outbox sends: a ceiling.
+const FLUSHED: Duration = Duration::from_secs(30);
+
 /// The five kinds of the mixed storm: a name and the text they share.
 const KINDS: [(&str, &str); 5] = [
     ("DiskFull", "/var/lib is 97% full"),
@@ -48,38 +51,40 @@ fn hosts_missing(accepted: &[Accepted], n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Waits until every host of `0..n` shows, at most `timeout`; when the wait ended.
-async fn wait_hosts(h: &Harness, n: usize, timeout: Duration) -> Instant {
+/// Waits until every host of `0..n` shows, at most `timeout` (a ceiling,
+/// never a measurement: `bench digests` measures how soon).
+async fn wait_hosts(h: &Harness, n: usize, timeout: Duration) {
     let started = Instant::now();
     while started.elapsed() < timeout && !hosts_missing(&h.fake.accepted_for(TOKEN_1), n).is_empty()
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Instant::now()
 }
 
 #[tokio::test]
 async fn a_burst_of_thirty_of_one_kind_is_a_few_posts_and_one_section() {
     let h = Harness::start().await;
-    let first = Instant::now();
+    let mut answers = Vec::new();
     for i in 0..30 {
-        assert_eq!(h.post_structured(&kind_alert(i, 0)).await.status, 200);
+        let answer = h.post_structured(&kind_alert(i, 0)).await;
+        assert_eq!(answer.status, 200);
+        answers.push(answer.body);
     }
-    // The first goes at once: a quiet robot's event is not held.
-    let mut first_seen = None;
-    while first.elapsed() < Duration::from_secs(1) {
-        if h.fake
-            .accepted_for(TOKEN_1)
-            .iter()
-            .any(|a| a.body.to_string().contains(&host(0)))
-        {
-            first_seen = Some(first.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(first_seen.is_some(), "the first alert within 1 s");
-    wait_hosts(&h, 30, Duration::from_secs(10)).await;
+    // The first goes at once, inside its request: a quiet robot's event is
+    // not held (how soon each shows is the bench's to measure).
+    assert!(answers[0].contains("delivered"), "{answers:?}");
+    assert!(
+        h.fake.accepted_for(TOKEN_1)[0]
+            .body
+            .to_string()
+            .contains(&host(0)),
+        "the first post is the first alert"
+    );
+    assert!(
+        answers[29].contains("queued"),
+        "the burst's end waits: {answers:?}"
+    );
+    wait_hosts(&h, 30, FLUSHED).await;
     let accepted = h.fake.accepted_for(TOKEN_1);
     assert_eq!(
         hosts_missing(&accepted, 30),
@@ -139,18 +144,16 @@ async fn a_thousand_alerts_of_five_kinds_over_ten_seconds_are_a_handful_of_posts
         }
     }))
     .await;
-    let last_sent = Instant::now();
     let refused: Vec<_> = answers.into_iter().flatten().collect();
     assert!(refused.is_empty(), "every alert accepted: {refused:?}");
 
-    let seen_all = wait_hosts(&h, ALERTS, Duration::from_secs(15)).await;
+    wait_hosts(&h, ALERTS, FLUSHED).await;
     let accepted = h.fake.accepted_for(TOKEN_1);
     assert_eq!(
         hosts_missing(&accepted, ALERTS),
         Vec::<String>::new(),
-        "every host within 15 s of the last alert"
+        "every host shown"
     );
-    assert!(seen_all.duration_since(last_sent) <= Duration::from_secs(15));
     let posts = most_in_any_minute(&h.fake.posted_at(TOKEN_1));
     assert!(posts <= 6, "{posts} posts in the first minute");
     assert_eq!(h.fake.throttled_for(TOKEN_1), 0);
