@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use connector_sdk::testing::grpc_client::send_request;
-use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+use connector_sdk::testing::proto::{BatchEvent, CloudEvent};
 use connector_sdk::testing::{Reply, STRUCTURED_CONTENT_TYPE, TestServer, event, process};
 use prost::Message;
 use support::Recorder;
@@ -81,19 +81,6 @@ async fn sink_with(runtime_keys: &str) -> TestServer<Recorder> {
 async fn post_structured(sink: &TestServer<Recorder>, body: &str) -> Reply {
     sink.post_raw(STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
         .await
-}
-
-/// Sends a gRPC `Send` as a Vanus trigger does.
-async fn grpc_send(
-    sink: &TestServer<Recorder>,
-    events: Vec<CloudEvent>,
-) -> Result<(), tonic::Status> {
-    let batch = BatchEvent {
-        eventbus_name: String::new(),
-        eventbus_id: 7,
-        events: Some(CloudEventBatch { events }),
-    };
-    sink.send_grpc_raw(batch).await
 }
 
 /// Whether nothing reached the sink.
@@ -457,7 +444,7 @@ async fn what_would_decode_into_too_much_memory_is_refused_before_decoding() {
         ),
         ..CloudEvent::default()
     };
-    let status = grpc_send(&h, vec![proto]).await.expect_err("refused");
+    let status = h.send_grpc_events(vec![proto]).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("once decoded"), "{status:?}");
     assert!(nothing_arrived(&h));
@@ -706,7 +693,7 @@ async fn one_rule_for_both_doors() {
         let reply = post_structured(&h, json).await;
         assert_eq!(reply.status, 400, "{attribute} over HTTP: {reply:?}");
         assert!(reply.body.contains(attribute), "{reply:?}");
-        let status = grpc_send(&h, vec![proto]).await.expect_err("refused");
+        let status = h.send_grpc_events(vec![proto]).await.expect_err("refused");
         assert_eq!(
             status.code(),
             tonic::Code::InvalidArgument,

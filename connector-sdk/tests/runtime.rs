@@ -146,21 +146,6 @@ async fn a_store_failure_is_retry_later_without_its_detail() {
     assert!(server.sink().ids().is_empty());
 }
 
-/// GETs `path` until it answers `status`, a bounded number of times; the
-/// last reply.
-async fn until_status(server: &TestServer<Recorder>, path: &str, status: u16) -> (bool, String) {
-    let mut last = String::new();
-    for _ in 0..300 {
-        let reply = server.get(path).await;
-        if reply.status == status {
-            return (true, reply.body);
-        }
-        last = format!("{reply:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (false, last)
-}
-
 #[tokio::test]
 async fn a_full_disk_is_answered_retry_later_then_the_store_heals_by_itself() {
     let server = TestServer::<Recorder>::from_yaml("store:\n  unhealthy_after_secs: 1\n").await;
@@ -169,7 +154,7 @@ async fn a_full_disk_is_answered_retry_later_then_the_store_heals_by_itself() {
 
     // The volume fills: the store fails its writes.
     server.fail_store_writes(true);
-    let (down, reply) = until_status(&server, "/readyz", 503).await;
+    let (down, reply) = server.wait_for_status("/readyz", 503).await;
     assert!(down, "/readyz never went 503: {reply}");
     assert!(reply.contains("the store is down"), "{reply}");
     // Events are answered "retry later" and never reach the sink, which
@@ -182,13 +167,13 @@ async fn a_full_disk_is_answered_retry_later_then_the_store_heals_by_itself() {
     assert_eq!(server.sink().ids(), ["before"], "nothing handed on");
     // Down past store.unhealthy_after_secs: /healthz fails, so the
     // orchestrator restarts the pod.
-    let (dead, reply) = until_status(&server, "/healthz", 503).await;
+    let (dead, reply) = server.wait_for_status("/healthz", 503).await;
     assert!(dead, "/healthz never went 503: {reply}");
     assert!(reply.contains("store.unhealthy_after_secs: 1"), "{reply}");
 
     // Space is freed: the store reopens by itself and takes events again.
     server.fail_store_writes(false);
-    let (ready, reply) = until_status(&server, "/readyz", 200).await;
+    let (ready, reply) = server.wait_for_status("/readyz", 200).await;
     assert!(ready, "/readyz never came back: {reply}");
     assert_eq!(server.get("/healthz").await.status, 200);
     assert_eq!(server.send_structured(&during).await.status, 200);

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -87,16 +86,6 @@ fn config_on(url_file: &Path) -> String {
     )
 }
 
-fn spawn(name: &str, config: &Path, port: u16) -> Child {
-    sink_binary(name)
-        .env("CONNECTOR_CONFIG", config)
-        .env("CONNECTOR_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts")
-}
-
 /// Events sent from another thread until stopped (at most 100): how many,
 /// each answered 200.
 struct Flow {
@@ -148,7 +137,7 @@ async fn reload_by_post_and_by_a_file_swap_while_events_flow_moves_to_the_new_ro
     let third_url = write_config("reload-third.url", &fake.webhook_url("third"));
     let new_url = fake.webhook_url("new");
     let port = free_port();
-    let mut child = spawn("reload-post", &config, port);
+    let mut child = spawn_quiet("reload-post", &config, port);
     let result = tokio::task::spawn_blocking(move || {
         wait_ready(port);
         let started_on = config_hash(port);
@@ -225,7 +214,7 @@ async fn a_bad_config_on_reload_keeps_the_old_one_and_a_runtime_key_needs_a_rest
     let good = config_on(&url_file);
     let config = write_config("reload-bad.yml", &good);
     let port = free_port();
-    let mut child = spawn("reload-bad", &config, port);
+    let mut child = spawn_quiet("reload-bad", &config, port);
     let result = tokio::task::spawn_blocking(move || {
         wait_ready(port);
         let running = config_hash(port);
@@ -279,7 +268,7 @@ async fn sighup_reloads_the_running_binary() {
     let config = write_config("reload-hup.yml", &config_on(&url_file));
     let after_url = fake.webhook_url("after");
     let port = free_port();
-    let mut child = spawn("reload-hup", &config, port);
+    let mut child = spawn_quiet("reload-hup", &config, port);
     let pid = child.id();
     let answers = tokio::task::spawn_blocking(move || {
         wait_ready(port);
@@ -327,7 +316,7 @@ async fn a_rotated_signing_secret_applies_to_the_same_robot_on_reload() {
         ),
     );
     let port = free_port();
-    let mut child = spawn("reload-secret", &config, port);
+    let mut child = spawn_quiet("reload-secret", &config, port);
     let answers = tokio::task::spawn_blocking(move || {
         wait_ready(port);
         let refused = send(port, 0);

@@ -266,6 +266,40 @@ impl<S: Sink> TestServer<S> {
         }
     }
 
+    /// Sends protobuf `events` in one `CloudEvents/Send` as a Vanus trigger
+    /// does (its eventbus id set), and returns tonic's answer.
+    ///
+    /// # Panics
+    ///
+    /// When gRPC is off, or the sink does not answer.
+    pub async fn send_grpc_events(
+        &self,
+        events: Vec<crate::proto::CloudEvent>,
+    ) -> Result<(), tonic::Status> {
+        let batch = BatchEvent {
+            eventbus_name: String::new(),
+            eventbus_id: 7,
+            events: Some(CloudEventBatch { events }),
+        };
+        self.send_grpc_raw(batch).await
+    }
+
+    /// GETs `path` until it answers `status`, a bounded number of times
+    /// (300, 50 ms apart): whether it did, and the last answer's body (or
+    /// the whole last reply when it never did).
+    pub async fn wait_for_status(&self, path: &str, status: u16) -> (bool, String) {
+        let mut last = String::new();
+        for _ in 0..300 {
+            let reply = self.get(path).await;
+            if reply.status == status {
+                return (true, reply.body);
+            }
+            last = format!("{reply:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (false, last)
+    }
+
     /// Sends a `BatchEvent` exactly as given (to test what senders put on
     /// the wire, malformed events included) and returns tonic's answer.
     ///

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::robot::SendError;
-use crate::robot::client::{MAX_ANSWER_BYTES, read_answer, transport_error};
+use crate::robot::client::{MAX_ANSWER_BYTES, read_answer, retry_after, transport_error};
 use crate::robot::mask::quote;
 use crate::secret::Secret;
 
@@ -89,12 +89,7 @@ impl Api {
             .await
             .map_err(|err| CallError::Send(transport_error(err, timeout)))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let (bytes, whole) = read_answer(response, timeout)
             .await
             .map_err(CallError::Send)?;

@@ -74,13 +74,9 @@ pub async fn post(
         .map_err(|err| transport_error(err, timeout))?;
     let status = response.status();
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        return Err(SendError::HttpThrottled { retry_after });
+        return Err(SendError::HttpThrottled {
+            retry_after: retry_after(response.headers()),
+        });
     }
     if !status.is_success() {
         return Err(SendError::HttpStatus(status.as_u16()));
@@ -165,6 +161,15 @@ fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION")))
+}
+
+/// An answer's `Retry-After` in seconds, if it gives one.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -230,21 +230,6 @@ async fn requests_past_max_in_flight_get_503_at_once() {
     );
 }
 
-/// GETs `path` on the sink until it answers `status`, a bounded number of
-/// times; whether it did, and the last answer.
-async fn until_status(h: &Harness, path: &str, status: u16) -> (bool, String) {
-    let mut last = String::new();
-    for _ in 0..300 {
-        let reply = h.sink.get(path).await;
-        if reply.status == status {
-            return (true, reply.body);
-        }
-        last = format!("{reply:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (false, last)
-}
-
 #[tokio::test]
 async fn a_full_store_volume_posts_nothing_answers_503_and_heals_without_a_restart() {
     // The case: an unpaced robot, whose events need no send log,
@@ -260,7 +245,7 @@ async fn a_full_store_volume_posts_nothing_answers_503_and_heals_without_a_resta
     assert_eq!(h.received(TOKEN_2).len(), 1);
 
     h.sink.fail_store_writes(true);
-    let (down, reply) = until_status(&h, "/readyz", 503).await;
+    let (down, reply) = h.sink.wait_for_status("/readyz", 503).await;
     assert!(down, "/readyz never went 503: {reply}");
     let during = text("during");
     for _ in 0..3 {
@@ -272,12 +257,12 @@ async fn a_full_store_volume_posts_nothing_answers_503_and_heals_without_a_resta
         1,
         "nothing posted without a record"
     );
-    let (dead, reply) = until_status(&h, "/healthz", 503).await;
+    let (dead, reply) = h.sink.wait_for_status("/healthz", 503).await;
     assert!(dead, "/healthz never went 503: {reply}");
     assert!(reply.contains("the store has been down"), "{reply}");
 
     h.sink.fail_store_writes(false);
-    let (ready, reply) = until_status(&h, "/readyz", 200).await;
+    let (ready, reply) = h.sink.wait_for_status("/readyz", 200).await;
     assert!(ready, "/readyz never came back: {reply}");
     assert_eq!(h.sink.get("/healthz").await.status, 200);
     assert_eq!(h.post_structured(&during).await.status, 200);

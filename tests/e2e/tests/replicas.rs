@@ -48,14 +48,14 @@ async fn a_batch_half_delivered_by_one_replica_and_redelivered_to_another_posts_
     // Replica one delivers six, then DingTalk fails past its deadline.
     r.fake.fail_next(TOKEN_1, Failure::Delay(Duration::ZERO), 6);
     r.fake.fail_next(TOKEN_1, Failure::Http(500), 5);
-    let first = grpc_send(&r.one, batch.clone()).await;
+    let first = r.one.send_grpc_events(batch.clone()).await;
     assert!(first.is_err(), "the first attempt fails part-way");
     assert_eq!(r.fake.accepted_for(TOKEN_1).len(), 6);
 
     // The trigger redelivers the whole batch, this time to replica two.
     let mut delivered = false;
     for _ in 0..5 {
-        let answer = grpc_send(&r.two, batch.clone()).await;
+        let answer = r.two.send_grpc_events(batch.clone()).await;
         if answer.is_ok() {
             delivered = true;
             break;

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use connector_sdk::testing::Reply;
 use connector_sdk::testing::ShiftedClock;
 use connector_sdk::testing::TestServer;
-use connector_sdk::testing::proto::{BatchEvent, CloudEvent, CloudEventBatch};
+use connector_sdk::testing::proto::CloudEvent;
 use connector_sdk::testing::{BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 // The shared event builders; each test binary uses a different part.
 #[allow(unused_imports)]
@@ -38,19 +38,6 @@ pub struct Harness {
 pub async fn post_structured(sink: &TestServer<DingTalkSink>, body: &str) -> Reply {
     sink.post_raw(STRUCTURED_CONTENT_TYPE, body.to_owned(), &[])
         .await
-}
-
-/// Sends a gRPC `Send` to `sink` as a Vanus trigger does.
-pub async fn grpc_send(
-    sink: &TestServer<DingTalkSink>,
-    events: Vec<CloudEvent>,
-) -> Result<(), tonic::Status> {
-    let batch = BatchEvent {
-        eventbus_name: String::new(),
-        eventbus_id: 7,
-        events: Some(CloudEventBatch { events }),
-    };
-    sink.send_grpc_raw(batch).await
 }
 
 /// How the alerts of these tests look: for chat group `bot1`, "disk full on
@@ -132,7 +119,7 @@ impl Harness {
 
     /// Sends a gRPC `Send` as a Vanus trigger does.
     pub async fn grpc_send(&self, events: Vec<CloudEvent>) -> Result<(), tonic::Status> {
-        grpc_send(&self.sink, events).await
+        self.sink.send_grpc_events(events).await
     }
 
     /// A fake and a sink whose rate-limit clocks are `clock`: moving it on
