@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fake_dingtalk::events::{KINDS, kind_text, storm_host as host};
 use fake_dingtalk::{FakeDingTalk, RobotSpec, most_in_any_minute};
 use hyper::body::Bytes;
 
@@ -34,15 +35,6 @@ const IN_FLIGHT: usize = 16;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(60);
 /// The longest the whole row may take.
 pub const TIMEOUT: Duration = Duration::from_secs(2 * VISIBLE_WITHIN.as_secs() + 30);
-
-/// The five kinds of the mixed storm: a name and the text they share.
-const KINDS: [(&str, &str); 5] = [
-    ("DiskFull", "/var/lib is 97% full"),
-    ("HighLoad", "load average is 12.5"),
-    ("PodCrashLooping", "restarted 5 times in 10 minutes"),
-    ("CertExpiring", "certificate expires in 3 days"),
-    ("ProbeFailed", "HTTP probe answered 503"),
-];
 
 /// What one run of alerts measured.
 #[derive(Debug, Clone)]
@@ -88,18 +80,13 @@ pub async fn measure(binary: &Path, work: &Path) -> Result<Digests, String> {
     })
 }
 
-/// The host of alert `i`: four digits, unique even as a substring.
-fn host(i: usize) -> String {
-    format!("db-{i:04}")
-}
-
-async fn run(
+/// A fake DingTalk with DingTalk's limits, and the release sink on its
+/// robot, keeping its budget, with `extra_yaml`.
+async fn start(
     binary: &Path,
     work: &Path,
-    alerts: usize,
-    kinds: usize,
-    over: Duration,
-) -> Result<Seen, String> {
+    extra_yaml: &str,
+) -> Result<(FakeDingTalk, procs::Running), String> {
     let fake = FakeDingTalk::start(vec![RobotSpec::new("digests")])
         .await
         .map_err(|err| format!("cannot start the fake DingTalk: {err}"))?;
@@ -110,9 +97,20 @@ async fn run(
         webhook_url: &url,
         log_level: "warn",
         paced: true,
-        extra_yaml: "",
+        extra_yaml,
     };
     let running = procs::start_sink(&spec).await?;
+    Ok((fake, running))
+}
+
+async fn run(
+    binary: &Path,
+    work: &Path,
+    alerts: usize,
+    kinds: usize,
+    over: Duration,
+) -> Result<Seen, String> {
+    let (fake, running) = start(binary, work, "").await?;
     let first = Instant::now();
     // Sending and watching at once: the first alert shows while the rest
     // are still being sent.
@@ -230,10 +228,9 @@ async fn send(http: SocketAddr, bodies: Arc<Vec<String>>, over: Duration) -> usi
 fn kind_bodies(alerts: usize, kinds: usize) -> Vec<String> {
     (0..alerts)
         .map(|i| {
-            let (name, text) = KINDS[i % kinds];
             format!(
-                r#"{{"specversion":"1.0","id":"digest-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"[FIRING] {name} on {}: {text}"}}"#,
-                host(i)
+                r#"{{"specversion":"1.0","id":"digest-{i}","source":"alertmanager","type":"alert","datacontenttype":"text/plain","data":"{}"}}"#,
+                kind_text(i, i % kinds)
             )
         })
         .collect()
@@ -293,19 +290,7 @@ async fn posts_for(
     bodies: Vec<String>,
     done: impl Fn(&str) -> bool,
 ) -> Result<(usize, usize, usize), String> {
-    let fake = FakeDingTalk::start(vec![RobotSpec::new("digests")])
-        .await
-        .map_err(|err| format!("cannot start the fake DingTalk: {err}"))?;
-    let url = fake.webhook_url("digests");
-    let spec = SinkSpec {
-        binary,
-        dir: work,
-        webhook_url: &url,
-        log_level: "warn",
-        paced: true,
-        extra_yaml: ALERT_RULE,
-    };
-    let running = procs::start_sink(&spec).await?;
+    let (fake, running) = start(binary, work, ALERT_RULE).await?;
     let over = Duration::from_secs((bodies.len() / RESOLVED) as u64);
     send(running.target.http, Arc::new(bodies), over).await;
     let started = Instant::now();

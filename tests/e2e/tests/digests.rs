@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
+use fake_dingtalk::events::{KINDS, kind_text, storm_host as host};
 use fake_dingtalk::{Accepted, most_in_any_minute};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -17,29 +18,15 @@ use tokio::time::Instant;
 /// The longest the tests wait for what an outbox sends: a ceiling.
 const FLUSHED: Duration = Duration::from_secs(30);
 
-/// The five kinds of the mixed storm: a name and the text they share.
-const KINDS: [(&str, &str); 5] = [
-    ("DiskFull", "/var/lib is 97% full"),
-    ("HighLoad", "load average is 12.5"),
-    ("PodCrashLooping", "restarted 5 times in 10 minutes"),
-    ("CertExpiring", "certificate expires in 3 days"),
-    ("ProbeFailed", "HTTP probe answered 503"),
-];
-
 /// Alert `i` of kind `kind` on host `db-<i>` (four digits: unique even as
 /// a substring), structured mode, for chat group bot1.
 fn kind_alert(i: usize, kind: usize) -> String {
-    let (name, text) = KINDS[kind];
     structured(
         &format!("kind-alert-{i}"),
         &[("xvchatgroup", "bot1")],
         "text/plain",
-        json!(format!("[FIRING] {name} on {}: {text}", host(i))),
+        json!(kind_text(i, kind)),
     )
-}
-
-fn host(i: usize) -> String {
-    format!("db-{i:04}")
 }
 
 /// The hosts of `0..n` not found in any accepted post.

@@ -188,6 +188,28 @@ impl Alerts {
     }
 }
 
+/// The five kinds of a mixed storm (the digest tests' and the bench's): a
+/// name and the text alerts of that kind share.
+pub const KINDS: [(&str, &str); 5] = [
+    ("DiskFull", "/var/lib is 97% full"),
+    ("HighLoad", "load average is 12.5"),
+    ("PodCrashLooping", "restarted 5 times in 10 minutes"),
+    ("CertExpiring", "certificate expires in 3 days"),
+    ("ProbeFailed", "HTTP probe answered 503"),
+];
+
+/// The host of alert `i` of a mixed storm: `db-0042`, four digits, so
+/// unique even as a substring.
+pub fn storm_host(i: usize) -> String {
+    format!("db-{i:04}")
+}
+
+/// The text of alert `i` of kind `kind` (an index into [`KINDS`]).
+pub fn kind_text(i: usize, kind: usize) -> String {
+    let (name, text) = KINDS[kind];
+    format!("[FIRING] {name} on {}: {text}", storm_host(i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
