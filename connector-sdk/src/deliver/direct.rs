@@ -83,10 +83,8 @@ impl<D: Destination> Pool<D> {
                 }
             }
             // Past a burst, the rest of a storm waits for the digest.
-            let identity = format!(
-                "{}\n{}\n{}",
-                work.parcel.source, work.parcel.event_id, work.parcel.target
-            );
+            let parcel = &work.parcel;
+            let identity = [&*parcel.source, &*parcel.event_id, &*parcel.target];
             let past_burst = self.storm.arrive(&identity) && self.outbox.is_some();
             let receipt = match &held_back {
                 Some(earlier) => Receipt::new(not_sent_after(earlier)),

@@ -47,10 +47,11 @@ impl Storm {
         self.burst > 0
     }
 
-    /// Records the arrival of the event `identity` (its id and target)
+    /// Records the arrival of the event `identity` (its source, id and
+    /// target)
     /// now; true when it is past the burst: more than `burst` distinct
     /// events arrived within the linger, this one included.
-    pub(crate) fn arrive(&self, identity: &str) -> bool {
+    pub(crate) fn arrive(&self, identity: &[&str]) -> bool {
         let now = Instant::now();
         let hash = {
             let mut hasher = DefaultHasher::new();
@@ -140,24 +141,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn past_the_burst_within_the_linger_the_rest_queue() {
         let storm = Storm::new(3, Duration::from_secs(1));
-        let arrivals: Vec<bool> = (0..5).map(|i| storm.arrive(&format!("e{i}"))).collect();
+        let arrivals: Vec<bool> = (0..5).map(|i| storm.arrive(&[&format!("e{i}")])).collect();
         assert_eq!(arrivals, [false, false, false, true, true]);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         // A quiet second later: one on its own again.
-        assert!(!storm.arrive("e5"));
+        assert!(!storm.arrive(&["e5"]));
         let off = Storm::new(0, Duration::from_secs(1));
-        assert!((0..10).all(|i| !off.arrive(&format!("e{i}"))));
+        assert!((0..10).all(|i| !off.arrive(&[&format!("e{i}")])));
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_event_retried_again_and_again_is_not_a_storm() {
         let storm = Storm::new(3, Duration::from_secs(1));
-        assert!((0..10).all(|_| !storm.arrive("retried")));
-        assert!(!storm.arrive("other"));
-        assert!(!storm.arrive("third"));
-        assert!(storm.arrive("fourth"), "four distinct events are");
+        assert!((0..10).all(|_| !storm.arrive(&["retried"])));
+        assert!(!storm.arrive(&["other"]));
+        assert!(!storm.arrive(&["third"]));
+        assert!(storm.arrive(&["fourth"]), "four distinct events are");
         assert!(
-            storm.arrive("retried"),
+            storm.arrive(&["retried"]),
             "and a retry during a storm queues too"
         );
     }
@@ -166,7 +167,7 @@ mod tests {
     async fn a_storm_that_goes_on_waits_for_quiet_or_the_spacing() {
         let linger = Duration::from_secs(1);
         let storm = Storm::new(3, linger);
-        storm.arrive("e0");
+        storm.arrive(&["e0"]);
         assert_eq!(
             storm.digest_wait(None, true),
             linger,
@@ -186,7 +187,7 @@ mod tests {
         // storm began bounds the wait.
         for i in 1..=23 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            storm.arrive(&format!("e{i}"));
+            storm.arrive(&[&format!("e{i}")]);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
