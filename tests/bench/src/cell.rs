@@ -39,7 +39,7 @@ pub async fn cell(
                     webhook_url: &ctx.webhook,
                     log_level,
                     paced: false,
-                    extra_yaml: "",
+                    extra_yaml: procs::SINGLE_SENDS,
                 };
                 procs::start_sink(&spec).await?
             }

@@ -169,7 +169,7 @@ async fn cell(
         webhook_url: &ctx.webhook,
         log_level: "info",
         paced: false,
-        extra_yaml: "",
+        extra_yaml: procs::SINGLE_SENDS,
     };
     let running = procs::start_sink_on_store(&spec, &procs::one_bot(&spec)).await?;
     let measured = tokio::time::timeout(CELL_TIMEOUT, load::run(scenario, running.target, plan))

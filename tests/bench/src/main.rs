@@ -205,7 +205,7 @@ async fn attacks(ctx: &Context, chosen: &[Attack]) -> Result<Vec<Attacked>, Stri
         webhook_url: &ctx.webhook,
         log_level: "warn",
         paced: false,
-        extra_yaml: "",
+        extra_yaml: procs::SINGLE_SENDS,
     };
     let mut attacked = Vec::new();
     for &which in chosen {

@@ -59,7 +59,7 @@ pub async fn measure(binary: &Path, work: &Path) -> Result<Pool, String> {
         // Every event on its own while the pool's budget lasts: what the
         // digest docs advise for a pool (a storm's start is spread over
         // three robots, not held for the digest).
-        extra_yaml: "digest:\n  burst: 0\n",
+        extra_yaml: procs::SINGLE_SENDS,
     };
     let running = procs::start_sink_with_bot(&spec, &bot).await?;
     let first = Instant::now();

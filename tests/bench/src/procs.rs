@@ -75,6 +75,11 @@ pub struct SinkSpec<'a> {
     pub extra_yaml: &'a str,
 }
 
+/// `extra_yaml` for a sink measured on single sends: no storm detection,
+/// so every event is a POST of its own (the storm and digests rows measure
+/// storms, on paced robots).
+pub const SINGLE_SENDS: &str = "digest:\n  burst: 0\n";
+
 /// Starts the sink with its one webhook, HTTP and gRPC on, and a fresh
 /// store: a run never finds the ledger or outbox of another.
 pub async fn start_sink(spec: &SinkSpec<'_>) -> Result<Running, String> {

@@ -45,7 +45,11 @@ pub async fn measure(binary: &Path, work: &Path, blackhole_url: &str) -> Result<
     let redis = tokio::task::spawn_blocking(RedisServer::start)
         .await
         .map_err(|err| format!("cannot start redis-server: {err}"))?;
-    let yaml = format!("store:\n  redis:\n    url: \"{}\"\n", redis.url());
+    let yaml = format!(
+        "{}store:\n  redis:\n    url: \"{}\"\n",
+        procs::SINGLE_SENDS,
+        redis.url()
+    );
     let dirs: Vec<_> = (0..3).map(|n| work.join(format!("replica-{n}"))).collect();
     for dir in &dirs {
         std::fs::create_dir_all(dir)
