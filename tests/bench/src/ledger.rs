@@ -103,7 +103,7 @@ pub async fn measure(ctx: &Context, args: &Args) -> Result<Ledger, String> {
 
 /// Writes `records` ledger records into the store in `dir`, as the ledger
 /// writes an accepted event's, and closes it.
-async fn fill(dir: &Path, records: u64) -> Result<(), String> {
+pub async fn fill(dir: &Path, records: u64) -> Result<(), String> {
     let embedded = Arc::new(
         Embedded::open(dir, FILLED).map_err(|err| format!("cannot open the store: {err}"))?,
     );

@@ -124,6 +124,13 @@ enum Command {
     Replicas,
     /// Run the ledger row alone (empty, then filled with 1,000,000 records) and print it.
     Ledger,
+    /// Fill the store in `--dir` with the full ledger's 1,000,000 records (the
+    /// ledger row's bench-only path), for profiling a sink on it.
+    FillLedger {
+        /// The store directory (`store.path`).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Run the pool row alone (one chat group on three robots, 1,000 alerts) and print it.
     Pool,
     /// Run the hostile-client attacks only, and print their table.
@@ -174,6 +181,7 @@ fn main() -> ExitCode {
             Some(Command::Replicas) => alone::replicas_alone(&args).await,
             Some(Command::Pool) => alone::pool_alone(&args).await,
             Some(Command::Ledger) => alone::ledger_alone(&args).await,
+            Some(Command::FillLedger { dir }) => ledger::fill(&dir, ledger::FILLED).await,
             Some(Command::Attacks { only }) => alone::attacks_alone(&args, only).await,
             Some(Command::Load {
                 scenario,

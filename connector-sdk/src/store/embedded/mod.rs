@@ -39,14 +39,16 @@ use super::{
     Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, REMEMBERED, StoreError,
     SystemClock, Window, millis,
 };
+use marks::{MARKS, MarkIndex};
 use tables::{
-    GATES, ITEMS, MARKS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log, head_items,
-    mark_of, marked, record,
+    GATES, ITEMS, LEGACY_MARKS, QUEUES, RECORDS, Tables, bounds, create_tables, gate_log,
+    head_items, mark_of, marked, record,
 };
 use writer::{Apply, Failure, Finish, Kind, LazyPut, Op, QUEUE_BOUND, write_loop};
 
 mod file;
 mod heal;
+mod marks;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -71,6 +73,8 @@ pub struct Embedded {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// For reads; `None` once closed, so the file is released.
     reader: Mutex<Option<Reader>>,
+    /// The ledger's marks: where each may be.
+    marks: Arc<MarkIndex>,
     /// Fails the file's writes while on (tests only turn it on).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     faults: FaultSwitch,
@@ -123,22 +127,34 @@ impl Embedded {
                 file.display()
             )),
         })?;
+        let marks = Arc::new(MarkIndex::new(max_records));
         let reopen: Reopen = {
             let faults = faults.clone();
+            let marks = Arc::clone(&marks);
             Box::new(move || {
                 let db = open_file(&file, &faults).map_err(|err| err.to_string())?;
                 create_tables(&db).map_err(|err| err.to_string())?;
+                // What the reopened file holds (a commit that failed may
+                // have removed a generation, or not).
+                load_marks(&db, &marks).map_err(|err| err.to_string())?;
                 Ok(db)
             })
         };
-        Self::serve(db, dir.to_owned(), max_records, clock, Some(reopen), faults)
+        Self::serve(
+            db,
+            dir.to_owned(),
+            (max_records, marks),
+            clock,
+            Some(reopen),
+            faults,
+        )
     }
 
     /// Creates the tables and starts the writer thread.
     fn serve(
         db: Database,
         path: PathBuf,
-        max_records: u64,
+        (max_records, marks): (u64, Arc<MarkIndex>),
         clock: Arc<dyn Clock>,
         reopen: Option<Reopen>,
         faults: FaultSwitch,
@@ -152,6 +168,11 @@ impl Embedded {
                 "cannot write the database ({err}); check that the directory is writable"
             ))
         })?;
+        load_marks(&db, &marks).map_err(|err| {
+            problem(format!(
+                "cannot read the ledger's marks ({err}); the file may be damaged: move it away to start with an empty store"
+            ))
+        })?;
         let (ops, queue) = mpsc::channel(QUEUE_BOUND);
         let slot = Arc::new(Slot::new(db));
         let reader = Reader {
@@ -161,13 +182,17 @@ impl Embedded {
         let healer = Healer::new(slot, reopen, path.display().to_string());
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(healer, queue, max_records, clock.as_ref()))
+            .spawn({
+                let marks = Arc::clone(&marks);
+                move || write_loop(healer, queue, max_records, clock.as_ref(), &marks)
+            })
             .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
         Ok(Self {
             path,
             ops: Mutex::new(Some(ops)),
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
+            marks,
             faults,
         })
     }
@@ -186,7 +211,7 @@ impl Embedded {
         Self::serve(
             db,
             path,
-            u64::MAX,
+            (u64::MAX, Arc::new(MarkIndex::new(u64::MAX))),
             Arc::new(SystemClock),
             None,
             FaultSwitch::default(),
@@ -205,6 +230,13 @@ impl Embedded {
         &self,
         f: impl FnOnce(&ReadTransaction, u64) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
+        let (db, now) = self.database()?;
+        let txn = db.begin_read().map_err(unavailable)?;
+        f(&txn, now).map_err(unavailable)
+    }
+
+    /// The database to read, and the time now (ms).
+    fn database(&self) -> Result<(Arc<Database>, u64), StoreError> {
         let reader = lock(&self.reader).clone().ok_or(StoreError::Closed)?;
         // None while the writer reopens it after an I/O error: nothing is
         // answered from a database that cannot write what follows.
@@ -214,8 +246,7 @@ impl Embedded {
                 self.path.display()
             ))
         })?;
-        let txn = db.begin_read().map_err(unavailable)?;
-        f(&txn, reader.clock.now_ms()).map_err(unavailable)
+        Ok((db, reader.clock.now_ms()))
     }
 
     /// Sets `key` in a write of `kind`.
@@ -288,6 +319,24 @@ impl Embedded {
     }
 }
 
+/// Builds `marks` from the database: its generations, and whether the
+/// tables of earlier releases still hold ledger entries.
+fn load_marks(db: &Database, marks: &MarkIndex) -> Result<(), redb::Error> {
+    use redb::{ReadableTable, ReadableTableMetadata};
+    let txn = db.begin_read()?;
+    marks.load(&txn.open_table(MARKS)?)?;
+    marks.set_legacy_marks(!txn.open_table(LEGACY_MARKS)?.is_empty()?);
+    let mut legacy_records = false;
+    for entry in txn.open_table(RECORDS)?.iter()? {
+        if entry?.1.value().1 == REMEMBERED {
+            legacy_records = true;
+            break;
+        }
+    }
+    marks.set_legacy_records(legacy_records);
+    Ok(())
+}
+
 /// Opens (or creates) the database in `file`, its writes behind `faults`.
 fn open_file(file: &Path, faults: &FaultSwitch) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new()
@@ -355,7 +404,7 @@ impl Backend for Embedded {
         let lazy_put = lazily.then_some(LazyPut::Mark(mark, ttl));
         self.run_op(
             kind,
-            move |t, now| t.remember(mark, now.saturating_add(millis(ttl))),
+            move |t, now| t.remember(mark, now.saturating_add(millis(ttl)), now),
             lazy_put,
         )
         .await
@@ -363,12 +412,29 @@ impl Backend for Embedded {
 
     async fn remembered(&self, key: &str) -> Result<bool, StoreError> {
         let mark = mark_of(key);
+        let generations = self.marks.candidates(mark);
+        let legacy_marks = self.marks.has_legacy_marks();
+        let legacy_records = self.marks.has_legacy_records();
+        if generations.is_empty() && !legacy_marks && !legacy_records {
+            // Never written (no filter knows it): no page to read. Still
+            // an error while the database cannot be used, as any read.
+            return self.database().map(|_| false);
+        }
         self.read(|txn, now| {
-            if marked(&txn.open_table(MARKS)?, mark, now)? {
+            if !generations.is_empty() {
+                let marks = txn.open_table(MARKS)?;
+                for generation in generations {
+                    if marked(&marks, marks::key(generation, mark), now)? {
+                        return Ok(true);
+                    }
+                }
+            }
+            if legacy_marks && marked(&txn.open_table(LEGACY_MARKS)?, mark, now)? {
                 return Ok(true);
             }
             // A record the ledger wrote before it kept marks: it ages out.
-            Ok(record(&txn.open_table(RECORDS)?, key, now)?.as_deref() == Some(REMEMBERED))
+            Ok(legacy_records
+                && record(&txn.open_table(RECORDS)?, key, now)?.as_deref() == Some(REMEMBERED))
         })
     }
 

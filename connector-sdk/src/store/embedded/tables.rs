@@ -9,18 +9,19 @@ use redb::{
     Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
+use super::marks::{MARKS, MarkIndex, generation_keys};
 use crate::store::gate::GateLog;
-use crate::store::{Pushed, QueueItem, millis};
+use crate::store::{Pushed, QueueItem, REMEMBERED, millis};
 
 /// key -> (expires at ms, value)
 pub(super) const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
 /// (expires at ms, key): the records in expiry order, to purge and evict.
 pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("record_expiry");
-/// The ledger's marks ([`Backend::remember`](crate::store::Backend::remember)):
-/// a 128-bit hash of the key -> expires at (whole seconds). Fixed-size on
-/// both sides and no expiry index: about 20 bytes a mark before the
-/// B-tree's own. Purged by a sweep in key order ([`Tables::purge_marks`]).
-pub(super) const MARKS: TableDefinition<u128, u32> = TableDefinition::new("ledger_marks");
+/// The ledger's marks as the previous release kept them: a 128-bit hash of
+/// the key -> expires at (whole seconds), with no generations. Read until
+/// its sweep ([`Tables::purge_legacy_marks`]) has removed the last; the
+/// ledger writes to [`MARKS`] now.
+pub(super) const LEGACY_MARKS: TableDefinition<u128, u32> = TableDefinition::new("ledger_marks");
 /// (queue, seq) -> item
 pub(super) const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_items");
 /// queue -> (head seq, next seq)
@@ -31,8 +32,8 @@ pub(super) const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gat
 /// Expired or excess records removed per write transaction at most, so
 /// purging never stalls the requests waiting behind it.
 const PURGE_PER_BATCH: usize = 256;
-/// Marks the sweep looks at per write transaction; more while there are
-/// more than `max_records`, to evict the closest to expiry among them.
+/// Legacy marks the sweep looks at per write transaction; more while
+/// there are more than `max_records`, to evict the closest to expiry.
 const SWEEP_PER_BATCH: usize = 256;
 const SWEEP_WHEN_FULL: usize = 1024;
 /// Records that expire sooner than this are never evicted to make room.
@@ -43,6 +44,7 @@ pub(super) fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(RECORDS)?;
     txn.open_table(EXPIRY)?;
     txn.open_table(MARKS)?;
+    txn.open_table(LEGACY_MARKS)?;
     txn.open_table(ITEMS)?;
     txn.open_table(QUEUES)?;
     txn.open_table(GATES)?;
@@ -77,18 +79,24 @@ pub(super) fn mark_expiry(expires_ms: u64) -> u32 {
     u32::try_from(expires_ms.div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
+/// A time in milliseconds in whole seconds, rounded down.
+fn seconds(ms: u64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
 fn mark_expired(expires_s: u32, now: u64) -> bool {
     u64::from(expires_s).saturating_mul(1000) <= now
 }
 
-/// True when `mark` is in `marks` and not expired at `now`.
+/// True when `mark`, found under `key` in `marks` (if there), has not
+/// expired at `now`.
 pub(super) fn marked(
     marks: &impl ReadableTable<u128, u32>,
-    mark: u128,
+    key: u128,
     now: u64,
 ) -> Result<bool, redb::Error> {
     Ok(marks
-        .get(mark)?
+        .get(key)?
         .is_some_and(|guard| !mark_expired(guard.value(), now)))
 }
 
@@ -138,18 +146,25 @@ struct OpenTables<'txn> {
     records: Table<'txn, &'static str, (u64, &'static [u8])>,
     expiry: Table<'txn, (u64, &'static str), ()>,
     marks: Table<'txn, u128, u32>,
+    legacy_marks: Table<'txn, u128, u32>,
+    index: &'txn MarkIndex,
     items: Table<'txn, (&'static str, u64), &'static [u8]>,
     queues: Table<'txn, &'static str, (u64, u64)>,
     gates: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
-    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+    pub(super) fn open(
+        txn: &'txn WriteTransaction,
+        index: &'txn MarkIndex,
+    ) -> Result<Self, redb::Error> {
         Ok(Self {
             open: Some(OpenTables {
                 records: txn.open_table(RECORDS)?,
                 expiry: txn.open_table(EXPIRY)?,
                 marks: txn.open_table(MARKS)?,
+                legacy_marks: txn.open_table(LEGACY_MARKS)?,
+                index,
                 items: txn.open_table(ITEMS)?,
                 queues: txn.open_table(QUEUES)?,
                 gates: txn.open_table(GATES)?,
@@ -180,6 +195,10 @@ impl<'txn> Tables<'txn> {
 
     pub(super) fn put(&mut self, key: &str, value: &[u8], expires: u64) -> Result<(), redb::Error> {
         let t = self.tables()?;
+        if value == REMEMBERED {
+            // A ledger record of an earlier release's kind: looked up too.
+            t.index.set_legacy_records(true);
+        }
         let replaced = t
             .records
             .insert(key, (expires, value))?
@@ -200,27 +219,48 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Sets `mark` until `expires` (ms).
-    pub(super) fn remember(&mut self, mark: u128, expires: u64) -> Result<(), redb::Error> {
-        self.tables()?.marks.insert(mark, mark_expiry(expires))?;
+    /// Sets `mark` until `expires` (ms), in the newest generation (`now`
+    /// in ms).
+    pub(super) fn remember(
+        &mut self,
+        mark: u128,
+        expires: u64,
+        now: u64,
+    ) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        let expires = mark_expiry(expires);
+        let key = t.index.place(mark, expires, seconds(now));
+        t.marks.insert(key, expires)?;
         Ok(())
     }
 
-    /// Sweeps the next marks after `cursor` (in key order, wrapping around),
-    /// removing the expired; while there are more than `max_records`, also
-    /// the closest to expiry among those it looked at. A bounded amount per
+    /// Removes the oldest generation of marks when all of it expired or
+    /// the ledger holds more than `max_records`: one a transaction.
+    pub(super) fn forget_generations(&mut self, now: u64) -> Result<(), redb::Error> {
+        let t = self.tables()?;
+        if let Some(oldest) = t.index.to_forget(seconds(now)) {
+            t.marks.retain_in(generation_keys(oldest), |_, _| false)?;
+            t.index.forgot(oldest);
+        }
+        Ok(())
+    }
+
+    /// While the previous release's table holds marks: sweeps the next
+    /// after `cursor` (in key order, wrapping around), removing the
+    /// expired; while there are more than `max_records`, also the closest
+    /// to expiry among those it looked at. A bounded amount per
     /// transaction; `cursor` moves on past what it looked at.
-    pub(super) fn purge_marks(
+    pub(super) fn purge_legacy_marks(
         &mut self,
         now: u64,
         max_records: u64,
         cursor: &mut u128,
     ) -> Result<(), redb::Error> {
         let t = self.tables()?;
-        let len = t.marks.len()?;
-        if len == 0 {
+        if !t.index.has_legacy_marks() {
             return Ok(());
         }
+        let len = t.legacy_marks.len()?;
         let excess = len.saturating_sub(max_records);
         let window = if excess > 0 {
             SWEEP_WHEN_FULL
@@ -228,12 +268,12 @@ impl<'txn> Tables<'txn> {
             SWEEP_PER_BATCH
         };
         let mut seen: Vec<(u128, u32)> = Vec::with_capacity(window);
-        for entry in t.marks.range(*cursor..)?.take(window) {
+        for entry in t.legacy_marks.range(*cursor..)?.take(window) {
             let (mark, expires) = entry?;
             seen.push((mark.value(), expires.value()));
         }
         if seen.len() < window {
-            for entry in t.marks.range(..*cursor)?.take(window - seen.len()) {
+            for entry in t.legacy_marks.range(..*cursor)?.take(window - seen.len()) {
                 let (mark, expires) = entry?;
                 seen.push((mark.value(), expires.value()));
             }
@@ -251,7 +291,10 @@ impl<'txn> Tables<'txn> {
             doomed.extend(rest.drain(..evict));
         }
         for (mark, _) in doomed {
-            t.marks.remove(mark)?;
+            t.legacy_marks.remove(mark)?;
+        }
+        if t.legacy_marks.is_empty()? {
+            t.index.set_legacy_marks(false);
         }
         Ok(())
     }

@@ -258,7 +258,7 @@ async fn marks_expire_and_survive_a_reopen() {
 }
 
 #[tokio::test]
-async fn marks_are_bounded_closest_to_expiry_first() {
+async fn marks_are_bounded_oldest_first() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::new(Arc::new(Embedded::open(dir.path(), 3).expect("opens")));
     let keys = ["a", "b", "c", "d", "e"];
@@ -292,8 +292,8 @@ async fn expired_marks_are_swept_away() {
             .expect("remember");
     }
     clock.advance(Duration::from_secs(61));
-    // Each write's batch sweeps a bounded number: a few writes sweep all.
-    for _ in 0..10 {
+    // Each write's batch removes one generation: a few writes remove all.
+    for _ in 0..20 {
         store
             .put("x", b"v".to_vec(), Duration::from_secs(600))
             .await
@@ -323,4 +323,70 @@ async fn lazy_marks_not_yet_durable_are_written_again_after_the_reopen() {
     embedded.close().await;
     let reopened = open(dir.path());
     assert_eq!(reopened.remembered("answered").await, Ok(true), "durable");
+}
+
+#[tokio::test]
+async fn marks_of_the_previous_release_are_still_read_until_swept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ShiftedClock::default());
+    let now_s = u32::try_from(clock.now_ms() / 1000).expect("fits");
+    {
+        // The previous release's table: a mark -> its expiry, no generations.
+        let db = redb::Database::create(dir.path().join(FILE_NAME)).expect("creates");
+        let txn = db.begin_write().expect("begins");
+        txn.open_table(LEGACY_MARKS)
+            .expect("opens")
+            .insert(mark_of("old"), now_s + 60)
+            .expect("inserts");
+        txn.commit().expect("commits");
+    }
+    let embedded =
+        Arc::new(Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens"));
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    assert_eq!(store.remembered("old").await, Ok(true), "an upgrade forgets nothing");
+    assert_eq!(store.remembered("new").await, Ok(false));
+    clock.advance(Duration::from_secs(61));
+    store
+        .put("x", b"v".to_vec(), Duration::from_secs(600))
+        .await
+        .expect("put");
+    assert_eq!(store.remembered("old").await, Ok(false), "expired");
+    assert!(!embedded.marks.has_legacy_marks(), "swept: no longer read");
+}
+
+#[tokio::test]
+async fn a_full_ledger_forgets_a_generation_at_a_time_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 160 records at most: 10 marks a generation.
+    let embedded = Arc::new(Embedded::open(dir.path(), 160).expect("opens"));
+    let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
+    let day = Duration::from_secs(86_400);
+    for i in 0..200 {
+        store
+            .remember(&format!("e{i}"), day, false)
+            .await
+            .expect("remember");
+    }
+    let remembered = |range: std::ops::Range<usize>| {
+        let store = store.clone();
+        async move {
+            let mut count = 0;
+            for i in range {
+                if store.remembered(&format!("e{i}")).await == Ok(true) {
+                    count += 1;
+                }
+            }
+            count
+        }
+    };
+    assert_eq!(remembered(0..40).await, 0, "the oldest generations went");
+    assert_eq!(remembered(50..200).await, 150, "the newest are all kept");
+    let kept = embedded
+        .read(|txn, _| Ok(redb::ReadableTableMetadata::len(&txn.open_table(MARKS)?)?))
+        .expect("read");
+    assert!(kept <= 160, "at most max_records: {kept}");
+    embedded.close().await;
+    let reopened = open(dir.path());
+    assert_eq!(reopened.remembered("e199").await, Ok(true), "after a reopen");
+    assert_eq!(reopened.remembered("e0").await, Ok(false));
 }

@@ -15,6 +15,7 @@ use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::mpsc;
 
 use super::heal::{Healer, is_io};
+use super::marks::MarkIndex;
 use super::tables::Tables;
 use super::unavailable;
 use crate::store::{Clock, StoreError, millis};
@@ -148,9 +149,10 @@ pub(super) fn write_loop(
     mut queue: mpsc::Receiver<Op>,
     max_records: u64,
     clock: &dyn Clock,
+    marks: &MarkIndex,
 ) {
     let mut unflushed = Unflushed::default();
-    // Where the sweep of the ledger's marks goes on from.
+    // Where the sweep of the previous release's marks goes on from.
     let mut sweep = 0u128;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
@@ -178,6 +180,7 @@ pub(super) fn write_loop(
                 now,
                 &mut unflushed,
                 &mut sweep,
+                marks,
                 &mut broke,
             );
         }));
@@ -210,14 +213,14 @@ fn refuse(batch: Vec<Op>, err: &StoreError) {
 }
 
 /// Writes again the lazy puts a failed database may have lost.
-fn replay(tables: &mut Tables<'_>, unflushed: &Unflushed) -> Option<Failure> {
+fn replay(tables: &mut Tables<'_>, unflushed: &Unflushed, now: u64) -> Option<Failure> {
     if !unflushed.replay {
         return None;
     }
     for put in &unflushed.puts {
         let written = match put {
             Written::Record(key, value, expires) => tables.put(key, value, *expires),
-            Written::Mark(mark, expires) => tables.remember(*mark, *expires),
+            Written::Mark(mark, expires) => tables.remember(*mark, *expires, now),
         };
         if let Err(err) = written {
             return Some(Failure::of(&err));
@@ -246,6 +249,7 @@ fn apply_batch(
     now: u64,
     unflushed: &mut Unflushed,
     sweep: &mut u128,
+    marks: &MarkIndex,
     broke: &mut dyn FnMut(String),
 ) {
     // After an I/O error, the lazy puts written again must be durable.
@@ -267,7 +271,14 @@ fn apply_batch(
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, lazy_puts, failure) = run_ops(&txn, batch, now, max_records, unflushed, sweep);
+    let (finishes, lazy_puts, failure) = run_ops(
+        &txn,
+        batch,
+        now,
+        (max_records, marks),
+        unflushed,
+        sweep,
+    );
     let failure = match failure {
         Some(failure) => {
             let _ = txn.abort();
@@ -302,11 +313,11 @@ fn run_ops(
     txn: &WriteTransaction,
     batch: Vec<Op>,
     now: u64,
-    max_records: u64,
+    (max_records, marks): (u64, &MarkIndex),
     unflushed: &Unflushed,
     sweep: &mut u128,
 ) -> Applied {
-    let mut tables = match Tables::open(txn) {
+    let mut tables = match Tables::open(txn, marks) {
         Ok(tables) => tables,
         Err(err) => {
             let failure = Failure::of(&err);
@@ -317,7 +328,7 @@ fn run_ops(
             return (finishes, Vec::new(), Some(failure));
         }
     };
-    let mut failure = replay(&mut tables, unflushed);
+    let mut failure = replay(&mut tables, unflushed, now);
     let mut finishes = Vec::with_capacity(batch.len());
     let mut lazy_puts = Vec::new();
     for op in batch {
@@ -331,7 +342,8 @@ fn run_ops(
     if failure.is_none() {
         failure = tables
             .purge(now, max_records)
-            .and_then(|()| tables.purge_marks(now, max_records, sweep))
+            .and_then(|()| tables.forget_generations(now))
+            .and_then(|()| tables.purge_legacy_marks(now, max_records, sweep))
             .err()
             .map(|e| Failure::of(&e));
     }
