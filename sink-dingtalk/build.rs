@@ -1,5 +1,5 @@
 //! Link flags for the `sink-dingtalk` binary only (not the library, tests or
-//! other crates): see docs/footprint.md.
+//! other crates): see docs/development.md#footprint.
 
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
