@@ -66,7 +66,10 @@ struct Filter {
 
 impl Filter {
     fn for_marks(marks: u64) -> Self {
-        let bits = marks.saturating_mul(BITS_PER_MARK).next_power_of_two().max(64);
+        let bits = marks
+            .saturating_mul(BITS_PER_MARK)
+            .next_power_of_two()
+            .max(64);
         Self {
             words: vec![0; usize::try_from(bits / 64).unwrap_or(usize::MAX)],
             mask: bits - 1,
@@ -92,7 +95,8 @@ impl Filter {
     }
 
     fn may_contain(&self, kept: u128) -> bool {
-        self.probes(kept).all(|(word, bit)| self.words[word] & bit != 0)
+        self.probes(kept)
+            .all(|(word, bit)| self.words[word] & bit != 0)
     }
 }
 

@@ -56,8 +56,10 @@ mod writer;
 
 /// The database file inside `store.path`.
 const FILE_NAME: &str = "connector.redb";
-/// redb's page cache: the database is small, and memory is budgeted.
-const CACHE_BYTES: usize = 8 << 20;
+/// redb's page cache: memory is budgeted, and what is read and written
+/// often is small (the newest generation of the ledger's marks, the
+/// outboxes' heads, the gates); the ledger's lookups rarely read a page.
+const CACHE_BYTES: usize = 4 << 20;
 /// The longest an operation waits for the writer before it is an error.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -343,7 +343,11 @@ async fn marks_of_the_previous_release_are_still_read_until_swept() {
     let embedded =
         Arc::new(Embedded::open_with_clock(dir.path(), 1_000, clock.clone()).expect("opens"));
     let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
-    assert_eq!(store.remembered("old").await, Ok(true), "an upgrade forgets nothing");
+    assert_eq!(
+        store.remembered("old").await,
+        Ok(true),
+        "an upgrade forgets nothing"
+    );
     assert_eq!(store.remembered("new").await, Ok(false));
     clock.advance(Duration::from_secs(61));
     store
@@ -387,6 +391,10 @@ async fn a_full_ledger_forgets_a_generation_at_a_time_and_keeps_the_rest() {
     assert!(kept <= 160, "at most max_records: {kept}");
     embedded.close().await;
     let reopened = open(dir.path());
-    assert_eq!(reopened.remembered("e199").await, Ok(true), "after a reopen");
+    assert_eq!(
+        reopened.remembered("e199").await,
+        Ok(true),
+        "after a reopen"
+    );
     assert_eq!(reopened.remembered("e0").await, Ok(false));
 }

@@ -176,11 +176,10 @@ pub(super) fn write_loop(
             apply_batch(
                 &db,
                 batch,
-                max_records,
+                (max_records, marks),
                 now,
                 &mut unflushed,
                 &mut sweep,
-                marks,
                 &mut broke,
             );
         }));
@@ -245,11 +244,10 @@ fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
 fn apply_batch(
     db: &Database,
     batch: Vec<Op>,
-    max_records: u64,
+    (max_records, marks): (u64, &MarkIndex),
     now: u64,
     unflushed: &mut Unflushed,
     sweep: &mut u128,
-    marks: &MarkIndex,
     broke: &mut dyn FnMut(String),
 ) {
     // After an I/O error, the lazy puts written again must be durable.
@@ -271,14 +269,8 @@ fn apply_batch(
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, lazy_puts, failure) = run_ops(
-        &txn,
-        batch,
-        now,
-        (max_records, marks),
-        unflushed,
-        sweep,
-    );
+    let (finishes, lazy_puts, failure) =
+        run_ops(&txn, batch, now, (max_records, marks), unflushed, sweep);
     let failure = match failure {
         Some(failure) => {
             let _ = txn.abort();
