@@ -43,6 +43,8 @@ pub struct LedgerCell {
     pub concurrency: usize,
     pub measured: Measured,
     pub peak_rss_kib: u64,
+    /// CPU seconds per 10,000 events (user + system, measured phase).
+    pub cpu_per_10k: f64,
     /// `connector.redb` after the cell, in bytes.
     pub file_bytes: u64,
 }
@@ -167,7 +169,7 @@ async fn cell(
         binary: &ctx.sink,
         dir: &ctx.work,
         webhook_url: &ctx.webhook,
-        log_level: "info",
+        log_level: "warn",
         paced: false,
         extra_yaml: procs::SINGLE_SENDS,
     };
@@ -183,11 +185,14 @@ async fn cell(
         })?;
     let peak_rss_kib = running.peak_rss_kib()?;
     drop(running);
+    let cpu_per_10k = measured.cpu_ticks as f64 / crate::run::ticks_per_second() as f64 * 10_000.0
+        / measured.events.max(1) as f64;
     let cell = LedgerCell {
         records,
         concurrency,
         measured,
         peak_rss_kib,
+        cpu_per_10k,
         file_bytes: file_bytes(&ctx.work.join("store"))?,
     };
     println!(
@@ -217,7 +222,8 @@ pub fn markdown(md: &mut String, row: &Ledger) {
     let _ = writeln!(md, "## Ledger: empty and at 1,000,000 records\n");
     let _ = writeln!(
         md,
-        "The release sink on an unpaced robot against the blackhole, HTTP structured events each \
+        "The release sink (`LOG_LEVEL=warn`, `digest.burst: 0`) on an unpaced robot against the \
+         blackhole, HTTP structured events each \
          with its own id, on a fresh process a cell; the store kept between the cells of one \
          ledger. The full ledger is filled before the sink starts by a bench-only path (`bench \
          ledger` opens the store directory with connector-sdk's embedded store and writes \
@@ -228,18 +234,19 @@ pub fn markdown(md: &mut String, row: &Ledger) {
     );
     let _ = writeln!(
         md,
-        "| ledger | in flight | events/s | p99 | peak RSS | `connector.redb` |"
+        "| ledger | in flight | events/s | p99 | peak RSS | CPU s / 10k events | `connector.redb` |"
     );
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|");
     for cell in &row.cells {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.1} MB |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} MB |",
             thousands(cell.records as f64),
             cell.concurrency,
             thousands(cell.measured.events_per_sec()),
             ms(cell.measured.percentile(0.99)),
             mib(cell.peak_rss_kib),
+            cell.cpu_per_10k,
             cell.file_bytes as f64 / 1e6
         );
     }
