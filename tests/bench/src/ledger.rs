@@ -68,33 +68,57 @@ impl Ledger {
     }
 }
 
-/// Measures the row: the empty ledger's cells, the fill, the full one's.
+/// Measures the row: the fill, then `--repeat` rounds of each cell, the
+/// empty ledger's and the full one's side by side (so that a change in the
+/// machine's speed during the row shows in both); each cell the median run
+/// by events/s.
 pub async fn measure(ctx: &Context, args: &Args) -> Result<Ledger, String> {
-    let store = ctx.work.join("store");
-    let _ = std::fs::remove_dir_all(&store);
-    fill(&store, 0).await?;
-    let empty_bytes = file_bytes(&store)?;
-    let mut cells = Vec::new();
-    let mut first_worker = 0;
-    for concurrency in LEVELS {
-        cells.push(cell(ctx, args, 0, concurrency, first_worker).await?);
-        first_worker += concurrency;
+    let empty_dir = ctx.work.join("ledger-empty");
+    let full_dir = ctx.work.join("ledger-full");
+    for dir in [&empty_dir, &full_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     }
-    let _ = std::fs::remove_dir_all(&store);
+    fill(&empty_dir.join("store"), 0).await?;
+    let empty_bytes = file_bytes(&empty_dir)?;
     let started = Instant::now();
-    fill(&store, FILLED).await?;
+    fill(&full_dir.join("store"), FILLED).await?;
     let fill_time = started.elapsed();
-    let filled_bytes = file_bytes(&store)?;
+    let filled_bytes = file_bytes(&full_dir)?;
     println!(
         "  filled the ledger with {} records in {:.1} s: connector.redb {:.1} MB",
         thousands(FILLED as f64),
         fill_time.as_secs_f64(),
         filled_bytes as f64 / 1e6
     );
-    for concurrency in LEVELS {
-        cells.push(cell(ctx, args, FILLED, concurrency, first_worker).await?);
-        first_worker += concurrency;
+    let mut runs: Vec<Vec<LedgerCell>> = vec![Vec::new(); 2 * LEVELS.len()];
+    let mut first_worker = 0;
+    for _ in 0..args.repeat.max(1) {
+        for (level, concurrency) in LEVELS.into_iter().enumerate() {
+            for (side, (records, dir)) in [(0, &empty_dir), (FILLED, &full_dir)]
+                .into_iter()
+                .enumerate()
+            {
+                let run = cell(ctx, args, dir, records, concurrency, first_worker).await?;
+                runs[side * LEVELS.len() + level].push(run);
+                // Ids never repeat between the runs that share a store.
+                first_worker += concurrency;
+            }
+        }
     }
+    let cells = runs
+        .into_iter()
+        .filter_map(|mut runs| {
+            runs.sort_by(|a, b| {
+                a.measured
+                    .events_per_sec()
+                    .total_cmp(&b.measured.events_per_sec())
+            });
+            let middle = runs.len() / 2;
+            runs.into_iter().nth(middle)
+        })
+        .collect();
     Ok(Ledger {
         cells,
         filled_bytes,
@@ -146,28 +170,29 @@ fn identity(i: u64) -> String {
     format!("{:016x}{:016x}", mix(i), mix(i ^ 0x5555_5555_5555_5555))
 }
 
-fn file_bytes(store: &Path) -> Result<u64, String> {
-    let file = store.join("connector.redb");
+/// The size of `connector.redb` in the store of `dir`.
+fn file_bytes(dir: &Path) -> Result<u64, String> {
+    let file = dir.join("store").join("connector.redb");
     std::fs::metadata(&file)
         .map(|m| m.len())
         .map_err(|err| format!("cannot read {}: {err}", file.display()))
 }
 
-/// One run of the sink on the store as it is (its records kept).
+/// One run of the sink on the store in `dir` as it is (its records kept).
 async fn cell(
     ctx: &Context,
     args: &Args,
+    dir: &Path,
     records: u64,
     concurrency: usize,
     first_worker: usize,
 ) -> Result<LedgerCell, String> {
     let scenario = Scenario::Structured;
     let mut plan = Plan::new(scenario, concurrency, args.events, args.warmup);
-    // Ids never repeat between the cells that share a store.
     plan.first_worker = first_worker;
     let spec = SinkSpec {
         binary: &ctx.sink,
-        dir: &ctx.work,
+        dir,
         webhook_url: &ctx.webhook,
         log_level: "warn",
         paced: false,
@@ -193,7 +218,7 @@ async fn cell(
         measured,
         peak_rss_kib,
         cpu_per_10k,
-        file_bytes: file_bytes(&ctx.work.join("store"))?,
+        file_bytes: file_bytes(dir)?,
     };
     println!(
         "  ledger {:>9} records {:>4} in flight: {:>7} events/s  p99 {:>9}  peak RSS {:>9}  connector.redb {:.1} MB{}",
@@ -224,8 +249,9 @@ pub fn markdown(md: &mut String, row: &Ledger) {
         md,
         "The release sink (`LOG_LEVEL=warn`, `digest.burst: 0`) on an unpaced robot against the \
          blackhole, HTTP structured events each \
-         with its own id, on a fresh process a cell; the store kept between the cells of one \
-         ledger. The full ledger is filled before the sink starts by a bench-only path (`bench \
+         with its own id, on a fresh process a run; the store kept between the runs of one \
+         ledger. Each cell is the median by events/s of 3 runs (`--repeat`), the empty and the \
+         full ledger's run side by side, so that a change in the machine's speed shows in both. The full ledger is filled before the sink starts by a bench-only path (`bench \
          ledger` opens the store directory with connector-sdk's embedded store and writes \
          {} records as the ledger writes an accepted event's: {:.1} s), not by load. \
          `connector.redb` after the cell.\n",
