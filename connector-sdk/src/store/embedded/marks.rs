@@ -45,6 +45,11 @@ pub(super) fn key(generation: u32, mark: u128) -> u128 {
     (u128::from(generation) << 96) | kept(mark)
 }
 
+/// The kept bits of a mark from its key.
+fn kept_of_key(key: u128) -> u128 {
+    key & ((1u128 << 96) - 1)
+}
+
 /// Every key of `generation`.
 pub(super) fn generation_keys(generation: u32) -> std::ops::RangeInclusive<u128> {
     key(generation, 0)..=key(generation, u128::MAX)
@@ -76,27 +81,27 @@ impl Filter {
         }
     }
 
-    fn probes(&self, kept: u128) -> impl Iterator<Item = (usize, u64)> + '_ {
+    /// The word and bit of each probe of `kept` in a filter of `mask + 1`
+    /// bits.
+    fn probes(mask: u64, kept: u128) -> impl Iterator<Item = (usize, u64)> {
         // The low 64 bits, and the high 32 spread out (odd, so every
         // probe differs).
         let first = kept as u64;
         let step = ((kept >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..PROBES).map(move |i| {
-            let bit = first.wrapping_add(i.wrapping_mul(step)) & self.mask;
+            let bit = first.wrapping_add(i.wrapping_mul(step)) & mask;
             (usize::try_from(bit / 64).unwrap_or(0), 1u64 << (bit % 64))
         })
     }
 
     fn insert(&mut self, kept: u128) {
-        let probes: Vec<_> = self.probes(kept).collect();
-        for (word, bit) in probes {
+        for (word, bit) in Self::probes(self.mask, kept) {
             self.words[word] |= bit;
         }
     }
 
     fn may_contain(&self, kept: u128) -> bool {
-        self.probes(kept)
-            .all(|(word, bit)| self.words[word] & bit != 0)
+        Self::probes(self.mask, kept).all(|(word, bit)| self.words[word] & bit != 0)
     }
 }
 
@@ -146,6 +151,11 @@ impl MarkIndex {
         }
     }
 
+    /// Marks (and records) the store keeps at most.
+    pub(super) fn max_records(&self) -> u64 {
+        self.max_records
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Generations> {
         self.generations
             .read()
@@ -169,7 +179,7 @@ impl MarkIndex {
                 loaded.all.push_back(self.generation(number, expires));
             }
             if let Some(generation) = loaded.all.back_mut() {
-                add(generation, key & ((1u128 << 96) - 1), expires);
+                add(generation, kept_of_key(key), expires);
             }
             loaded.marks += 1;
         }

@@ -142,21 +142,14 @@ impl Embedded {
                 Ok(db)
             })
         };
-        Self::serve(
-            db,
-            dir.to_owned(),
-            (max_records, marks),
-            clock,
-            Some(reopen),
-            faults,
-        )
+        Self::serve(db, dir.to_owned(), marks, clock, Some(reopen), faults)
     }
 
     /// Creates the tables and starts the writer thread.
     fn serve(
         db: Database,
         path: PathBuf,
-        (max_records, marks): (u64, Arc<MarkIndex>),
+        marks: Arc<MarkIndex>,
         clock: Arc<dyn Clock>,
         reopen: Option<Reopen>,
         faults: FaultSwitch,
@@ -186,7 +179,7 @@ impl Embedded {
             .name("store-writer".into())
             .spawn({
                 let marks = Arc::clone(&marks);
-                move || write_loop(healer, queue, max_records, clock.as_ref(), &marks)
+                move || write_loop(healer, queue, clock.as_ref(), &marks)
             })
             .map_err(|err| problem(format!("cannot start the store's writer thread: {err}")))?;
         Ok(Self {
@@ -213,7 +206,7 @@ impl Embedded {
         Self::serve(
             db,
             path,
-            (u64::MAX, Arc::new(MarkIndex::new(u64::MAX))),
+            Arc::new(MarkIndex::new(u64::MAX)),
             Arc::new(SystemClock),
             None,
             FaultSwitch::default(),

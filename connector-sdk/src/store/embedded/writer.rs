@@ -147,7 +147,6 @@ impl Unflushed {
 pub(super) fn write_loop(
     mut healer: Healer,
     mut queue: mpsc::Receiver<Op>,
-    max_records: u64,
     clock: &dyn Clock,
     marks: &MarkIndex,
 ) {
@@ -176,7 +175,7 @@ pub(super) fn write_loop(
             apply_batch(
                 &db,
                 batch,
-                (max_records, marks),
+                marks,
                 now,
                 &mut unflushed,
                 &mut sweep,
@@ -244,7 +243,7 @@ fn drain(queue: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
 fn apply_batch(
     db: &Database,
     batch: Vec<Op>,
-    (max_records, marks): (u64, &MarkIndex),
+    marks: &MarkIndex,
     now: u64,
     unflushed: &mut Unflushed,
     sweep: &mut u128,
@@ -269,8 +268,7 @@ fn apply_batch(
         // Cannot fail before anything was written in this transaction.
         let _ = txn.set_durability(Durability::None);
     }
-    let (finishes, lazy_puts, failure) =
-        run_ops(&txn, batch, now, (max_records, marks), unflushed, sweep);
+    let (finishes, lazy_puts, failure) = run_ops(&txn, batch, now, marks, unflushed, sweep);
     let failure = match failure {
         Some(failure) => {
             let _ = txn.abort();
@@ -305,7 +303,7 @@ fn run_ops(
     txn: &WriteTransaction,
     batch: Vec<Op>,
     now: u64,
-    (max_records, marks): (u64, &MarkIndex),
+    marks: &MarkIndex,
     unflushed: &Unflushed,
     sweep: &mut u128,
 ) -> Applied {
@@ -333,9 +331,9 @@ fn run_ops(
     }
     if failure.is_none() {
         failure = tables
-            .purge(now, max_records)
+            .purge(now, marks.max_records())
             .and_then(|()| tables.forget_generations(now))
-            .and_then(|()| tables.purge_legacy_marks(now, max_records, sweep))
+            .and_then(|()| tables.purge_legacy_marks(now, marks.max_records(), sweep))
             .err()
             .map(|e| Failure::of(&e));
     }
