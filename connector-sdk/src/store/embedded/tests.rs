@@ -198,23 +198,29 @@ async fn the_probe_finds_a_full_disk_under_lazy_writes() {
     assert!(lazy.is_err(), "{lazy:?}");
 }
 
+/// Fails the disk under `embedded` for one durable commit (the probe's),
+/// then lets it heal.
+async fn fail_a_durable_commit_then_heal(embedded: &Embedded) {
+    let faults = embedded.fault_switch();
+    faults.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(embedded.health().await.is_err(), "the durable commit fails");
+    faults.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually(|| embedded.health()).await.expect("healed");
+}
+
 #[tokio::test]
 async fn lazy_puts_not_yet_durable_are_written_again_after_the_reopen() {
     // The ledger's records of events answered 200: a full disk must not
     // lose them with the database that could not make them durable.
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
-    let faults = embedded.fault_switch();
     let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
     let ttl = Duration::from_secs(600);
     store
         .put_lazily("answered", b"done".to_vec(), ttl)
         .await
         .expect("lazy put");
-    faults.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(embedded.health().await.is_err(), "the durable commit fails");
-    faults.store(false, std::sync::atomic::Ordering::Relaxed);
-    eventually(|| embedded.health()).await.expect("healed");
+    fail_a_durable_commit_then_heal(&embedded).await;
     assert_eq!(store.get("answered").await, Ok(Some(b"done".to_vec())));
     embedded.close().await;
     let reopened = open(dir.path());
@@ -309,16 +315,12 @@ async fn expired_marks_are_swept_away() {
 async fn lazy_marks_not_yet_durable_are_written_again_after_the_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded = Arc::new(Embedded::open(dir.path(), 1_000).expect("opens"));
-    let faults = embedded.fault_switch();
     let store = Store::new(Arc::clone(&embedded) as Arc<dyn Backend>);
     store
         .remember("answered", Duration::from_secs(600), true)
         .await
         .expect("remember lazily");
-    faults.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(embedded.health().await.is_err(), "the durable commit fails");
-    faults.store(false, std::sync::atomic::Ordering::Relaxed);
-    eventually(|| embedded.health()).await.expect("healed");
+    fail_a_durable_commit_then_heal(&embedded).await;
     assert_eq!(store.remembered("answered").await, Ok(true));
     embedded.close().await;
     let reopened = open(dir.path());
