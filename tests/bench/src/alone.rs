@@ -76,7 +76,6 @@ pub(crate) async fn load_alone(
 ) -> Result<(), String> {
     let plan = Plan::new(scenario, concurrency, events, 300);
     let m = load::run(scenario, target, plan).await?;
-    let ticks = run::ticks_per_second() as f64;
     println!(
         "{} at {concurrency}: {} events/s, p50 {}, p99 {}, max {}, {} failed, CPU {:.2} s / 10k events",
         scenario.name(),
@@ -85,7 +84,7 @@ pub(crate) async fn load_alone(
         format::ms(m.percentile(0.99)),
         format::ms(m.percentile(1.0)),
         m.errors,
-        m.cpu_ticks as f64 / ticks * 10_000.0 / m.events.max(1) as f64
+        m.cpu_per_10k(run::ticks_per_second())
     );
     Ok(())
 }

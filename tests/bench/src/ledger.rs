@@ -210,8 +210,7 @@ async fn cell(
         })?;
     let peak_rss_kib = running.peak_rss_kib()?;
     drop(running);
-    let cpu_per_10k = measured.cpu_ticks as f64 / crate::run::ticks_per_second() as f64 * 10_000.0
-        / measured.events.max(1) as f64;
+    let cpu_per_10k = measured.cpu_per_10k(crate::run::ticks_per_second());
     let cell = LedgerCell {
         records,
         concurrency,

@@ -145,6 +145,13 @@ impl Measured {
         delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// CPU seconds of the target per 10,000 events, its clock ticking
+    /// `ticks_per_sec` times a second.
+    pub fn cpu_per_10k(&self, ticks_per_sec: u64) -> f64 {
+        let secs = self.cpu_ticks as f64 / ticks_per_sec.max(1) as f64;
+        secs * 10_000.0 / self.events.max(1) as f64
+    }
+
     fn events_per_request(&self) -> u64 {
         self.events / self.requests.max(1)
     }

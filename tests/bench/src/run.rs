@@ -150,8 +150,7 @@ impl Run {
     }
 
     pub fn cpu_per_10k(&self, cell: &Cell) -> f64 {
-        let secs = cell.measured.cpu_ticks as f64 / self.ticks_per_sec as f64;
-        secs * 10_000.0 / cell.measured.events.max(1) as f64
+        cell.measured.cpu_per_10k(self.ticks_per_sec)
     }
 }
 
