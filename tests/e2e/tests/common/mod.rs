@@ -110,6 +110,14 @@ impl Harness {
         post_structured(&self.sink, body).await
     }
 
+    /// POSTs a structured-mode CloudEvent and checks it is refused for good
+    /// (400, which a trigger does not retry), the answer saying `why`.
+    pub async fn assert_refused(&self, body: &str, why: &str) {
+        let reply = self.post_structured(body).await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert!(reply.body.contains(why), "{}", reply.body);
+    }
+
     /// POSTs a batch-mode request.
     pub async fn post_batch(&self, body: &str) -> Reply {
         self.sink
