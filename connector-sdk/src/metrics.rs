@@ -6,7 +6,7 @@
 //! event id or anything secret.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -77,6 +77,26 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// The Prometheus text exposition of every metric.
+/// How often histogram samples are folded into their buckets. The recorder
+/// keeps each sample (24 bytes) until then, or until `/metrics` is scraped:
+/// without this, a sink nobody scrapes grows by every request it answers.
+const UPKEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// Starts folding histogram samples into their buckets every
+/// [`UPKEEP_EVERY`], on the current runtime, until aborted.
+pub(crate) fn spawn_upkeep() -> Option<tokio::task::AbortHandle> {
+    let handle = install()?;
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+    Some(task.abort_handle())
+}
+
 pub(crate) fn render() -> String {
     install().map(PrometheusHandle::render).unwrap_or_default()
 }

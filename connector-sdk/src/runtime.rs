@@ -98,6 +98,8 @@ pub(crate) struct Server {
     ledger: Arc<Ledger>,
     /// The store's health probe.
     watch: tokio::task::AbortHandle,
+    /// The metrics' upkeep (see [`crate::metrics::spawn_upkeep`]).
+    upkeep: Option<tokio::task::AbortHandle>,
 }
 
 impl Server {
@@ -112,7 +114,7 @@ impl Server {
         options: &ServeOptions,
         reload: Option<Arc<Reloader<S>>>,
     ) -> Result<Self, StartError> {
-        crate::metrics::install();
+        let upkeep = crate::metrics::spawn_upkeep();
         let (http_listener, http_addr) = bind("HTTP", options.http).await?;
         let grpc_listener = match options.grpc {
             Some(addr) => Some(bind("gRPC", addr).await?),
@@ -179,6 +181,7 @@ impl Server {
             deliveries,
             ledger,
             watch: watch.abort_handle(),
+            upkeep,
         };
         tracing::info!(http = %server.http_addr, grpc = ?server.grpc_addr, "listening");
         Ok(server)
@@ -232,6 +235,9 @@ impl Server {
         }
         self.ledger.flush().await;
         self.watch.abort();
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.abort();
+        }
         drained && delivered
     }
 }
