@@ -3,12 +3,16 @@
 //! the ledger remembers what the sink accepted, and the per-event outcomes
 //! fold into the one answer the sender acts on.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use cloudevents::{AttributesReader, Event};
 use futures_util::FutureExt;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::ledger::{Entry, Identity, Ledger};
 use crate::metrics;
@@ -37,19 +41,22 @@ impl<S: Sink> Dispatch<S> {
         &self.sink
     }
 
-    /// Delivers a batch and answers for all of it. The work runs as a task
-    /// of its own: if the sender hangs up (or its deadline cancels the
-    /// call) after the sink posted an event, the ledger still records it,
-    /// so the redelivery that follows is answered without a second post.
+    /// Delivers a batch and answers for all of it. The work runs in the
+    /// caller's task; if the sender hangs up (or its deadline cancels the
+    /// call) before it is done, the rest runs as a task of its own (see
+    /// [`Detachable`]), so an event the sink posted is still recorded in the
+    /// ledger and the redelivery that follows is answered without a second
+    /// post.
     pub(crate) async fn deliver(self: &Arc<Self>, events: Vec<Event>) -> Outcome {
         let this = Arc::clone(self);
-        let delivery = self
-            .deliveries
-            .spawn(async move { this.deliver_here(events).await });
-        match delivery.await {
+        let delivery = Detachable::new(
+            async move { this.deliver_here(events).await },
+            &self.deliveries,
+        );
+        match AssertUnwindSafe(delivery).catch_unwind().await {
             Ok(outcome) => outcome,
-            Err(err) => {
-                tracing::error!(%err, "handling a request failed");
+            Err(_) => {
+                tracing::error!("handling a request failed: it panicked");
                 Outcome::unavailable(
                     Unavailable::ServiceUnavailable,
                     "handling the request failed; retry later",
@@ -177,5 +184,123 @@ impl<S: Sink> Dispatch<S> {
             );
         }
         answered
+    }
+}
+
+/// A future that runs where it is awaited, and finishes as a task of
+/// `tracker`'s if it is dropped before it is done. Cheaper than spawning
+/// every delivery (a task, a wake-up and a join each), with the same
+/// guarantee: a delivery, once started, runs to the end, and shutdown
+/// (which waits for `tracker`) waits for it either way.
+pub(crate) struct Detachable<F: Future + Send + 'static> {
+    future: Option<Pin<Box<F>>>,
+    tracker: TaskTracker,
+    /// Counts this delivery in `tracker` while it runs here, so that
+    /// `tracker.wait()` cannot end between the drop and the spawn.
+    _running: TaskTrackerToken,
+}
+
+impl<F: Future + Send + 'static> Detachable<F> {
+    pub(crate) fn new(future: F, tracker: &TaskTracker) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+            tracker: tracker.clone(),
+            _running: tracker.token(),
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for Detachable<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(future) = self.future.as_mut() else {
+            // Polled again after it was ready: a caller's bug, never ours.
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for Detachable<F> {
+    fn drop(&mut self) {
+        let Some(future) = self.future.take() else {
+            return;
+        };
+        // Outside a runtime (it is being torn down), nothing could run it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tracker.spawn_on(
+                async move {
+                    let _ = future.await;
+                },
+                &runtime,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Counts its steps: one before the pause, one after.
+    async fn two_steps(steps: Arc<AtomicUsize>, pause: Arc<tokio::sync::Notify>) -> usize {
+        steps.fetch_add(1, Ordering::SeqCst);
+        pause.notified().await;
+        steps.fetch_add(1, Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn awaited_to_the_end_it_runs_where_it_is_awaited() {
+        let tracker = TaskTracker::new();
+        let steps = Arc::new(AtomicUsize::new(0));
+        let pause = Arc::new(tokio::sync::Notify::new());
+        pause.notify_one();
+        let done = Detachable::new(two_steps(Arc::clone(&steps), pause), &tracker).await;
+        assert_eq!(done, 1);
+        assert_eq!(steps.load(Ordering::SeqCst), 2);
+        assert!(tracker.is_empty(), "no task was spawned");
+    }
+
+    #[tokio::test]
+    async fn dropped_half_way_it_finishes_as_a_task_that_wait_waits_for() {
+        let tracker = TaskTracker::new();
+        let steps = Arc::new(AtomicUsize::new(0));
+        let pause = Arc::new(tokio::sync::Notify::new());
+        let delivery = Detachable::new(two_steps(Arc::clone(&steps), Arc::clone(&pause)), &tracker);
+        // The caller gives up after the first step.
+        let cut = tokio::time::timeout(Duration::from_millis(10), delivery).await;
+        assert!(cut.is_err(), "it was still waiting");
+        assert_eq!(steps.load(Ordering::SeqCst), 1);
+        assert_eq!(tracker.len(), 1, "the rest runs as a tracked task");
+
+        tracker.close();
+        pause.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .expect("the detached rest finishes");
+        assert_eq!(steps.load(Ordering::SeqCst), 2, "and ran to the end");
+    }
+
+    #[tokio::test]
+    async fn wait_counts_it_while_it_runs_where_it_is_awaited() {
+        let tracker = TaskTracker::new();
+        let pause = Arc::new(tokio::sync::Notify::new());
+        let delivery = Detachable::new(
+            two_steps(Arc::new(AtomicUsize::new(0)), Arc::clone(&pause)),
+            &tracker,
+        );
+        tracker.close();
+        assert_eq!(tracker.len(), 1);
+        pause.notify_one();
+        delivery.await;
+        assert!(tracker.is_empty());
+        tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .expect("nothing left to wait for");
     }
 }
