@@ -146,6 +146,9 @@ pub use config::SinkConfig;
 pub use ingest::is_json_content_type;
 /// Logging as [`run`] sets it up (`LOG_LEVEL`), for a sink's own command-line tools.
 pub use logging::init as init_logging;
+/// A metric's handles by label values, registered once: for a sink's
+/// per-event metrics.
+pub use metrics::Memo;
 /// Runs the connector process: what a sink's `main` calls.
 pub use runtime::run;
 /// What [`Sink::initialize`] may fail with.

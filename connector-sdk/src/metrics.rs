@@ -5,8 +5,12 @@
 //! Labels are bounded: transport, encoding and outcome class. Never an
 //! event id or anything secret.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -60,6 +64,71 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// Installs the process-wide Prometheus recorder once. `None` if another
 /// recorder was installed first (metrics then go there, and `/metrics`
 /// says so).
+/// Handles of one metric by its label values, each registered with the
+/// recorder once and then kept. The `counter!` macros look the handle up
+/// on every call (the key built, labels and all, hashed, a lock taken):
+/// on the per-event path that costs more than the count itself. Label
+/// values are bounded by design, so the memo is too.
+pub struct Memo<K, H> {
+    register: fn(&K) -> H,
+    handles: RwLock<HashMap<K, H, foldhash::fast::RandomState>>,
+}
+
+impl<K: Hash + Eq + Clone, H: Clone> Memo<K, H> {
+    /// A memo that registers a missing handle with `register`.
+    pub fn new(register: fn(&K) -> H) -> Self {
+        Self {
+            register,
+            handles: RwLock::default(),
+        }
+    }
+
+    /// The handle for `key`. Until the recorder is installed, handles are
+    /// not kept (they would count nowhere for ever).
+    pub fn get(&self, key: &K) -> H {
+        let known = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        if let Some(handle) = known {
+            return handle;
+        }
+        let handle = (self.register)(key);
+        if installed() {
+            self.handles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.clone(), handle.clone());
+        }
+        handle
+    }
+}
+
+/// Whether the recorder is installed (and handles count somewhere).
+fn installed() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
+
+static RECEIVED: LazyLock<Memo<(&'static str, &'static str), Counter>> = LazyLock::new(|| {
+    Memo::new(
+        |&(transport, encoding)| metrics::counter!(EVENTS_RECEIVED, "transport" => transport, "encoding" => encoding),
+    )
+});
+static ANSWERED: LazyLock<Memo<(&'static str, &'static str), Counter>> = LazyLock::new(|| {
+    Memo::new(
+        |&(transport, outcome)| metrics::counter!(REQUESTS, "transport" => transport, "outcome" => outcome),
+    )
+});
+static ANSWER_SECONDS: LazyLock<Memo<&'static str, Histogram>> = LazyLock::new(|| {
+    Memo::new(|&transport| metrics::histogram!(REQUEST_SECONDS, "transport" => transport))
+});
+static LEDGER_RESULTS: LazyLock<Memo<&'static str, Counter>> =
+    LazyLock::new(|| Memo::new(|&result| metrics::counter!(LEDGER, "result" => result)));
+static GAUGES: LazyLock<Memo<&'static str, Gauge>> =
+    LazyLock::new(|| Memo::new(|&name| metrics::gauge!(name)));
+
 pub(crate) fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -149,7 +218,7 @@ pub(crate) fn store_up(up: bool) {
 
 /// One event looked up in the ledger, by its result (`Entry::label`).
 pub(crate) fn ledger(result: &'static str) {
-    metrics::counter!(LEDGER, "result" => result).increment(1);
+    LEDGER_RESULTS.get(&result).increment(1);
 }
 
 /// Every family with a series at zero, so a scrape before the first
@@ -214,7 +283,8 @@ impl RequestTimer {
     }
 
     pub(crate) fn received(&self, encoding: &'static str, events: usize) {
-        metrics::counter!(EVENTS_RECEIVED, "transport" => self.transport, "encoding" => encoding)
+        RECEIVED
+            .get(&(self.transport, encoding))
             .increment(events as u64);
     }
 
@@ -224,8 +294,9 @@ impl RequestTimer {
 
     /// Counts the request as answered with an outcome of `class`.
     fn finish_as(self, class: &'static str) {
-        metrics::counter!(REQUESTS, "transport" => self.transport, "outcome" => class).increment(1);
-        metrics::histogram!(REQUEST_SECONDS, "transport" => self.transport)
+        ANSWERED.get(&(self.transport, class)).increment(1);
+        ANSWER_SECONDS
+            .get(&self.transport)
             .record(self.started.elapsed().as_secs_f64());
     }
 
@@ -239,12 +310,12 @@ impl RequestTimer {
 
 /// A request was admitted (`+1`) or answered (`-1`).
 pub(crate) fn in_flight(delta: f64) {
-    metrics::gauge!(IN_FLIGHT).increment(delta);
+    GAUGES.get(&IN_FLIGHT).increment(delta);
 }
 
 /// Request body bytes were reserved (positive) or given back (negative).
 pub(crate) fn buffered_bytes(delta: f64) {
-    metrics::gauge!(BUFFERED_BYTES).increment(delta);
+    GAUGES.get(&BUFFERED_BYTES).increment(delta);
 }
 
 /// A connection was closed at once: `max_connections` were open.
@@ -271,5 +342,26 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         metrics::gauge!(CONNECTIONS_OPEN, "transport" => self.0).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_counts_through_one_kept_handle_a_label_value() {
+        install();
+        static COUNTS: LazyLock<Memo<&'static str, Counter>> = LazyLock::new(|| {
+            Memo::new(|&kind| metrics::counter!("memo_test_total", "kind" => kind))
+        });
+        COUNTS.get(&"a").increment(2);
+        COUNTS.get(&"a").increment(3);
+        COUNTS.get(&"b").increment(1);
+        let shown = render();
+        assert!(shown.contains("memo_test_total{kind=\"a\"} 5"), "{shown}");
+        assert!(shown.contains("memo_test_total{kind=\"b\"} 1"), "{shown}");
+        let kept = COUNTS.handles.read().expect("not poisoned").len();
+        assert_eq!(kept, 2);
     }
 }

@@ -4,9 +4,10 @@
 //! outcome classes, the errcodes of DingTalk's table. Never an event id, a
 //! URL or a secret.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use metrics::SharedString;
+use connector_sdk::Memo;
+use metrics::{Counter, SharedString};
 
 use crate::robot::is_known_errcode;
 
@@ -42,22 +43,43 @@ pub fn export_from_the_start<'a>(chat_groups: impl IntoIterator<Item = &'a str>)
     metrics::counter!(ERRCODES, "errcode" => "0").absolute(0);
 }
 
+/// A chat group (none: the event named no configured one) and an outcome class.
+type GroupOutcome = (Option<Arc<str>>, &'static str);
+
 /// One event's outcome class.
 pub fn outcome(chat_group: Option<&Arc<str>>, class: &'static str) {
-    let group = chat_group.map_or(SharedString::const_str("-"), |g| {
-        SharedString::from(Arc::clone(g))
+    static EVENT_OUTCOMES: LazyLock<Memo<GroupOutcome, Counter>> = LazyLock::new(|| {
+        Memo::new(|(group, class)| {
+            let group = group.as_ref().map_or(SharedString::const_str("-"), |g| {
+                SharedString::from(Arc::clone(g))
+            });
+            metrics::counter!(EVENTS, "outcome" => *class, "chat_group" => group)
+        })
     });
-    metrics::counter!(EVENTS, "outcome" => class, "chat_group" => group).increment(1);
+    EVENT_OUTCOMES
+        .get(&(chat_group.cloned(), class))
+        .increment(1);
 }
 
 /// DingTalk's errcode for one POST, if it answered with one.
 pub fn errcode(code: Option<i64>) {
+    /// Every code not in DingTalk's table counts as one: `other`.
+    const OTHER: i64 = i64::MIN;
+    static ERRCODE_COUNTS: LazyLock<Memo<i64, Counter>> = LazyLock::new(|| {
+        Memo::new(|&code| {
+            let code = match code {
+                0 => SharedString::const_str("0"),
+                OTHER => SharedString::const_str("other"),
+                known => SharedString::from_owned(known.to_string()),
+            };
+            metrics::counter!(ERRCODES, "errcode" => code)
+        })
+    });
     let Some(code) = code else { return };
-    // Success is by far the most common answer: no formatting for it.
-    let code = match code {
-        0 => SharedString::const_str("0"),
-        known if is_known_errcode(known) => SharedString::from_owned(known.to_string()),
-        _ => SharedString::const_str("other"),
+    let key = if code == 0 || is_known_errcode(code) {
+        code
+    } else {
+        OTHER
     };
-    metrics::counter!(ERRCODES, "errcode" => code).increment(1);
+    ERRCODE_COUNTS.get(&key).increment(1);
 }

@@ -3,10 +3,12 @@
 //! names (an outbox is named after its first target), verdict classes,
 //! causes. Never an event id, an address or a secret.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use metrics::SharedString;
+use metrics::{Histogram, SharedString};
+
+use crate::metrics::Memo;
 
 /// Time for one send to a destination, by `result`: the verdict's class
 /// (delivered, refused, throttled, failed).
@@ -73,9 +75,12 @@ pub(crate) fn export_from_the_start<'a>(
     let _ = metrics::histogram!(PACING_WAIT_SECONDS);
 }
 
+static SENDS: LazyLock<Memo<&'static str, Histogram>> =
+    LazyLock::new(|| Memo::new(|&result| metrics::histogram!(SEND_SECONDS, "result" => result)));
+
 /// One send and its verdict's class.
 pub(crate) fn sent(elapsed: Duration, class: &'static str) {
-    metrics::histogram!(SEND_SECONDS, "result" => class).record(elapsed.as_secs_f64());
+    SENDS.get(&class).record(elapsed.as_secs_f64());
 }
 
 /// A wait for a send slot.
