@@ -142,25 +142,37 @@ pub(crate) fn transport_error(err: reqwest::Error, timeout: Duration) -> SendErr
     }
 }
 
-/// The one HTTP client every robot shares: pooled connections, rustls, a
-/// connect timeout (each request sets its own total timeout), no redirects
-/// followed, and `proxy`'s proxies.
+/// Why the robots' HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot set up TLS for DingTalk: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot build the HTTP client for DingTalk: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// The one HTTP client every robot shares: pooled connections, rustls
+/// (the system's roots, read at the first handshake), a connect timeout
+/// (each request sets its own total timeout), no redirects followed, and
+/// `proxy`'s proxies.
 pub fn http_client(
     connect_timeout: Duration,
     proxy: &ProxyPlan,
-) -> Result<reqwest::Client, reqwest::Error> {
-    proxy.apply(builder(connect_timeout))?.build()
+) -> Result<reqwest::Client, ClientError> {
+    Ok(proxy.apply(builder(connect_timeout)?)?.build()?)
 }
 
-fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+fn builder(connect_timeout: Duration) -> Result<reqwest::ClientBuilder, ClientError> {
     // reqwest is built without a default crypto provider (ring builds far
-    // faster than aws-lc); install it once. A second install is a no-op error.
+    // faster than aws-lc); install it once, for the proxies' TLS too. A
+    // second install is a no-op error.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(super::tls::client_config()?)
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("sink-dingtalk/", env!("CARGO_PKG_VERSION"))))
 }
 
 /// An answer's `Retry-After` in seconds, if it gives one.
@@ -180,6 +192,7 @@ mod tests {
     //! written; a timeout once the request is on the wire is not.
 
     use super::*;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -230,6 +243,7 @@ mod tests {
     #[tokio::test]
     async fn a_dns_failure_is_unreachable() {
         let client = builder(TIMEOUT)
+            .expect("a builder")
             .dns_resolver(std::sync::Arc::new(NoSuchHost))
             .build()
             .expect("a client");
@@ -261,6 +275,43 @@ mod tests {
         .await;
         assert!(matches!(err, SendError::Unreachable(_)), "{err:?}");
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_certificate_no_system_root_vouches_for_is_refused() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        // A TLS server with a self-signed certificate for 127.0.0.1.
+        let cert = CertificateDer::from_pem_slice(include_bytes!("testdata/self-signed.crt"))
+            .expect("the test certificate");
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/self-signed.key"))
+            .expect("the test key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("a server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            acceptor.accept(socket).await.map(|_| ())
+        });
+        let err = post_to(
+            &client(),
+            &format!("https://127.0.0.1:{port}/robot/send?access_token=t"),
+        )
+        .await;
+        let SendError::Unreachable(text) = &err else {
+            panic!("not refused before sending: {err:?}");
+        };
+        assert!(text.contains("certificate"), "{text}");
+        let handshake = server.await.expect("the server ran");
+        assert!(handshake.is_err(), "the client broke off the handshake");
     }
 
     #[tokio::test]

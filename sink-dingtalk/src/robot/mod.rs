@@ -28,6 +28,7 @@ pub mod client;
 pub mod mask;
 pub mod proxy;
 pub mod sign;
+mod tls;
 pub mod webhook;
 
 pub use crate::post::Post;
