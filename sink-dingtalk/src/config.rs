@@ -190,7 +190,7 @@ pub struct DigestConfig {
     pub severity: Option<String>,
     /// The time zone of the times a digest shows; `templates_timezone`
     /// when unset.
-    pub timezone: Option<chrono_tz::Tz>,
+    pub timezone: Option<crate::zone::Zone>,
 }
 
 impl Default for DigestConfig {
@@ -301,7 +301,7 @@ mod tests {
         config.validate().into_iter().map(|p| p.path).collect()
     }
 
-    fn timezone(config: &DingTalkConfig) -> chrono_tz::Tz {
+    fn timezone(config: &DingTalkConfig) -> crate::zone::Zone {
         crate::plan::digest_timezone(config)
     }
 
@@ -423,11 +423,11 @@ bot:
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  timezone: Europe/Berlin\n",
         );
         assert_eq!(paths(&config), ["digest.reserved"]);
-        assert_eq!(timezone(&config), chrono_tz::Europe::Berlin);
+        assert_eq!(timezone(&config), "Europe/Berlin".parse().unwrap());
         let config = parse(
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t' }\ntemplates_timezone: Asia/Tokyo\n",
         );
-        assert_eq!(timezone(&config), chrono_tz::Asia::Tokyo);
+        assert_eq!(timezone(&config), "Asia/Tokyo".parse().unwrap());
         let off = parse(
             "bot:\n  webhooks:\n    - { chat_group: a, url: 'https://x.test/?access_token=t', per_minute: 4 }\ndigest:\n  enabled: false\n",
         );

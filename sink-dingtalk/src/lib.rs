@@ -14,6 +14,7 @@
 //! robot, an organisation's app robot (DingTalk's OpenAPI: groups and
 //! one-to-one messages); `destination` puts both kinds behind one type;
 //! `wire` turns a plan into the kit's routes, at start and on a live reload.
+//! `zone` holds the IANA time zones that digests and templates show times in.
 
 pub mod app;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod secret;
 pub mod sink;
 pub mod template;
 mod wire;
+pub mod zone;
 
 pub use config::DingTalkConfig;
 pub use sink::DingTalkSink;

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use chrono_tz::Tz;
 use connector_sdk::deliver::{OutboxSettings, SettingNames, Settings};
 use connector_sdk::{ConfigProblem, SinkConfig};
 
@@ -18,6 +17,7 @@ use crate::robot::proxy::ProxyPlan;
 use crate::robot::{DINGTALK_PER_MINUTE, RobotId, Webhook, WebhookUrl};
 use crate::secret::Secret;
 use crate::template::Templates;
+use crate::zone::Zone;
 
 /// What the sink runs.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct Plan {
     /// The delivery kit's settings.
     pub settings: Settings,
     /// The time zone of the times a digest shows.
-    pub timezone: Tz,
+    pub timezone: Zone,
     /// The TCP connect timeout for DingTalk.
     pub connect_timeout: std::time::Duration,
     /// The proxies to DingTalk.
@@ -96,12 +96,12 @@ impl SinkConfig for DingTalkConfig {
 
 /// The time zone of the times a digest shows: `digest.timezone`, else
 /// `templates_timezone` (which validation checks), else Shanghai's.
-pub fn digest_timezone(config: &DingTalkConfig) -> Tz {
+pub fn digest_timezone(config: &DingTalkConfig) -> Zone {
     config.digest.timezone.unwrap_or_else(|| {
         config
             .templates_timezone
             .parse()
-            .unwrap_or(chrono_tz::Asia::Shanghai)
+            .unwrap_or_else(|_| Zone::shanghai())
     })
 }
 

@@ -22,7 +22,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
 use connector_sdk::deliver::{Answer, Blame, Digest, Retry, SharedBudget, Verdict};
 use connector_sdk::store::Window;
 use connector_sdk::{Store, Unavailable, shorten};
@@ -41,6 +40,7 @@ pub use crate::post::People;
 use crate::post::Post;
 use crate::robot::{SendError, WINDOW};
 use crate::secret::Secret;
+use crate::zone::Zone;
 use api::Api;
 use plan::AppPlan;
 use token::Tokens;
@@ -171,12 +171,12 @@ pub struct AppBot {
     name: String,
     key: String,
     windows: [Window; 1],
-    timezone: Tz,
+    timezone: Zone,
 }
 
 impl AppBot {
     /// Chat group `name` of `app`, the conversation `conversation`.
-    pub fn group(app: Arc<App>, name: String, conversation: String, timezone: Tz) -> Self {
+    pub fn group(app: Arc<App>, name: String, conversation: String, timezone: Zone) -> Self {
         Self {
             key: app.key(&format!("group\n{conversation}")),
             windows: [Window::new(app.per_minute, WINDOW)],
@@ -188,7 +188,7 @@ impl AppBot {
     }
 
     /// The one-to-one messages of `app`, who got each recorded in `store`.
-    pub fn users(app: Arc<App>, name: String, store: &Store, timezone: Tz) -> Self {
+    pub fn users(app: Arc<App>, name: String, store: &Store, timezone: Zone) -> Self {
         Self {
             key: app.key("one-to-one"),
             windows: [Window::new(app.per_minute, WINDOW)],

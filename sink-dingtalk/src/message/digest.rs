@@ -18,7 +18,6 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +27,7 @@ use super::group;
 use super::mention::Mentions;
 use super::truncate::json_len;
 use super::{MAX_BODY_BYTES, msg_uuid};
+use crate::zone::Zone;
 
 /// Characters of a headline at most.
 const HEADLINE_CHARS: usize = 120;
@@ -154,7 +154,7 @@ impl Summary {
 /// `timezone`. `None` when not even one fits with a digest's frame (send
 /// that message on its own). When some do not fit, the digest says how
 /// many follow in the next.
-pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Digest> {
+pub fn pack(summaries: &[Summary], timezone: Zone, uuid_seed: &str) -> Option<Digest> {
     pack_within(summaries, timezone, uuid_seed, 0)
 }
 
@@ -162,7 +162,7 @@ pub fn pack(summaries: &[Summary], timezone: Tz, uuid_seed: &str) -> Option<Dige
 /// to be added, say).
 pub fn pack_within(
     summaries: &[Summary],
-    timezone: Tz,
+    timezone: Zone,
     uuid_seed: &str,
     room: usize,
 ) -> Option<Digest> {
@@ -212,7 +212,7 @@ pub fn pack_within(
 fn body(
     taken: &[Summary],
     more: usize,
-    timezone: Tz,
+    timezone: Zone,
     uuid_seed: &str,
     limit: usize,
 ) -> Option<Vec<u8>> {
@@ -271,7 +271,7 @@ fn items(summaries: &[Summary]) -> Vec<Item<'_>> {
 }
 
 /// A digest's title and text.
-fn render(taken: &[Summary], more: usize, timezone: Tz) -> (String, String) {
+fn render(taken: &[Summary], more: usize, timezone: Zone) -> (String, String) {
     let items = items(taken);
     // One section per group: pairs apart from the rest of their group.
     let mut sections: Vec<(String, Vec<&Item<'_>>)> = Vec::new();
@@ -333,7 +333,7 @@ fn render(taken: &[Summary], more: usize, timezone: Tz) -> (String, String) {
 
 /// One group's section: an event on its own as it was, led by its time;
 /// several as their count, their shared text once and each one's part.
-fn section(items: &[&Item<'_>], timezone: Tz) -> String {
+fn section(items: &[&Item<'_>], timezone: Zone) -> String {
     let [item] = items else {
         return group_section(items, timezone);
     };
@@ -361,7 +361,7 @@ fn section(items: &[&Item<'_>], timezone: Tz) -> String {
     section
 }
 
-fn group_section(items: &[&Item<'_>], timezone: Tz) -> String {
+fn group_section(items: &[&Item<'_>], timezone: Zone) -> String {
     let shown: Vec<&Summary> = items.iter().map(|i| i.shown).collect();
     let headlines: Vec<&str> = shown.iter().map(|s| s.headline.as_str()).collect();
     let (shared, mut parts) = match group::differ(&headlines) {
@@ -471,7 +471,7 @@ fn body_len(title: &str, text: &str, mentions: &Mentions) -> usize {
     frame + json_len(title) + json_len(text) + UUID_FIELD
 }
 
-fn title(count: usize, first: i64, last: i64, timezone: Tz) -> String {
+fn title(count: usize, first: i64, last: i64, timezone: Zone) -> String {
     let (from, to) = (clock(first, timezone), clock(last, timezone));
     let noun = if count == 1 { "event" } else { "events" };
     if from == to {
@@ -482,7 +482,7 @@ fn title(count: usize, first: i64, last: i64, timezone: Tz) -> String {
 }
 
 /// `HH:MM:SS` in `timezone`.
-fn clock(at_ms: i64, timezone: Tz) -> String {
+fn clock(at_ms: i64, timezone: Zone) -> String {
     DateTime::<Utc>::from_timestamp_millis(at_ms)
         .unwrap_or_default()
         .with_timezone(&timezone)
@@ -502,7 +502,6 @@ fn shorten(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    const SHANGHAI: Tz = chrono_tz::Asia::Shanghai;
     /// 2026-11-21 09:14:02 in Shanghai.
     const T0: i64 = 1_795_223_642_000;
 
@@ -560,7 +559,7 @@ mod tests {
                 ..summary("Backup failed on host-2", T0 + 38_000)
             },
         ];
-        let digest = pack(&summaries, SHANGHAI, "seed").expect("packs");
+        let digest = pack(&summaries, Zone::shanghai(), "seed").expect("packs");
         assert_eq!(digest.count, 2);
         let body = unpack(&digest);
         assert_eq!(body["msgtype"], "markdown");
@@ -597,7 +596,7 @@ mod tests {
                 ..summary("b @139", T0)
             },
         ];
-        let body = unpack(&pack(&summaries, SHANGHAI, "seed").expect("packs"));
+        let body = unpack(&pack(&summaries, Zone::shanghai(), "seed").expect("packs"));
         assert_eq!(
             body["at"],
             json!({"atMobiles": ["138", "139"], "atUserIds": [], "isAtAll": true})
@@ -618,7 +617,7 @@ mod tests {
                 ..summary(&format!("alert {i} {long}"), T0 + i * 1_000)
             })
             .collect();
-        let digest = pack(&summaries, SHANGHAI, "seed").expect("packs");
+        let digest = pack(&summaries, Zone::shanghai(), "seed").expect("packs");
         assert!(digest.count > 10 && digest.count < 500, "{}", digest.count);
         assert!(digest.body.len() <= MAX_BODY_BYTES, "{}", digest.body.len());
         assert!(digest.body.len() > MAX_BODY_BYTES - 1_000, "packed tight");
@@ -677,7 +676,7 @@ mod tests {
                 )
             })
             .collect();
-        let digest = pack(&summaries, chrono_tz::Tz::UTC, "seed").expect("packs");
+        let digest = pack(&summaries, Zone::UTC, "seed").expect("packs");
         assert_eq!(digest.count, offered, "all in one digest");
         let text = unpack(&digest)["markdown"]["text"]
             .as_str()
@@ -709,7 +708,7 @@ mod tests {
             state(summary("DiskFull db-1", T0 + 130_000), "a", "resolved"),
             state(summary("DiskFull db-2", T0 + 1_000), "b", "resolved"),
         ];
-        let digest = pack(&summaries, SHANGHAI, "seed").expect("packs");
+        let digest = pack(&summaries, Zone::shanghai(), "seed").expect("packs");
         assert_eq!(digest.count, 3);
         let text = unpack(&digest)["markdown"]["text"]
             .as_str()
@@ -738,7 +737,7 @@ mod tests {
         summaries.extend((0..3).map(|i| alert("Chatty", &format!("app-{i}"), T0)));
         summaries
             .extend((0..2).map(|i| with(alert("NodeDown", &format!("db-{i}"), T0), "critical")));
-        let digest = pack(&summaries, SHANGHAI, "seed").expect("packs");
+        let digest = pack(&summaries, Zone::shanghai(), "seed").expect("packs");
         let text = unpack(&digest)["markdown"]["text"]
             .as_str()
             .unwrap_or_default()

@@ -17,7 +17,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono_tz::Tz;
 use connector_sdk::async_trait;
 use connector_sdk::deliver::{Answer, Destination, Digest, Verdict};
 use connector_sdk::store::Window;
@@ -40,6 +39,7 @@ use crate::message::digest::{self, Summary};
 use crate::message::keywords;
 use crate::metrics;
 use crate::secret::Secret;
+use crate::zone::Zone;
 
 /// DingTalk allows this many messages a minute per robot.
 pub const DINGTALK_PER_MINUTE: u32 = 20;
@@ -62,7 +62,7 @@ pub struct Robot {
     windows: [Window; 1],
     paced: bool,
     /// The time zone of the times a digest shows.
-    timezone: Tz,
+    timezone: Zone,
     /// Its security keywords: a message without any gets the first.
     keywords: Arc<[String]>,
 }
@@ -78,7 +78,7 @@ impl Robot {
         client: reqwest::Client,
         per_minute: u32,
         paced: bool,
-        timezone: Tz,
+        timezone: Zone,
     ) -> Self {
         Self {
             name,
@@ -210,7 +210,7 @@ mod tests {
         let client =
             http_client(Duration::from_secs(1), &proxy::ProxyPlan::default()).expect("a client");
         let webhook = Webhook::parse("https://x.test/robot/send?access_token=t").expect("url");
-        let robot = Robot::new("k".into(), webhook, None, client, 20, true, chrono_tz::UTC)
+        let robot = Robot::new("k".into(), webhook, None, client, 20, true, Zone::UTC)
             .with_keywords(vec!["[ops]".into()]);
         let posts: Vec<Post> = (0..400)
             .map(|i| Post {

@@ -10,13 +10,13 @@
 //! `fingerprint`s, a `severity` label. A failing expression never rejects
 //! an event: the digest then does without.
 
-use chrono_tz::Tz;
 use connector_sdk::ConfigProblem;
 use minijinja::Environment;
 use serde_json::Value as Json;
 
 use super::config::Undefined;
 use super::rule::{environment, known};
+use crate::zone::Zone;
 
 /// The `digest` expressions as configured.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,7 @@ impl DigestRules {
     /// Compiles the expressions, with `timezone` for `datetime`.
     pub fn compile(
         expressions: &DigestExpressions,
-        timezone: Tz,
+        timezone: Zone,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let mut env = environment(Undefined::Lenient, timezone);
         let mut problems = Vec::new();
@@ -172,7 +172,7 @@ mod tests {
             "commonLabels": {"alertname": "DiskFull", "severity": "Critical"},
             "alerts": [{"fingerprint": "b2"}, {"fingerprint": "a1"}],
         });
-        let rules = DigestRules::compile(&DigestExpressions::default(), Tz::UTC).expect("ok");
+        let rules = DigestRules::compile(&DigestExpressions::default(), Zone::UTC).expect("ok");
         let meta = rules.meta(&model(&data), Some(&data), None);
         assert_eq!(
             meta,
@@ -200,7 +200,7 @@ mod tests {
             status: Some("{{ data.state }}".into()),
             severity: Some("{{ data.missing }}".into()),
         };
-        let rules = DigestRules::compile(&expressions, Tz::UTC).expect("ok");
+        let rules = DigestRules::compile(&expressions, Zone::UTC).expect("ok");
         let data = json!({"kind": "disk", "state": "FIRING", "id": 7});
         let meta = rules.meta(&model(&data), Some(&data), None);
         assert_eq!(meta.group.as_deref(), Some("disk/FIRING"));
@@ -217,7 +217,7 @@ mod tests {
             severity: Some("{{ data.x ".into()),
             ..DigestExpressions::default()
         };
-        let problems = DigestRules::compile(&expressions, Tz::UTC).expect_err("broken");
+        let problems = DigestRules::compile(&expressions, Zone::UTC).expect_err("broken");
         assert!(
             problems[0].to_string().starts_with("digest.severity:"),
             "{problems:?}"

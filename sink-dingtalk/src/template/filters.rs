@@ -14,15 +14,16 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use chrono_tz::Tz;
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
+
+use crate::zone::Zone;
 
 /// The default `datetime` format: `2024-05-01 18:30:00`.
 pub const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Adds the filters to `env`; `timezone` is `datetime`'s default.
-pub fn register(env: &mut Environment<'_>, timezone: Tz) {
+pub fn register(env: &mut Environment<'_>, timezone: Zone) {
     env.add_filter(
         "datetime",
         move |state: &State, value: Value, format: Option<String>, kwargs: Kwargs| {
@@ -38,14 +39,12 @@ fn datetime(
     value: &Value,
     format: Option<&str>,
     kwargs: &Kwargs,
-    default_tz: Tz,
+    default_tz: Zone,
 ) -> Result<String, Error> {
     let tz = match kwargs.get::<Option<String>>("tz")? {
-        Some(name) => name.parse::<Tz>().map_err(|_| {
-            invalid(format!(
-                "datetime: `{name}` is not a time zone; use an IANA name such as Asia/Shanghai or UTC"
-            ))
-        })?,
+        Some(name) => name
+            .parse::<Zone>()
+            .map_err(|err| invalid(format!("datetime: {err}")))?,
         None => default_tz,
     };
     kwargs.assert_all_used()?;
@@ -178,7 +177,7 @@ mod tests {
     fn env(undefined: UndefinedBehavior) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(undefined);
-        register(&mut env, chrono_tz::Asia::Shanghai);
+        register(&mut env, Zone::shanghai());
         env
     }
 

@@ -15,12 +15,12 @@
 //! milliseconds. A template sees the event's model ([`model`]) and may use
 //! the engine's filters and ours (`filters.rs`).
 
-use chrono_tz::Tz;
 use connector_sdk::ConfigProblem;
 use connector_sdk::cloudevents::event::ExtensionValue;
 use connector_sdk::cloudevents::{AttributesReader, Event};
 
 use crate::message::{self, Message, MessageError};
+use crate::zone::Zone;
 
 mod config;
 pub mod digest;
@@ -93,14 +93,11 @@ impl Templates {
     pub fn compile(rules: &[TemplateRule], timezone: &str) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         let tz = timezone
-            .parse::<Tz>()
-            .map_err(|_| {
-                problems.push(ConfigProblem::new(
-                    "templates_timezone",
-                    format!("`{timezone}` is not a time zone; use an IANA name such as Asia/Shanghai or UTC"),
-                ));
+            .parse::<Zone>()
+            .map_err(|err| {
+                problems.push(ConfigProblem::new("templates_timezone", err.to_string()));
             })
-            .unwrap_or(Tz::UTC);
+            .unwrap_or(Zone::UTC);
         let mut compiled = Vec::with_capacity(rules.len());
         for (index, rule) in rules.iter().enumerate() {
             match CompiledRule::compile(index, rule, tz) {
@@ -137,7 +134,7 @@ impl Templates {
     pub fn with_digest(
         mut self,
         expressions: &DigestExpressions,
-        timezone: Tz,
+        timezone: Zone,
     ) -> Result<Self, Vec<ConfigProblem>> {
         self.digest = DigestRules::compile(expressions, timezone)?;
         Ok(self)

@@ -10,7 +10,6 @@
 
 use std::io;
 
-use chrono_tz::Tz;
 use connector_sdk::ConfigProblem;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
@@ -20,6 +19,7 @@ use super::config::{TemplateRule, Undefined};
 use super::filters;
 use super::matching::Matcher;
 use crate::message::{self, MsgType};
+use crate::zone::Zone;
 
 /// Engine steps one field's template may take for one event.
 pub const FUEL: u64 = 500_000;
@@ -84,7 +84,7 @@ impl CompiledRule {
     pub fn compile(
         index: usize,
         rule: &TemplateRule,
-        timezone: Tz,
+        timezone: Zone,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let path = format!("templates.{index}");
         let mut problems = Vec::new();
@@ -284,7 +284,7 @@ impl CompiledRule {
 
 /// The engine for one rule: its undefined behaviour, the limits, no HTML
 /// escaping, block tags that leave no blank lines, our filters.
-pub(super) fn environment(undefined: Undefined, timezone: Tz) -> Environment<'static> {
+pub(super) fn environment(undefined: Undefined, timezone: Zone) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(match undefined {
         Undefined::Strict => UndefinedBehavior::SemiStrict,

@@ -436,6 +436,18 @@ fn every_rule_problem_is_reported_with_its_path() {
 fn an_unknown_time_zone_is_a_problem() {
     let err = Templates::compile(&[], "Beijing").expect_err("not a zone");
     assert_eq!(err[0].path, "templates_timezone");
+    assert!(
+        err[0].to_string().contains("`Beijing` is not a time zone"),
+        "{}",
+        err[0]
+    );
+    // IANA names are case-sensitive; the problem names the right spelling.
+    let err = Templates::compile(&[], "asia/shanghai").expect_err("miscased");
+    assert!(
+        err[0].to_string().contains("case-sensitive: Asia/Shanghai"),
+        "{}",
+        err[0]
+    );
     assert!(Templates::compile(&[], "UTC").is_ok());
 }
 
