@@ -7,6 +7,8 @@ use clap::Parser;
 use sink_dingtalk::DingTalkSink;
 use sink_dingtalk::cli::{self, Cli, Command};
 
+mod c_math;
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     if let Some(path) = &args.check_config {

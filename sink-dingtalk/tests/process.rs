@@ -87,6 +87,24 @@ fn a_store_path_that_cannot_be_written_stops_start_up_naming_it() {
     );
 }
 
+/// glibc's libm costs every replica about half a MiB at start
+/// (docs/development.md#footprint); the few math functions the program
+/// calls are its own (`src/c_math.rs`), so the binary must not load it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_binary_does_not_load_glibcs_libm() {
+    let binary = std::fs::read(BINARY).expect("the binary is readable");
+    let needs_libm = binary
+        .windows(b"libm.so.6".len())
+        .any(|window| window == b"libm.so.6");
+    assert!(
+        !needs_libm,
+        "{BINARY} needs libm.so.6 again: a dependency calls a C math function \
+         src/c_math.rs does not define; `objdump -T {BINARY} | grep GLIBC` names \
+         it among the imports; define it there"
+    );
+}
+
 #[test]
 fn a_valid_config_serves_until_sigterm_then_exits_zero() {
     let port = free_port();
