@@ -3,7 +3,10 @@
 # sink-dingtalk: docker build -t sink-dingtalk .
 # No protoc needed: connector-sdk/build.rs compiles the proto in pure Rust.
 
-FROM rust:1.95-slim-bookworm AS build
+# The exact toolchain sink-dingtalk/link-order.txt was written with: symbol
+# names carry its version, and the start-up layout needs the names to match
+# (docs/development.md#footprint).
+FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 # The whole workspace (see .dockerignore): every member must be present for
 # cargo to load the workspace, even though only sink-dingtalk is built.
