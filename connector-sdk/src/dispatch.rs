@@ -46,7 +46,8 @@ impl<S: Sink> Dispatch<S> {
     /// call) before it is done, the rest runs as a task of its own (see
     /// [`Detachable`]), so an event the sink posted is still recorded in the
     /// ledger and the redelivery that follows is answered without a second
-    /// post.
+    /// post. A panic is answered 503, where panics unwind (a binary built
+    /// with `panic = "abort"`, as sink-dingtalk's release is, ends instead).
     pub(crate) async fn deliver(self: &Arc<Self>, events: Vec<Event>) -> Outcome {
         let this = Arc::clone(self);
         let delivery = Detachable::new(
@@ -55,8 +56,11 @@ impl<S: Sink> Dispatch<S> {
         );
         match AssertUnwindSafe(delivery).catch_unwind().await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                tracing::error!("handling a request failed: it panicked");
+            Err(panic) => {
+                tracing::error!(
+                    panic = panic_text(panic.as_ref()),
+                    "handling a request failed: it panicked"
+                );
                 Outcome::unavailable(
                     Unavailable::ServiceUnavailable,
                     "handling the request failed; retry later",
@@ -187,14 +191,27 @@ impl<S: Sink> Dispatch<S> {
     }
 }
 
+/// What a panic said, when it said it as text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
+}
+
 /// A future that runs where it is awaited, and finishes as a task of
-/// `tracker`'s if it is dropped before it is done. Cheaper than spawning
-/// every delivery (a task, a wake-up and a join each), with the same
-/// guarantee: a delivery, once started, runs to the end, and shutdown
-/// (which waits for `tracker`) waits for it either way.
+/// `tracker`'s if it is dropped before it is done (or before it is first
+/// polled). Cheaper than spawning every delivery (a task, a wake-up and a
+/// join each), with the same guarantee: a delivery runs to the end, and
+/// shutdown (which waits for `tracker`) waits for it either way. One that
+/// panics is dropped where it panicked.
 pub(crate) struct Detachable<F: Future + Send + 'static> {
     future: Option<Pin<Box<F>>>,
     tracker: TaskTracker,
+    /// The runtime it started on, which runs the rest: the one current
+    /// where it is dropped may be another (or none).
+    runtime: Option<tokio::runtime::Handle>,
     /// Counts this delivery in `tracker` while it runs here, so that
     /// `tracker.wait()` cannot end between the drop and the spawn.
     _running: TaskTrackerToken,
@@ -205,6 +222,7 @@ impl<F: Future + Send + 'static> Detachable<F> {
         Self {
             future: Some(Box::pin(future)),
             tracker: tracker.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             _running: tracker.token(),
         }
     }
@@ -214,13 +232,19 @@ impl<F: Future + Send + 'static> Future for Detachable<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let Some(future) = self.future.as_mut() else {
+        // Out while it is polled: one that panics unwinds with it and is
+        // dropped, not handed to a task (a panicked future cannot go on).
+        let Some(mut future) = self.future.take() else {
             // Polled again after it was ready: a caller's bug, never ours.
             return Poll::Pending;
         };
-        let output = std::task::ready!(future.as_mut().poll(cx));
-        self.future = None;
-        Poll::Ready(output)
+        match future.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(output),
+            Poll::Pending => {
+                self.future = Some(future);
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -229,14 +253,20 @@ impl<F: Future + Send + 'static> Drop for Detachable<F> {
         let Some(future) = self.future.take() else {
             return;
         };
-        // Outside a runtime (it is being torn down), nothing could run it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            self.tracker.spawn_on(
-                async move {
-                    let _ = future.await;
-                },
-                &runtime,
-            );
+        match &self.runtime {
+            Some(runtime) => {
+                self.tracker.spawn_on(
+                    async move {
+                        let _ = future.await;
+                    },
+                    runtime,
+                );
+            }
+            // Made outside a runtime (a test's hand-polled future): nothing
+            // can run the rest.
+            None => tracing::warn!(
+                "a delivery cut off before it finished was dropped: no runtime to finish it on"
+            ),
         }
     }
 }
@@ -284,6 +314,20 @@ mod tests {
             .await
             .expect("the detached rest finishes");
         assert_eq!(steps.load(Ordering::SeqCst), 2, "and ran to the end");
+    }
+
+    async fn panics() -> usize {
+        panic!("broken")
+    }
+
+    #[tokio::test]
+    async fn one_that_panics_is_dropped_not_handed_to_a_task() {
+        let tracker = TaskTracker::new();
+        let caught = AssertUnwindSafe(Detachable::new(panics(), &tracker))
+            .catch_unwind()
+            .await;
+        assert!(caught.is_err());
+        assert!(tracker.is_empty(), "nothing left to finish: it panicked");
     }
 
     #[tokio::test]
