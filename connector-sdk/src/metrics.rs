@@ -61,9 +61,6 @@ const TRANSPORTS: [&str; 2] = ["http", "grpc"];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder once. `None` if another
-/// recorder was installed first (metrics then go there, and `/metrics`
-/// says so).
 /// Handles of one metric by its label values, each registered with the
 /// recorder once and then kept. The `counter!` macros look the handle up
 /// on every call (the key built, labels and all, hashed, a lock taken):
@@ -95,8 +92,11 @@ impl<K: Hash + Eq + Clone, H: Clone> Memo<K, H> {
         if let Some(handle) = known {
             return handle;
         }
+        // Asked before registering: a handle registered before the
+        // recorder was installed counts nowhere, and must not be kept.
+        let keep = installed();
         let handle = (self.register)(key);
-        if installed() {
+        if keep {
             self.handles
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -129,6 +129,9 @@ static LEDGER_RESULTS: LazyLock<Memo<&'static str, Counter>> =
 static GAUGES: LazyLock<Memo<&'static str, Gauge>> =
     LazyLock::new(|| Memo::new(|&name| metrics::gauge!(name)));
 
+/// Installs the process-wide Prometheus recorder once. `None` if another
+/// recorder was installed first (metrics then go there, and `/metrics`
+/// says so).
 pub(crate) fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -145,10 +148,11 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// The Prometheus text exposition of every metric.
 /// How often histogram samples are folded into their buckets. The recorder
 /// keeps each sample (24 bytes) until then, or until `/metrics` is scraped:
 /// without this, a sink nobody scrapes grows by every request it answers.
+/// Twice a second holds at most half a second of them (0.5 MiB at 45,000
+/// requests a second; the exporter's own 5 s would hold ten times that).
 const UPKEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// Starts folding histogram samples into their buckets every
@@ -166,6 +170,7 @@ pub(crate) fn spawn_upkeep() -> Option<tokio::task::AbortHandle> {
     Some(task.abort_handle())
 }
 
+/// The Prometheus text exposition of every metric.
 pub(crate) fn render() -> String {
     install().map(PrometheusHandle::render).unwrap_or_default()
 }

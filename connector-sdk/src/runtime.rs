@@ -114,12 +114,13 @@ impl Server {
         options: &ServeOptions,
         reload: Option<Arc<Reloader<S>>>,
     ) -> Result<Self, StartError> {
-        let upkeep = crate::metrics::spawn_upkeep();
         let (http_listener, http_addr) = bind("HTTP", options.http).await?;
         let grpc_listener = match options.grpc {
             Some(addr) => Some(bind("gRPC", addr).await?),
             None => None,
         };
+        // After the binds: a start that fails leaves no task behind.
+        let upkeep = crate::metrics::spawn_upkeep();
 
         let limits = &options.limits;
         let readiness = Readiness::default();

@@ -46,7 +46,10 @@ pub fn export_from_the_start<'a>(chat_groups: impl IntoIterator<Item = &'a str>)
 /// A chat group (none: the event named no configured one) and an outcome class.
 type GroupOutcome = (Option<Arc<str>>, &'static str);
 
-/// One event's outcome class.
+/// One event's outcome class. The handles are kept per configured chat
+/// group ever seen: one that a reload removed keeps its handle (and the
+/// recorder its series, as it would without the memo) until the process
+/// ends, so they are bounded by the groups configured over its life.
 pub fn outcome(chat_group: Option<&Arc<str>>, class: &'static str) {
     static EVENT_OUTCOMES: LazyLock<Memo<GroupOutcome, Counter>> = LazyLock::new(|| {
         Memo::new(|(group, class)| {
