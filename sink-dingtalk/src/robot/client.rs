@@ -164,10 +164,13 @@ pub fn http_client(
 
 fn builder(connect_timeout: Duration) -> Result<reqwest::ClientBuilder, ClientError> {
     // reqwest is built without a default crypto provider (ring builds far
-    // faster than aws-lc); install it once, for the proxies' TLS too. A
-    // second install is a no-op error.
+    // faster than aws-lc). The robots' TLS carries its own (tls.rs); the
+    // process-wide default is for any other rustls user that asks for it.
+    // A second install is a no-op error.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder()
+        // All of the TLS set-up: reqwest's own TLS options (extra roots,
+        // ALPN choices, key logging) no longer apply to this client.
         .tls_backend_preconfigured(super::tls::client_config()?)
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -309,7 +312,8 @@ mod tests {
         let SendError::Unreachable(text) = &err else {
             panic!("not refused before sending: {err:?}");
         };
-        assert!(text.contains("certificate"), "{text}");
+        // Refused for its issuer, not for want of roots to check it by.
+        assert!(text.contains("UnknownIssuer"), "{text}");
         let handshake = server.await.expect("the server ran");
         assert!(handshake.is_err(), "the client broke off the handshake");
     }
