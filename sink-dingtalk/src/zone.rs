@@ -124,6 +124,8 @@ impl<'de> serde::Deserialize<'de> for Zone {
     }
 }
 
+/// By name, as configured: `Asia/Calcutta` (a link) is not `Asia/Kolkata`,
+/// nor `Etc/UTC` `UTC`, though they tell the same time.
 impl PartialEq for Zone {
     fn eq(&self, other: &Zone) -> bool {
         self.0.name == other.0.name
