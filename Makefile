@@ -39,6 +39,7 @@ test: ## Install what the tests need (redis-server), check doc links, fmt, clipp
 # into the sink, and the bench would measure a binary other than the one
 # `make build` ships.
 bench: ## Benchmark the release sink against a bare relay; writes BENCHMARKS.md and docs/bench.svg
+	bash scripts/test-deps.sh
 	$(CARGO) build --release -p sink-dingtalk
 	$(CARGO) build --release -p bench
 	./target/release/bench

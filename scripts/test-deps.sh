@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond cargo, installed when a fresh machine lacks
-# it: redis-server, which the tests of the shared store start on a free
-# loopback port. Through apt-get as root or with sudo; otherwise it says
-# what to install and the tests that need it explain themselves.
+# What `make test` and `make bench` need beyond cargo, installed when a
+# fresh machine lacks it: redis-server, which the tests of the shared store
+# (and the bench's replicas row) start on a free loopback port. Through
+# apt-get as root or with sudo; otherwise it says what to install and the
+# tests that need it explain themselves.
 set -euo pipefail
 
 missing=()

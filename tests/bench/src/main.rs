@@ -286,6 +286,13 @@ async fn run_all(args: &Args) -> Result<(), String> {
             )
         })?
         .len();
+    let loads_libm = procs::loads_libm(&sink)?;
+    if loads_libm {
+        println!(
+            "bench: warning: {} needs glibc's libm.so.6 again (0.5 MiB a process): a dependency calls a C math function sink-dingtalk/src/c_math.rs does not define",
+            sink.display()
+        );
+    }
     let out = args.out.clone().unwrap_or_else(repo_root);
     println!(
         "bench: about {} measured events per run, {} runs per cell, levels {:?}, sink {}",
@@ -339,6 +346,7 @@ async fn run_all(args: &Args) -> Result<(), String> {
         commit: commit(),
         ticks_per_sec: run::ticks_per_second(),
         binary_size,
+        loads_libm,
         levels: args.levels.clone(),
         events: args.events,
         warmup: args.warmup,

@@ -143,6 +143,11 @@ fn footprint(md: &mut String, run: &Run) {
         "| release binary size (`target/release/sink-dingtalk`, stripped) | {} | |",
         mib(run.binary_size / 1024)
     );
+    let _ = writeln!(
+        md,
+        "| loads glibc's `libm.so.6` ([footprint](docs/development.md#footprint)) | {} | no |",
+        if run.loads_libm { "**yes**" } else { "no" }
+    );
     if let (Some(first), Some(last)) = (ready.first(), ready.last()) {
         let _ = writeln!(
             md,

@@ -95,6 +95,8 @@ pub struct Run {
     pub ticks_per_sec: u64,
     /// Size of the release sink binary, bytes.
     pub binary_size: u64,
+    /// Whether the release sink needs glibc's `libm.so.6`.
+    pub loads_libm: bool,
     /// Concurrency levels.
     pub levels: Vec<usize>,
     /// Measured events asked per cell.
