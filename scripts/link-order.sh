@@ -37,7 +37,7 @@ grpc=$(free_port)
 target/release/bench blackhole >"$work/blackhole.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q http "$work/blackhole.out" && break; sleep 0.1; done
-webhook=$(grep -o 'http://[^ ]*' "$work/blackhole.out" | head -1)
+webhook=$(grep -o 'http://[^ ]*' "$work/blackhole.out" | head -1 || true)
 [ -n "$webhook" ] || { echo "link-order: the blackhole did not start: $(cat "$work/blackhole.out")" >&2; exit 1; }
 
 cat >"$work/config.yml" <<EOF
@@ -53,7 +53,9 @@ bot:
       paced: false
 EOF
 
-(cd "$work" && CONNECTOR_CONFIG="$work/config.yml" LOG_LEVEL=warn exec valgrind --tool=callgrind \
+# At the default log level, so the start-up's own log lines are laid out
+# with the rest of start-up.
+(cd "$work" && CONNECTOR_CONFIG="$work/config.yml" exec valgrind --tool=callgrind \
     --callgrind-out-file="$work/callgrind.out" --compress-strings=no --compress-pos=no \
     --dump-line=no --demangle=no "$OLDPWD/target/release/sink-dingtalk" 2>"$work/valgrind.log") &
 sink=$!
@@ -77,15 +79,17 @@ wait "$sink" || true
 
 # Each dump names the functions that ran in it ("fn=" under the binary's
 # "ob="); a function keeps its place in the first dump that ran it.
-python3 - "$work/callgrind.out.1" "$work/callgrind.out" >sink-dingtalk/link-order.txt <<'EOF'
+# Into a temporary file first: a failure leaves the list as it was.
+python3 - "$(rustc -V)" "$work/callgrind.out.1" "$work/callgrind.out" >"$work/link-order.txt" <<'EOF'
 import re
 import sys
 
 print("# Written by scripts/link-order.sh: the functions of the release sink in the order")
 print("# lld lays them out (start-up and idle first, then the first events). Regenerate")
 print("# it after a toolchain or dependency update; names it no longer finds are skipped.")
+print("# Written with: " + sys.argv[1])
 seen = set()
-for dump in sys.argv[1:]:
+for dump in sys.argv[2:]:
     in_binary = False
     for line in open(dump, errors="replace"):
         if line.startswith("ob="):
@@ -93,8 +97,12 @@ for dump in sys.argv[1:]:
         elif line.startswith("fn=") and in_binary:
             # Callgrind tells a recursive call's levels apart as name'2.
             name = re.sub(r"'[0-9]+$", "", line[3:].strip())
+            # Valgrind's name for what runs before main, not a symbol.
+            if name.startswith("("):
+                continue
             if name not in seen:
                 seen.add(name)
                 print(name)
 EOF
+mv "$work/link-order.txt" sink-dingtalk/link-order.txt
 echo "link-order: $(grep -vc '^#' sink-dingtalk/link-order.txt) functions in sink-dingtalk/link-order.txt; now make build"
