@@ -72,7 +72,9 @@ fn other_linker() -> Option<String> {
     }
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     flags.split('\u{1f}').find_map(|flag| {
-        let flag = flag.trim_start_matches("-C").trim_start_matches("--codegen=");
+        let flag = flag
+            .trim_start_matches("-C")
+            .trim_start_matches("--codegen=");
         let not_lld = flag.starts_with("linker=")
             || flag.starts_with("linker-flavor=")
             || flag == "linker-features=-lld"

@@ -177,13 +177,19 @@ mod tests {
 
     #[test]
     fn a_failed_read_answers_the_next_handshakes_until_it_is_read_again() {
-        let roots =
-            SystemRoots::with_loader(Arc::new(rustls::crypto::ring::default_provider()), no_bundle);
+        let roots = SystemRoots::with_loader(
+            Arc::new(rustls::crypto::ring::default_provider()),
+            no_bundle,
+        );
         for _ in 0..3 {
             let err = roots.verifier().expect_err("no bundle");
             assert!(err.to_string().contains("no CA certificates"), "{err}");
         }
-        assert_eq!(READS.load(std::sync::atomic::Ordering::SeqCst), 1, "read once");
+        assert_eq!(
+            READS.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "read once"
+        );
         // Past the wait, the next handshake reads again.
         if let Some((at, _)) = roots.failed.lock().unwrap().as_mut()
             && let Some(earlier) = at.checked_sub(READ_AGAIN_AFTER)

@@ -234,8 +234,8 @@ fn log_tail(path: &Path) -> String {
 /// Whether `binary` names glibc's `libm.so.6` among the libraries it
 /// loads (its name is then in the dynamic string table).
 pub fn loads_libm(binary: &Path) -> Result<bool, String> {
-    let bytes = std::fs::read(binary)
-        .map_err(|err| format!("cannot read {}: {err}", binary.display()))?;
+    let bytes =
+        std::fs::read(binary).map_err(|err| format!("cannot read {}: {err}", binary.display()))?;
     let name = b"libm.so.6";
     Ok(bytes.windows(name.len()).any(|window| window == name))
 }
