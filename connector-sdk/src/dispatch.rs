@@ -170,15 +170,19 @@ impl<S: Sink> Dispatch<S> {
     /// redelivery would be answered "busy" until a restart).
     async fn hand_over(&self, events: Vec<Event>) -> Vec<Outcome> {
         let handed = events.len();
-        let Ok(answered) = AssertUnwindSafe(self.sink.arrived(events))
+        let answered = match AssertUnwindSafe(self.sink.arrived(events))
             .catch_unwind()
             .await
-        else {
-            tracing::error!(
-                handed,
-                "the sink panicked while handling events; they count as not delivered"
-            );
-            return Vec::new();
+        {
+            Ok(answered) => answered,
+            Err(panic) => {
+                tracing::error!(
+                    handed,
+                    panic = panic_text(panic.as_ref()),
+                    "the sink panicked while handling events; they count as not delivered"
+                );
+                return Vec::new();
+            }
         };
         if answered.len() != handed {
             tracing::error!(
