@@ -278,21 +278,10 @@ async fn run_all(args: &Args) -> Result<(), String> {
     let clock = Instant::now();
     let ctx = Context::prepare(args).await?;
     let sink = ctx.sink.clone();
-    let binary_size = std::fs::metadata(&sink)
-        .map_err(|err| {
-            format!(
-                "cannot read {}: {err}; build it first: cargo build --release -p sink-dingtalk",
-                sink.display()
-            )
-        })?
-        .len();
-    let loads_libm = procs::loads_libm(&sink)?;
-    if loads_libm {
-        println!(
-            "bench: warning: {} needs glibc's libm.so.6 again (0.5 MiB a process): a dependency calls a C math function sink-dingtalk/src/c_math.rs does not define",
-            sink.display()
-        );
-    }
+    let procs::SinkBinary {
+        size: binary_size,
+        loads_libm,
+    } = procs::SinkBinary::inspect(&sink)?;
     let out = args.out.clone().unwrap_or_else(repo_root);
     println!(
         "bench: about {} measured events per run, {} runs per cell, levels {:?}, sink {}",

@@ -231,11 +231,35 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Whether `binary` names glibc's `libm.so.6` among the libraries it
-/// loads (its name is then in the dynamic string table).
-pub fn loads_libm(binary: &Path) -> Result<bool, String> {
-    let bytes =
-        std::fs::read(binary).map_err(|err| format!("cannot read {}: {err}", binary.display()))?;
-    let name = b"libm.so.6";
-    Ok(bytes.windows(name.len()).any(|window| window == name))
+/// What the report says of the release sink's file.
+pub struct SinkBinary {
+    /// Its size, bytes.
+    pub size: u64,
+    /// Whether it names glibc's `libm.so.6` among the libraries it loads
+    /// (the name is then in its dynamic string table).
+    pub loads_libm: bool,
+}
+
+impl SinkBinary {
+    /// Reads `binary`; warns when it loads libm again.
+    pub fn inspect(binary: &Path) -> Result<SinkBinary, String> {
+        let bytes = std::fs::read(binary).map_err(|err| {
+            format!(
+                "cannot read {}: {err}; build it first: cargo build --release -p sink-dingtalk",
+                binary.display()
+            )
+        })?;
+        let name = b"libm.so.6";
+        let loads_libm = bytes.windows(name.len()).any(|window| window == name);
+        if loads_libm {
+            println!(
+                "bench: warning: {} needs glibc's libm.so.6 again (0.5 MiB a process): a dependency calls a C math function sink-dingtalk/src/c_math.rs does not define",
+                binary.display()
+            );
+        }
+        Ok(SinkBinary {
+            size: bytes.len() as u64,
+            loads_libm,
+        })
+    }
 }
