@@ -8,6 +8,11 @@
 # (docs/development.md#footprint).
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
+# make: tikv-jemalloc-sys builds jemalloc, the release allocator
+# (sink-dingtalk/src/allocator.rs), with its configure script and make.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # The whole workspace (see .dockerignore): every member must be present for
 # cargo to load the workspace, even though only sink-dingtalk is built.
 COPY . .

@@ -7,6 +7,8 @@ use clap::Parser;
 use sink_dingtalk::DingTalkSink;
 use sink_dingtalk::cli::{self, Cli, Command};
 
+#[cfg(not(target_env = "msvc"))]
+mod allocator;
 mod c_math;
 
 fn main() -> ExitCode {

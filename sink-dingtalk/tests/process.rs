@@ -105,6 +105,25 @@ fn the_binary_does_not_load_glibcs_libm() {
     );
 }
 
+/// The binary allocates with jemalloc and one arena (`src/allocator.rs`):
+/// jemalloc prints the options it read when asked to print its statistics.
+#[cfg(not(target_env = "msvc"))]
+#[test]
+fn the_binary_allocates_with_jemalloc_on_one_arena() {
+    let output = Command::new(BINARY)
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("opt.narenas: 1\n"),
+        "jemalloc did not print `opt.narenas: 1` at exit: is it the global \
+         allocator, and is `_rjem_malloc_conf` still the name its build reads? {stderr}"
+    );
+}
+
 #[test]
 fn a_valid_config_serves_until_sigterm_then_exits_zero() {
     let port = free_port();
