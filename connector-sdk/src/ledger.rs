@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
 use crate::logging::{REPEAT_LOG_EVERY, Repeated};
-use crate::store::{Store, StoreError, StoreHealth};
+use crate::store::{Remembered, Store, StoreError, StoreHealth};
 
 /// How long a claim holds without being settled: far longer than a request
 /// may take (a sink answers within the sender's 5 s), short enough that one
@@ -113,6 +113,10 @@ pub(crate) struct Ledger {
     /// [`MAX_UNRECORDED`]); memory answers for them meanwhile.
     unrecorded: Arc<Mutex<VecDeque<Identity>>>,
 }
+
+/// How long shutdown waits for the records still being written: as long as
+/// a write of the embedded store may take before it is an error.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 /// Accepted events whose record failed kept for another write at most.
 const MAX_UNRECORDED: usize = 100_000;
@@ -262,95 +266,150 @@ impl Ledger {
         } else {
             std::mem::take(&mut *lock(&self.unrecorded))
         };
-        let write = self.record(accepted, again, wait);
         if wait {
-            write.await
-        } else {
-            self.settling.spawn(async move {
-                let _ = write.await;
-            });
-            Ok(())
+            return self.record(accepted, again).await;
         }
+        self.record_in_background(accepted, again);
+        Ok(())
+    }
+
+    /// Writes the records of `accepted` (and `again`) lazily, without
+    /// waiting: in the store's writer, with no task, channel or timer of
+    /// their own where the store can (the embedded one), else in a task.
+    /// [`Ledger::flush`] waits for them either way.
+    fn record_in_background(&self, accepted: Vec<Identity>, again: VecDeque<Identity>) {
+        let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
+        let keys = all.iter().map(|identity| identity.0.clone()).collect();
+        let recorder = self.recorder();
+        // Counted as settling until `then` has run (or is dropped).
+        let token = self.settling.token();
+        let then: Remembered = Box::new(move |result| {
+            let results = vec![result; all.len()];
+            let _ = recorder.recorded(all, results, 0);
+            drop(token);
+        });
+        self.store.remember_in_background(keys, self.ttl, then);
     }
 
     /// Writes the records of `accepted` (and of `again`, which failed
-    /// before), durably with `wait`; the error of the first of `accepted`
-    /// that failed. Each that fails stays known in memory as accepted and is
-    /// kept to be written again; the store counts as down from then on.
+    /// before), durably; the error of the first of `accepted` that failed.
+    /// Each that fails stays known in memory as accepted and is kept to be
+    /// written again; the store counts as down from then on.
     fn record(
         &self,
         accepted: Vec<Identity>,
         again: VecDeque<Identity>,
-        wait: bool,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let store = self.store.clone();
-        let local = Arc::clone(&self.local);
         let ttl = self.ttl;
-        let failures = Arc::clone(&self.failures);
-        let health = self.health.clone();
-        let unrecorded = Arc::clone(&self.unrecorded);
+        let recorder = self.recorder();
         let fresh = accepted.len();
         async move {
             let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
             let writes = all.iter().map(|identity| {
                 let store = store.clone();
-                async move { store.remember(&identity.0, ttl, !wait).await }
+                async move { store.remember(&identity.0, ttl, false).await }
             });
             let results = futures_util::future::join_all(writes).await;
-            let mut first_error = None;
-            let mut failed = Vec::new();
-            {
-                // Only now: until the record is readable, memory answers
-                // for it; and for one that failed, until it is written.
-                let mut local = lock(&local);
-                for (index, (identity, result)) in all.into_iter().zip(results).enumerate() {
-                    match result {
-                        Ok(()) => {
-                            local.remove(&identity);
-                        }
-                        Err(err) => {
-                            if index < fresh && first_error.is_none() {
-                                first_error = Some(err.clone());
-                            }
-                            failed.push((identity, err));
-                        }
-                    }
-                }
-            }
-            let Some((_, err)) = failed.first() else {
-                return Ok(());
-            };
-            // Without a record, a redelivery of an accepted event may reach
-            // the sink again: the next events are answered only once theirs
-            // are written.
-            health.failed(err.to_string(), store.backend_name());
-            let due = lock(&failures).note(Instant::now(), REPEAT_LOG_EVERY);
-            if let Some(count) = due {
-                tracing::error!(%err, failed = failed.len(), count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger; kept in memory to write again (count: failed settles since the last such line)");
-            }
-            let mut kept = lock(&unrecorded);
-            for (identity, _) in failed {
-                if kept.len() >= MAX_UNRECORDED {
-                    // Forgotten: a redelivery reaches the sink again.
-                    if let Some(oldest) = kept.pop_front() {
-                        lock(&local).remove(&oldest);
-                    }
-                }
-                kept.push_back(identity);
-            }
-            first_error.map_or(Ok(()), Err)
+            recorder.recorded(all, results, fresh)
+        }
+    }
+
+    fn recorder(&self) -> Recorder {
+        Recorder {
+            local: Arc::clone(&self.local),
+            failures: Arc::clone(&self.failures),
+            health: self.health.clone(),
+            unrecorded: Arc::clone(&self.unrecorded),
+            backend: self.store.backend_name(),
         }
     }
 
     /// Waits for the records still being written.
     pub(crate) async fn flush(&self) {
         self.settling.close();
-        self.settling.wait().await;
+        if tokio::time::timeout(FLUSH_WAIT, self.settling.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                settles = self.settling.len(),
+                wait_secs = FLUSH_WAIT.as_secs(),
+                "records of accepted events were not written in time (is the disk stalled?); their events may be delivered again after a restart"
+            );
+        }
         // A last try for the records that failed.
         let again = std::mem::take(&mut *lock(&self.unrecorded));
         if !again.is_empty() {
-            let _ = self.record(Vec::new(), again, true).await;
+            let _ = self.record(Vec::new(), again).await;
         }
+    }
+}
+
+/// What the ledger does once records were written: the parts of it a
+/// write that finishes elsewhere (a task, the store's writer) needs.
+struct Recorder {
+    local: Arc<Mutex<HashMap<Identity, Local>>>,
+    failures: Arc<Mutex<Repeated>>,
+    health: StoreHealth,
+    unrecorded: Arc<Mutex<VecDeque<Identity>>>,
+    backend: &'static str,
+}
+
+impl Recorder {
+    /// Takes in the outcome of writing the record of each of `all`: a
+    /// written one is forgotten from memory (the store answers for it
+    /// now); one that failed stays there as accepted and is kept to be
+    /// written again, and the store counts as down. Returns the error of
+    /// the first of the first `fresh` that failed.
+    fn recorded(
+        &self,
+        all: Vec<Identity>,
+        results: Vec<Result<(), StoreError>>,
+        fresh: usize,
+    ) -> Result<(), StoreError> {
+        let mut first_error = None;
+        let mut failed = Vec::new();
+        {
+            // Only now: until the record is readable, memory answers
+            // for it; and for one that failed, until it is written.
+            let mut local = lock(&self.local);
+            for (index, (identity, result)) in all.into_iter().zip(results).enumerate() {
+                match result {
+                    Ok(()) => {
+                        local.remove(&identity);
+                    }
+                    Err(err) => {
+                        if index < fresh && first_error.is_none() {
+                            first_error = Some(err.clone());
+                        }
+                        failed.push((identity, err));
+                    }
+                }
+            }
+        }
+        let Some((_, err)) = failed.first() else {
+            return Ok(());
+        };
+        // Without a record, a redelivery of an accepted event may reach
+        // the sink again: the next events are answered only once theirs
+        // are written.
+        self.health.failed(err.to_string(), self.backend);
+        let due = lock(&self.failures).note(Instant::now(), REPEAT_LOG_EVERY);
+        if let Some(count) = due {
+            tracing::error!(%err, failed = failed.len(), count, every_secs = REPEAT_LOG_EVERY.as_secs(), "cannot record events in the delivered-ledger; kept in memory to write again (count: failed settles since the last such line)");
+        }
+        let mut kept = lock(&self.unrecorded);
+        for (identity, _) in failed {
+            if kept.len() >= MAX_UNRECORDED {
+                // Forgotten: a redelivery reaches the sink again.
+                if let Some(oldest) = kept.pop_front() {
+                    lock(&self.local).remove(&oldest);
+                }
+            }
+            kept.push_back(identity);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -457,6 +516,46 @@ mod tests {
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
         ledger.flush().await;
         assert_eq!(ledger.claim(&ids).await, Ok(vec![Entry::Done]));
+    }
+
+    /// A backend that cannot write in the background (the in-memory one,
+    /// as Redis): the records go in a task, which flush waits for, and the
+    /// records are then the store's, not memory's.
+    #[tokio::test]
+    async fn without_background_writes_the_records_go_in_a_task() {
+        let memory = Arc::new(crate::store::Memory::new(Arc::new(
+            crate::store::TokioClock::new(),
+        )));
+        let store = Store::new(Arc::clone(&memory) as Arc<dyn crate::store::Backend>);
+        let ledger = Ledger::new(
+            store.clone(),
+            Duration::from_secs(3_600),
+            StoreHealth::default(),
+        );
+        let ids = [Identity::of(&event("s", "1"))];
+        ledger.claim(&ids).await.expect("claims");
+        ledger
+            .settle(vec![(ids[0].clone(), true)], false)
+            .await
+            .expect("not awaited");
+        ledger.flush().await;
+        assert!(ledger.local().is_empty(), "written: memory forgot it");
+        assert_eq!(store.remembered(&ids[0].0).await, Ok(true));
+
+        // Closed, the write fails: the event stays known as accepted and
+        // the store counts as down.
+        let health = StoreHealth::default();
+        let ledger = Ledger::new(store, Duration::from_secs(3_600), health.clone());
+        let two = [Identity::of(&event("s", "2"))];
+        ledger.claim(&two).await.expect("claims");
+        crate::store::Backend::close(memory.as_ref()).await;
+        ledger
+            .settle(vec![(two[0].clone(), true)], false)
+            .await
+            .expect("not awaited");
+        ledger.flush().await;
+        assert!(health.problem().is_some(), "marked down by the failure");
+        assert_eq!(ledger.local().get(&two[0]), Some(&Local::Accepted));
     }
 
     /// A shared store whose `remove` returns only once `removers` of them

@@ -233,6 +233,10 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 /// The value of a record that [`Backend::remember`] wrote by default.
 pub const REMEMBERED: &[u8] = b"done";
 
+/// What [`Backend::remember_in_background`] calls once its keys are
+/// written, with the outcome of their write.
+pub type Remembered = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// A storage engine behind [`Store`]. Keys arrive fully namespaced.
 ///
 /// Every method is atomic on its own: a gate's check and record, a push's
@@ -283,6 +287,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         } else {
             self.put(key, REMEMBERED.to_vec(), ttl).await
         }
+    }
+
+    /// [`Backend::remember`] each of `keys` lazily, without a task or a
+    /// wait: `then` is called with the outcome, one for all of them, once
+    /// their write committed or failed, on the thread that wrote them (so it
+    /// must be quick and must not block). A backend that cannot hands both
+    /// back, as the default does, and [`Store`] awaits
+    /// [`Backend::remember`] for each in a task instead. If the backend
+    /// closes first, `then` may be dropped without being called.
+    fn remember_in_background(
+        &self,
+        keys: Vec<String>,
+        ttl: Duration,
+        then: Remembered,
+    ) -> Result<(), (Vec<String>, Remembered)> {
+        let _ = ttl;
+        Err((keys, then))
     }
 
     /// True when `key` was remembered ([`Backend::remember`]) and has not
@@ -432,6 +453,29 @@ impl Store {
     /// See [`Backend::remember`].
     pub async fn remember(&self, key: &str, ttl: Duration, lazily: bool) -> Result<(), StoreError> {
         self.backend.remember(&self.key(key), ttl, lazily).await
+    }
+
+    /// See [`Backend::remember_in_background`]; on a backend that cannot,
+    /// a task awaits [`Backend::remember`] for each key and calls `then`
+    /// with the first error, if any. Call it on the runtime.
+    pub(crate) fn remember_in_background(
+        &self,
+        mut keys: Vec<String>,
+        ttl: Duration,
+        then: Remembered,
+    ) {
+        for key in &mut keys {
+            key.insert_str(0, &self.namespace);
+        }
+        let Err((keys, then)) = self.backend.remember_in_background(keys, ttl, then) else {
+            return;
+        };
+        let backend = Arc::clone(&self.backend);
+        tokio::spawn(async move {
+            let writes = keys.iter().map(|key| backend.remember(key, ttl, true));
+            let results = futures_util::future::join_all(writes).await;
+            then(results.into_iter().find(Result::is_err).unwrap_or(Ok(())));
+        });
     }
 
     /// See [`Backend::remembered`].

@@ -36,8 +36,8 @@ use file::{FaultSwitch, SwitchedFile};
 use heal::{Healer, Reopen, Slot};
 
 use super::{
-    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, REMEMBERED, StoreError,
-    SystemClock, Window, millis,
+    Backend, Clock, GateState, Once, OpenError, Passage, Pushed, QueueItem, REMEMBERED, Remembered,
+    StoreError, SystemClock, Window, millis,
 };
 use marks::{MARKS, MarkIndex};
 use tables::{
@@ -396,13 +396,62 @@ impl Backend for Embedded {
     async fn remember(&self, key: &str, ttl: Duration, lazily: bool) -> Result<(), StoreError> {
         let mark = mark_of(key);
         let kind = if lazily { Kind::Lazy } else { Kind::Durable };
-        let lazy_put = lazily.then_some(LazyPut::Mark(mark, ttl));
+        let lazy_put = lazily.then(|| LazyPut::Marks(vec![mark], ttl));
         self.run_op(
             kind,
             move |t, now| t.remember(mark, now.saturating_add(millis(ttl)), now),
             lazy_put,
         )
         .await
+    }
+
+    fn remember_in_background(
+        &self,
+        keys: Vec<String>,
+        ttl: Duration,
+        then: Remembered,
+    ) -> Result<(), (Vec<String>, Remembered)> {
+        let Some(ops) = lock(&self.ops).clone() else {
+            // Closed: `remember` answers so.
+            return Err((keys, then));
+        };
+        let marks: Vec<u128> = keys.iter().map(|key| mark_of(key)).collect();
+        let lazy_put = Some(LazyPut::Marks(marks.clone(), ttl));
+        let apply: Apply = Box::new(move |tables, now| {
+            let expires = now.saturating_add(millis(ttl));
+            let failed = marks
+                .into_iter()
+                .find_map(|mark| tables.remember(mark, expires, now).err())
+                .map(|err| Failure::of(&err));
+            // Called with the batch's outcome: one operation that failed
+            // aborts the whole transaction.
+            let finish: Finish = then;
+            (failed, finish)
+        });
+        let op = Op {
+            kind: Kind::Lazy,
+            apply,
+            lazy_put,
+        };
+        match ops.try_send(op) {
+            Ok(()) => {}
+            // The writer's queue is full: a task waits for room (the
+            // caller is on the runtime; outside one, this thread may wait).
+            Err(mpsc::error::TrySendError::Full(op)) => match tokio::runtime::Handle::try_current()
+            {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        let _ = ops.send(op).await;
+                    });
+                }
+                Err(_) => {
+                    let _ = ops.blocking_send(op);
+                }
+            },
+            // Closing: `then` goes with the operation, uncalled.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+        Ok(())
     }
 
     async fn remembered(&self, key: &str) -> Result<bool, StoreError> {

@@ -77,17 +77,21 @@ pub(super) struct Op {
 pub(super) enum LazyPut {
     /// A record: key, value.
     Record(String, Vec<u8>, Duration),
-    /// A mark ([`Tables::remember`]).
-    Mark(u128, Duration),
+    /// Marks ([`Tables::remember`]), with their time to live.
+    Marks(Vec<u128>, Duration),
 }
 
 impl LazyPut {
-    fn expiring(self, now: u64) -> Written {
+    /// What it wrote, with its expiry, into `written`.
+    fn expire_into(self, now: u64, written: &mut Vec<Written>) {
         match self {
             LazyPut::Record(key, value, ttl) => {
-                Written::Record(key, value, now.saturating_add(millis(ttl)))
+                written.push(Written::Record(key, value, now.saturating_add(millis(ttl))));
             }
-            LazyPut::Mark(mark, ttl) => Written::Mark(mark, now.saturating_add(millis(ttl))),
+            LazyPut::Marks(marks, ttl) => {
+                let expires = now.saturating_add(millis(ttl));
+                written.extend(marks.into_iter().map(|mark| Written::Mark(mark, expires)));
+            }
         }
     }
 }
@@ -323,7 +327,7 @@ fn run_ops(
     let mut lazy_puts = Vec::new();
     for op in batch {
         if let Some(put) = op.lazy_put {
-            lazy_puts.push(put.expiring(now));
+            put.expire_into(now, &mut lazy_puts);
         }
         let (failed, finish) = (op.apply)(&mut tables, now);
         failure = failure.or(failed);
