@@ -93,6 +93,12 @@ impl DigestRules {
         })
     }
 
+    /// True when an expression is configured: only then is an event's
+    /// model read.
+    pub fn reads_the_model(&self) -> bool {
+        self.has.iter().any(|&has| has)
+    }
+
     fn render(&self, at: usize, model: &minijinja::Value) -> Option<String> {
         if !self.has[at] {
             return None;

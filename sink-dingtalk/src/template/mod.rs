@@ -148,7 +148,13 @@ impl Templates {
         chat_group: &str,
     ) -> Result<(Message, Meta), TemplateError> {
         let rule = self.pick(event, chat_group)?;
-        let model = model::of(event);
+        // Built only for what reads it: an event without a rule or digest
+        // expressions (most of a storm) skips the template engine.
+        let model = if rule.is_some() || self.digest.reads_the_model() {
+            model::of(event)
+        } else {
+            minijinja::Value::UNDEFINED
+        };
         let message = match rule {
             None => message::build(event, chat_group)?,
             Some(rule) => self.render(rule, event, &model, chat_group)?,
