@@ -239,7 +239,7 @@ impl DingTalkSink {
             .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
         // What a digest shows of it, worked out once, kept with it.
         let rule_users = meta.users.take();
-        let summary = Summary::of(&message.body, at_ms).with(meta);
+        let summary = Summary::of_json(&message.json, at_ms).with(meta);
         let post = Post {
             msgtype: msgtype.as_str().to_owned(),
             body: message.body,

@@ -147,7 +147,7 @@ pub fn rendered_digests(
         let at_ms = event
             .time()
             .map_or_else(connector_sdk::deliver::now_ms, |t| t.timestamp_millis());
-        let summary = Summary::of(&message.body, at_ms).with(meta);
+        let summary = Summary::of_json(&message.json, at_ms).with(meta);
         match groups.iter_mut().find(|(name, _)| *name == group) {
             Some((_, summaries)) => summaries.push(summary),
             None => groups.push((group, vec![summary])),

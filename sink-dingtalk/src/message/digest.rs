@@ -71,6 +71,12 @@ impl Summary {
     /// The summary of a built message body, at `at_ms`.
     pub fn of(body: &[u8], at_ms: i64) -> Summary {
         let body: Value = serde_json::from_slice(body).unwrap_or_default();
+        Self::of_json(&body, at_ms)
+    }
+
+    /// [`Summary::of`] the body as JSON ([`crate::message::Message::json`]),
+    /// without parsing it again.
+    pub fn of_json(body: &Value, at_ms: i64) -> Summary {
         let msgtype = body["msgtype"].as_str().unwrap_or_default();
         let fields = &body[msgtype];
         let str_of = |value: &Value| value.as_str().unwrap_or_default().to_owned();

@@ -105,6 +105,9 @@ pub struct Message {
     /// The UTF-8 JSON body, at most [`MAX_BODY_BYTES`]; cheap to clone for
     /// each send attempt.
     pub body: Bytes,
+    /// The same body as JSON, for what reads its fields (a digest's
+    /// summary) without parsing `body` again.
+    pub json: Value,
 }
 
 /// The message type an event asks for: `xvmsgtype`, text by default.
@@ -200,10 +203,14 @@ pub fn build_from_fields(
         body.insert("msgUuid".into(), json!(msg_uuid));
         bytes = serialize(&body)?;
     }
+    if !body.contains_key("msgUuid") {
+        body.insert("msgUuid".into(), json!(msg_uuid));
+    }
     Ok(Message {
         msgtype,
         msg_uuid,
         body: Bytes::from(bytes),
+        json: Value::Object(body),
     })
 }
 
@@ -317,6 +324,7 @@ mod tests {
     fn body_of(event: &Event) -> Value {
         let message = build(event, "ops").expect("builds");
         let mut body: Value = serde_json::from_slice(&message.body).expect("json body");
+        assert_eq!(message.json, body, "the JSON kept is the body sent");
         assert_eq!(body["msgUuid"], message.msg_uuid.as_str());
         body.as_object_mut().map(|b| b.remove("msgUuid"));
         body
@@ -598,6 +606,7 @@ mod tests {
             message.body.len()
         );
         let body: Value = serde_json::from_slice(&message.body).expect("json");
+        assert_eq!(message.json, body, "the JSON kept is the body cut");
         let text = body["markdown"]["text"].as_str().expect("text");
         assert!(
             text.ends_with("bytes omitted)\n\n@ops1"),
