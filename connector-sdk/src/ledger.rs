@@ -84,6 +84,15 @@ impl Identity {
     }
 }
 
+/// The hasher of the ledger's maps: an identity is a hash already, and the
+/// sender cannot choose it, so SipHash's defence against chosen keys buys
+/// nothing there.
+type Hasher = foldhash::fast::RandomState;
+
+/// What this process knows of the events it handles or accepted and whose
+/// records are not written yet.
+type LocalMap = HashMap<Identity, Local, Hasher>;
+
 /// What this process knows of an event before the store does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Local {
@@ -100,7 +109,7 @@ pub(crate) struct Ledger {
     ttl: Duration,
     /// Claims, when the store is this process's alone, and accepted events
     /// whose records are not written yet.
-    local: Arc<Mutex<HashMap<Identity, Local>>>,
+    local: Arc<Mutex<LocalMap>>,
     /// Records written after the answer went out; waited for at shutdown.
     settling: TaskTracker,
     /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
@@ -134,13 +143,13 @@ impl Ledger {
         }
     }
 
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Identity, Local>> {
+    fn local(&self) -> std::sync::MutexGuard<'_, LocalMap> {
         lock(&self.local)
     }
 
     /// Looks up every event of a batch and claims the fresh ones.
     pub(crate) async fn claim(&self, identities: &[Identity]) -> Result<Vec<Entry>, StoreError> {
-        let mut first_seen: HashMap<&Identity, usize> = HashMap::new();
+        let mut first_seen: HashMap<&Identity, usize, Hasher> = HashMap::default();
         let mut entries = Vec::with_capacity(identities.len());
         let mut lookups = Vec::new();
         for (index, identity) in identities.iter().enumerate() {
@@ -349,7 +358,7 @@ impl Ledger {
 /// What the ledger does once records were written: the parts of it a
 /// write that finishes elsewhere (a task, the store's writer) needs.
 struct Recorder {
-    local: Arc<Mutex<HashMap<Identity, Local>>>,
+    local: Arc<Mutex<LocalMap>>,
     failures: Arc<Mutex<Repeated>>,
     health: StoreHealth,
     unrecorded: Arc<Mutex<VecDeque<Identity>>>,
