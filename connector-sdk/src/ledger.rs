@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::logging::{REPEAT_LOG_EVERY, Repeated};
 use crate::store::{Remembered, Store, StoreError, StoreHealth};
@@ -240,7 +241,9 @@ impl Ledger {
     /// the error of one that failed; otherwise writes them in the
     /// background, lazily: the sender has its 200 and will not send them
     /// again, so they ride on the store's next durable commit instead of
-    /// paying an fsync each, and one that fails marks the store down.
+    /// paying an fsync each, and one that fails marks the store down (one
+    /// that hangs with a stalled disk waits for the health probe to say
+    /// so: it has no timer of its own).
     pub(crate) async fn settle(
         &self,
         settled: Vec<(Identity, bool)>,
@@ -289,14 +292,12 @@ impl Ledger {
     fn record_in_background(&self, accepted: Vec<Identity>, again: VecDeque<Identity>) {
         let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
         let keys = all.iter().map(|identity| identity.0.clone()).collect();
-        let recorder = self.recorder();
-        // Counted as settling until `then` has run (or is dropped).
-        let token = self.settling.token();
-        let then: Remembered = Box::new(move |result| {
-            let results = vec![result; all.len()];
-            let _ = recorder.recorded(all, results, 0);
-            drop(token);
-        });
+        let pending = PendingRecords {
+            all,
+            recorder: self.recorder(),
+            _settling: self.settling.token(),
+        };
+        let then: Remembered = Box::new(move |result| pending.written(result));
         self.store.remember_in_background(keys, self.ttl, then);
     }
 
@@ -351,6 +352,34 @@ impl Ledger {
         let again = std::mem::take(&mut *lock(&self.unrecorded));
         if !again.is_empty() {
             let _ = self.record(Vec::new(), again).await;
+        }
+    }
+}
+
+/// The records of one settle on their way to the store in the background.
+/// Counted as settling ([`Ledger::flush`] waits) until written; dropped
+/// unwritten (the store closed, its writer stopped), they count as failed:
+/// kept in memory to write again, and the store marked down.
+struct PendingRecords {
+    all: Vec<Identity>,
+    recorder: Recorder,
+    _settling: TaskTrackerToken,
+}
+
+impl PendingRecords {
+    fn written(mut self, result: Result<(), StoreError>) {
+        let all = std::mem::take(&mut self.all);
+        let results = vec![result; all.len()];
+        let _ = self.recorder.recorded(all, results, 0);
+    }
+}
+
+impl Drop for PendingRecords {
+    fn drop(&mut self) {
+        let all = std::mem::take(&mut self.all);
+        if !all.is_empty() {
+            let results = vec![Err(StoreError::Closed); all.len()];
+            let _ = self.recorder.recorded(all, results, 0);
         }
     }
 }
@@ -565,6 +594,35 @@ mod tests {
         ledger.flush().await;
         assert!(health.problem().is_some(), "marked down by the failure");
         assert_eq!(ledger.local().get(&two[0]), Some(&Local::Accepted));
+    }
+
+    /// Records the store drops unwritten (here: the task writing them is
+    /// dropped with its runtime before it ran) count as failed: kept to be
+    /// written again, and the store marked down; not silently forgotten.
+    #[test]
+    fn records_dropped_unwritten_count_as_failed() {
+        let store = Store::new(Arc::new(crate::store::Memory::new(Arc::new(
+            crate::store::SystemClock,
+        ))));
+        let health = StoreHealth::default();
+        let ledger = Ledger::new(store, Duration::from_secs(3_600), health.clone());
+        let ids = [Identity::of(&event("s", "1"))];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            ledger.claim(&ids).await.expect("claims");
+            ledger
+                .settle(vec![(ids[0].clone(), true)], false)
+                .await
+                .expect("not awaited");
+        });
+        // The write's task never ran; it goes with the runtime.
+        drop(runtime);
+        assert!(health.problem().is_some(), "marked down");
+        assert_eq!(lock(&ledger.unrecorded).len(), 1, "kept to write again");
+        assert_eq!(ledger.local().get(&ids[0]), Some(&Local::Accepted));
     }
 
     /// A shared store whose `remove` returns only once `removers` of them

@@ -448,7 +448,8 @@ impl Backend for Embedded {
                     let _ = ops.blocking_send(op);
                 }
             },
-            // Closing: `then` goes with the operation, uncalled.
+            // The writer is gone: `then` is dropped with the operation,
+            // uncalled (the ledger counts its records as failed).
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
         Ok(())
