@@ -108,20 +108,11 @@ enum Local {
 pub(crate) struct Ledger {
     store: Store,
     ttl: Duration,
-    /// Claims, when the store is this process's alone, and accepted events
-    /// whose records are not written yet.
-    local: Arc<Mutex<LocalMap>>,
     /// Records written after the answer went out; waited for at shutdown.
     settling: TaskTracker,
-    /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
-    /// count instead of one line an event.
-    failures: Arc<Mutex<Repeated>>,
-    /// The store's health: a failed record write marks it down; while it
-    /// is down records are written before the answer.
-    health: StoreHealth,
-    /// Accepted events whose record failed, to write again (up to
-    /// [`MAX_UNRECORDED`]); memory answers for them meanwhile.
-    unrecorded: Arc<Mutex<VecDeque<Identity>>>,
+    /// What memory knows, and what a record's write changes there: shared
+    /// with the writes that finish elsewhere (a task, the store's writer).
+    recorder: Arc<Recorder>,
 }
 
 /// How long shutdown waits for the records still being written: as long as
@@ -133,19 +124,27 @@ const MAX_UNRECORDED: usize = 100_000;
 
 impl Ledger {
     pub(crate) fn new(store: Store, ttl: Duration, health: StoreHealth) -> Self {
+        let store_backend = store.backend_name();
         Self {
             store,
             ttl,
-            local: Arc::default(),
             settling: TaskTracker::new(),
-            failures: Arc::default(),
-            health,
-            unrecorded: Arc::default(),
+            recorder: Arc::new(Recorder {
+                local: Mutex::default(),
+                failures: Mutex::default(),
+                health,
+                unrecorded: Mutex::default(),
+                backend: store_backend,
+            }),
         }
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, LocalMap> {
-        lock(&self.local)
+        lock(&self.recorder.local)
+    }
+
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, VecDeque<Identity>> {
+        lock(&self.recorder.unrecorded)
     }
 
     /// Looks up every event of a batch and claims the fresh ones.
@@ -264,7 +263,7 @@ impl Ledger {
         if accepted.is_empty() {
             return Ok(());
         }
-        let down = self.health.problem().is_some();
+        let down = self.recorder.health.problem().is_some();
         let wait = wait || down;
         {
             let mut local = self.local();
@@ -276,7 +275,7 @@ impl Ledger {
         let again = if down {
             VecDeque::new()
         } else {
-            std::mem::take(&mut *lock(&self.unrecorded))
+            std::mem::take(&mut *self.unrecorded())
         };
         if wait {
             return self.record(accepted, again).await;
@@ -294,7 +293,7 @@ impl Ledger {
         let keys = all.iter().map(|identity| identity.0.clone()).collect();
         let pending = PendingRecords {
             all,
-            recorder: self.recorder(),
+            recorder: Arc::clone(&self.recorder),
             _settling: self.settling.token(),
         };
         let then: Remembered = Box::new(move |result| pending.written(result));
@@ -312,7 +311,7 @@ impl Ledger {
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let store = self.store.clone();
         let ttl = self.ttl;
-        let recorder = self.recorder();
+        let recorder = Arc::clone(&self.recorder);
         let fresh = accepted.len();
         async move {
             let all: Vec<Identity> = accepted.into_iter().chain(again).collect();
@@ -322,16 +321,6 @@ impl Ledger {
             });
             let results = futures_util::future::join_all(writes).await;
             recorder.recorded(all, results, fresh)
-        }
-    }
-
-    fn recorder(&self) -> Recorder {
-        Recorder {
-            local: Arc::clone(&self.local),
-            failures: Arc::clone(&self.failures),
-            health: self.health.clone(),
-            unrecorded: Arc::clone(&self.unrecorded),
-            backend: self.store.backend_name(),
         }
     }
 
@@ -349,7 +338,7 @@ impl Ledger {
             );
         }
         // A last try for the records that failed.
-        let again = std::mem::take(&mut *lock(&self.unrecorded));
+        let again = std::mem::take(&mut *self.unrecorded());
         if !again.is_empty() {
             let _ = self.record(Vec::new(), again).await;
         }
@@ -361,36 +350,49 @@ impl Ledger {
 /// unwritten (the store closed, its writer stopped), they count as failed:
 /// kept in memory to write again, and the store marked down.
 struct PendingRecords {
+    /// Empty once taken in.
     all: Vec<Identity>,
-    recorder: Recorder,
+    recorder: Arc<Recorder>,
     _settling: TaskTrackerToken,
 }
 
 impl PendingRecords {
     fn written(mut self, result: Result<(), StoreError>) {
-        let all = std::mem::take(&mut self.all);
-        let results = vec![result; all.len()];
-        let _ = self.recorder.recorded(all, results, 0);
+        self.take_in(result);
     }
-}
 
-impl Drop for PendingRecords {
-    fn drop(&mut self) {
+    fn take_in(&mut self, result: Result<(), StoreError>) {
         let all = std::mem::take(&mut self.all);
         if !all.is_empty() {
-            let results = vec![Err(StoreError::Closed); all.len()];
+            let results = vec![result; all.len()];
             let _ = self.recorder.recorded(all, results, 0);
         }
     }
 }
 
-/// What the ledger does once records were written: the parts of it a
-/// write that finishes elsewhere (a task, the store's writer) needs.
+impl Drop for PendingRecords {
+    fn drop(&mut self) {
+        self.take_in(Err(StoreError::Closed));
+    }
+}
+
+/// What the ledger keeps in memory, and what it does there once records
+/// were written.
+#[derive(Debug)]
 struct Recorder {
-    local: Arc<Mutex<LocalMap>>,
-    failures: Arc<Mutex<Repeated>>,
+    /// Claims, when the store is this process's alone, and accepted events
+    /// whose records are not written yet.
+    local: Mutex<LocalMap>,
+    /// Failed record writes, logged once per [`REPEAT_LOG_EVERY`] with a
+    /// count instead of one line an event.
+    failures: Mutex<Repeated>,
+    /// The store's health: a failed record write marks it down; while it
+    /// is down records are written before the answer.
     health: StoreHealth,
-    unrecorded: Arc<Mutex<VecDeque<Identity>>>,
+    /// Accepted events whose record failed, to write again (up to
+    /// [`MAX_UNRECORDED`]); memory answers for them meanwhile.
+    unrecorded: Mutex<VecDeque<Identity>>,
+    /// The store's backend, for the health's reason.
     backend: &'static str,
 }
 
@@ -621,7 +623,7 @@ mod tests {
         // The write's task never ran; it goes with the runtime.
         drop(runtime);
         assert!(health.problem().is_some(), "marked down");
-        assert_eq!(lock(&ledger.unrecorded).len(), 1, "kept to write again");
+        assert_eq!(ledger.unrecorded().len(), 1, "kept to write again");
         assert_eq!(ledger.local().get(&ids[0]), Some(&Local::Accepted));
     }
 

@@ -292,17 +292,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Backend::remember`] each of `keys` lazily, without a task or a
     /// wait: `then` is called with the outcome, one for all of them, once
     /// their write committed or failed, on the thread that wrote them (so it
-    /// must be quick and must not block). A backend that cannot hands both
-    /// back, as the default does, and [`Store`] awaits
-    /// [`Backend::remember`] for each in a task instead. If the backend
-    /// closes first, `then` may be dropped without being called.
+    /// must be quick and must not block). Called on the runtime. A backend
+    /// that cannot hands both back, as the default does, and [`Store`]
+    /// awaits [`Backend::remember`] for each in a task instead. If the
+    /// backend closes first, `then` may be dropped without being called.
     fn remember_in_background(
         &self,
         keys: Vec<String>,
-        ttl: Duration,
+        _ttl: Duration,
         then: Remembered,
     ) -> Result<(), (Vec<String>, Remembered)> {
-        let _ = ttl;
         Err((keys, then))
     }
 

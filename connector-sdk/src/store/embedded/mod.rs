@@ -435,19 +435,12 @@ impl Backend for Embedded {
         };
         match ops.try_send(op) {
             Ok(()) => {}
-            // The writer's queue is full: a task waits for room (the
-            // caller is on the runtime; outside one, this thread may wait).
-            Err(mpsc::error::TrySendError::Full(op)) => match tokio::runtime::Handle::try_current()
-            {
-                Ok(runtime) => {
-                    runtime.spawn(async move {
-                        let _ = ops.send(op).await;
-                    });
-                }
-                Err(_) => {
-                    let _ = ops.blocking_send(op);
-                }
-            },
+            // The writer's queue is full: a task waits for room.
+            Err(mpsc::error::TrySendError::Full(op)) => {
+                tokio::spawn(async move {
+                    let _ = ops.send(op).await;
+                });
+            }
             // The writer is gone: `then` is dropped with the operation,
             // uncalled (the ledger counts its records as failed).
             Err(mpsc::error::TrySendError::Closed(_)) => {}
