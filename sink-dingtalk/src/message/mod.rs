@@ -183,6 +183,8 @@ pub fn build_from_fields(
     }
     let mut bytes = serialize(&body)?;
     let msg_uuid = msg_uuid(&event.source().to_string(), event.id(), chat_group, &bytes);
+    // Kept with the body's JSON (and in it, should the text be cut below).
+    body.insert("msgUuid".into(), json!(msg_uuid));
     // Append `"msgUuid"` to the serialized object rather than serializing
     // twice: the body ends with `}` and the uuid needs no escaping.
     bytes.pop();
@@ -200,11 +202,7 @@ pub fn build_from_fields(
         };
         let original = current.strip_suffix(suffix.as_str()).unwrap_or(current);
         *current = truncate::shrink(original, &suffix, excess).ok_or(too_large)?;
-        body.insert("msgUuid".into(), json!(msg_uuid));
         bytes = serialize(&body)?;
-    }
-    if !body.contains_key("msgUuid") {
-        body.insert("msgUuid".into(), json!(msg_uuid));
     }
     Ok(Message {
         msgtype,
